@@ -323,7 +323,6 @@ class Tansu:
                 proc.kill()
                 raise ServiceError(f"the broker did not open port {self.port} in 30 s; see {self.logfile}")
             time.sleep(0.1)
-        ensure_topics(self.bootstrap, self.settings.partitions)
 
     def stop(self) -> None:
         pid = self.pid()
@@ -391,6 +390,8 @@ class LocalServices:
         from tongguan.db import upgrade
 
         upgrade(self.database_url)
+        ensure_topics(self.kafka_bootstrap, self.settings.partitions,
+                      tuple(self.settings.topic(t) for t in TOPICS))
         return started
 
     def down(self, only: list[str] | None = None) -> None:

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     dash_host: str = "127.0.0.1"
     dash_port: int = 8050
     log_level: str = "INFO"
+    # Prepended to every topic name; empty in production (the contract's names), unique per test.
+    topic_prefix: str = ""
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":
@@ -53,6 +55,15 @@ class Settings(BaseSettings):
         if self.partitions < 1:
             raise TongguanError("TONGGUAN_PARTITIONS must be at least 1")
         return self
+
+    def topic(self, name: str) -> str:
+        """Full topic name for one of ``TOPICS`` (``readings``, ``video``, ``alerts``, ``deadletter``
+        or the contract name itself)."""
+        short = {"readings": TOPICS[0], "video": TOPICS[1], "alerts": TOPICS[2], "deadletter": TOPICS[3]}
+        full = short.get(name, name)
+        if full not in TOPICS:
+            raise TongguanError(f"unknown topic {name!r}; expected one of {', '.join(TOPICS)}")
+        return self.topic_prefix + full
 
     @property
     def managed(self) -> bool:

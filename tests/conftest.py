@@ -1,0 +1,116 @@
+"""Real services for the test session: a throw-away PostgreSQL+PostGIS cluster and a Tansu
+broker on free ports, a migrated template database, and a clean database per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tongguan.db import engine_for, upgrade
+from tongguan.services import LocalServices, free_port
+from tongguan.settings import Settings
+
+TEMPLATE_DB = "tg_template"
+
+
+@pytest.fixture(scope="session")
+def services():
+    """Managed services of their own for this test session, stopped and removed afterwards."""
+    home = Path(tempfile.mkdtemp(prefix="tongguan-test-"))
+    home.chmod(0o755)  # the unprivileged PostgreSQL user must reach its data directory
+    settings = Settings(home=home, pg_port=free_port(), kafka_port=free_port(), partitions=2,
+                        database_url=None, kafka_bootstrap=None)
+    svc = LocalServices(settings)
+    svc.up()
+    try:
+        yield svc
+    finally:
+        svc.down()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _admin_engine(services) -> sa.Engine:
+    url = sa.make_url(services.database_url).set(database="postgres")
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+
+
+def _url_for(services, database: str) -> str:
+    return sa.make_url(services.database_url).set(database=database).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def template_db(services) -> str:
+    """A database migrated to head once; every test gets a copy of it (CREATE DATABASE … TEMPLATE)."""
+    admin = _admin_engine(services)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)"))
+        conn.execute(sa.text(f"CREATE DATABASE {TEMPLATE_DB}"))
+    url = _url_for(services, TEMPLATE_DB)
+    upgrade(url)
+    for seed in TEMPLATE_SEEDERS:
+        seed(url)
+    engine_for(url).dispose()  # a template must have no open connections
+    return url
+
+
+# Functions (url) -> None that put shared read-only data in the template once per session.
+TEMPLATE_SEEDERS: list = []
+
+
+@pytest.fixture
+def db_url(services, template_db) -> str:
+    """A clean, migrated database of its own for this test; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine(services)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}"))
+    url = _url_for(services, name)
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def engine(db_url) -> sa.Engine:
+    return engine_for(db_url)
+
+
+@pytest.fixture
+def settings_factory(services, db_url):
+    """Settings for this test: its own database and its own topic names on the session broker."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+
+    def make(**overrides) -> Settings:
+        values = dict(database_url=db_url, kafka_bootstrap=services.kafka_bootstrap,
+                      home=services.settings.home, partitions=2, topic_prefix=prefix)
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(settings_factory, services) -> Settings:
+    from tongguan.services import ensure_topics
+    from tongguan.settings import TOPICS
+
+    s = settings_factory()
+    ensure_topics(s.kafka_bootstrap, s.partitions, tuple(s.topic(t) for t in TOPICS))
+    return s
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_tongguan_env(monkeypatch):
+    """Tests never pick up a developer's TONGGUAN_* variables by accident."""
+    for key in list(os.environ):
+        if key.startswith("TONGGUAN_"):
+            monkeypatch.delenv(key)
