@@ -17,6 +17,7 @@ from tongguan import TongguanError
 
 COMMAND_MODULES = (
     "tongguan.commands",
+    "tongguan.bench",
     "apps.cli",
 )
 
