@@ -1,3 +1,4 @@
 """Imports every module that defines tables, so the shared metadata is complete."""
 
 import tongguan.tables  # noqa: F401
+import geo.models  # noqa: F401
