@@ -40,6 +40,7 @@ class Context:
         self._settings = settings
         self.keep_services = keep_services
         self._started: list[str] = []
+        self._ready = False
 
     @cached_property
     def settings(self):
@@ -57,7 +58,10 @@ class Context:
 
     def require(self):
         """Make sure the database and broker answer (starting managed ones); return the services."""
+        if self._ready:
+            return self.services
         started = self.services.up()
+        self._ready = True
         if started and not self.keep_services:
             logging.getLogger("tongguan").info(
                 "started %s for this command; they stop when it exits (`tongguan up` keeps them running)",

@@ -1,0 +1,67 @@
+"""Settings from the environment and the command line's one-line errors (no services needed)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tongguan import TongguanError
+from tongguan.cli import main
+from tongguan.settings import Settings, get_settings
+
+
+def test_settings_read_tongguan_prefixed_environment(monkeypatch):
+    monkeypatch.setenv("TONGGUAN_DATABASE_URL", "postgresql://u@db.example:5432/x")
+    monkeypatch.setenv("TONGGUAN_KAFKA_BOOTSTRAP", "k1:9092")
+    monkeypatch.setenv("TONGGUAN_PARTITIONS", "8")
+    s = Settings()
+    assert s.database_url == "postgresql://u@db.example:5432/x"
+    assert s.kafka_bootstrap == "k1:9092"
+    assert s.partitions == 8
+    assert not s.managed
+
+
+def test_unset_urls_mean_managed_services():
+    s = Settings(database_url=None, kafka_bootstrap=None)
+    assert s.managed
+    assert s.home.name == ".tongguan"
+
+
+def test_topic_names_follow_the_contract_with_optional_prefix():
+    assert Settings().topic("readings") == "city.iot.readings"
+    assert Settings(topic_prefix="t1.").topic("city.deadletter") == "t1.city.deadletter"
+    with pytest.raises(TongguanError, match="unknown topic"):
+        Settings().topic("nope")
+
+
+def test_default_secret_refused_outside_development():
+    with pytest.raises(TongguanError, match="TONGGUAN_SECRET_KEY must be set"):
+        Settings(env="production")
+    assert Settings(env="production", secret_key="x" * 32).env == "production"
+
+
+def test_bad_environment_value_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("TONGGUAN_PG_PORT", "not-a-port")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(TongguanError, match="TONGGUAN_PG_PORT"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("argv", [["bogus"], ["db"], ["db", "frobnicate"], ["up", "--nope"]])
+def test_bad_arguments_get_one_line_and_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err and "Traceback" not in err
+
+
+def test_bad_environment_through_the_real_command_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "tongguan.cli", "status"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "TONGGUAN_PG_PORT": "x"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("tongguan: error: bad settings: TONGGUAN_PG_PORT")
+    assert "Traceback" not in proc.stderr
