@@ -1,10 +1,5 @@
 """Administrative regions, grid cells, spatial assignment and display geometry."""
 
-from tongguan import TongguanError
-
-
-class GeoError(TongguanError):
-    """A geo operation failed; the message says how to fix it."""
-
+from geo.errors import GeoError
 
 __all__ = ["GeoError"]

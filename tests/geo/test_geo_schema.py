@@ -31,7 +31,7 @@ def test_geometry_srid(engine):
             "WHERE f_table_name IN ('regions', 'grid_cells') ORDER BY 1, 2")).all()
     assert {(r[0], r[1]): (r[2], r[3]) for r in rows} == {
         ("grid_cells", "centroid"): (4326, "POINT"),
-        ("grid_cells", "geom"): (4326, "POLYGON"),
+        ("grid_cells", "geom"): (4326, "MULTIPOLYGON"),
         ("regions", "centroid"): (4326, "POINT"),
         ("regions", "geom"): (4326, "MULTIPOLYGON"),
         ("regions", "geom_display"): (4326, "MULTIPOLYGON"),
