@@ -1,0 +1,305 @@
+"""Building blocks shared by the views: query strings, breadcrumb, KPI strip, theme selector,
+ranking, ticker, alert table, vital-sign cards, the error panel.
+
+Pure functions of data (no database): the pages call :mod:`apps.data` and hand the results here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import parse_qsl, urlencode
+
+import pandas as pd
+from dash import dcc, html
+
+from apps.catalogue import (ALL_THEMES, DEFAULT_WINDOW, LEVEL_COLOURS, LEVELS, WINDOWS, themes,
+                            theme_label)
+from apps.i18n import DEFAULT_LANG, t
+
+VIEW_PARAMS = ("theme", "window", "lang", "screen")
+DEFAULTS = {"theme": ALL_THEMES, "window": DEFAULT_WINDOW, "lang": DEFAULT_LANG, "screen": "desk"}
+
+
+def query_string(**params) -> str:
+    """The view's query string with defaults left out (short shareable links).
+
+    >>> query_string(theme="flood", window="24h", lang="zh", screen=None)
+    '?theme=flood'
+    >>> query_string(theme="all", lang="en")
+    '?lang=en'
+    >>> query_string()
+    ''
+    """
+    kept = {k: v for k, v in params.items()
+            if k in VIEW_PARAMS and v not in (None, "") and v != DEFAULTS.get(k)}
+    ordered = {k: kept[k] for k in VIEW_PARAMS if k in kept}
+    return "?" + urlencode(ordered) if ordered else ""
+
+
+def parse_search(search: str | None) -> dict:
+    """The view parameters of a location's ``search`` ("?theme=air&x=1" -> {"theme": "air"}).
+
+    >>> parse_search("?theme=air&junk=1&lang=en")
+    {'theme': 'air', 'lang': 'en'}
+    """
+    pairs = parse_qsl((search or "").lstrip("?"))
+    return {k: v for k, v in pairs if k in VIEW_PARAMS}
+
+
+def view_href(level: str, adcode: str, search: str | None = None, **override) -> str:
+    """Link to a region view that keeps the current theme/window/lang/screen.
+
+    >>> view_href("city", "440100", "?theme=air&lang=en")
+    '/city/440100?theme=air&lang=en'
+    >>> view_href("county", "440106", "?theme=air", theme="flood")
+    '/county/440106?theme=flood'
+    """
+    params = {**parse_search(search), **override}
+    return f"/{level}/{adcode}" + query_string(**params)
+
+
+def breadcrumb(tree, adcode: str, *, params: dict, lang: str) -> html.Nav:
+    """广东省 › 广州市 › 天河区 — every ancestor links to its own view (same query string)."""
+    items = []
+    path = tree.path(adcode)
+    for i, code in enumerate(path):
+        name = tree.name(code, lang=lang)
+        if i:
+            items.append(html.Span("›", className="crumb-sep"))
+        if code == adcode:
+            items.append(html.Span(name, className="crumb crumb-current", id="breadcrumb-current"))
+        else:
+            items.append(dcc.Link(name, href=f"/{tree.level(code)}/{code}" + query_string(**params),
+                                  className="crumb", id=f"crumb-{code}"))
+    return html.Nav(items, className="breadcrumb", id="breadcrumb")
+
+
+def header(tree, adcode: str, *, params: dict, lang: str, level: str) -> html.Div:
+    """Page head: breadcrumb, theme and window selectors, up-one-level, wall and language links."""
+    other = "en" if lang == "zh" else "zh"
+    here = f"/{level}/{adcode}"
+    links = [dcc.Link(t("lang.switch", lang), href=here + query_string(**{**params, "lang": other}),
+                      className="lang-switch", id="lang-switch"),
+             dcc.Link(t("nav.wall", lang), href=here + query_string(**{**params, "screen": "wall"}),
+                      className="head-link", id="wall-link"),
+             dcc.Link(t("nav.status", lang), href="/status" + query_string(lang=lang), className="head-link")]
+    parent = tree.parent(adcode)
+    if parent:
+        links.insert(0, dcc.Link("↑ " + t("nav.back", lang),
+                                 href=f"/{tree.level(parent)}/{parent}" + query_string(**params),
+                                 className="head-link", id="up-link"))
+    return html.Div([
+        breadcrumb(tree, adcode, params=params, lang=lang),
+        html.Div([theme_selector(level, params.get("theme") or ALL_THEMES, lang),
+                  window_selector(level, params.get("window") or DEFAULT_WINDOW, lang)],
+                 className="selectors"),
+        html.Div(links, className="head-links"),
+    ], className="page-head")
+
+
+def theme_selector(page: str, theme: str, lang: str) -> dcc.RadioItems:
+    options = [{"label": theme_label(ALL_THEMES, lang), "value": ALL_THEMES}]
+    options += [{"label": theme_label(k, lang), "value": k} for k in themes()]
+    return dcc.RadioItems(id=f"{page}-theme", options=options, value=theme, inline=True,
+                          className="theme-tabs", inputClassName="theme-input",
+                          labelClassName="theme-tab")
+
+
+def window_selector(page: str, window: str, lang: str) -> dcc.Dropdown:
+    return dcc.Dropdown(id=f"{page}-window", options=[{"label": t(f"window.{w}", lang), "value": w}
+                                                      for w in WINDOWS],
+                        value=window, clearable=False, searchable=False, className="window-select")
+
+
+def fmt_int(n: int | float | None) -> str:
+    """Thousands separators; "—" for missing.
+
+    >>> fmt_int(1234567), fmt_int(None)
+    ('1,234,567', '—')
+    """
+    return "—" if n is None else f"{int(n):,}"
+
+
+def kpi_values(k: dict, lang: str) -> dict[str, str]:
+    """The KPI strip's texts by element id suffix (the live callback sends only changed ones).
+
+    >>> v = kpi_values({"sensors_online": 5, "sensors_total": 8, "readings_today": 1200,
+    ...                 "video_today": 3, "alerts": {"blue": 1, "yellow": 0, "orange": 2, "red": 0},
+    ...                 "open_alerts": 3}, "zh")
+    >>> v["sensors"], v["readings"], v["alert-orange"]
+    ('5 / 8', '1,200', '2')
+    """
+    out = {"sensors": f"{fmt_int(k['sensors_online'])} / {fmt_int(k['sensors_total'])}",
+           "readings": fmt_int(k["readings_today"]), "video": fmt_int(k["video_today"]),
+           "open": fmt_int(k["open_alerts"])}
+    for lv in LEVELS:
+        out[f"alert-{lv}"] = fmt_int(k["alerts"].get(lv, 0))
+    return out
+
+
+KPI_IDS = ("sensors", "readings", "video", "open", *[f"alert-{lv}" for lv in LEVELS])
+
+
+def kpi_strip(page: str, k: dict, lang: str) -> html.Div:
+    v = kpi_values(k, lang)
+
+    def card(key, label, cls=""):
+        return html.Div([html.Div(v[key], id=f"{page}-kpi-{key}", className="kpi-value"),
+                         html.Div(label, className="kpi-label")], className="kpi " + cls)
+
+    levels = html.Div([
+        html.Div([html.Div(v[f"alert-{lv}"], id=f"{page}-kpi-alert-{lv}", className="kpi-value",
+                           style={"color": LEVEL_COLOURS[lv]}),
+                  html.Div(t(f"alert.level.{lv}", lang), className="kpi-label")], className="kpi-level")
+        for lv in reversed(LEVELS)], className="kpi-levels")
+    return html.Div([
+        card("sensors", t("kpi.sensors_online", lang)),
+        card("readings", t("kpi.readings_today", lang)),
+        card("video", t("kpi.video_today", lang)),
+        card("open", t("kpi.open_alerts", lang), "kpi-open"),
+        levels,
+    ], className="kpi-strip", id=f"{page}-kpis")
+
+
+def level_badge(level: str, lang: str) -> html.Span:
+    return html.Span(t(f"alert.level.{level}", lang), className=f"level-badge level-{level}",
+                     style={"background": LEVEL_COLOURS.get(level, "#555")})
+
+
+def ranking(page: str, state: pd.DataFrame, *, level: str, search: str, lang: str,
+            limit: int = 25) -> html.Table:
+    """Children by severity: worst level, then counts — each row links down."""
+    rows = []
+    for i, r in enumerate(state.head(limit).itertuples(), 1):
+        name = r.name_en if lang == "en" and r.name_en else r.name
+        rows.append(html.Tr([
+            html.Td(i, className="rank-no"),
+            html.Td(dcc.Link(name, href=view_href(level, r.adcode, search), id=f"{page}-rank-{r.adcode}")),
+            html.Td(level_badge(r.worst, lang)),
+            html.Td(int(r.open)),
+            *[html.Td(int(getattr(r, lv)) or "", style={"color": LEVEL_COLOURS[lv]})
+              for lv in ("red", "orange", "yellow", "blue")],
+        ]))
+    head = html.Thead(html.Tr([html.Th("#"), html.Th(t("col.region", lang)), html.Th(t("col.worst", lang)),
+                               html.Th(t("col.open", lang)),
+                               *[html.Th("●", style={"color": LEVEL_COLOURS[lv]})
+                                 for lv in ("red", "orange", "yellow", "blue")]]))
+    return html.Table([head, html.Tbody(rows)], className="grid-table ranking", id=f"{page}-ranking")
+
+
+def _when(ts) -> str:
+    if ts is None or (isinstance(ts, float) and pd.isna(ts)) or ts is pd.NaT:
+        return ""
+    ts = pd.Timestamp(ts)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("Asia/Shanghai")
+    return ts.strftime("%m-%d %H:%M:%S")
+
+
+def ticker_item(row: dict, *, search: str, lang: str) -> html.Div:
+    """One line of the live ticker; clicking opens the county view centred on the alert."""
+    kind = row.get("kind", "new")
+    title = row.get("title") or row.get("theme") or ""
+    href = view_href("county", row["adcode"], search) if row.get("adcode") else None
+    if href and row.get("id") is not None:
+        href += ("&" if "?" in href else "?") + f"alert={row['id']}"
+    body = [html.Span(_when(row.get("last_seen")), className="tick-time"),
+            level_badge(row["level"], lang),
+            html.Span(t("alert.escalated" if kind == "escalated" else "alert.new", lang),
+                      className=f"tick-kind tick-{kind}"),
+            html.Span(row.get("region_name", ""), className="tick-region"),
+            html.Span(title, className="tick-title")]
+    content = dcc.Link(body, href=href, className="tick-link") if href else html.Span(body)
+    return html.Div(content, className=f"tick tick-level-{row['level']}",
+                    id={"type": "tick", "alert": str(row.get("id"))})
+
+
+def ticker_items(df: pd.DataFrame, *, search: str, lang: str) -> list:
+    return [ticker_item(r, search=search, lang=lang) for r in df.to_dict("records")]
+
+
+def status_label(status: str, lang: str) -> str:
+    try:
+        return t(f"alert.status.{status}", lang)
+    except KeyError:
+        return status
+
+
+def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool = False,
+                 search: str = "", limit: int = 50) -> html.Div:
+    if df.empty:
+        return html.Div(t("empty.alerts", lang), className="muted empty", id=f"{page}-alerts-empty")
+    from apps.catalogue import theme_label as tl
+
+    rows = []
+    for r in df.head(limit).to_dict("records"):
+        cells = [html.Td(level_badge(r["level"], lang)),
+                 html.Td(dcc.Link(r.get("region_name", r["adcode"]),
+                                  href=view_href("county", r["adcode"], search)) if len(r["adcode"]) == 6 else r["adcode"]),
+                 html.Td(r.get("title") or ""),
+                 html.Td(tl(r["theme"], lang) if r.get("theme") else ""),
+                 html.Td(status_label(r["status"], lang), className=f"status status-{r['status']}"),
+                 html.Td(_when(r.get("last_seen")))]
+        if actions:
+            cells.append(html.Td([html.Button(t(f"action.{a}", lang), n_clicks=0,
+                                              id={"type": f"{page}-action", "action": a, "alert": str(r["id"])},
+                                              className=f"action-btn action-{a}")
+                                  for a in ("ack", "dispatch", "resolve", "close")]))
+        rows.append(html.Tr(cells, id=f"{page}-alert-row-{r['id']}"))
+    head = [t(k, lang) for k in ("col.level", "col.region", "col.title", "col.theme", "col.status", "col.time")]
+    if actions:
+        head.append(t("col.actions", lang))
+    return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
+                      className="grid-table alerts-table", id=f"{page}-alerts-table")
+
+
+def fmt_indicator(ind, value: float | None) -> str:
+    """A vital sign's value as shown: rounded, a rate as percent.
+
+    >>> from apps.catalogue import Indicator
+    >>> fmt_indicator(Indicator("r", "r", "r", "sensor_online_rate", digits=1), 0.9567)
+    '95.7'
+    >>> fmt_indicator(Indicator("p", "p", "p", "metric_mean", digits=0), None)
+    '—'
+    """
+    if value is None:
+        return "—"
+    if ind.kind == "sensor_online_rate":
+        value = value * 100
+    return f"{value:,.{ind.digits}f}"
+
+
+def vital_card(page: str, ind, v: dict, lang: str, spark: bool = True) -> html.Div:
+    from apps.maps import sparkline
+
+    status = v["status"]
+    colour = {"normal": "#3fd07a", "abnormal": "#e5242b", "unknown": "#6b7785"}[status]
+    children = [
+        html.Div(ind.label(lang), className="vital-label"),
+        html.Div([html.Span(fmt_indicator(ind, v["value"]), className="vital-value",
+                            id=f"{page}-vital-{ind.id}", style={"color": colour}),
+                  html.Span(ind.unit, className="vital-unit")]),
+        html.Div(t("vital." + status, lang) if status != "unknown" else t("empty.data", lang),
+                 className=f"vital-status vital-{status}", id=f"{page}-vital-status-{ind.id}"),
+    ]
+    if spark and v.get("spark") is not None:
+        children.append(dcc.Graph(figure=sparkline(v["spark"], colour=colour), config={"displayModeBar": False,
+                                                                                      "staticPlot": True},
+                                  className="vital-spark", id=f"{page}-spark-{ind.id}"))
+    return html.Div(children, className=f"vital vital-{status}", **{"data-status": status})
+
+
+def error_panel(message: str, lang: str) -> html.Div:
+    """What a bad link shows (unknown adcode, wrong level): one line that says how to fix it."""
+    return html.Div([html.H2("⚠"), html.P(message, className="error-message", id="error-message"),
+                     dcc.Link(t("nav.province", lang), href="/province/440000" + query_string(lang=lang))],
+                    className="page error-page")
+
+
+def clock(page: str) -> html.Div:
+    return html.Div(datetime.now().strftime("%Y-%m-%d %H:%M:%S"), id=f"{page}-clock", className="clock")
+
+
+def panel(title: str, body, *, id: str | None = None, cls: str = "") -> html.Section:
+    kw = {"id": id} if id else {}
+    return html.Section([html.H3(title, className="panel-title"), body], className="panel " + cls, **kw)
