@@ -33,7 +33,7 @@ def probe_broker(bootstrap: str) -> dict:
 
     try:
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="tongguan-status",
-                                 request_timeout_ms=5000, api_version_auto_timeout_ms=3000)
+                                 request_timeout_ms=5000)
         try:
             topics = {}
             for topic in sorted(consumer.topics()):

@@ -10,8 +10,6 @@ from dash import Input, Output, State, callback, dcc, html
 from apps.health import probe_broker, probe_database
 from apps.i18n import norm_lang, t
 
-dash.register_page(__name__, path="/status", name="status", title="统管 · 平台服务状态")
-dash.register_page("root", path="/", layout=lambda **q: layout(**q), name="home")
 
 
 def layout(lang: str | None = None, **_query):
@@ -75,3 +73,8 @@ def render(lang: str):
         html.H3(t("status.workers", lang)), worker_list,
         html.P(f"{t('status.updated', lang)} {datetime.now():%Y-%m-%d %H:%M:%S}", className="muted"),
     ]
+
+
+# Registered explicitly with their layout: pages here are imported by the frame, not discovered.
+dash.register_page(__name__, path="/status", name="status", title="统管 · 平台服务状态", layout=layout)
+dash.register_page("root", path="/", layout=layout, name="home", title="统管 · 平台服务状态")
