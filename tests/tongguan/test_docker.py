@@ -1,0 +1,51 @@
+"""docker/ cannot run here (no Docker engine): check its syntax and what it defines."""
+
+from pathlib import Path
+
+import yaml
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+
+
+def _compose():
+    return yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+
+
+def test_compose_defines_kraft_kafka_postgis_and_the_product_roles():
+    services = _compose()["services"]
+    assert {"kafka", "postgis", "migrate", "ingest", "detect", "app"} <= set(services)
+    kafka = services["kafka"]["environment"]
+    assert "controller" in kafka["KAFKA_PROCESS_ROLES"] and "KAFKA_ZOOKEEPER_CONNECT" not in kafka
+    assert services["postgis"]["image"].startswith("postgis/postgis:")
+    assert services["app"]["ports"] == ["8050:8050"]
+
+
+def test_product_services_point_at_the_compose_services_not_managed_ones():
+    services = _compose()["services"]
+    for role in ("migrate", "ingest", "detect", "app"):
+        env = services[role]["environment"]
+        assert env["TONGGUAN_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert "@postgis:5432/" in env["TONGGUAN_DATABASE_URL"]
+        assert env["TONGGUAN_ENV"] == "production" and "TONGGUAN_SECRET_KEY" in env
+        assert services[role]["build"]["dockerfile"] == "docker/Dockerfile"
+
+
+def test_commands_the_compose_file_runs_exist_in_the_cli():
+    from tongguan.cli import build_parser
+
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)
+    for role in ("migrate", "ingest", "detect", "app"):
+        cmd = _compose()["services"][role]["command"]
+        words = cmd[-1].replace("&&", " ").split() if cmd[0] == "sh" else cmd
+        for i, word in enumerate(words):
+            if word == "tongguan":
+                assert words[i + 1] in commands, f"{role} runs unknown command {words[i + 1]}"
+
+
+def test_dockerfile_installs_the_package_and_runs_the_cli():
+    text = (DOCKER / "Dockerfile").read_text()
+    assert text.startswith("#") and "FROM python:3.11" in text
+    for pkg in ("tongguan", "geo", "ingest", "analytics", "apps"):
+        assert f"COPY {pkg} ./{pkg}" in text
+    assert 'CMD ["tongguan", "serve"]' in text
