@@ -30,13 +30,28 @@ def create_app(config: AppConfig) -> dash.Dash:
     )
     app.server.config["TONGGUAN"] = config
     from apps.pages import status  # noqa: F401  (registers its page)
+    from apps.pages import city, county, province  # noqa: F401  (register their pages)
+
+    @app.server.before_request
+    def _home_is_the_province():
+        # "/" opens the province view of Guangdong (the operations centre's start screen).
+        import flask
+
+        if flask.request.path == "/":
+            query = flask.request.query_string.decode()
+            return flask.redirect(HOME + ("?" + query if query else ""), code=302)
+        return None
 
     app.layout = html.Div([
         dcc.Location(id="url", refresh="callback-nav"),
-        html.Header([html.Span("统管 tongguan", className="brand")], className="topbar"),
+        html.Header([dcc.Link("统管 tongguan", href=HOME, className="brand", id="brand")],
+                    className="topbar", id="topbar"),
         dash.page_container,
-    ])
+    ], id="frame")
     return app
+
+
+HOME = "/province/440000"
 
 
 def current_config() -> AppConfig:

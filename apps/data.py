@@ -213,8 +213,9 @@ def _alert_columns(alerts: Table) -> str:
 
 
 def alerts_list(engine, *, scope: str, theme: str = ALL_THEMES, statuses=OPEN_STATUSES,
-                window: str | None = None, limit: int = 200) -> pd.DataFrame:
-    """Alerts inside ``scope`` (newest change first), optionally by theme, status and window."""
+                window: str | None = None, limit: int = 200, newest_first_seen: bool = False) -> pd.DataFrame:
+    """Alerts inside ``scope`` (newest change first, or newest first sighting), optionally by
+    theme, status and window."""
     alerts = _table(engine, "alerts")
     if alerts is None:
         return pd.DataFrame(columns=["id", "level", "status", "adcode", "first_seen", "last_seen"])
@@ -229,7 +230,8 @@ def alerts_list(engine, *, scope: str, theme: str = ALL_THEMES, statuses=OPEN_ST
     if window:
         sql += f" AND {_q(last)} >= now() - :win"
         params["win"] = WINDOWS[window]
-    sql += f" ORDER BY {_q(last)} DESC, 1 DESC LIMIT :limit"
+    order = alerts.pick("first_seen", "created_at", "ts") if newest_first_seen else last
+    sql += f" ORDER BY {_q(order)} DESC, 1 DESC LIMIT :limit"
     params["limit"] = int(limit)
     with engine.connect() as conn:
         df = pd.DataFrame([dict(r._mapping) for r in conn.execute(sa.text(sql), params)])
@@ -262,17 +264,18 @@ def escalations_waiting(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.Da
 
 def ticker(engine, *, scope: str, theme: str = ALL_THEMES, since: datetime | None = None,
            limit: int = 20) -> pd.DataFrame:
-    """New or escalated alerts in ``scope`` changed after ``since`` (the live ticker), newest first.
+    """Alerts in ``scope`` first seen or escalated after ``since`` (the live ticker), newest first.
 
     The ``kind`` column says "new" (first seen after ``since``) or "escalated".
     """
-    df = alerts_list(engine, scope=scope, theme=theme, statuses=OPEN_STATUSES, limit=limit)
+    df = alerts_list(engine, scope=scope, theme=theme, statuses=OPEN_STATUSES, limit=limit,
+                     newest_first_seen=True)
     if df.empty:
         df["kind"] = []
         return df
     if since is not None:
         since = pd.Timestamp(since)
-        changed = df["last_seen"] > since
+        changed = df["first_seen"] > since
         if "escalated_at" in df:
             changed |= df["escalated_at"].notna() & (df["escalated_at"] > since)
         df = df[changed]
@@ -691,3 +694,24 @@ def sensor_series(engine, *, sensor_id: str, hours: int = 24, max_points: int = 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def thresholds(metric: str, adcodes: tuple[str, ...] = ()) -> dict[str, float]:
+    """Warning thresholds of a metric for the series chart: level -> value of the first
+    instantaneous (``last``) condition of the analytics rule for that metric, most specific
+    region override first. Empty when no rule watches the metric's value directly."""
+    try:
+        from analytics import load_rules
+
+        rules = load_rules()
+    except Exception:  # the series is still worth showing without its thresholds
+        return {}
+    out: dict[str, float] = {}
+    for rule in rules:
+        if rule.metric != metric:
+            continue
+        for spec in rule.levels_for(adcodes):
+            for cond in spec.conditions:
+                if cond.agg == "last" and spec.level not in out:
+                    out[spec.level] = float(cond.threshold)
+    return out

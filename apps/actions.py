@@ -1,0 +1,41 @@
+"""Alert handling from the county view (acknowledge, dispatch, resolve with note, close).
+
+The lifecycle and its rules belong to the analytics package (issue 6); the views only call it.
+Until analytics exposes a transition function the buttons answer that handling is not
+available, rather than writing to its tables behind its back.
+"""
+
+from __future__ import annotations
+
+ACTIONS = {"ack": "acknowledge", "dispatch": "dispatch", "resolve": "resolve", "close": "close"}
+
+
+def _transition_function():
+    """analytics' public transition function, when it exists."""
+    try:
+        import analytics
+    except ImportError:
+        return None
+    for name in ("transition", "transition_alert", "handle_alert"):
+        fn = getattr(analytics, name, None)
+        if callable(fn):
+            return fn
+    return None
+
+
+def available() -> bool:
+    return _transition_function() is not None
+
+
+def handle(engine, *, alert_id: str, action: str, actor: str, note: str | None = None) -> str:
+    """Apply one handling action; returns the new status. Raises the analytics error (a
+    TongguanError whose message says why) when the transition makes no sense."""
+    from apps.catalogue import AppsError
+
+    if action not in ACTIONS:
+        raise AppsError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+    fn = _transition_function()
+    if fn is None:
+        raise AppsError("alert handling is not available yet (the analytics alert lifecycle is missing)")
+    result = fn(engine, alert_id=alert_id, action=ACTIONS[action], actor=actor, note=note)
+    return getattr(result, "status", None) or (result.get("status") if isinstance(result, dict) else str(result))

@@ -1,0 +1,149 @@
+"""/county/<adcode> — the county official's map: sensors (coloured by their worst open warning,
+grey when offline), cameras, recent video events (clustered when dense), grid cells shaded by
+activity; click a sensor for its series with the warning thresholds; the county's alerts with
+their handling actions."""
+
+from __future__ import annotations
+
+import dash
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from apps import actions, data
+from apps.catalogue import AppsError, label, theme_label
+from apps.components import alerts_table, error_panel, header, kpi_strip, panel
+from apps.i18n import t
+from apps.maps import EVENT_COLOURS, county_map, series_figure
+from apps.pages.common import engine, view_params
+
+PAGE = "county"
+
+dash.register_page(__name__, path_template="/county/<adcode>", name=PAGE, title="统管 · 区县")
+
+
+def county_boundary(eng, county: str) -> dict:
+    """The county's own display boundary (from its city's map of counties)."""
+    tree = data.region_tree(eng)
+    parent = tree.parent(county)
+    gj = data.children_geojson(eng, parent)
+    return {"type": "FeatureCollection",
+            "features": [f for f in gj.get("features", []) if f["properties"]["adcode"] == county]}
+
+
+def build_map(eng, p, selected: str | None = None):
+    sensors = data.county_sensors(eng, county=p.adcode, theme=p.theme)
+    cams = data.county_cameras(eng, county=p.adcode)
+    events = data.county_events(eng, county=p.adcode, window=p.window, theme=p.theme)
+    grid = data.grid_activity(eng, county=p.adcode, window=p.window, theme=p.theme)
+    fig = county_map(county_boundary(eng, p.adcode), sensors=sensors, cameras=cams, events=events,
+                     grid=grid, lang=p.lang, selected=selected)
+    return fig, sensors, events
+
+
+def events_list(events, lang: str, limit: int = 12):
+    if events.empty:
+        return html.Div(t("empty.data", lang), className="muted empty")
+    rows = []
+    for r in events.head(limit).itertuples():
+        ts = r.ts.tz_convert("Asia/Shanghai").strftime("%m-%d %H:%M") if hasattr(r.ts, "tz_convert") else str(r.ts)
+        rows.append(html.Tr([html.Td(ts), html.Td(html.Span("●", style={"color": EVENT_COLOURS.get(r.type, "#fff")})),
+                             html.Td(label("event", r.type, lang)), html.Td(r.camera_id)]))
+    return html.Table([html.Thead(html.Tr([html.Th(t("col.time", lang)), html.Th(""),
+                                           html.Th(t("col.type", lang)), html.Th(t("legend.camera", lang))])),
+                       html.Tbody(rows)], className="grid-table events-table", id=f"{PAGE}-events")
+
+
+def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen=None, alert=None,
+           sensor=None, **_query):
+    p = view_params(adcode, theme, window, lang, screen)
+    eng = engine()
+    try:
+        data.check_region(eng, p.adcode, "county")
+    except AppsError as exc:
+        return error_panel(str(exc), p.lang)
+    tree = data.region_tree(eng)
+    kpis = data.kpis(eng, scope=p.adcode, theme=p.theme)
+    fig, sensors, events = build_map(eng, p, selected=sensor)
+    alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, window=p.window, limit=100)
+    table = alerts_table(PAGE, alerts, lang=p.lang, actions=True, search=p.search)
+    series = (series_panel(eng, sensor, p, sensors) if sensor
+              else html.Div(t("series.pick", p.lang), className="muted empty"))
+    return html.Div([
+        header(tree, p.adcode, params=p.as_dict(), lang=p.lang, level=PAGE),
+        kpi_strip(PAGE, kpis, p.lang),
+        html.Div([
+            panel(t("panel.map_county", p.lang) + " · " + theme_label(p.theme, p.lang),
+                  dcc.Graph(id=f"{PAGE}-map", figure=fig, config={"displayModeBar": False},
+                            className="region-map", style={"height": "100%"}),
+                  cls="panel-map", id=f"{PAGE}-map-panel"),
+            html.Div([
+                panel(t("panel.series", p.lang), html.Div(series, id=f"{PAGE}-series"), cls="panel-series"),
+                panel(t("panel.events", p.lang), events_list(events, p.lang), cls="panel-events"),
+            ], className="side-col"),
+        ], className="main-row"),
+        panel(t("panel.alerts", p.lang), html.Div([
+            dcc.Input(id=f"{PAGE}-note", placeholder=t("action.note", p.lang), className="note-input",
+                      debounce=False),
+            html.Div(id=f"{PAGE}-action-result", className="action-result"),
+            html.Div(table, id=f"{PAGE}-alerts"),
+        ]), cls="panel-alerts"),
+        dcc.Store(id=f"{PAGE}-params", data={"adcode": p.adcode, **p.as_dict(), "alert": alert}),
+    ], className=f"page region-page {PAGE}-page", id=f"{PAGE}-page")
+
+
+def series_panel(eng, sensor_id: str, p, sensors=None):
+    df = data.sensor_series(eng, sensor_id=sensor_id, hours=24)
+    if df.empty:
+        return html.Div([html.B(sensor_id), html.Div(t("empty.data", p.lang), className="muted")])
+    metric = df["metric"].iloc[-1]
+    th = data.thresholds(metric, tuple(data.region_tree(eng).ancestors(p.adcode)[::-1] + [p.adcode]))
+    unit = ""
+    from apps.catalogue import metric_info
+
+    unit = metric_info(metric).get("unit", "")
+    title = f"{sensor_id} · {label('metric', metric, p.lang)} ({unit})"
+    return dcc.Graph(figure=series_figure(df, thresholds=th, lang=p.lang, title=title),
+                     config={"displayModeBar": False}, id=f"{PAGE}-series-graph")
+
+
+@callback(Output(f"{PAGE}-series", "children"), Input(f"{PAGE}-map", "clickData"),
+          State(f"{PAGE}-params", "data"), prevent_initial_call=True)
+def _pick_sensor(click, params):
+    try:
+        cd = click["points"][0].get("customdata")
+    except (TypeError, KeyError, IndexError):
+        return no_update
+    if not (isinstance(cd, list) and len(cd) == 2 and cd[0] == "sensor"):
+        return no_update
+    p = view_params(params["adcode"], params["theme"], params["window"], params["lang"], params["screen"])
+    return series_panel(engine(), cd[1], p)
+
+
+@callback(Output(f"{PAGE}-action-result", "children"), Output(f"{PAGE}-alerts", "children"),
+          Input({"type": f"{PAGE}-action", "action": ALL, "alert": ALL}, "n_clicks"),
+          State(f"{PAGE}-note", "value"), State(f"{PAGE}-params", "data"), prevent_initial_call=True)
+def _act(clicks, note, params):
+    trig = ctx.triggered_id
+    if not trig or not any(clicks):
+        return no_update, no_update
+    lang = params["lang"]
+    eng = engine()
+    try:
+        actions.handle(eng, alert_id=trig["alert"], action=trig["action"], actor=f"county:{params['adcode']}",
+                       note=note)
+        msg = html.Span(t("action.done", lang, action=t(f"action.{trig['action']}", lang)), className="ok")
+    except Exception as exc:  # the lifecycle refuses nonsense transitions with a message
+        return html.Span(str(exc), className="error"), no_update
+    p = view_params(params["adcode"], params["theme"], params["window"], lang, params["screen"])
+    alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, window=p.window, limit=100)
+    return msg, alerts_table(PAGE, alerts, lang=lang, actions=True, search=p.search)
+
+
+@callback(Output("url", "href", allow_duplicate=True),
+          Input(f"{PAGE}-theme", "value"), Input(f"{PAGE}-window", "value"),
+          State(f"{PAGE}-params", "data"), prevent_initial_call=True)
+def _relink(theme, window, params):
+    from apps.components import query_string, view_href
+
+    if theme == params.get("theme") and window == params.get("window"):
+        return no_update
+    return view_href(PAGE, params["adcode"], query_string(**params), theme=theme, window=window)

@@ -1,0 +1,100 @@
+"""/province/<adcode> — 粤治慧: the state of every city at a glance (map coloured by the worst open
+warning of the selected theme, KPI strip, ranking, 24 h trend, live ticker). Click a city to
+open its view."""
+
+from __future__ import annotations
+
+import dash
+from dash import dcc, html
+
+from apps import data
+from apps.catalogue import AppsError, theme_label
+from apps.components import (alerts_table, clock, error_panel, header, kpi_strip, panel, ranking,
+                             ticker_items)
+from apps.i18n import t
+from apps.maps import region_map, trend_figure
+from apps.pages.common import (empty_note, engine, register_region_callbacks, stores, view_params,
+                               wall_clock_callback)
+
+PAGE = "province"
+
+dash.register_page(__name__, path_template="/province/<adcode>", name=PAGE,
+                   title="统管 · 全省态势")
+
+
+def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen=None, **_query):
+    p = view_params(adcode, theme, window, lang, screen)
+    eng = engine()
+    try:
+        data.check_region(eng, p.adcode, "province")
+    except AppsError as exc:
+        return error_panel(str(exc), p.lang)
+    tree = data.region_tree(eng)
+    state = data.region_state(eng, scope=p.adcode, theme=p.theme)
+    kpis = data.kpis(eng, scope=p.adcode, theme=p.theme)
+    trend = data.trend(eng, scope=p.adcode, theme=p.theme)
+    tick = data.ticker(eng, scope=p.adcode, theme=p.theme, limit=30)
+    geojson = data.children_geojson(eng, p.adcode)
+    codes = [f["properties"]["adcode"] for f in geojson.get("features", [])]
+
+    map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang),
+                          config={"displayModeBar": False, "scrollZoom": False},
+                          className="region-map", style={"height": "100%"})
+    ticker = html.Div(ticker_items(tick, search=p.search, lang=p.lang), id=f"{PAGE}-ticker",
+                      className="ticker")
+    rank = ranking(PAGE, state, level="city", search=p.search, lang=p.lang)
+    trend_graph = dcc.Graph(id=f"{PAGE}-trend", figure=trend_figure(trend, lang=p.lang,
+                                                                   height=300 if p.wall else 220),
+                            config={"displayModeBar": False})
+    live = stores(PAGE, p, kpis=kpis, state=state, ticker=tick, codes=codes)
+    title = f"{tree.name(p.adcode, lang=p.lang)} · {theme_label(p.theme, p.lang)}"
+
+    if p.wall:
+        return wall_layout(p, tree, title=title, kpis=kpis, map_graph=map_graph, ticker=ticker,
+                           rank=rank, trend_graph=trend_graph, live=live,
+                           alerts=data.alerts_list(eng, scope=p.adcode, theme=p.theme, limit=12))
+    return html.Div([
+        header(tree, p.adcode, params=p.as_dict(), lang=p.lang, level=PAGE),
+        kpi_strip(PAGE, kpis, p.lang),
+        html.Div([
+            panel(t("panel.map_province", p.lang) + " · " + theme_label(p.theme, p.lang),
+                  map_graph, cls="panel-map", id=f"{PAGE}-map-panel"),
+            html.Div([
+                panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker"),
+                panel(t("panel.ranking", p.lang), rank, cls="panel-ranking"),
+            ], className="side-col"),
+        ], className="main-row"),
+        panel(t("panel.trend", p.lang), trend_graph, cls="panel-trend"),
+        *live,
+    ], className=f"page region-page {PAGE}-page", id=f"{PAGE}-page")
+
+
+def wall_layout(p, tree, *, title, kpis, map_graph, ticker, rank, trend_graph, live, alerts):
+    """1920×1080, dark, no scrolling: KPIs on top, the map in the centre, panels around it."""
+    return html.Div([
+        html.Div([html.Div(t("wall.title", p.lang), className="wall-title"),
+                  html.Div(title, className="wall-subtitle"),
+                  clock(PAGE), dcc.Interval(id=f"{PAGE}-clock-tick", interval=1000)],
+                 className="wall-head"),
+        kpi_strip(PAGE, kpis, p.lang),
+        html.Div([
+            html.Div([panel(t("panel.ranking", p.lang), rank, cls="panel-ranking")], className="wall-left"),
+            html.Div([map_graph], className="wall-centre"),
+            html.Div([panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker")], className="wall-right"),
+        ], className="wall-main"),
+        html.Div([panel(t("panel.trend", p.lang), trend_graph, cls="panel-trend"),
+                  panel(t("panel.alerts", p.lang),
+                        alerts_table(PAGE, alerts, lang=p.lang, search=p.search, limit=8)
+                        if not alerts.empty else empty_note(t("empty.alerts", p.lang)),
+                        cls="panel-alerts")],
+                 className="wall-bottom"),
+        # The wall has no selectors; hidden ones keep the shared callbacks' inputs present.
+        html.Div([dcc.RadioItems(id=f"{PAGE}-theme", value=p.theme, options=[p.theme]),
+                  dcc.Dropdown(id=f"{PAGE}-window", value=p.window, options=[p.window])],
+                 style={"display": "none"}),
+        *live,
+    ], className=f"wall wall-{PAGE}", id=f"{PAGE}-page")
+
+
+register_region_callbacks(PAGE, child_level="city")
+wall_clock_callback(PAGE)
