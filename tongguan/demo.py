@@ -1,19 +1,88 @@
-"""``tongguan demo``: bring up everything and run the product in the foreground."""
+"""``tongguan demo``: bring up everything and run the product in the foreground.
+
+Order: services and migrations → regions (loaded once, kept across runs) → the workers as child
+processes (store, detect, …) → the simulator → the Dash server. Ctrl-C stops the children and the
+services this command started; `tongguan up` beforehand keeps the services running afterwards.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import sqlalchemy as sa
 
 log = logging.getLogger("tongguan.demo")
+
+# One-off setup steps: (command words, SQL that returns true when the step is already done).
+SETUP_STEPS = (
+    (["geo", "load"], "SELECT count(*) > 0 FROM regions WHERE level = 'county'"),
+    (["geo", "grid", "--size", "1km", "--county", "440106", "440104", "440105", "440103", "440111"],
+     "SELECT count(*) > 0 FROM grid_cells"),
+)
+# Long-running children, in start order.
+WORKERS = (
+    ["ingest"],
+    ["detect"],
+    ["notify"],
+    ["simulate", "--rate", "300", "--duration", "0", "--seed", "7"],
+)
+
+
+def _available(words: list[str]) -> bool:
+    """A step runs only when its command exists in this build of the command line."""
+    from tongguan.cli import build_parser
+
+    action = build_parser()._subparsers._group_actions[0]
+    return words[0] in action.choices
+
+
+def _already_done(engine, check_sql: str) -> bool:
+    try:
+        with engine.connect() as conn:
+            return bool(conn.execute(sa.text(check_sql)).scalar())
+    except sa.exc.ProgrammingError:
+        return False
 
 
 def run_demo(ctx, port: int | None = None) -> int:
     services = ctx.require()
     port = port or ctx.settings.dash_port
-    log.info("services: postgres %s, broker %s", services.database_url.split("@")[-1],
-             services.kafka_bootstrap)
-    print(f"\n  tongguan demo — open http://{ctx.settings.dash_host}:{port}/  (Ctrl-C stops)\n", flush=True)
-    from apps.cli import serve
+    env = {**os.environ, "TONGGUAN_DATABASE_URL": services.database_url,
+           "TONGGUAN_KAFKA_BOOTSTRAP": services.kafka_bootstrap}
+    tongguan = [sys.executable, "-m", "tongguan.cli"]
 
-    serve(ctx, port=port)
+    for words, check_sql in SETUP_STEPS:
+        if not _available(words):
+            continue
+        if _already_done(ctx.engine, check_sql):
+            log.info("skip `tongguan %s`: already done", " ".join(words))
+            continue
+        log.info("running `tongguan %s`", " ".join(words))
+        subprocess.run([*tongguan, *words], env=env, check=True)
+
+    children: list[subprocess.Popen] = []
+    try:
+        for words in WORKERS:
+            if _available(words):
+                log.info("starting `tongguan %s`", " ".join(words))
+                children.append(subprocess.Popen([*tongguan, *words], env=env))
+        print(f"\n  tongguan demo — open http://{ctx.settings.dash_host}:{port}/  (Ctrl-C stops)\n",
+              flush=True)
+        from apps.cli import serve
+
+        serve(ctx, port=port)
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 15
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
     return 0
