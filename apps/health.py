@@ -32,7 +32,7 @@ def probe_broker(bootstrap: str) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
     try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="tongguan-status",
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="tongguan-status", enable_auto_commit=False,
                                  request_timeout_ms=5000)
         try:
             topics = {}
