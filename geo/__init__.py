@@ -1,5 +1,19 @@
-"""Administrative regions, grid cells, spatial assignment and display geometry."""
+"""Administrative regions, grid cells, spatial assignment and display geometry.
+
+Public surface (the contract with ingest, analytics and apps)::
+
+    load_regions(engine, provinces=("440000", "350000"), progress=True) -> dict
+    generate_grid(engine, size_m=1000, provinces=None) -> int
+    RegionTree.from_db(engine)      # cached; pure navigation afterwards
+    RegionIndex.from_db(engine)     # build once, then index.assign(lon, lat) -> Assignment
+    display_geojson(engine, parent_adcode) -> dict
+"""
 
 from geo.errors import GeoError
+from geo.grid import generate_grid, parse_size
+from geo.index import Assignment, RegionIndex
+from geo.regions import load_regions
+from geo.tree import RegionInfo, RegionTree
 
-__all__ = ["GeoError"]
+__all__ = ["GeoError", "load_regions", "generate_grid", "parse_size", "RegionTree", "RegionInfo",
+           "RegionIndex", "Assignment"]
