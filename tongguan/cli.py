@@ -18,7 +18,10 @@ from tongguan import TongguanError
 COMMAND_MODULES = (
     "tongguan.commands",
     "tongguan.bench",
+    "geo.cli",
     "apps.cli",
+    "ingest.cli",
+    "analytics.cli",
 )
 
 
