@@ -129,12 +129,47 @@ _geojson_cache: dict[tuple[str, str], dict] = {}
 
 def children_geojson(engine, parent: str) -> dict:
     """Display boundaries of the parent's children (simplified per level by geo), cached."""
-    from geo import display_geojson
-
     key = (engine.url.render_as_string(hide_password=False), parent)
     if key not in _geojson_cache:
-        _geojson_cache[key] = display_geojson(engine, parent)
+        try:
+            from geo import display_geojson
+        except ImportError:  # geo without its display module: read the display geometry directly
+            display_geojson = _display_geojson_fallback
+        _geojson_cache[key] = plotly_orientation(display_geojson(engine, parent))
     return _geojson_cache[key]
+
+
+def plotly_orientation(fc: dict) -> dict:
+    """The same FeatureCollection with clockwise exterior rings.
+
+    plotly's geo maps (d3-geo, spherical) read a counter-clockwise ring — the GeoJSON standard's
+    orientation — as "everything except this polygon" and paint the whole map; clockwise
+    exteriors are what d3 expects.
+    """
+    import shapely
+    from shapely.geometry import mapping, shape
+
+    out = []
+    for f in fc.get("features", []):
+        geom = f.get("geometry")
+        if geom:
+            geom = mapping(shapely.orient_polygons(shape(geom), exterior_cw=True))
+        out.append({**f, "geometry": geom})
+    return {**fc, "features": out}
+
+
+def _display_geojson_fallback(engine, parent: str) -> dict:
+    import json
+
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT adcode, name, name_en, level, ST_AsGeoJSON(COALESCE(geom_display, "
+            "ST_SimplifyPreserveTopology(geom, 0.005)), 4) FROM regions WHERE parent = :p ORDER BY adcode"),
+            {"p": parent}).all()
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": a.strip(), "geometry": json.loads(g),
+         "properties": {"adcode": a.strip(), "name": n, "name_en": ne, "level": lv}}
+        for a, n, ne, lv, g in rows]}
 
 
 # --------------------------------------------------------------------------- alerts
@@ -667,7 +702,7 @@ def grid_activity(engine, *, county: str, window: str = "24h", theme: str = ALL_
         params["types"] = theme_event_types(theme) or ["-"]
     sql = (f"WITH a AS (SELECT grid_id, count(*) AS n FROM video_events WHERE {_q(col)} = :c "
            f"AND {_q(ts)} >= now() - :win AND grid_id IS NOT NULL AND grid_id <> ''{theme_sql} GROUP BY grid_id) "
-           "SELECT a.grid_id, a.n, ST_AsGeoJSON(g.geom, 5) FROM a JOIN grid_cells g USING (grid_id)")
+           "SELECT a.grid_id, a.n, ST_AsGeoJSON(ST_ForcePolygonCW(g.geom), 5) FROM a JOIN grid_cells g USING (grid_id)")
     import json
 
     with engine.connect() as conn:

@@ -16,6 +16,9 @@ import plotly.graph_objects as go
 from apps.catalogue import LEVEL_COLOURS, LEVEL_RANK
 from apps.i18n import t
 
+# plotly.js fetches a world topojson for every geo plot, even with the base layers hidden;
+# these empty ones are served by the app (apps/assets/topojson), so no request leaves the intranet.
+MAP_CONFIG = {"displayModeBar": False, "scrollZoom": False, "topojsonURL": "/assets/topojson/"}
 BG = "rgba(0,0,0,0)"
 FG = "#e6eef8"
 GRID = "#23406b"

@@ -14,13 +14,12 @@ from apps.components import (alerts_table, clock, error_panel, fmt_indicator, he
                              panel, ranking, ticker_items, vital_card)
 from apps.i18n import t
 from apps.live import changed_values
-from apps.maps import region_map, trend_figure
+from apps.maps import MAP_CONFIG, region_map, trend_figure
 from apps.pages.common import (empty_note, engine, register_region_callbacks, stores, view_params,
                                wall_clock_callback)
 
 PAGE = "city"
 
-dash.register_page(__name__, path_template="/city/<adcode>", name=PAGE, title="统管 · 城市运行")
 
 
 def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen=None, **_query):
@@ -42,7 +41,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     escalations = data.escalations_waiting(eng, scope=p.adcode, theme=p.theme)
 
     map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang),
-                          config={"displayModeBar": False, "scrollZoom": False},
+                          config=MAP_CONFIG, responsive=True,
                           className="region-map", style={"height": "100%"})
     vitals_panel = html.Div([vital_card(PAGE, ind, v, p.lang) for ind, v in zip(inds, vit)],
                             className="vitals", id=f"{PAGE}-vitals")
@@ -118,3 +117,7 @@ def _live_vitals(n, params, shown):
     now = {ind.id: fmt_indicator(ind, v["value"]) for ind, v in zip(inds, vit)}
     diff = changed_values(shown, now)
     return [diff.get(ind.id, no_update) for ind in inds] + [now if diff else no_update]
+
+
+# Registered with its layout: the frame imports the pages explicitly (no folder discovery).
+dash.register_page(__name__, path_template="/city/<adcode>", name=PAGE, title="统管 · 城市运行", layout=layout)

@@ -12,12 +12,11 @@ from apps import actions, data
 from apps.catalogue import AppsError, label, theme_label
 from apps.components import alerts_table, error_panel, header, kpi_strip, panel
 from apps.i18n import t
-from apps.maps import EVENT_COLOURS, county_map, series_figure
+from apps.maps import MAP_CONFIG, EVENT_COLOURS, county_map, series_figure
 from apps.pages.common import engine, view_params
 
 PAGE = "county"
 
-dash.register_page(__name__, path_template="/county/<adcode>", name=PAGE, title="统管 · 区县")
 
 
 def county_boundary(eng, county: str) -> dict:
@@ -72,7 +71,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         kpi_strip(PAGE, kpis, p.lang),
         html.Div([
             panel(t("panel.map_county", p.lang) + " · " + theme_label(p.theme, p.lang),
-                  dcc.Graph(id=f"{PAGE}-map", figure=fig, config={"displayModeBar": False},
+                  dcc.Graph(id=f"{PAGE}-map", figure=fig, config=MAP_CONFIG, responsive=True,
                             className="region-map", style={"height": "100%"}),
                   cls="panel-map", id=f"{PAGE}-map-panel"),
             html.Div([
@@ -147,3 +146,7 @@ def _relink(theme, window, params):
     if theme == params.get("theme") and window == params.get("window"):
         return no_update
     return view_href(PAGE, params["adcode"], query_string(**params), theme=theme, window=window)
+
+
+# Registered with its layout: the frame imports the pages explicitly (no folder discovery).
+dash.register_page(__name__, path_template="/county/<adcode>", name=PAGE, title="统管 · 区县", layout=layout)

@@ -12,14 +12,12 @@ from apps.catalogue import AppsError, theme_label
 from apps.components import (alerts_table, clock, error_panel, header, kpi_strip, panel, ranking,
                              ticker_items)
 from apps.i18n import t
-from apps.maps import region_map, trend_figure
+from apps.maps import MAP_CONFIG, region_map, trend_figure
 from apps.pages.common import (empty_note, engine, register_region_callbacks, stores, view_params,
                                wall_clock_callback)
 
 PAGE = "province"
 
-dash.register_page(__name__, path_template="/province/<adcode>", name=PAGE,
-                   title="统管 · 全省态势")
 
 
 def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen=None, **_query):
@@ -38,7 +36,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     codes = [f["properties"]["adcode"] for f in geojson.get("features", [])]
 
     map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang),
-                          config={"displayModeBar": False, "scrollZoom": False},
+                          config=MAP_CONFIG, responsive=True,
                           className="region-map", style={"height": "100%"})
     ticker = html.Div(ticker_items(tick, search=p.search, lang=p.lang), id=f"{PAGE}-ticker",
                       className="ticker")
@@ -98,3 +96,7 @@ def wall_layout(p, tree, *, title, kpis, map_graph, ticker, rank, trend_graph, l
 
 register_region_callbacks(PAGE, child_level="city")
 wall_clock_callback(PAGE)
+
+
+# Registered with its layout: the frame imports the pages explicitly (no folder discovery).
+dash.register_page(__name__, path_template="/province/<adcode>", name=PAGE, title="统管 · 全省态势", layout=layout)
