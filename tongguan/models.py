@@ -4,3 +4,4 @@ import tongguan.tables  # noqa: F401
 import geo.models  # noqa: F401
 import ingest.models  # noqa: F401
 import analytics.models  # noqa: F401
+import analytics.alerting_models  # noqa: F401
