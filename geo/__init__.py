@@ -9,6 +9,7 @@ Public surface (the contract with ingest, analytics and apps)::
     display_geojson(engine, parent_adcode) -> dict
 """
 
+from geo.display import display_geojson
 from geo.errors import GeoError
 from geo.grid import generate_grid, parse_size
 from geo.index import Assignment, RegionIndex
@@ -16,4 +17,4 @@ from geo.regions import load_regions
 from geo.tree import RegionInfo, RegionTree
 
 __all__ = ["GeoError", "load_regions", "generate_grid", "parse_size", "RegionTree", "RegionInfo",
-           "RegionIndex", "Assignment"]
+           "RegionIndex", "Assignment", "display_geojson"]

@@ -62,6 +62,22 @@ def template_db(services) -> str:
 # Functions (url) -> None that put shared read-only data in the template once per session.
 TEMPLATE_SEEDERS: list = []
 
+# Central Guangzhou districts that get a 1 km grid in every test database:
+# 越秀 Yuexiu, 海珠 Haizhu (Canton Tower), 荔湾 Liwan, 天河 Tianhe.
+GEO_GRID_COUNTIES = ("440103", "440104", "440105", "440106")
+
+
+def _seed_geo(url: str) -> None:
+    """Real regions of Guangdong and Fujian (province, cities, counties) and a small grid."""
+    from geo import generate_grid, load_regions
+
+    eng = engine_for(url)
+    load_regions(eng, ("440000", "350000"), progress=False)
+    generate_grid(eng, 1000, counties=GEO_GRID_COUNTIES)
+
+
+TEMPLATE_SEEDERS.append(_seed_geo)
+
 
 @pytest.fixture
 def db_url(services, template_db) -> str:
