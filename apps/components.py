@@ -207,7 +207,7 @@ def ticker_item(row: dict, *, search: str, lang: str) -> html.Div:
             level_badge(row["level"], lang),
             html.Span(t("alert.escalated" if kind == "escalated" else "alert.new", lang),
                       className=f"tick-kind tick-{kind}"),
-            html.Span(row.get("region_name", ""), className="tick-region"),
+            html.Span(row.get("region_name_en" if lang == "en" else "region_name", ""), className="tick-region"),
             html.Span(title, className="tick-title")]
     content = dcc.Link(body, href=href, className="tick-link") if href else html.Span(body)
     return html.Div(content, className=f"tick tick-level-{row['level']}",
@@ -234,7 +234,7 @@ def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool = Fals
     rows = []
     for r in df.head(limit).to_dict("records"):
         cells = [html.Td(level_badge(r["level"], lang)),
-                 html.Td(dcc.Link(r.get("region_name", r["adcode"]),
+                 html.Td(dcc.Link(r.get("region_name_en" if lang == "en" else "region_name", r["adcode"]),
                                   href=view_href("county", r["adcode"], search)) if len(r["adcode"]) == 6 else r["adcode"]),
                  html.Td(r.get("title") or ""),
                  html.Td(tl(r["theme"], lang) if r.get("theme") else ""),

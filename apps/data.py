@@ -227,53 +227,70 @@ def region_state(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.DataFrame
                           ascending=[False, False, False, False, False, True]).reset_index(drop=True)
 
 
-def _alert_columns(alerts: Table) -> str:
+def _alert_columns(alerts: Table, handling: Table | None) -> str:
+    """SELECT list over ``alerts a`` (and ``alert_handling h`` when present)."""
     region_col = alerts.pick("adcode", "region", "county")
     first = alerts.pick("first_seen", "created_at", "ts")
     last = alerts.pick("last_seen", "updated_at", first)
-    cols = [f"{_q(alerts.pick('id', 'alert_id'))} AS id", "level", "status",
-            f"{_q(region_col)} AS adcode", f"{_q(first)} AS first_seen", f"{_q(last)} AS last_seen"]
-    for opt in ("theme", "title", "detail", "source", "count", "city", "province"):
+    cols = [f"a.{_q(alerts.pick('id', 'alert_id'))} AS id", "a.level", "a.status",
+            f"a.{_q(region_col)} AS adcode", f"a.{_q(first)} AS first_seen", f"a.{_q(last)} AS last_seen"]
+    for opt in ("theme", "title", "source", "count", "city", "province", "subject", "sensor_id"):
         if opt in alerts.cols:
-            cols.append(_q(opt))
-    for opt, names in (("escalated_to", ("escalated_to", "escalated_region", "owner_adcode")),
-                       ("escalated_at", ("escalated_at",)), ("updated_at", ("updated_at",)),
-                       ("lon", ("lon",)), ("lat", ("lat",)), ("geom", ("geom",))):
-        c = alerts.pick(*names)
-        if c == "geom":
-            cols += ["ST_X(ST_PointOnSurface(geom)) AS lon", "ST_Y(ST_PointOnSurface(geom)) AS lat"]
-        elif c:
-            cols.append(f"{_q(c)} AS {opt}")
-    return ", ".join(dict.fromkeys(cols))
+            cols.append(f"a.{_q(opt)}")
+    if "geom" in alerts.cols:
+        cols += ["ST_X(ST_PointOnSurface(a.geom)) AS lon", "ST_Y(ST_PointOnSurface(a.geom)) AS lat"]
+    if handling is not None:
+        cols += ["h.visible_at AS escalated_to", "h.escalated_at", "h.owner_region", "h.overdue_at",
+                 "h.assigned_region"]
+    return ", ".join(cols)
+
+
+def _alerts_from(engine) -> tuple[Table | None, Table | None, str]:
+    alerts = _table(engine, "alerts")
+    handling = _table(engine, "alert_handling")
+    if handling is not None and not {"alert_id", "visible_at", "escalated_at"} <= handling.cols:
+        handling = None
+    sql = "alerts a" + (" LEFT JOIN alert_handling h ON h.alert_id = a.id" if handling is not None else "")
+    return alerts, handling, sql
 
 
 def alerts_list(engine, *, scope: str, theme: str = ALL_THEMES, statuses=OPEN_STATUSES,
-                window: str | None = None, limit: int = 200, newest_first_seen: bool = False) -> pd.DataFrame:
+                window: str | None = None, limit: int = 200, newest_first_seen: bool = False,
+                escalated_to: str | None = None) -> pd.DataFrame:
     """Alerts inside ``scope`` (newest change first, or newest first sighting), optionally by
-    theme, status and window."""
-    alerts = _table(engine, "alerts")
+    theme, status and window; ``escalated_to`` keeps those escalated to that region."""
+    alerts, handling, from_sql = _alerts_from(engine)
+    empty = pd.DataFrame(columns=["id", "level", "status", "adcode", "first_seen", "last_seen"])
     if alerts is None:
-        return pd.DataFrame(columns=["id", "level", "status", "adcode", "first_seen", "last_seen"])
+        return empty
     tree = region_tree(engine)
     where, params = _alert_scope_sql(alerts, tree, scope)
-    sql = f"SELECT {_alert_columns(alerts)} FROM alerts WHERE {where}"
-    sql += _theme_sql(alerts, theme, params)
+    sql = f"SELECT {_alert_columns(alerts, handling)} FROM {from_sql} WHERE a.{where}"
+    if theme != ALL_THEMES:
+        sql += " AND a.theme = :theme"
+        params["theme"] = theme
     if statuses:
-        sql += " AND status = ANY(:statuses)"
+        sql += " AND a.status = ANY(:statuses)"
         params["statuses"] = list(statuses)
+    if escalated_to is not None:
+        if handling is None:
+            return empty
+        sql += " AND h.visible_at = :esc AND h.escalated_at IS NOT NULL"
+        params["esc"] = escalated_to
     last = alerts.pick("last_seen", "updated_at", "first_seen", "created_at")
     if window:
-        sql += f" AND {_q(last)} >= now() - :win"
+        sql += f" AND a.{_q(last)} >= now() - :win"
         params["win"] = WINDOWS[window]
     order = alerts.pick("first_seen", "created_at", "ts") if newest_first_seen else last
-    sql += f" ORDER BY {_q(order)} DESC, 1 DESC LIMIT :limit"
+    sql += f" ORDER BY a.{_q(order)} DESC, 1 DESC LIMIT :limit"
     params["limit"] = int(limit)
     with engine.connect() as conn:
         df = pd.DataFrame([dict(r._mapping) for r in conn.execute(sa.text(sql), params)])
     if df.empty:
-        return pd.DataFrame(columns=["id", "level", "status", "adcode", "first_seen", "last_seen"])
+        return empty
     df["adcode"] = df["adcode"].astype(str).str.strip()
     df["region_name"] = [_safe_name(tree, a) for a in df["adcode"]]
+    df["region_name_en"] = [_safe_name(tree, a, "en") for a in df["adcode"]]
     df["level_rank"] = df["level"].map(LEVEL_RANK).fillna(0).astype(int)
     return df
 
@@ -286,15 +303,8 @@ def _safe_name(tree, adcode: str, lang: str = "zh") -> str:
 
 
 def escalations_waiting(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.DataFrame:
-    """Open alerts escalated to ``scope``'s level and not yet handled there."""
-    alerts = _table(engine, "alerts")
-    col = alerts.pick("escalated_to", "escalated_region", "owner_adcode") if alerts else None
-    if col is None:
-        return pd.DataFrame(columns=["id", "level", "status", "adcode"])
-    df = alerts_list(engine, scope=scope, theme=theme, statuses=("open",))
-    if df.empty or "escalated_to" not in df:
-        return df.iloc[0:0]
-    return df[df["escalated_to"].astype(str).str.strip() == scope].reset_index(drop=True)
+    """Alerts escalated to ``scope`` (visible at its level) and not yet acknowledged there."""
+    return alerts_list(engine, scope=scope, theme=theme, statuses=("open",), escalated_to=scope)
 
 
 def ticker(engine, *, scope: str, theme: str = ALL_THEMES, since: datetime | None = None,
@@ -637,14 +647,12 @@ def county_sensors(engine, *, county: str, theme: str = ALL_THEMES) -> pd.DataFr
         return pd.DataFrame(columns=cols)
     df["level"] = "none"
     alerts = alerts_list(engine, scope=county, theme=theme)
-    sensor_col = _table(engine, "alerts").pick("sensor_id", "subject", "entity_id")
-    if not alerts.empty and sensor_col:
-        with engine.connect() as conn:
-            per = conn.execute(sa.text(
-                f"SELECT {_q(sensor_col)}, level FROM alerts WHERE id = ANY(:ids)"),
-                {"ids": alerts["id"].tolist()}).all()
+    subject = "subject" if "subject" in alerts else ("sensor_id" if "sensor_id" in alerts else None)
+    if not alerts.empty and subject:
         worst: dict[str, str] = {}
-        for sid, lv in per:
+        for subj, lv in zip(alerts[subject], alerts["level"]):
+            sid = str(subj or "")
+            sid = sid[len("sensor:"):] if sid.startswith("sensor:") else sid
             worst[sid] = worst_level([worst.get(sid, "none"), lv])
         df["level"] = df["sensor_id"].map(worst).fillna("none")
     return df

@@ -89,7 +89,7 @@ def seed(engine: sa.Engine, spec: SampleSpec | None = None) -> dict:
         counts.update(_events(conn, rng, counties, event_types, cat, now, spec))
         counts["readings"] = _series(conn, now, spec)
         if "alerts" in present:
-            counts["alerts"] = _alerts(conn, rng, counties, now, spec)
+            counts["alerts"] = _alerts(conn, rng, counties, now, spec, present)
     return counts
 
 
@@ -198,7 +198,7 @@ TITLES = {"flood": ("道路积水预警", "Road ponding warning"), "air": ("空�
           "citymgmt": ("城市管理事件", "City management event")}
 
 
-def _alerts(conn, rng, counties, now, spec) -> int:
+def _alerts(conn, rng, counties, now, spec, present=frozenset()) -> int:
     """Open and handled alerts, concentrated in a few cities (a storm over Guangzhou)."""
     cols = {r[0] for r in conn.execute(sa.text(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'alerts'"))}
@@ -220,7 +220,9 @@ def _alerts(conn, rng, counties, now, spec) -> int:
                "province": spec.province, "first_seen": first,
                "last_seen": min(now, first + timedelta(minutes=float(rng.uniform(0, 90)))),
                "count": int(rng.integers(1, 20)), "status": statuses[int(rng.integers(len(statuses)))],
-               "sensor_id": sensor[0] if sensor else None, "lon": sensor[1] if sensor else 113.3,
+               "sensor_id": sensor[0] if sensor else None, "dedupe_key": f"sample-{spec.seed}-{i:04d}",
+               "subject": f"sensor:{sensor[0]}" if sensor else f"region:{county}",
+               "lon": sensor[1] if sensor else 113.3,
                "lat": sensor[2] if sensor else 23.1}
         use = [c for c in row if c in cols]
         values = ", ".join(f":{c}" for c in use)
@@ -229,4 +231,14 @@ def _alerts(conn, rng, counties, now, spec) -> int:
             values += ", ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
         conn.execute(sa.text(f"INSERT INTO alerts ({', '.join(use)}) VALUES ({values}) ON CONFLICT DO NOTHING"), row)
         n += 1
+        # Red and some orange open alerts are escalated to the city (the escalation rule's effect).
+        if ("alert_handling" in present and row["status"] == "open"
+                and (level == "red" or (level == "orange" and i % 2 == 0))):
+            conn.execute(sa.text(
+                "INSERT INTO alert_handling (alert_id, owner_region, visible_at, escalated_at, escalation_reason) "
+                "VALUES (:id, :county, :city, :at, :why) ON CONFLICT (alert_id) DO UPDATE SET "
+                "visible_at = EXCLUDED.visible_at, escalated_at = EXCLUDED.escalated_at, "
+                "escalation_reason = EXCLUDED.escalation_reason"),
+                {"id": row["id"], "county": county, "city": city, "why": f"sample: {level}",
+                 "at": row["first_seen"] + timedelta(minutes=10)})
     return n

@@ -1,0 +1,122 @@
+"""Pure functions of the views: configuration, query strings, live diffs, figures."""
+
+import doctest
+import json
+
+import pandas as pd
+import pytest
+
+import apps.catalogue
+import apps.components
+import apps.i18n
+import apps.live
+import apps.maps
+from apps.catalogue import AppsError, indicators, parse_indicators, worst_level
+from apps.components import parse_search, query_string, view_href
+from apps.live import changed_values, map_levels, newest_change
+from apps.maps import aggregate_points, level_z, region_map
+
+
+@pytest.mark.parametrize("module", [apps.catalogue, apps.components, apps.i18n, apps.live, apps.maps])
+def test_doctests(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_indicator_catalogue_loads_and_names_real_metrics():
+    inds = indicators()
+    ids = [i.id for i in inds]
+    assert len(ids) == len(set(ids)) >= 6
+    assert {"pm25", "traffic_speed", "online_rate", "open_alerts"} <= set(ids)
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({}, "non-empty list"),
+    ({"indicators": [{"id": "x", "label_zh": "x", "label_en": "x", "kind": "nope"}]}, "kind 'nope'"),
+    ({"indicators": [{"id": "x", "label_zh": "x", "label_en": "x", "kind": "metric_mean",
+                      "metric": "unobtainium"}]}, "metric 'unobtainium'"),
+    ({"indicators": [{"id": "x", "label_zh": "x", "kind": "open_alerts"}]}, "missing 'label_en'"),
+    ({"indicators": [{"id": "x", "label_zh": "x", "label_en": "x", "kind": "open_alerts"},
+                     {"id": "x", "label_zh": "x", "label_en": "x", "kind": "open_alerts"}]}, "duplicate id"),
+    ({"indicators": [{"id": "x", "label_zh": "x", "label_en": "x", "kind": "open_alerts",
+                      "window": "1y"}]}, "window must be"),
+])
+def test_bad_indicator_catalogue_is_refused_with_the_reason(doc, message):
+    with pytest.raises(AppsError, match=message):
+        parse_indicators(doc)
+
+
+def test_links_keep_theme_window_language_and_screen():
+    search = query_string(theme="flood", window="6h", lang="en", screen="wall")
+    assert parse_search(search) == {"theme": "flood", "window": "6h", "lang": "en", "screen": "wall"}
+    assert view_href("city", "440100", search) == "/city/440100" + search
+    # defaults are left out so the shared link stays short
+    assert view_href("county", "440106", "?theme=all&lang=zh") == "/county/440106"
+
+
+def test_worst_level_order():
+    assert worst_level(["yellow", "red", "blue"]) == "red"
+    assert worst_level(["none"]) == "none"
+
+
+def test_changed_values_and_map_levels():
+    assert changed_values({"a": "1"}, {"a": "1"}) == {}
+    state = pd.DataFrame({"adcode": ["440100", "440300"], "worst": ["red", "none"]})
+    assert map_levels(state, ["440300", "440100", "440500"]) == ["none", "red", "none"]
+
+
+def test_newest_change_keeps_the_later_stamp():
+    df = pd.DataFrame({"first_seen": pd.to_datetime(["2026-01-01T10:00Z", "2026-01-01T11:00Z"]),
+                       "escalated_at": pd.to_datetime([None, "2026-01-01T12:00Z"])})
+    assert pd.Timestamp(newest_change(df, None)) == pd.Timestamp("2026-01-01T12:00Z")
+    assert newest_change(df, "2026-02-01T00:00:00+00:00") == "2026-02-01T00:00:00+00:00"
+    assert newest_change(df.iloc[0:0], "x") == "x"
+
+
+def test_dense_points_are_aggregated_without_losing_any():
+    n = 5000
+    df = pd.DataFrame({"lon": 113.3 + (pd.Series(range(n)) % 100) * 0.001,
+                       "lat": 23.1 + (pd.Series(range(n)) // 100) * 0.001, "type": "road_ponding"})
+    out = aggregate_points(df, max_points=300)
+    assert len(out) <= 300
+    assert out["n"].sum() == n
+
+
+def _square(code, x0, y0, ccw=True):
+    ring = [[x0, y0], [x0 + 1, y0], [x0 + 1, y0 + 1], [x0, y0 + 1], [x0, y0]]
+    if not ccw:
+        ring = ring[::-1]
+    return {"type": "Feature", "properties": {"adcode": code, "name": code, "name_en": code},
+            "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+def test_region_map_colours_by_worst_level_and_clicks_yield_adcodes():
+    gj = {"type": "FeatureCollection", "features": [_square("440100", 113, 23), _square("440300", 114, 22)]}
+    state = pd.DataFrame([{"adcode": "440100", "name": "广州市", "name_en": "Guangzhou", "blue": 0,
+                           "yellow": 0, "orange": 0, "red": 2, "open": 2, "worst": "red", "rank": 4}])
+    fig = region_map(gj, state, lang="en")
+    trace = fig.data[0]
+    assert list(trace.locations) == ["440100", "440300"]
+    assert list(trace.z) == level_z(["red", "none"])
+    assert "Guangzhou" in trace.text[0]
+    assert fig.layout.geo.visible is False and fig.layout.geo.fitbounds == "locations"
+
+
+def test_plotly_orientation_makes_exteriors_clockwise():
+    import shapely
+    from shapely.geometry import shape
+
+    from apps.data import plotly_orientation
+
+    fc = plotly_orientation({"type": "FeatureCollection", "features": [_square("1", 0, 0, ccw=True)]})
+    ring = shape(fc["features"][0]["geometry"]).exterior
+    assert not ring.is_ccw
+    assert shapely.get_num_coordinates(shape(fc["features"][0]["geometry"])) == 5
+
+
+def test_topojson_placeholders_are_valid_json():
+    from importlib import resources
+
+    for name in ("world_110m.json", "world_50m.json"):
+        doc = json.loads(resources.files("apps").joinpath("assets/topojson/" + name).read_text())
+        assert doc["type"] == "Topology" and "land" in doc["objects"]
