@@ -1,0 +1,246 @@
+"""``tongguan simulate``, ``tongguan ingest`` and ``tongguan bench ingest``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+from ingest.errors import IngestError
+
+log = logging.getLogger("tongguan.ingest")
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise ValueError(text) from None
+        if v <= 0:
+            raise ValueError(text)
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _iso(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(text) from None
+    if t.tzinfo is None:
+        raise ValueError(text)
+    return t
+
+
+def register(sub) -> None:
+    p = sub.add_parser("simulate", help="simulated sensors, cameras and incidents → Kafka (or a file)")
+    p.add_argument("--rate", type=_positive(float), default=1000.0, help="messages per second (default 1000)")
+    p.add_argument("--duration", type=_positive(float), default=60.0, help="wall-clock seconds (default 60)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speedup", type=_positive(float), default=60.0,
+                   help="simulated seconds per wall second (default 60: an hour per minute)")
+    p.add_argument("--start", type=_iso, default=None,
+                   help="simulated start, RFC 3339 with offset (default: so that the simulation ends now)")
+    p.add_argument("--sensors", type=_positive(int), default=2000)
+    p.add_argument("--cameras", type=_positive(int), default=300)
+    p.add_argument("--output", help="write the stream as JSON lines to this file instead of Kafka")
+    p.add_argument("--replay", help="re-produce a file written with --output (ignores the other options but --rate)")
+    p.add_argument("--truth", help="also write the incidents' ground truth as JSON to this file")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("ingest", help="the store worker: Kafka → validate → regions → PostGIS (group tongguan-store)")
+    p.add_argument("--until-idle", action="store_true", help="exit once every assigned partition is caught up")
+    p.add_argument("--batch-size", type=_positive(int), default=5000, help="records per poll (default 5000)")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    p.set_defaults(func=cmd_ingest)
+
+
+def build_simulator(engine, *, seed: int, rate: float, duration: float, speedup: float,
+                    start: datetime | None, sensors: int, cameras: int):
+    """A Simulator whose stream fills ``duration`` wall seconds at ``rate`` messages/s."""
+    from ingest.simulator import GATEWAY_SIZE, Simulator, counties_from_db
+
+    sim_duration = duration * speedup
+    if start is None:
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        # Real time: start now. Faster than real time: end now, so no reading lies in the future.
+        start = now if speedup <= 1 else now - timedelta(seconds=sim_duration)
+    msgs_per_tick = sensors * 0.5 + sensors * 0.5 / GATEWAY_SIZE + 1
+    interval = max(0.5, msgs_per_tick * speedup / rate)
+    return Simulator(seed=seed, counties=counties_from_db(engine), start=start, duration_s=sim_duration,
+                     interval_s=interval, sensors=sensors, cameras=cameras)
+
+
+def cmd_simulate(args, ctx) -> int:
+    from ingest.simulator import produce, read_jsonl, write_jsonl, write_truth
+
+    if args.replay:
+        n = produce(read_jsonl(args.replay), _live_settings(ctx), rate=args.rate)
+        print(json.dumps({"replayed": n, "file": args.replay}))
+        return 0
+    sim = build_simulator(ctx.engine, seed=args.seed, rate=args.rate, duration=args.duration, speedup=args.speedup,
+                          start=args.start, sensors=args.sensors, cameras=args.cameras)
+    truth = write_truth(ctx.engine, sim)
+    if args.truth:
+        with open(args.truth, "w", encoding="utf-8") as f:
+            json.dump(sim.truth(), f, ensure_ascii=False, indent=1)
+    t0 = time.monotonic()
+    if args.output:
+        n = write_jsonl(sim.iter_messages(), args.output)
+    else:
+        n = produce(sim.iter_messages(), _live_settings(ctx), rate=args.rate)
+    print(json.dumps({"messages": n, "incidents": truth, "seed": args.seed, "start": sim.start.isoformat(),
+                      "simulated_seconds": sim.duration_s, "interval_s": round(sim.interval_s, 3),
+                      "wall_seconds": round(time.monotonic() - t0, 1), "output": args.output or "kafka"}))
+    return 0
+
+
+def _live_settings(ctx):
+    """Settings with the broker and database URLs filled in (managed services started if needed)."""
+    return ctx.settings.model_copy(update={"database_url": ctx.database_url, "kafka_bootstrap": ctx.kafka_bootstrap})
+
+
+def cmd_ingest(args, ctx) -> int:
+    from ingest.worker import StoreWorker, WorkerConfig
+
+    settings = _live_settings(ctx)
+    worker = StoreWorker(settings, WorkerConfig(batch_size=args.batch_size, until_idle=args.until_idle,
+                                                metrics_port=args.metrics_port))
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    stats = worker.run()
+    print(json.dumps(stats.as_dict()))
+    return 0
+
+
+# -- benchmark -------------------------------------------------------------------------------
+def register_bench(bench_sub) -> None:
+    p = bench_sub.add_parser("ingest", help="store-worker throughput vs a bare COPY of the same rows")
+    p.add_argument("--events", type=_positive(int), default=200_000, help="readings to produce (default 200000)")
+    p.add_argument("--batch-size", type=_positive(int), default=100, help="readings per gateway batch (default 100)")
+    p.add_argument("--poll-size", type=_positive(int), default=5000, help="records per poll of the worker")
+    p.add_argument("--mode", choices=("both", "single", "batched"), default="both")
+    p.add_argument("--profile", help="write a pyinstrument profile of the worker to this HTML file")
+    p.set_defaults(func=cmd_bench_ingest)
+
+
+def _bench_messages(engine, n: int, batch: int, run: str):
+    """``n`` valid readings from real county locations: as singles (batch=1) or gateway batches."""
+    import numpy as np
+    import orjson
+
+    from ingest.catalogue import load_catalogue
+    from ingest.simulator import Simulator, counties_from_db
+
+    cat = load_catalogue()
+    sim = Simulator(seed=7, counties=counties_from_db(engine), start=datetime.now(timezone.utc), sensors=2000,
+                    cameras=1, incidents=False, faults=False)
+    rng = np.random.default_rng(1)
+    base = datetime.now(timezone.utc) - timedelta(minutes=30)
+    out = []
+    s = 0
+    for j in range(0, n, batch):
+        rs = []
+        for i in range(j, min(n, j + batch)):
+            k = i % len(sim.sensor_ids)
+            m = sim.s_metric[k]
+            meta = cat.metrics[m]
+            v = float(np.clip(sim.s_base[k] + rng.normal() * max(sim.s_noise[k], 1e-3), meta.min, meta.max))
+            rs.append({"event_id": f"{run}-{i}", "sensor_id": sim.sensor_ids[k], "metric": m,
+                       "value": round(v, 3), "unit": meta.unit,
+                       "ts": (base + timedelta(milliseconds=i * 7)).isoformat(timespec="milliseconds"),
+                       "lon": float(sim.s_lon[k]), "lat": float(sim.s_lat[k])})
+        if batch == 1:
+            out.append((rs[0]["sensor_id"], orjson.dumps({"schema": "reading/1", **rs[0]})))
+        else:
+            s += 1
+            out.append((f"gw-bench-{s % 97}", orjson.dumps({"schema": "readings/1", "gateway_id": f"gw-bench-{s % 97}",
+                                                             "readings": rs})))
+    return out
+
+
+def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profile: str | None) -> dict:
+    import uuid
+
+    from ingest.simulator import make_producer
+    from ingest.store import READING_COLUMNS, copy_ceiling
+    from ingest.worker import StoreWorker, WorkerConfig
+    from tongguan.services import ensure_topics
+    from tongguan.settings import TOPICS
+
+    run = uuid.uuid4().hex[:8]
+    s = settings.model_copy(update={"topic_prefix": f"bench-{run}."})
+    ensure_topics(s.kafka_bootstrap, s.partitions, tuple(s.topic(t) for t in TOPICS))
+    msgs = _bench_messages(ctx.engine, n, batch, run)
+    t0 = time.monotonic()
+    producer = make_producer(s.kafka_bootstrap)
+    topic = s.topic("readings")
+    for key, value in msgs:
+        producer.send(topic, key=key.encode(), value=value)
+    producer.flush(timeout=300)
+    producer.close()
+    produce_s = time.monotonic() - t0
+
+    worker = StoreWorker(s, WorkerConfig(batch_size=poll, until_idle=True, group_id=f"bench-{run}",
+                                         log_every_s=30))
+    worker.region_index  # loaded before the clock starts: a worker loads it once per process
+    profiler = None
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler()
+        profiler.start()
+    t0 = time.monotonic()
+    stats = worker.run()
+    # The worker's clock starts at its first record, not at the group join (Tansu joins take ~3 s).
+    worker_s = time.monotonic() - t0
+    if profiler:
+        profiler.stop()
+        with open(profile, "w") as f:
+            f.write(profiler.output_html())
+    first = getattr(worker, "first_record_at", None)
+    last = getattr(worker, "last_commit_at", None)
+    active_s = (last - first) if first and last else worker_s
+    if stats.stored_readings != n:
+        raise IngestError(f"bench {label}: stored {stats.stored_readings} of {n} readings "
+                          f"(dead-lettered {stats.dead_lettered}: {stats.reasons})")
+
+    # The ceiling: the same rows, bare COPY into the same table (rolled back afterwards).
+    import orjson
+
+    from ingest.schemas import parse_message
+
+    rows = []
+    for _, value in msgs:
+        for r in parse_message(value).readings:
+            rows.append((r.ts, r.event_id + "-ceiling", r.sensor_id, r.metric, r.value, r.quality, "440106", "440100",
+                         "440000", None, r.lon, r.lat, r.gateway_id, topic, 0, 0))
+    copy_s = copy_ceiling(s.database_url, rows)
+    return {"mode": label, "readings": n, "messages": len(msgs), "produce_s": round(produce_s, 2),
+            "worker_s": round(active_s, 2), "readings_per_s": round(n / active_s),
+            "copy_s": round(copy_s, 2), "copy_readings_per_s": round(n / copy_s),
+            "ratio": round((n / active_s) / (n / copy_s), 3)}
+
+
+def cmd_bench_ingest(args, ctx) -> int:
+    settings = _live_settings(ctx)
+    results = []
+    modes = {"both": ("single", "batched"), "single": ("single",), "batched": ("batched",)}[args.mode]
+    for mode in modes:
+        batch = 1 if mode == "single" else args.batch_size
+        prof = None
+        if args.profile:
+            prof = args.profile.replace(".html", f"-{mode}.html") if args.profile.endswith(".html") else f"{args.profile}-{mode}.html"
+        r = _bench_once(ctx, settings, mode if batch == 1 else f"batched({batch})", args.events, batch,
+                        args.poll_size, prof)
+        results.append(r)
+        print(f"{r['mode']:>14}: {r['readings_per_s']:>8} readings/s stored "
+              f"({r['readings']} readings in {r['messages']} messages, {r['worker_s']} s); "
+              f"bare COPY {r['copy_readings_per_s']} readings/s; ratio {r['ratio']}", flush=True)
+    print(json.dumps(results))
+    return 0

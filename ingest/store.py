@@ -1,0 +1,349 @@
+"""The PostGIS writer: COPY into a staging table, INSERT … ON CONFLICT DO NOTHING, rollups.
+
+One call of :meth:`Store.write` is one database transaction: the new readings and video events,
+the per-region rollups of exactly the rows that were new (so a replay changes nothing), and the
+sensors and cameras seen for the first time. The caller commits Kafka offsets only after it
+returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from datetime import date, datetime, timedelta, timezone
+from typing import Iterable, Sequence
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ingest.catalogue import Catalogue, load_catalogue
+
+log = logging.getLogger(__name__)
+
+# Columns staged by COPY (binary); geom is built in SQL from lon/lat.
+READING_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS stage_readings (
+    ts timestamptz, event_id text, sensor_id text, metric text, value float8, quality text,
+    county text, city text, province text, grid_id text, lon float8, lat float8,
+    gateway_id text, src_topic text, src_partition int4, src_offset int8
+) ON COMMIT DELETE ROWS
+"""
+READING_COLUMNS = ("ts", "event_id", "sensor_id", "metric", "value", "quality", "county", "city", "province",
+                   "grid_id", "lon", "lat", "gateway_id", "src_topic", "src_partition", "src_offset")
+READING_TYPES = ("timestamptz", "text", "text", "text", "float8", "text", "text", "text", "text",
+                 "text", "float8", "float8", "text", "text", "int4", "int8")
+
+VIDEO_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS stage_video (
+    event_id text, camera_id text, type text, theme text, confidence float8, ts timestamptz, count int4,
+    attributes jsonb, snapshot_uri text, county text, city text, province text, grid_id text,
+    lon float8, lat float8, src_topic text, src_partition int4, src_offset int8
+) ON COMMIT DELETE ROWS
+"""
+VIDEO_COLUMNS = ("event_id", "camera_id", "type", "theme", "confidence", "ts", "count", "attributes",
+                 "snapshot_uri", "county", "city", "province", "grid_id", "lon", "lat", "src_topic",
+                 "src_partition", "src_offset")
+VIDEO_TYPES = ("text", "text", "text", "text", "float8", "timestamptz", "int4", "jsonb", "text", "text",
+               "text", "text", "text", "float8", "float8", "text", "int4", "int8")
+
+
+def _reading_rollup_cte(name: str, unit: str) -> str:
+    return f"""{name} AS (
+    INSERT INTO reading_rollups_{unit} AS t (adcode, metric, bucket, n, vmin, vmax, vsum, last_value, last_ts)
+    SELECT adcode, metric, date_trunc('{unit}', ts), count(*), min(value), max(value), sum(value),
+           (array_agg(value ORDER BY ts DESC))[1], max(ts)
+    FROM lv GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (adcode, metric, bucket) DO UPDATE SET
+        n = t.n + excluded.n, vmin = least(t.vmin, excluded.vmin), vmax = greatest(t.vmax, excluded.vmax),
+        vsum = t.vsum + excluded.vsum,
+        last_value = CASE WHEN excluded.last_ts >= t.last_ts THEN excluded.last_value ELSE t.last_value END,
+        last_ts = greatest(t.last_ts, excluded.last_ts)
+    RETURNING 1)"""
+
+
+# One statement: the new rows only (RETURNING of ON CONFLICT DO NOTHING) feed the rollups of every
+# region level, so a replayed batch inserts nothing and adds nothing to the rollups.
+INSERT_READINGS = f"""
+WITH ins AS (
+    INSERT INTO readings (ts, event_id, sensor_id, metric, value, quality, county, city, province, grid_id,
+                          geom, gateway_id, src_topic, src_partition, src_offset, ingested_at)
+    SELECT ts, event_id, sensor_id, metric, value, quality, county, city, province, grid_id,
+           ST_SetSRID(ST_MakePoint(lon, lat), 4326), gateway_id, src_topic, src_partition, src_offset, now()
+    FROM stage_readings
+    ON CONFLICT DO NOTHING
+    RETURNING ts, metric, value, county, city, province
+), lv AS (
+    SELECT r.adcode, i.metric, i.ts, i.value
+    FROM ins i CROSS JOIN LATERAL (VALUES (i.county), (i.city), (i.province)) AS r(adcode)
+), {_reading_rollup_cte("m", "minute")}, {_reading_rollup_cte("h", "hour")}
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m), (SELECT count(*) FROM h)
+"""
+
+
+def _video_rollup_cte(name: str, unit: str) -> str:
+    return f"""{name} AS (
+    INSERT INTO video_rollups_{unit} AS t (adcode, type, bucket, n, count_sum, max_confidence, last_ts)
+    SELECT adcode, type, date_trunc('{unit}', ts), count(*), coalesce(sum(count), 0), max(confidence), max(ts)
+    FROM lv GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (adcode, type, bucket) DO UPDATE SET
+        n = t.n + excluded.n, count_sum = t.count_sum + excluded.count_sum,
+        max_confidence = greatest(t.max_confidence, excluded.max_confidence),
+        last_ts = greatest(t.last_ts, excluded.last_ts)
+    RETURNING 1)"""
+
+
+INSERT_VIDEO = f"""
+WITH ins AS (
+    INSERT INTO video_events (event_id, camera_id, type, theme, confidence, ts, count, attributes, snapshot_uri,
+                              county, city, province, grid_id, geom, src_topic, src_partition, src_offset,
+                              ingested_at)
+    SELECT event_id, camera_id, type, theme, confidence, ts, count, attributes, snapshot_uri,
+           county, city, province, grid_id, ST_SetSRID(ST_MakePoint(lon, lat), 4326),
+           src_topic, src_partition, src_offset, now()
+    FROM stage_video
+    ON CONFLICT DO NOTHING
+    RETURNING type, ts, confidence, count, county, city, province
+), lv AS (
+    SELECT r.adcode, i.type, i.ts, i.confidence, i.count
+    FROM ins i CROSS JOIN LATERAL (VALUES (i.county), (i.city), (i.province)) AS r(adcode)
+), {_video_rollup_cte("m", "minute")}, {_video_rollup_cte("h", "hour")}
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m), (SELECT count(*) FROM h)
+"""
+
+# Registration on first sight; afterwards last_seen/last_value move only when they are at least
+# a minute newer, so a busy sensor does not rewrite its row in every batch.
+UPSERT_SENSORS = """
+INSERT INTO sensors AS s (sensor_id, metric, theme, gateway_id, geom, county, city, province, grid_id,
+                          first_seen, last_seen, last_value)
+SELECT u.sensor_id, u.metric, u.theme, u.gateway_id, ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326),
+       u.county, u.city, u.province, nullif(u.grid_id, ''), u.ts, u.ts, u.value
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::text[],
+            %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::float8[])
+     AS u(sensor_id, metric, theme, gateway_id, lon, lat, county, city, province, grid_id, ts, value)
+ORDER BY u.sensor_id
+ON CONFLICT (sensor_id) DO UPDATE SET last_seen = excluded.last_seen, last_value = excluded.last_value
+WHERE s.last_seen < excluded.last_seen
+"""
+
+UPSERT_CAMERAS = """
+INSERT INTO cameras AS c (camera_id, geom, county, city, province, grid_id, first_seen, last_seen)
+SELECT u.camera_id, ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326), u.county, u.city, u.province,
+       nullif(u.grid_id, ''), u.ts, u.ts
+FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[],
+            %s::timestamptz[]) AS u(camera_id, lon, lat, county, city, province, grid_id, ts)
+ORDER BY u.camera_id
+ON CONFLICT (camera_id) DO UPDATE SET last_seen = excluded.last_seen
+WHERE c.last_seen < excluded.last_seen
+"""
+
+HEARTBEAT = """
+INSERT INTO worker_heartbeats (worker, role, started_at, last_seen, stats)
+VALUES (%s, %s, %s, now(), %s)
+ON CONFLICT (worker) DO UPDATE SET last_seen = now(), stats = excluded.stats
+"""
+
+# Free-text personal data inside attribute values (mainland mobile numbers, plates).
+PHONE_RE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+PLATE_RE = re.compile(r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领][A-Z][A-Z0-9]{4,5}[A-Z0-9挂学警港澳]")
+
+
+class Desensitiser:
+    """Replace personal data in video-event attributes by a keyed HMAC token.
+
+    Equal inputs give equal tokens (so an analyst can still count repeat offenders), but without
+    the key the raw value cannot be recovered or brute-forced from a rainbow table.
+
+    >>> d = Desensitiser(b"k", {"plate"})
+    >>> out = d.clean({"plate": "粤A12345", "note": "call 13812345678", "colour": "red"})
+    >>> out["plate"].startswith("hmac:") and "13812345678" not in out["note"] and out["colour"]
+    'red'
+    """
+
+    def __init__(self, key: bytes, personal_keys: Iterable[str]):
+        self.key = key
+        self.personal = {k.lower() for k in personal_keys}
+
+    def token(self, value: object) -> str:
+        digest = hmac.new(self.key, str(value).encode("utf-8"), hashlib.sha256).hexdigest()
+        return "hmac:" + digest[:24]
+
+    def _text(self, s: str) -> str:
+        if any(c.isdigit() for c in s):
+            s = PHONE_RE.sub(lambda m: self.token(m.group(0)), s)
+            s = PLATE_RE.sub(lambda m: self.token(m.group(0)), s)
+        return s
+
+    def clean(self, value, key: str | None = None):
+        if key is not None and key.lower() in self.personal and not isinstance(value, (dict, list)):
+            return None if value is None else self.token(value)
+        if isinstance(value, dict):
+            return {k: self.clean(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.clean(v, key) for v in value]
+        if isinstance(value, str):
+            return self._text(value)
+        return value
+
+
+def day_of(ts: datetime) -> date:
+    return ts.astimezone(timezone.utc).date()
+
+
+class Store:
+    """A psycopg 3 connection that writes validated, region-assigned records in one transaction."""
+
+    def __init__(self, url: str, *, catalogue: Catalogue | None = None, application_name: str = "tongguan-ingest"):
+        from tongguan.db import normalise_url
+
+        self.url = normalise_url(url).replace("postgresql+psycopg://", "postgresql://")
+        self.catalogue = catalogue or load_catalogue()
+        self.application_name = application_name
+        self.conn: psycopg.Connection | None = None
+        self.known_days: set[date] = set()
+
+    # -- connection ------------------------------------------------------------------------
+    def connect(self) -> psycopg.Connection:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.close()
+            self.conn = psycopg.connect(self.url, autocommit=False, application_name=self.application_name,
+                                        connect_timeout=5)
+            with self.conn.cursor() as cur:
+                cur.execute("SET TIME ZONE 'UTC'")
+                cur.execute(READING_STAGE)
+                cur.execute(VIDEO_STAGE)
+                cur.execute("""SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                               WHERE i.inhparent = 'readings'::regclass""")
+                self.known_days = {datetime.strptime(n[-8:], "%Y%m%d").date() for (n,) in cur.fetchall()
+                                   if n.startswith("readings_p")}
+            self.conn.commit()
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+            self.conn = None
+
+    # -- partitions ------------------------------------------------------------------------
+    def ensure_partitions(self, days: Iterable[date], ahead: int = 0) -> int:
+        """Create the daily partitions of ``days`` (and ``ahead`` days after the last) if missing."""
+        wanted = set(days)
+        if ahead and wanted:
+            last = max(wanted)
+            wanted.update(last + timedelta(days=i) for i in range(1, ahead + 1))
+        missing = sorted(wanted - self.known_days)
+        if not missing:
+            return 0
+        conn = self.connect()
+        created = 0
+        with conn.cursor() as cur:
+            # Contiguous runs become one call each; a lone far-away day does not fill the gap.
+            run_start = prev = missing[0]
+            for d in missing[1:] + [None]:
+                if d is not None and d == prev + timedelta(days=1):
+                    prev = d
+                    continue
+                cur.execute("SELECT ingest_ensure_readings_partitions(%s, %s)", (run_start, prev))
+                created += cur.fetchone()[0]
+                if d is not None:
+                    run_start = prev = d
+        conn.commit()
+        self.known_days.update(missing)
+        if created:
+            log.info("created %d daily partition(s) of readings (%s … %s)", created, missing[0], missing[-1])
+        return created
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self, reading_rows: Sequence[tuple], video_rows: Sequence[tuple],
+              sensor_rows: Sequence[tuple] = (), camera_rows: Sequence[tuple] = (),
+              heartbeat: tuple | None = None) -> tuple[int, int]:
+        """Write one batch in one transaction; returns (new readings, new video events).
+
+        ``reading_rows`` follow ``READING_COLUMNS``, ``video_rows`` ``VIDEO_COLUMNS``;
+        ``sensor_rows``: (sensor_id, metric, theme, gateway_id, lon, lat, county, city, province,
+        grid_id, ts, value); ``camera_rows``: (camera_id, lon, lat, county, city, province,
+        grid_id, ts). On any error the transaction is rolled back and the error re-raised.
+        """
+        if reading_rows:
+            self.ensure_partitions({day_of(r[0]) for r in reading_rows})
+        conn = self.connect()
+        stored_r = stored_v = 0
+        try:
+            with conn.cursor() as cur:
+                if reading_rows:
+                    with cur.copy(f"COPY stage_readings ({', '.join(READING_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+                        cp.set_types(READING_TYPES)
+                        for row in reading_rows:
+                            cp.write_row(row)
+                    cur.execute(INSERT_READINGS)
+                    stored_r = cur.fetchone()[0]
+                if video_rows:
+                    with cur.copy(f"COPY stage_video ({', '.join(VIDEO_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+                        cp.set_types(VIDEO_TYPES)
+                        for row in video_rows:
+                            cp.write_row(row)
+                    cur.execute(INSERT_VIDEO)
+                    stored_v = cur.fetchone()[0]
+                if sensor_rows:
+                    cur.execute(UPSERT_SENSORS, [list(c) for c in zip(*sensor_rows)])
+                if camera_rows:
+                    cur.execute(UPSERT_CAMERAS, [list(c) for c in zip(*camera_rows)])
+                if heartbeat is not None:
+                    worker, role, started, stats = heartbeat
+                    cur.execute(HEARTBEAT, (worker, role, started, Jsonb(stats)))
+            conn.commit()
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:  # noqa: BLE001 - the connection may be gone; reconnect next time
+                self.close()
+            raise
+        return stored_r, stored_v
+
+    def heartbeat(self, worker: str, role: str, started: datetime, stats: dict) -> None:
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(HEARTBEAT, (worker, role, started, Jsonb(stats)))
+            conn.commit()
+        except BaseException:
+            self.close()
+            raise
+
+
+def copy_ceiling(url: str, rows: Sequence[tuple]) -> float:
+    """Seconds for a bare COPY of ``rows`` (READING_COLUMNS order) straight into ``readings``.
+
+    The benchmark's ceiling: the same table, partitions and indexes, but no staging, no conflict
+    check, no rollups, no Kafka. The rows are rolled back afterwards.
+    """
+    import time
+
+    store = Store(url)
+    store.ensure_partitions({day_of(r[0]) for r in rows})
+    conn = store.connect()
+    cols = [c for c in READING_COLUMNS if c not in ("lon", "lat")] + ["geom", "ingested_at"]
+    import struct
+
+    now = datetime.now(timezone.utc)
+    # EWKB point with SRID 4326, built in Python so the database only parses it (as COPY would).
+    head = struct.pack("<BII", 1, 0x20000001, 4326)
+    prepared = [(*r[:10], *r[12:], (head + struct.pack("<dd", r[10], r[11])).hex(), now) for r in rows]
+    t0 = time.perf_counter()
+    try:
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY readings ({', '.join(cols)}) FROM STDIN") as cp:
+                for row in prepared:
+                    cp.write_row(row)
+            conn.commit()
+        return time.perf_counter() - t0
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM readings WHERE ingested_at = %s", (now,))
+        conn.commit()
+        store.close()
+
