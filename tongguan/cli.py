@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "geo.cli",
     "apps.cli",
     "ingest.cli",
+    "ingest.cli",
     "analytics.cli",
 )
 
