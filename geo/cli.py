@@ -169,6 +169,28 @@ def _pg_join(engine, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, dict
     return county, timings
 
 
+def _border_points(engine, rng, n: int):
+    import shapely
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        wkb = conn.execute(sa.text(
+            "SELECT ST_AsBinary(ST_Collect(ST_Boundary(geom))) FROM regions WHERE level = 'county'")).scalar()
+    xy = shapely.get_coordinates(shapely.from_wkb(bytes(wkb)))
+    pick = rng.choice(len(xy), n)
+    return xy[pick, 0] + rng.normal(0, 0.001, n), xy[pick, 1] + rng.normal(0, 0.001, n)
+
+
+def _strtree_counties(index, lon, lat):
+    import shapely
+
+    tree = shapely.STRtree(index._geoms)
+    pts, cty = tree.query(shapely.points(lon, lat), predicate="within")
+    out = np.full(len(lon), index.outside_code, dtype=np.int32)
+    out[pts[::-1]] = cty[::-1]
+    return out
+
+
 def cmd_bench_geo(args, ctx) -> int:
     import sqlalchemy as sa
 
@@ -200,6 +222,32 @@ def cmd_bench_geo(args, ctx) -> int:
     index.codes(lon, lat)
     t_codes = time.perf_counter() - t
     land = float((~a.outside).mean())
+    on_land = ~a.outside
+    t = time.perf_counter()
+    index.codes(lon[on_land], lat[on_land])
+    t_land = time.perf_counter() - t
+    # Worst case: points within ~100 m of a county border, where every point needs polygon tests.
+    border_lon, border_lat = _border_points(engine, rng, min(args.points, 200_000))
+    t = time.perf_counter()
+    border_codes = index.codes(border_lon, border_lat)
+    t_border = time.perf_counter() - t
+    border_share = float(index.border_share(border_lon, border_lat))
+    # Grid ids for every point: points over the extent of the generated grid.
+    t_grid = grid_share = None
+    with engine.connect() as conn:
+        g = conn.execute(sa.text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+                                 "(SELECT ST_Extent(geom) AS e FROM grid_cells) s")).one()
+    if g[0] is not None:
+        glon, glat = rng.uniform(g[0], g[2], args.points), rng.uniform(g[1], g[3], args.points)
+        t = time.perf_counter()
+        ga = index.assign(glon, glat)
+        t_grid = time.perf_counter() - t
+        grid_share = float((ga.grid_id != "").mean())
+    # Baseline without the lattice: shapely 2 STRtree query with a "within" predicate.
+    sample = min(args.points, 100_000)
+    t = time.perf_counter()
+    _strtree_counties(index, lon[:sample], lat[:sample])
+    t_tree = time.perf_counter() - t
 
     pg_county, pg = _pg_join(engine, lon, lat)
     agree = float((pg_county == a.county).mean())
@@ -213,6 +261,14 @@ def cmd_bench_geo(args, ctx) -> int:
           f"{index.stats['lattice'][1]}, {index.stats['border_squares']:,} border squares")
     print(f"  vectorised assign (all fields)   {t_assign:8.3f} s   {rate:14,.0f} points/s")
     print(f"  vectorised county only           {t_codes:8.3f} s   {args.points / t_codes:14,.0f} points/s")
+    print(f"  vectorised, land points only     {t_land:8.3f} s   {on_land.sum() / t_land:14,.0f} points/s")
+    if t_grid is not None:
+        print(f"  vectorised, over the grid extent {t_grid:8.3f} s   {args.points / t_grid:14,.0f} points/s"
+              f"   ({grid_share:.0%} got a grid id)")
+    print(f"  vectorised, points near borders  {t_border:8.3f} s   {len(border_lon) / t_border:14,.0f} points/s"
+          f"   ({border_share:.0%} needed polygon tests; {(border_codes != index.outside_code).mean():.0%} in a county)")
+    print(f"  STRtree query(within), no lattice{t_tree:8.3f} s   {sample / t_tree:14,.0f} points/s"
+          f"   (baseline on {sample:,} of the points)")
     print(f"  PostGIS ST_Contains join (GiST)  {pg['join_s']:8.3f} s   {pg_rate:14,.0f} points/s")
     print(f"    + COPY {pg['copy_s']:.2f} s, GiST index on points {pg['index_s']:.2f} s "
           f"→ {pg_total_rate:,.0f} points/s end to end")
