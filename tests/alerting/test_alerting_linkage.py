@@ -1,0 +1,149 @@
+"""Roll-up per region at every level, escalation up, take-over and dispatch down, silences and
+inhibition, against the real database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from analytics.alerting_config import AlertingConfig, InhibitRule
+from analytics.lifecycle import acknowledge, close, dispatch, history, load_alert, resolve, take_over
+from analytics.linkage import (add_silence, alerts_for_region, children_status, escalate_due, expire_silence,
+                               inhibitor_of, list_silences, refresh_sensors, region_status, silence_for)
+
+pytestmark = pytest.mark.integration
+
+CFG = AlertingConfig(unacknowledged={"orange": 900.0}, cluster_min_counties=3, cluster_min_level="yellow",
+                     inhibit=(InhibitRule("outage", ("rule:power-outage*",), "blue", ("rule:offline*",)),))
+
+
+def test_rollup_follows_every_change_at_every_level(engine, make_alert, t0):
+    a1 = make_alert(level="orange", theme="flood", adcode="440106")
+    make_alert(level="red", theme="flood", adcode="440104")
+    make_alert(level="blue", theme="traffic", adcode="440305", city="440300")
+    prov = region_status(engine, "440000")
+    assert prov["open_total"] == 3 and prov["worst_level"] == "red"
+    assert prov["by_level"] == {"blue": 1, "yellow": 0, "orange": 1, "red": 1}
+    assert prov["by_theme"] == {"flood": 2, "traffic": 1}
+    gz = region_status(engine, "440100")
+    assert gz["open_total"] == 2 and gz["unacknowledged"] == 2 and gz["worst_level"] == "red"
+    cities = children_status(engine, "440000")
+    assert [c["adcode"] for c in cities] == ["440100", "440300"]  # worst first
+    assert [c["adcode"] for c in children_status(engine, "440100")] == ["440104", "440106"]
+    acknowledge(engine, a1, actor="x", now=t0)
+    assert region_status(engine, "440100")["unacknowledged"] == 1
+    assert region_status(engine, "440106")["open_total"] == 1
+    resolve(engine, a1, actor="x", note="done", now=t0)
+    th = region_status(engine, "440106")
+    assert th["open_total"] == 0 and th["worst_level"] is None
+    assert region_status(engine, "440000")["open_total"] == 2
+    # A level change by the detector moves the count between levels.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alerts SET level = 'yellow' WHERE level = 'red'"))
+    assert region_status(engine, "440100")["worst_level"] == "yellow"
+    assert region_status(engine, "440000")["by_level"]["red"] == 0
+
+
+def test_rollup_is_exact_after_many_changes(engine, make_alert, t0):
+    ids = [make_alert(level=lv, adcode=ad) for lv in ("blue", "orange", "red") for ad in ("440106", "440104")]
+    for aid in ids[::2]:
+        close(engine, aid, actor="x", false_alarm=True, now=t0)
+    with engine.connect() as conn:
+        truth = dict(conn.execute(sa.text(
+            "SELECT city, count(*) FROM alerts WHERE status IN ('open','acknowledged','dispatched') GROUP BY city")).all())
+    assert region_status(engine, "440100")["open_total"] == truth["440100"] == 3
+
+
+def test_sensors_offline_counts(engine, t0):
+    with engine.begin() as conn:
+        for i, (county, age_min) in enumerate([("440106", 1), ("440106", 60), ("440104", 2), ("440104", 3)]):
+            conn.execute(sa.text(
+                "INSERT INTO sensors (sensor_id, metric, theme, geom, county, city, province, first_seen, last_seen) "
+                "VALUES (:id, 'ponding_depth', 'flood', ST_SetSRID(ST_MakePoint(113.3, 23.1), 4326), :c, '440100', "
+                "'440000', :t, :t)"), {"id": f"s{i}", "c": county, "t": t0 - timedelta(minutes=age_min)})
+    refresh_sensors(engine, now=t0, config=CFG)
+    assert (region_status(engine, "440106")["sensors_offline"], region_status(engine, "440106")["sensors_total"]) == (1, 2)
+    assert (region_status(engine, "440100")["sensors_offline"], region_status(engine, "440100")["sensors_total"]) == (1, 4)
+    assert region_status(engine, "440000")["sensors_total"] == 4
+
+
+def test_red_escalates_at_once_orange_after_unacknowledged_time(engine, make_alert, t0):
+    red = make_alert(level="red")
+    orange = make_alert(level="orange", first_seen=t0)
+    acked = make_alert(level="orange", first_seen=t0)
+    acknowledge(engine, acked, actor="x", now=t0 + timedelta(minutes=1))
+    assert escalate_due(engine, now=t0 + timedelta(minutes=1), config=CFG) == [(red, "440100")]
+    assert escalate_due(engine, now=t0 + timedelta(minutes=14), config=CFG) == []
+    assert escalate_due(engine, now=t0 + timedelta(minutes=16), config=CFG) == [(orange, "440100")]
+    # Still nobody acknowledged it: another interval at the city takes it to the province.
+    assert escalate_due(engine, now=t0 + timedelta(minutes=32), config=CFG) == [(orange, "440000")]
+    assert escalate_due(engine, now=t0 + timedelta(minutes=60), config=CFG) == []  # top reached
+    h = [x for x in history(engine, orange) if x["action"] == "escalated_up"]
+    assert len(h) == 2 and "not acknowledged within 15 min" in h[0]["note"]
+    assert "440000" in h[1]["note"]
+    with engine.connect() as conn:
+        assert load_alert(conn, acked)["visible_at"] == "440106"  # acknowledged: stays with the county
+    # The city sees what was escalated to it; the province takes one over.
+    assert {a["id"] for a in alerts_for_region(engine, "440100")} >= {red}
+    a = take_over(engine, red, actor="province.duty", region="440000", now=t0 + timedelta(minutes=61))
+    assert a["owner_region"] == "440000" and a["visible_at"] == "440000"
+
+
+def test_several_counties_same_theme_escalate_to_city(engine, make_alert, t0):
+    ids = [make_alert(level="yellow", theme="flood", adcode=ad) for ad in ("440106", "440104")]
+    make_alert(level="yellow", theme="traffic", adcode="440111")
+    make_alert(level="blue", theme="flood", adcode="440111")  # below the cluster's minimum level
+    assert escalate_due(engine, now=t0, config=CFG) == []
+    ids.append(make_alert(level="orange", theme="flood", adcode="440113"))
+    got = escalate_due(engine, now=t0, config=CFG)
+    assert sorted(got) == sorted((i, "440100") for i in ids)
+    note = [h for h in history(engine, ids[0]) if h["action"] == "escalated_up"][0]["note"]
+    assert "3 counties of 440100" in note and "flood" in note
+    assert escalate_due(engine, now=t0, config=CFG) == []  # once
+
+
+def test_dispatch_down_the_county_sees_it_as_theirs(engine, make_alert, t0):
+    aid = make_alert(level="red")
+    escalate_due(engine, now=t0, config=CFG)
+    take_over(engine, aid, actor="city", region="440100", now=t0)
+    assert aid not in {a["id"] for a in alerts_for_region(engine, "440104")}
+    dispatch(engine, aid, actor="city", to_unit="天河区三防办", due_at=t0 + timedelta(hours=1), to_region="440106",
+             now=t0)
+    mine = {a["id"]: a for a in alerts_for_region(engine, "440106")}
+    assert mine[aid]["assigned_unit"] == "天河区三防办" and mine[aid]["owner_region"] == "440106"
+    dispatch(engine, aid, actor="county", to_unit="网格员", due_at=t0 + timedelta(hours=1),
+             to_region="440106-1000-0001-0001", now=t0)
+    assert aid in {a["id"] for a in alerts_for_region(engine, "440106")}
+
+
+def test_silences_by_subtree_window_theme_metric(engine, make_alert, t0):
+    sid = add_silence(engine, adcode="440100", starts_at=t0, ends_at=t0 + timedelta(hours=2), themes=["flood"],
+                      metrics=["ponding_depth"], reason="泵站检修", created_by="ops")
+    silences = list_silences(engine, now=t0)
+    with engine.connect() as conn:
+        a_in = load_alert(conn, make_alert(theme="flood", metric="ponding_depth"))
+        a_metric = load_alert(conn, make_alert(theme="flood", metric="water_level"))
+        a_theme = load_alert(conn, make_alert(theme="traffic"))
+        a_other_city = load_alert(conn, make_alert(adcode="440305", city="440300"))
+    assert silence_for(a_in, silences, t0 + timedelta(minutes=5))["id"] == sid
+    assert silence_for(a_in, silences, t0 + timedelta(hours=3)) is None  # after the window
+    assert silence_for(a_metric, silences, t0) is None
+    assert silence_for(a_theme, silences, t0) is None
+    assert silence_for(a_other_city, silences, t0) is None
+    expire_silence(engine, sid, now=t0 + timedelta(minutes=10))
+    assert list_silences(engine, now=t0 + timedelta(minutes=11)) == []
+
+
+def test_umbrella_alert_inhibits_offline_alerts_in_its_county(engine, make_alert):
+    off = make_alert(source="rule:offline", level="blue")
+    off_elsewhere = make_alert(source="rule:offline", level="blue", adcode="440104")
+    flood = make_alert(source="rule:ponding")
+    with engine.connect() as conn:
+        assert inhibitor_of(conn, load_alert(conn, off), config=CFG) is None
+    outage = make_alert(source="rule:power-outage", level="orange", theme="lifeline")
+    with engine.connect() as conn:
+        assert inhibitor_of(conn, load_alert(conn, off), config=CFG)["id"] == outage
+        assert inhibitor_of(conn, load_alert(conn, off_elsewhere), config=CFG) is None
+        assert inhibitor_of(conn, load_alert(conn, flood), config=CFG) is None
