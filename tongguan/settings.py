@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Prepended to every topic name; empty in production (the contract's names), unique per test.
     topic_prefix: str = ""
+    # Outgoing e-mail of alert notifications (analytics.channels).
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "tongguan@localhost"
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_timeout: float = 10.0
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":
