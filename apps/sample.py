@@ -62,7 +62,7 @@ def seed(engine: sa.Engine, spec: SampleSpec | None = None) -> dict:
                    (CAST(:metrics AS text[]))[1 + (d.path[1] * 7 + ascii(right(c.adcode, 1))) % :nm],
                    (CAST(:themes AS text[]))[1 + (d.path[1] * 7 + ascii(right(c.adcode, 1))) % :nm],
                    d.geom, c.adcode, c.parent, :prov, :t0,
-                   CASE WHEN d.path[1] % 9 = 0 THEN :now - interval '3 hours' ELSE :now END, 0
+                   CASE WHEN (d.path[1] + ascii(right(c.adcode, 1))) % 9 = 0 THEN :now - interval '3 hours' ELSE :now END, 0
             FROM regions c
             JOIN regions p ON p.adcode = c.parent AND p.parent = :prov
             CROSS JOIN LATERAL ST_Dump(ST_GeneratePoints(c.geom, :n, :seed)) d

@@ -1,0 +1,168 @@
+"""The views' query functions against a real PostGIS database holding sample data."""
+
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from dash import no_update
+
+from apps import data
+from apps.catalogue import LEVELS, OPEN_STATUSES, AppsError, indicators
+from tongguan.db import engine_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def eng(seeded):
+    return engine_for(seeded[0])
+
+
+def test_sample_data_is_present(seeded):
+    counts = seeded[1]
+    assert counts["sensors"] > 400 and counts["alerts"] == 40 and counts["video_events"] > 0
+    assert counts["reading_rollups_hour"] > 0 and counts["readings"] > 0
+
+
+def test_region_checks_say_what_is_wrong(eng):
+    assert data.check_region(eng, "440000", "province") == "440000"
+    with pytest.raises(AppsError, match="Unknown region 999999"):
+        data.check_region(eng, "999999", "city")
+    with pytest.raises(AppsError, match="not a city"):
+        data.check_region(eng, "440106", "city")
+
+
+def test_region_state_matches_the_alerts_table_and_lists_every_city(eng):
+    state = data.region_state(eng, scope="440000")
+    assert len(state) == 21 and set(state["adcode"]) == set(data.region_tree(eng).children("440000"))
+    with eng.connect() as conn:
+        expected = dict(conn.execute(sa.text(
+            "SELECT city, count(*) FROM alerts WHERE province = '440000' AND status = ANY(:s) GROUP BY city"),
+            {"s": list(OPEN_STATUSES)}).all())
+    got = {r.adcode: r.open for r in state.itertuples() if r.open}
+    assert got == {k.strip(): v for k, v in expected.items()}
+    ranks = state["rank"].tolist()
+    assert ranks == sorted(ranks, reverse=True)  # the ranking: most serious first
+
+
+def test_theme_filter_narrows_the_state(eng):
+    all_open = data.region_state(eng, scope="440000")["open"].sum()
+    flood = data.region_state(eng, scope="440000", theme="flood")["open"].sum()
+    with eng.connect() as conn:
+        n_flood = conn.execute(sa.text(
+            "SELECT count(*) FROM alerts WHERE theme = 'flood' AND status = ANY(:s)"),
+            {"s": list(OPEN_STATUSES)}).scalar()
+    assert flood == n_flood and flood < all_open
+
+
+def test_alert_lists_stay_inside_their_scope(eng):
+    county = data.alerts_list(eng, scope="440106", statuses=None)
+    assert set(county["adcode"]) <= {"440106"}
+    city = data.alerts_list(eng, scope="440100", statuses=None)
+    assert not city.empty and set(city["city"].str.strip()) == {"440100"}
+    assert all(data.region_tree(eng).is_within(a, "440100") for a in city["adcode"])
+
+
+def test_kpis_add_up_across_levels(eng):
+    province = data.kpis(eng, scope="440000")
+    cities = [data.kpis(eng, scope=c) for c in data.region_tree(eng).children("440000")]
+    assert province["readings_today"] == sum(c["readings_today"] for c in cities) > 0
+    assert province["video_today"] == sum(c["video_today"] for c in cities)
+    assert province["sensors_total"] == sum(c["sensors_total"] for c in cities)
+    assert 0 < province["sensors_online"] < province["sensors_total"]
+    assert province["open_alerts"] == sum(province["alerts"].values())
+
+
+def test_trend_has_24_hours(eng):
+    tr = data.trend(eng, scope="440100")
+    assert len(tr) == 24 and tr["readings"].sum() > 0
+    assert tr["alerts"].sum() >= 0
+
+
+def test_vitals_follow_the_catalogue(eng):
+    inds = indicators()
+    vit = data.vitals(eng, scope="440100", indicators=inds)
+    assert [v["id"] for v in vit] == [i.id for i in inds]
+    for ind, v in zip(inds, vit):
+        assert v["status"] == ind.status(v["value"])
+        assert len(v["spark"]) == 24
+    rate = next(v for v in vit if v["id"] == "online_rate")["value"]
+    assert 0 < rate < 1
+
+
+def test_escalations_waiting_are_those_escalated_to_the_city(eng):
+    esc = data.escalations_waiting(eng, scope="440100")
+    with eng.connect() as conn:
+        n = conn.execute(sa.text(
+            "SELECT count(*) FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
+            "WHERE a.city = '440100' AND a.status = 'open' AND h.visible_at = '440100' "
+            "AND h.escalated_at IS NOT NULL")).scalar()
+    assert len(esc) == n
+
+
+def test_county_detail(eng):
+    sensors = data.county_sensors(eng, county="440106")
+    assert len(sensors) == 4 and sensors["lon"].between(113.2, 113.5).all()
+    assert set(sensors["level"]) <= {"none", *LEVELS}
+    cams = data.county_cameras(eng, county="440106")
+    assert len(cams) == 3
+    events = data.county_events(eng, county="440106", window="24h")
+    assert (events["ts"].diff().dropna() <= timedelta(0)).all()  # newest first
+    grid = data.grid_activity(eng, county="440106")
+    assert all(f["properties"]["n"] > 0 for f in grid["features"])
+
+
+def test_sensor_series_is_one_sensor_in_time_order(eng):
+    sid = data.county_sensors(eng, county="440106")["sensor_id"].iloc[0]
+    df = data.sensor_series(eng, sensor_id=sid, hours=24)
+    assert len(df) > 10 and df["ts"].is_monotonic_increasing and df["metric"].nunique() == 1
+
+
+def test_province_map_payload_is_small(eng):
+    from apps.maps import region_map
+
+    gj = data.children_geojson(eng, "440000")
+    assert len(gj["features"]) == 21
+    fig = region_map(gj, data.region_state(eng, scope="440000"))
+    assert len(fig.to_json()) < 1_000_000
+
+
+def test_ticker_and_live_update_send_only_changes(seeded_rw):
+    from apps.components import kpi_values
+    from apps.live import map_levels, newest_change
+    from apps.pages.common import live_update
+
+    eng = engine_for(seeded_rw[0])
+    scope = "440000"
+    state = data.region_state(eng, scope=scope)
+    tick = data.ticker(eng, scope=scope)
+    codes = list(state["adcode"])
+    shown = {"kpis": kpi_values(data.kpis(eng, scope=scope), "zh"), "codes": codes,
+             "levels": map_levels(state, codes), "since": newest_change(tick, None), "ticks": len(tick)}
+    params = {"adcode": scope, "theme": "all", "window": "24h", "lang": "zh", "screen": "desk"}
+    out = live_update(data_engine=eng, params=params, shown=shown)
+    assert all(o is no_update for o in out)  # nothing changed: nothing sent
+
+    quiet = state[state["worst"] == "none"]["adcode"].iloc[0]
+    county = data.region_tree(eng).children(quiet)[0]
+    with eng.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, "
+            "province, first_seen, last_seen, status) VALUES ('t-live-1', 't-live-1', 'rule:test', 'red', "
+            "'flood', '测试红色预警', 'sensor:x', :c, :city, '440000', now(), now(), 'open')"),
+            {"c": county, "city": quiet})
+    out = live_update(data_engine=eng, params=params, shown=shown)
+    from apps.components import KPI_IDS
+
+    kpi = dict(zip(KPI_IDS, out[:len(KPI_IDS)]))
+    assert kpi["alert-red"] == str(shown["kpis"] and int(shown["kpis"]["alert-red"].replace(",", "")) + 1)
+    assert kpi["readings"] is no_update
+    fig_patch, ticker_patch, new_shown = out[len(KPI_IDS):]
+    ops = fig_patch.to_plotly_json()["operations"]
+    assert ops[0]["location"] == ["data", 0, "z"]
+    z = ops[0]["params"]["value"]
+    assert z[codes.index(quiet)] == 4.5  # the quiet city turned red
+    tops = ticker_patch.to_plotly_json()["operations"]
+    assert tops[0]["operation"] == "Prepend" and "t-live-1" in json.dumps(tops[0]["params"], default=str)
+    assert new_shown["levels"][codes.index(quiet)] == "red"
