@@ -141,7 +141,7 @@ def to_multipolygon(geom, label: str = "geometry") -> shapely.MultiPolygon:
 
     >>> bowtie = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])  # self-intersecting
     >>> fixed = to_multipolygon(bowtie)
-    >>> fixed.geom_type, fixed.is_valid, round(fixed.area, 3), shapely.get_srid(fixed)
+    >>> fixed.geom_type, fixed.is_valid, round(fixed.area, 3), int(shapely.get_srid(fixed))
     ('MultiPolygon', True, 0.5, 4326)
     """
     geom = shapely.force_2d(geom)

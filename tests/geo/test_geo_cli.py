@@ -50,3 +50,9 @@ def test_user_errors_are_one_line(cli):
     assert code == 1 and "LON LAT" in err
     code, _, err = cli("geo", "tree", "449999")
     assert code == 1 and "unknown region" in err
+
+
+def test_bench_geo_runs_and_agrees_with_postgis(cli):
+    code, out, _ = cli("bench", "geo", "--points", "3000")
+    assert code == 0, out  # exit status 1 would mean a disagreement with PostGIS
+    assert "points/s" in out and "100.0000% of points" in out
