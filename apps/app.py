@@ -29,6 +29,9 @@ def create_app(config: AppConfig) -> dash.Dash:
         serve_locally=True,  # offline: government intranets have no CDN
     )
     app.server.config["TONGGUAN"] = config
+    from apps.auth import install as install_access  # log-in, region scope, audit, /api/v1
+
+    install_access(app)
     from apps.pages import status  # noqa: F401  (registers its page)
     from apps.pages import city, county, province  # noqa: F401  (register their pages)
 

@@ -20,7 +20,7 @@ COMMAND_MODULES = (
     "tongguan.bench",
     "geo.cli",
     "apps.cli",
-    "ingest.cli",
+    "apps.users_cli",
     "ingest.cli",
     "analytics.cli",
 )

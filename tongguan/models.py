@@ -5,3 +5,4 @@ import geo.models  # noqa: F401
 import ingest.models  # noqa: F401
 import analytics.models  # noqa: F401
 import analytics.alerting_models  # noqa: F401
+import apps.access_models  # noqa: F401

@@ -1,0 +1,452 @@
+"""The JSON API for other systems (the 12345 hotline, a city's own platform): ``/api/v1``.
+
+- Authentication (接口鉴权): ``Authorization: Bearer tg_…`` with a per-user API token
+  (``tongguan tokens create``; revocable), or the apps' session cookie (same origin only for
+  writes). A token is scoped exactly like its user: same region subtree, same roles.
+- Every request runs under the caller's scope (``apps.scope``): row-level security in the
+  database, plus explicit checks that answer 403 for a region outside the scope and 404 for an
+  alert or record outside it (its existence does not leak).
+- Errors always have the body ``{"error": {"status", "code", "message"}}``.
+- Lists are paginated: ``page`` (from 1) and ``per_page`` (1-500); the body carries ``items``,
+  ``page``, ``per_page``, ``total``.
+- Geometries are GeoJSON (Feature / FeatureCollection, EPSG:4326).
+- The OpenAPI 3 document is served at ``/api/v1/openapi.json`` (no authentication).
+- Rate limited per token (or client address): ``TONGGUAN_API_RATE`` in the Flask config.
+"""
+
+from __future__ import annotations
+
+import re
+
+from apps import audit, governance, scope as scope_mod
+from apps.scope import AccessError, Scope
+
+PREFIX = "/api/v1"
+ALERT_STATUSES = ("open", "acknowledged", "dispatched", "resolved", "closed")
+ALERT_LEVELS = ("blue", "yellow", "orange", "red")
+ADCODE_RE = re.compile(r"^\d{6}$")
+
+
+def _error(status: int, code: str, message: str):
+    import flask
+
+    resp = flask.jsonify({"error": {"status": status, "code": code, "message": message}})
+    resp.status_code = status
+    return resp
+
+
+def _page_args() -> tuple[int, int, int]:
+    import flask
+
+    try:
+        page = int(flask.request.args.get("page", 1))
+        per_page = int(flask.request.args.get("per_page", 50))
+    except ValueError:
+        raise AccessError("page and per_page must be integers", 422, "invalid") from None
+    if page < 1 or not 1 <= per_page <= 500:
+        raise AccessError("page must be >= 1 and per_page between 1 and 500", 422, "invalid")
+    return page, per_page, (page - 1) * per_page
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    import flask
+
+    raw = flask.request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise AccessError(f"{name} must be an integer", 422, "invalid") from None
+    if not lo <= v <= hi:
+        raise AccessError(f"{name} must be between {lo} and {hi}", 422, "invalid")
+    return v
+
+
+def _list_arg(name: str, allowed: tuple[str, ...]) -> list[str] | None:
+    import flask
+
+    values = [v for raw in flask.request.args.getlist(name) for v in raw.split(",") if v]
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise AccessError(f"{name} must be among {', '.join(allowed)}", 422, "invalid")
+    return values or None
+
+
+def _adcode(value: str) -> str:
+    if not ADCODE_RE.match(value or ""):
+        raise AccessError(f"region {value!r} not found (an adcode has six digits)", 404, "not_found")
+    return value
+
+
+def _paged(items, total, page, per_page) -> dict:
+    return {"items": items, "page": page, "per_page": per_page, "total": total}
+
+
+def install(server, engine, limiter) -> None:
+    """Register the blueprint on the Flask server (called by ``apps.auth.install``)."""
+    import flask
+    from flask_limiter.errors import RateLimitExceeded
+
+    from apps.auth import current_user, scope_for_token, scope_of
+
+    bp = flask.Blueprint("tongguan_api", __name__, url_prefix=PREFIX)
+
+    def _key():
+        auth = flask.request.headers.get("Authorization", "")
+        return auth[-16:] if auth else (flask.request.remote_addr or "-")
+
+    limiter.limit(lambda: flask.current_app.config["TONGGUAN_API_RATE"], key_func=_key)(bp)
+
+    @bp.before_request
+    def _auth():
+        flask.g.tongguan_scope_token = None
+        if flask.request.path == PREFIX + "/openapi.json":
+            return None
+        auth = flask.request.headers.get("Authorization", "")
+        channel = "api"
+        if auth:
+            kind, _, secret = auth.partition(" ")
+            if kind.lower() != "bearer" or not secret.strip():
+                return _error(401, "unauthorized", "use the header 'Authorization: Bearer <token>'")
+            try:
+                scope = scope_for_token(engine, secret.strip())
+            except AccessError as exc:
+                return _error(exc.status, exc.code, str(exc))
+        else:
+            user = current_user(engine)
+            if user is None:
+                return _error(401, "unauthorized",
+                              "send 'Authorization: Bearer <token>' (create one with `tongguan tokens create`) "
+                              "or log in at /login")
+            from apps.auth import _same_origin
+
+            if flask.request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin():
+                return _error(403, "csrf", "cross-origin request refused")
+            scope = scope_of(user)
+            channel = "web"
+        flask.g.tongguan_scope = scope
+        flask.g.tongguan_channel = channel
+        flask.g.tongguan_scope_token = scope_mod._current.set(scope)
+        return None
+
+    @bp.errorhandler(AccessError)
+    def _access_error(exc: AccessError):
+        return _error(exc.status, exc.code, str(exc))
+
+    @bp.errorhandler(RateLimitExceeded)
+    def _rate(exc):
+        return _error(429, "rate_limited", f"too many requests ({exc.description}); slow down")
+
+    def me() -> Scope:
+        return flask.g.tongguan_scope
+
+    def _audit(action: str, region: str | None, target: str | None = None, outcome: str = "ok", **detail):
+        audit.record(engine, actor=me().username, user_id=me().user_id, action=action, region=region,
+                     target=target, outcome=outcome, channel=flask.g.tongguan_channel,
+                     ip=flask.request.remote_addr, detail=detail)
+
+    @bp.get("/openapi.json")
+    def openapi():
+        return flask.jsonify(openapi_document())
+
+    @bp.get("/me")
+    def get_me():
+        s = me()
+        return flask.jsonify({"username": s.username, "home": s.home, "roles": sorted(s.roles),
+                              "classification_levels": sorted(governance.allowed_levels(s))})
+
+    @bp.get("/regions")
+    def list_regions():
+        page, per_page, offset = _page_args()
+        level = flask.request.args.get("level")
+        if level and level not in ("province", "city", "county"):
+            raise AccessError("level must be province, city or county", 422, "invalid")
+        parent = flask.request.args.get("parent")
+        items = scope_mod.regions(engine, me(), level=level, parent=_adcode(parent) if parent else None)
+        return flask.jsonify(_paged(items[offset:offset + per_page], len(items), page, per_page))
+
+    @bp.get("/regions/<adcode>")
+    def get_region(adcode):
+        feature = scope_mod.region_feature(engine, me(), _adcode(adcode))
+        _audit("view_region", adcode, flask.request.path)
+        return flask.jsonify(feature)
+
+    @bp.get("/regions/<adcode>/children")
+    def region_children(adcode):
+        return flask.jsonify(scope_mod.children_features(engine, me(), _adcode(adcode)))
+
+    @bp.get("/regions/<adcode>/indicators")
+    def region_indicators(adcode):
+        page, per_page, offset = _page_args()
+        resolution = flask.request.args.get("resolution", "hour")
+        if resolution not in ("hour", "minute"):
+            raise AccessError("resolution must be 'hour' or 'minute'", 422, "invalid")
+        items, total = scope_mod.indicators(engine, me(), _adcode(adcode),
+                                            metric=flask.request.args.get("metric") or None,
+                                            resolution=resolution, hours=_int_arg("hours", 24, 1, 24 * 31),
+                                            limit=per_page, offset=offset)
+        _audit("view_region", adcode, flask.request.path)
+        return flask.jsonify(_paged(items, total, page, per_page))
+
+    @bp.get("/regions/<adcode>/video")
+    def region_video(adcode):
+        items = scope_mod.video_counts(engine, me(), _adcode(adcode), hours=_int_arg("hours", 24, 1, 24 * 31))
+        return flask.jsonify({"items": items, "total": len(items)})
+
+    @bp.get("/regions/<adcode>/quality")
+    def region_quality(adcode):
+        return flask.jsonify(governance.quality(engine, me(), _adcode(adcode), hours=_int_arg("hours", 1, 1, 168)))
+
+    @bp.get("/alerts")
+    def list_alerts():
+        page, per_page, offset = _page_args()
+        region = flask.request.args.get("region")
+        items, total = scope_mod.alerts(engine, me(), region=_adcode(region) if region else None,
+                                        status=_list_arg("status", ALERT_STATUSES),
+                                        level=_list_arg("level", ALERT_LEVELS),
+                                        theme=flask.request.args.get("theme") or None,
+                                        limit=per_page, offset=offset)
+        return flask.jsonify(_paged(items, total, page, per_page))
+
+    @bp.get("/alerts/<alert_id>")
+    def get_alert(alert_id):
+        return flask.jsonify(scope_mod.alert(engine, me(), alert_id))
+
+    @bp.post("/alerts/<alert_id>/actions")
+    def act_on_alert(alert_id):
+        body = flask.request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("action"), str):
+            raise AccessError('send a JSON object like {"action": "acknowledge", "note": "…"}', 422, "invalid")
+        note = body.get("note")
+        if note is not None and not isinstance(note, str):
+            raise AccessError("note must be a string", 422, "invalid")
+        extra = {k: body[k] for k in ("assignee", "due", "false_alarm") if k in body}
+        result = scope_mod.act(engine, me(), alert_id, body["action"], note=note,
+                               channel=flask.g.tongguan_channel, ip=flask.request.remote_addr, **extra)
+        return flask.jsonify(result)
+
+    @bp.get("/records/<kind>/<event_id>")
+    def get_record(kind, event_id):
+        if kind not in ("reading", "video_event"):
+            raise AccessError("kind must be 'reading' or 'video_event'", 404, "not_found")
+        rec = scope_mod.record(engine, me(), kind, event_id)
+        table = "readings" if kind == "reading" else "video_events"
+        out = governance.desensitise(me(), table, rec)
+        _audit("view_record", rec.get("county"), f"{kind}:{event_id}")
+        return flask.jsonify(out)
+
+    @bp.get("/catalogue")
+    def get_catalogue():
+        items = governance.visible_catalogue(me())
+        return flask.jsonify({"items": items, "total": len(items)})
+
+    @bp.get("/audit")
+    def get_audit():
+        page, per_page, offset = _page_args()
+        region = flask.request.args.get("region")
+        items, total = audit.query(engine, scope=me(), region=_adcode(region) if region else None,
+                                   actor=flask.request.args.get("actor") or None,
+                                   action=flask.request.args.get("action") or None,
+                                   limit=per_page, offset=offset)
+        return flask.jsonify(_paged(items, total, page, per_page))
+
+    _install_subscriptions(bp, engine, me, _audit)
+    server.register_blueprint(bp)
+
+    @server.errorhandler(404)
+    def _not_found(exc):
+        if flask.request.path.startswith(PREFIX):
+            return _error(404, "not_found", f"no such endpoint {flask.request.path}; see {PREFIX}/openapi.json")
+        return exc
+
+    @server.errorhandler(405)
+    def _not_allowed(exc):
+        if flask.request.path.startswith(PREFIX):
+            return _error(405, "method_not_allowed", f"{flask.request.method} is not allowed here")
+        return exc
+
+    @server.errorhandler(429)
+    def _too_many(exc):
+        if flask.request.path.startswith(PREFIX):
+            return _error(429, "rate_limited", "too many requests; slow down")
+        return exc
+
+    @server.errorhandler(500)
+    def _server_error(exc):
+        if flask.request.path.startswith(PREFIX):
+            return _error(500, "internal", "internal error; it has been logged")
+        return exc
+
+
+def _install_subscriptions(bp, engine, me, _audit) -> None:
+    """Subscriptions, through the analytics package's functions when they exist."""
+    return None
+
+
+# --------------------------------------------------------------------------- OpenAPI
+def _err_ref(*codes):
+    return {str(c): {"$ref": "#/components/responses/Error"} for c in codes}
+
+
+def _ok(schema_ref: str, desc: str = "OK", media: str = "application/json"):
+    return {"200": {"description": desc, "content": {media: {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}}
+
+
+def _param(name, where="query", schema=None, required=False, desc=""):
+    return {"name": name, "in": where, "required": required or where == "path", "description": desc,
+            "schema": schema or {"type": "string"}}
+
+
+ADCODE_PARAM = _param("adcode", "path", {"type": "string", "pattern": r"^\d{6}$"}, desc="six-digit region code")
+PAGE_PARAMS = [_param("page", schema={"type": "integer", "minimum": 1, "default": 1}),
+               _param("per_page", schema={"type": "integer", "minimum": 1, "maximum": 500, "default": 50})]
+
+
+def openapi_document() -> dict:
+    """The OpenAPI 3.0 description of this API (what ``/api/v1/openapi.json`` serves)."""
+    std_errors = _err_ref(401, 403, 404, 422, 429)
+    paged = lambda item: {"type": "object", "required": ["items", "page", "per_page", "total"],  # noqa: E731
+                          "properties": {"items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+                                         "page": {"type": "integer"}, "per_page": {"type": "integer"},
+                                         "total": {"type": "integer"}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "tongguan 统管 API", "version": "1.0.0",
+                 "description": "Region-scoped access to regions, indicators, alerts, records and the data "
+                                "catalogue. Every answer is limited to the caller's region subtree."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            f"{PREFIX}/me": {"get": {"summary": "The caller: user, home region, roles",
+                                     "responses": {**_ok("Me"), **_err_ref(401, 429)}}},
+            f"{PREFIX}/regions": {"get": {
+                "summary": "Regions of the caller's subtree",
+                "parameters": [_param("level", schema={"type": "string", "enum": ["province", "city", "county"]}),
+                               _param("parent", schema={"type": "string", "pattern": r"^\d{6}$"}), *PAGE_PARAMS],
+                "responses": {**_ok("RegionPage"), **std_errors}}},
+            f"{PREFIX}/regions/{{adcode}}": {"get": {
+                "summary": "One region as a GeoJSON Feature", "parameters": [ADCODE_PARAM],
+                "responses": {**_ok("Feature", media="application/json"), **std_errors}}},
+            f"{PREFIX}/regions/{{adcode}}/children": {"get": {
+                "summary": "The region's children as a GeoJSON FeatureCollection (display boundaries)",
+                "parameters": [ADCODE_PARAM], "responses": {**_ok("FeatureCollection"), **std_errors}}},
+            f"{PREFIX}/regions/{{adcode}}/indicators": {"get": {
+                "summary": "Reading rollups (per metric and bucket) of the region",
+                "parameters": [ADCODE_PARAM, _param("metric"),
+                               _param("resolution", schema={"type": "string", "enum": ["hour", "minute"]}),
+                               _param("hours", schema={"type": "integer", "minimum": 1, "maximum": 744}),
+                               *PAGE_PARAMS],
+                "responses": {**_ok("IndicatorPage"), **std_errors}}},
+            f"{PREFIX}/regions/{{adcode}}/video": {"get": {
+                "summary": "Video events per type and hour of the region",
+                "parameters": [ADCODE_PARAM, _param("hours", schema={"type": "integer", "minimum": 1, "maximum": 744})],
+                "responses": {**_ok("VideoCounts"), **std_errors}}},
+            f"{PREFIX}/regions/{{adcode}}/quality": {"get": {
+                "summary": "Data quality of the region: completeness, timeliness, out-of-range, dead letters",
+                "parameters": [ADCODE_PARAM, _param("hours", schema={"type": "integer", "minimum": 1, "maximum": 168})],
+                "responses": {**_ok("Quality"), **std_errors}}},
+            f"{PREFIX}/alerts": {"get": {
+                "summary": "Alerts of the caller's subtree, newest change first",
+                "parameters": [_param("region", schema={"type": "string", "pattern": r"^\d{6}$"}),
+                               _param("status", schema={"type": "string", "enum": list(ALERT_STATUSES)}),
+                               _param("level", schema={"type": "string", "enum": list(ALERT_LEVELS)}),
+                               _param("theme"), *PAGE_PARAMS],
+                "responses": {**_ok("AlertPage"), **std_errors}}},
+            f"{PREFIX}/alerts/{{alert_id}}": {"get": {
+                "summary": "One alert with its history", "parameters": [_param("alert_id", "path")],
+                "responses": {**_ok("Alert"), **std_errors}}},
+            f"{PREFIX}/alerts/{{alert_id}}/actions": {"post": {
+                "summary": "Handle an alert (operator of its handling region, or take it over from an ancestor)",
+                "parameters": [_param("alert_id", "path")],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/AlertAction"}}}},
+                "responses": {**_ok("Alert"), **_err_ref(401, 403, 404, 409, 422, 429, 501)}}},
+            f"{PREFIX}/records/{{kind}}/{{event_id}}": {"get": {
+                "summary": "One stored reading or video event with its provenance (topic, partition, offset); "
+                           "fields above the caller's clearance are removed",
+                "parameters": [_param("kind", "path", {"type": "string", "enum": ["reading", "video_event"]}),
+                               _param("event_id", "path")],
+                "responses": {**_ok("Record"), **std_errors}}},
+            f"{PREFIX}/catalogue": {"get": {"summary": "The data catalogue (datasets, owners, classification)",
+                                            "responses": {**_ok("Catalogue"), **_err_ref(401, 429)}}},
+            f"{PREFIX}/audit": {"get": {
+                "summary": "Audit log entries of the caller's subtree (admins)",
+                "parameters": [_param("region", schema={"type": "string", "pattern": r"^\d{6}$"}),
+                               _param("actor"), _param("action"), *PAGE_PARAMS],
+                "responses": {**_ok("AuditPage"), **std_errors}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "a per-user API token (tongguan tokens create)"}},
+            "responses": {"Error": {"description": "an error", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                    "type": "object", "required": ["status", "code", "message"],
+                    "properties": {"status": {"type": "integer"}, "code": {"type": "string"},
+                                   "message": {"type": "string"}}}}},
+                "Me": {"type": "object", "required": ["username", "home", "roles"],
+                       "properties": {"username": {"type": "string"}, "home": {"type": "string"},
+                                      "roles": {"type": "array", "items": {"type": "string"}},
+                                      "classification_levels": {"type": "array", "items": {"type": "string"}}}},
+                "Region": {"type": "object", "required": ["adcode", "name", "level"],
+                           "properties": {"adcode": {"type": "string"}, "name": {"type": "string"},
+                                          "name_en": {"type": "string", "nullable": True},
+                                          "level": {"type": "string"},
+                                          "parent": {"type": "string", "nullable": True}}},
+                "RegionPage": paged("Region"),
+                "Feature": {"type": "object", "required": ["type", "properties"],
+                            "properties": {"type": {"type": "string", "enum": ["Feature"]},
+                                           "geometry": {"type": "object", "nullable": True},
+                                           "properties": {"type": "object"}}},
+                "FeatureCollection": {"type": "object", "required": ["type", "features"],
+                                      "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
+                                                     "features": {"type": "array",
+                                                                  "items": {"$ref": "#/components/schemas/Feature"}}}},
+                "Indicator": {"type": "object", "properties": {
+                    "metric": {"type": "string"}, "bucket": {"type": "string", "format": "date-time"},
+                    "n": {"type": "integer"}, "min": {"type": "number"}, "max": {"type": "number"},
+                    "mean": {"type": "number", "nullable": True}, "last": {"type": "number"},
+                    "last_ts": {"type": "string", "format": "date-time"}}},
+                "IndicatorPage": paged("Indicator"),
+                "VideoCounts": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}},
+                                                                "total": {"type": "integer"}}},
+                "Quality": {"type": "object", "required": ["adcode", "completeness", "timeliness", "dead_letters"],
+                            "properties": {"adcode": {"type": "string"}, "completeness": {"type": "object"},
+                                           "timeliness": {"type": "object"}, "out_of_range": {"type": "object"},
+                                           "dead_letters": {"type": "object"}}},
+                "Alert": {"type": "object", "required": ["id", "level", "status", "adcode"], "properties": {
+                    "id": {"type": "string"}, "source": {"type": "string"},
+                    "level": {"type": "string", "enum": list(ALERT_LEVELS)},
+                    "theme": {"type": "string"}, "title": {"type": "string"}, "detail": {"type": "object"},
+                    "subject": {"type": "string"}, "confidence": {"type": "number"},
+                    "adcode": {"type": "string"}, "city": {"type": "string"}, "province": {"type": "string"},
+                    "grid_id": {"type": "string", "nullable": True},
+                    "geometry": {"type": "object", "nullable": True},
+                    "first_seen": {"type": "string"}, "last_seen": {"type": "string"},
+                    "count": {"type": "integer"}, "status": {"type": "string", "enum": list(ALERT_STATUSES)},
+                    "handling_region": {"type": "string"},
+                    "history": {"type": "array", "items": {"type": "object"}}}},
+                "AlertPage": paged("Alert"),
+                "AlertAction": {"type": "object", "required": ["action"], "properties": {
+                    "action": {"type": "string", "enum": list(scope_mod.ACTIONS)},
+                    "note": {"type": "string"}, "assignee": {"type": "string"},
+                    "due": {"type": "string", "format": "date-time"}, "false_alarm": {"type": "boolean"}}},
+                "Record": {"type": "object", "required": ["event_id"], "properties": {
+                    "event_id": {"type": "string"},
+                    "provenance": {"type": "object", "properties": {
+                        "topic": {"type": "string"}, "partition": {"type": "integer"},
+                        "offset": {"type": "integer"}, "ingested_at": {"type": "string"}}},
+                    "hidden_fields": {"type": "array", "items": {"type": "string"}}}},
+                "Catalogue": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}},
+                                                              "total": {"type": "integer"}}},
+                "AuditEntry": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "ts": {"type": "string"}, "actor": {"type": "string"},
+                    "action": {"type": "string"}, "region": {"type": "string", "nullable": True},
+                    "target": {"type": "string", "nullable": True}, "outcome": {"type": "string"},
+                    "channel": {"type": "string"}}},
+                "AuditPage": paged("AuditEntry"),
+            },
+        },
+    }
