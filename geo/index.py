@@ -79,6 +79,11 @@ class RegionIndex:
         self._city = np.array(list(cities) + [""], dtype="<U6")
         self._province = np.array(list(provinces) + [""], dtype="<U6")
         self._geoms = np.array(list(geoms), dtype=object)
+        srids = set(np.unique(shapely.get_srid(self._geoms)).tolist())
+        if srids != {4326}:
+            # CRS is never implicit: lon/lat arrays only make sense against EPSG:4326 polygons.
+            raise GeoError(f"county geometries must carry SRID 4326 (lon/lat), got {sorted(srids)}; "
+                           f"use shapely.set_srid(geoms, 4326) after checking they are lon/lat")
         shapely.prepare(self._geoms)
         grid_sizes = grid_sizes or {}
         self._grid_size = np.array([grid_sizes.get(c, 0) for c in counties] + [0], dtype=np.int64)
@@ -102,7 +107,7 @@ class RegionIndex:
             raise GeoError("no regions in the database: run `tongguan geo load` first")
         with engine.connect() as conn:
             rows = conn.execute(sa.text(
-                "SELECT adcode, ST_AsBinary(geom) AS wkb FROM regions WHERE adcode = ANY(:a) ORDER BY adcode"),
+                "SELECT adcode, ST_AsEWKB(geom) AS wkb FROM regions WHERE adcode = ANY(:a) ORDER BY adcode"),
                 {"a": units}).all()
             sizes = conn.execute(sa.text(
                 "SELECT county, size_m FROM grid_cells GROUP BY county, size_m")).all()

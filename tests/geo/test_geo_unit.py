@@ -103,6 +103,7 @@ def _synthetic_index(step):
     codes.append("449901")
     geoms.append(shapely.Point(1.5, 1.5).buffer(0.1))  # leaves an annulus gap 0.1–0.2
     codes.append("449902")
+    geoms = list(shapely.set_srid(geoms, 4326))
     return RegionIndex(codes, geoms, ["440100"] * len(codes), ["440000"] * len(codes), lattice_step=step), geoms, codes
 
 
@@ -131,3 +132,8 @@ def test_county_cells_clip_and_cover():
     total = shapely.union_all([c[3] for c in cells])
     assert total.symmetric_difference(county).area < 1e-9
     assert county_cells("440105", county, 1000)[0][:3] == cells[0][:3]  # stable
+
+
+def test_index_refuses_naive_geometry():
+    with pytest.raises(GeoError, match="SRID 4326"):
+        RegionIndex(["440105"], [shapely.box(0, 0, 1, 1)], ["440100"], ["440000"])
