@@ -122,7 +122,7 @@ _SELECT = sa.text("""
            h.owner_region, h.visible_at, h.escalated_at, h.escalation_reason, h.acknowledged_at,
            h.acknowledged_by, h.assigned_unit, h.assigned_region, h.dispatched_at, h.dispatched_by,
            h.due_at, h.overdue_at, h.resolved_at, h.resolution, h.closed_at, h.false_alarm,
-           h.reopened, h.inhibited_by
+           h.reopened, h.inhibited_by, ST_AsGeoJSON(a.geom)::jsonb AS geometry
     FROM alerts a LEFT JOIN alert_handling h ON h.alert_id = a.id
     WHERE a.id = :id
 """)

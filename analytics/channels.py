@@ -1,0 +1,215 @@
+"""Delivery channels: in-app inbox, signed webhook, e-mail over SMTP.
+
+Webhook signature (for receivers; see :func:`verify`)::
+
+    X-Tongguan-Timestamp: <unix seconds>
+    X-Tongguan-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
+    X-Tongguan-Delivery:  <delivery key>   (the same on every retry: de-duplicate on it)
+
+Signing the timestamp with the body lets a receiver reject replays (a timestamp too far from its
+clock) without keeping state; the delivery key lets it drop a retry it already processed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from analytics.levels import LEVEL_LABELS, rank
+
+USER_AGENT = "tongguan-notify/1"
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    detail: str
+
+
+# ------------------------------------------------------------------------------------ signing
+def sign(secret: str, timestamp: int | str, body: bytes) -> str:
+    """``sha256=<hex>`` over ``"<timestamp>." + body``.
+
+    >>> sign("k", 1700000000, b'{"a":1}')[:15]
+    'sha256=1b6ad1bc'
+    """
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify(secret: str, timestamp: str | None, body: bytes, signature: str | None, *,
+           tolerance: float = 300.0, now: float | None = None) -> tuple[bool, str]:
+    """Check a delivery: the signature matches and the timestamp is fresh. Returns (ok, why)."""
+    if not timestamp or not signature:
+        return False, "missing X-Tongguan-Timestamp or X-Tongguan-Signature"
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return False, "bad timestamp"
+    now = time.time() if now is None else now
+    if abs(now - ts) > tolerance:
+        return False, f"timestamp {ts} is {abs(now - ts):.0f} s from now (replay?)"
+    if not hmac.compare_digest(sign(secret, ts, body), signature):
+        return False, "signature mismatch"
+    return True, "ok"
+
+
+# ------------------------------------------------------------------------------------ content
+def render_text(payload: dict) -> tuple[str, str]:
+    """Subject and plain-text body (Chinese first, then English) of a notification."""
+    alerts = payload.get("alerts") or []
+    top = payload.get("top_level") or "blue"
+    zh, en = LEVEL_LABELS.get(top, (top, top))
+    if len(alerts) == 1:
+        a = alerts[0]
+        subject = f"[{zh}] {a.get('title')} — {a.get('adcode')} / {en}"
+    else:
+        subject = f"[{zh}] {len(alerts)} 条预警汇总 / digest of {len(alerts)} alerts ({payload.get('subscription', {}).get('name', '')})"
+    lines = [subject, ""]
+    for a in sorted(alerts, key=lambda a: -rank(a.get("level"))):
+        lz, le = LEVEL_LABELS.get(a.get("level"), ("", ""))
+        lines.append(f"- {lz} {a.get('title')} | {a.get('theme')} | {a.get('adcode')} | "
+                     f"{a.get('first_seen')} | {', '.join(a.get('events') or [])} | id {a.get('id')}")
+    lines += ["", f"delivery {payload.get('delivery')}"]
+    return subject, "\n".join(lines)
+
+
+def body_bytes(payload: dict) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+
+# ------------------------------------------------------------------------------------ webhook
+def send_webhook(url: str, secret: str, payload: dict, *, delivery_key: str, timeout: float = 5.0,
+                 now: float | None = None) -> Outcome:
+    """POST the JSON, signed; 2xx is success, anything else (or no answer) is an error to retry."""
+    body = body_bytes(payload)
+    ts = int(time.time() if now is None else now)
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT,
+        "X-Tongguan-Timestamp": str(ts), "X-Tongguan-Signature": sign(secret or "", ts, body),
+        "X-Tongguan-Delivery": delivery_key})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - subscriber's own URL
+            return Outcome(200 <= resp.status < 300, f"HTTP {resp.status}")
+    except urllib.error.HTTPError as exc:
+        return Outcome(False, f"HTTP {exc.code}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Outcome(False, f"{type(exc).__name__}: {reason}")
+
+
+# -------------------------------------------------------------------------------------- email
+def send_email(settings, to: str, payload: dict, *, delivery_key: str) -> Outcome:
+    """One message over SMTP (TONGGUAN_SMTP_*): text body plus the JSON attached."""
+    subject, text = render_text(payload)
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = settings.smtp_from
+    msg["To"] = to
+    msg["Message-ID"] = make_msgid(idstring=delivery_key.replace(":", "."), domain="tongguan")
+    msg["X-Tongguan-Delivery"] = delivery_key
+    msg.set_content(text)
+    msg.add_attachment(body_bytes(payload), maintype="application", subtype="json", filename="alerts.json")
+    try:
+        cls = smtplib.SMTP_SSL if settings.smtp_ssl else smtplib.SMTP
+        with cls(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout) as smtp:
+            if settings.smtp_starttls and not settings.smtp_ssl:
+                smtp.starttls(context=ssl.create_default_context())
+            if settings.smtp_user:
+                pw = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+                smtp.login(settings.smtp_user, pw)
+            refused = smtp.send_message(msg)
+        if refused:
+            return Outcome(False, f"refused: {refused}")
+        return Outcome(True, f"SMTP accepted by {settings.smtp_host}:{settings.smtp_port}")
+    except (smtplib.SMTPException, OSError) as exc:
+        return Outcome(False, f"{type(exc).__name__}: {exc}")
+
+
+# ----------------------------------------------------------------------------------- receiver
+class WebhookReceiver:
+    """A small HTTP server that verifies signed deliveries (the demo's subscriber, the bench's and
+    the tests' endpoint). ``secret`` may be a string or a callable ``(path) -> secret``.
+
+    Each verified delivery is passed to ``on_delivery(payload, headers)`` and kept in
+    ``received``; ``fail_first`` answers HTTP 503 to that many requests first (retry tests), and
+    duplicate delivery keys are acknowledged but not passed on (at-least-once → exactly-once).
+    """
+
+    def __init__(self, secret, *, host: str = "127.0.0.1", port: int = 0, on_delivery=None,
+                 fail_first: int = 0, tolerance: float = 300.0):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[dict] = []
+        self.rejected: list[str] = []
+        self.requests = 0
+        self.fail_first = fail_first
+        self.seen: set[str] = set()
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server API
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with outer._lock:
+                    outer.requests += 1
+                    failing = outer.requests <= outer.fail_first
+                if failing:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                key = secret(self.path) if callable(secret) else secret
+                ok, why = verify(key or "", self.headers.get("X-Tongguan-Timestamp"), body,
+                                 self.headers.get("X-Tongguan-Signature"), tolerance=tolerance)
+                if not ok:
+                    with outer._lock:
+                        outer.rejected.append(why)
+                    self.send_response(401)
+                    self.end_headers()
+                    self.wfile.write(why.encode())
+                    return
+                payload = json.loads(body)
+                delivery = self.headers.get("X-Tongguan-Delivery") or ""
+                with outer._lock:
+                    fresh = delivery not in outer.seen
+                    outer.seen.add(delivery)
+                    if fresh:
+                        outer.received.append(payload)
+                self.send_response(200)
+                self.end_headers()
+                if fresh and on_delivery is not None:
+                    on_delivery(payload, dict(self.headers))
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://{host}:{self.port}/hook"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="webhook-receiver")
+
+    def start(self) -> "WebhookReceiver":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

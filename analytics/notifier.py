@@ -1,0 +1,413 @@
+"""The notifier (``tongguan notify``): ``city.alerts`` → subscriptions → inbox / webhook / e-mail.
+
+Consumer group ``tongguan-notify``. Every step keeps its state in PostgreSQL, so a restarted (or a
+second) notifier neither loses nor repeats a notification:
+
+1. **Match** (per alert message): load the alert with its handling state; escalate red at once;
+   check inhibition and silences; for every matching subscription insert one
+   ``notification_items`` row per event (``level:orange``, ``escalated:440100``, ``reopened:1``)
+   — the primary key (subscription, alert, event) is the idempotency key, so a replayed message
+   inserts nothing. Silenced and inhibited items are kept with their reason (logged, not sent).
+   Kafka offsets are committed only after that transaction.
+2. **Group**: a subscriber's pending items wait ``group_wait`` for companions and then go out as
+   one message; later items within ``group_interval`` of the last message are held and sent
+   together as one digest (a storm of forty alerts in a city: one message, then one digest).
+   Red goes out after ``group_wait`` whatever the interval; in quiet hours only red goes out, the
+   rest waits for the morning. A group becomes one ``notification_deliveries`` row per channel
+   with a deterministic key; the inbox is written in the same transaction.
+3. **Send**: due deliveries are claimed (``FOR UPDATE SKIP LOCKED``, with a lease so a crash
+   mid-send is retried), sent, and every attempt is logged in ``delivery_attempts``. Failures
+   retry with exponential backoff, then the delivery is parked as ``failed``.
+
+A periodic tick runs escalation (unacknowledged, county clusters), flags overdue dispatches and
+recounts sensors offline; escalated alerts are matched again at once (their ``escalated:`` event).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from analytics.alerting_config import AlertingConfig, AlertingError, load_alerting
+from analytics.channels import Outcome, render_text, send_email, send_webhook
+from analytics.levels import LEVEL_LABELS, rank
+from analytics.lifecycle import ACTIVE, flag_overdue, load_alert
+from analytics.linkage import (escalate_due, escalate_immediate, inhibitor_of, record_inhibition,
+                               refresh_sensors, silence_for)
+from analytics.subscriptions import events_for, in_quiet_hours
+
+log = logging.getLogger(__name__)
+GROUP_ID = "tongguan-notify"
+ALERT_FIELDS = ("id", "source", "level", "theme", "title", "detail", "subject", "confidence", "adcode", "city",
+                "province", "grid_id", "geometry", "first_seen", "last_seen", "count", "status", "owner_region",
+                "visible_at", "escalated_at", "escalation_reason", "assigned_unit", "assigned_region", "due_at",
+                "reopened")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def alert_json(alert: dict) -> dict:
+    """The Alert contract (DESIGN.md) of a loaded alert, JSON-ready."""
+    out: dict[str, Any] = {"schema": "alert/1"}
+    for k in ALERT_FIELDS:
+        v = alert.get(k)
+        out[k] = v.isoformat() if isinstance(v, datetime) else v
+    zh, en = LEVEL_LABELS[alert["level"]]
+    out["level_label"] = {"zh": zh, "en": en}
+    return out
+
+
+def parse_alert_message(value: bytes | str | None) -> str | None:
+    """The alert id of a ``city.alerts`` message, or None for a message that is not an alert."""
+    if not value:
+        return None
+    try:
+        data = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not data.get("id"):
+        return None
+    return str(data["id"])
+
+
+class Notifier:
+    """See the module docstring. ``run()`` consumes Kafka; the steps are public for tests and the
+    bench (``process_alert``, ``group_pending``, ``send_due``, ``tick``)."""
+
+    def __init__(self, settings, *, engine=None, config: AlertingConfig | None = None, group_id: str = GROUP_ID,
+                 send_workers: int = 8):
+        from tongguan.db import engine_for
+
+        self.settings = settings
+        self.engine = engine if engine is not None else engine_for(settings.database_url)
+        self.config = config or load_alerting()
+        self.group_id = group_id
+        self.worker_id = f"notify:{socket.gethostname()}:{os.getpid()}"
+        self.started_at = utcnow()
+        self.stats = {"messages": 0, "items": 0, "deliveries": 0, "sent": 0, "failed_attempts": 0, "parked": 0}
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=send_workers, thread_name_prefix="notify-send")
+        self._subs: list[dict] = []
+        self._subs_at = 0.0
+        self._last_tick = 0.0
+        self._next_check = 0.0
+        self._pending = False
+        self.consumer = None
+        self.ready = threading.Event()  # set once partitions are assigned (tests, bench)
+
+    # ------------------------------------------------------------------------------- matching
+    def _subscriptions(self, conn, *, max_age: float = 2.0) -> list[dict]:
+        if time.monotonic() - self._subs_at > max_age:
+            self._subs = [dict(r) for r in conn.execute(sa.text(
+                "SELECT * FROM subscriptions WHERE active ORDER BY id")).mappings()]
+            self._subs_at = time.monotonic()
+        return self._subs
+
+    def refresh_subscriptions(self) -> None:
+        self._subs_at = 0.0
+
+    def process_alert(self, alert_id: str, *, now: datetime | None = None) -> int:
+        """Match one alert against the subscriptions; returns the notification items created."""
+        now = now or utcnow()
+        cfg = self.config
+        with self.engine.begin() as conn:
+            a = load_alert(conn, alert_id, lock=True)
+            if a["status"] not in ACTIVE:
+                return 0
+            escalate_immediate(conn, a, now=now, config=cfg)
+            umbrella = inhibitor_of(conn, a, config=cfg)
+            if umbrella is not None:
+                record_inhibition(conn, a, umbrella, now=now)
+            silences = [dict(r) for r in conn.execute(sa.text(
+                "SELECT * FROM alert_silences WHERE starts_at <= :now AND ends_at > :now"), {"now": now}).mappings()]
+            created = 0
+            for sub in self._subscriptions(conn):
+                for event in events_for(sub, a):
+                    state, reason = "pending", None
+                    if umbrella is not None:
+                        state, reason = "inhibited", f"inhibited by {umbrella['id']} ({umbrella['rule']})"
+                    else:
+                        s = silence_for(a, silences, now)
+                        if s is not None:
+                            state, reason = "silenced", f"silence {s['id']}: {s['reason']}"
+                    created += conn.execute(sa.text(
+                        "INSERT INTO notification_items (subscription_id, alert_id, event, level, state, reason, "
+                        "created_at) VALUES (:s, :a, :e, :lv, :st, :why, :now) ON CONFLICT DO NOTHING"),
+                        {"s": sub["id"], "a": a["id"], "e": event, "lv": a["level"], "st": state, "why": reason,
+                         "now": now}).rowcount
+        self.stats["items"] += created
+        if created:
+            self._next_check = 0.0
+        return created
+
+    # ------------------------------------------------------------------------------- grouping
+    def group_pending(self, *, now: datetime | None = None) -> list[str]:
+        """Turn due pending items into deliveries (one per channel); returns the delivery keys."""
+        now = now or utcnow()
+        cfg = self.config
+        keys: list[str] = []
+        with self.engine.begin() as conn:
+            groups = conn.execute(sa.text(
+                "SELECT i.subscription_id, min(i.created_at) AS oldest, bool_or(i.level = 'red') AS has_red, "
+                "(SELECT max(d.created_at) FROM notification_deliveries d WHERE d.subscription_id = i.subscription_id) "
+                "AS last_sent FROM notification_items i WHERE i.state = 'pending' GROUP BY i.subscription_id "
+                "ORDER BY i.subscription_id")).mappings().all()
+            self._pending = bool(groups)
+            if not groups:
+                return keys
+            subs = {s["id"]: s for s in self._subscriptions(conn)}
+            for g in groups:
+                sub = subs.get(g["subscription_id"])
+                if sub is None:  # deactivated since: its pending items are dropped, with the reason
+                    conn.execute(sa.text("UPDATE notification_items SET state = 'dropped', reason = "
+                                         "'subscription removed' WHERE subscription_id = :s AND state = 'pending'"),
+                                 {"s": g["subscription_id"]})
+                    continue
+                quiet = in_quiet_hours(sub, now)
+                if quiet and not g["has_red"]:
+                    continue
+                red_only = quiet
+                if (now - g["oldest"]).total_seconds() < cfg.group_wait:
+                    continue
+                if (g["last_sent"] is not None and not g["has_red"]
+                        and (now - g["last_sent"]).total_seconds() < cfg.group_interval):
+                    continue
+                key = self._make_group(conn, sub, now=now, red_only=red_only)
+                keys.extend(key)
+        self.stats["deliveries"] += len(keys)
+        return keys
+
+    def _make_group(self, conn, sub: dict, *, now: datetime, red_only: bool) -> list[str]:
+        items = conn.execute(sa.text(
+            "SELECT id, alert_id, event, level FROM notification_items WHERE subscription_id = :s AND state = "
+            "'pending'" + (" AND level = 'red'" if red_only else "") + " ORDER BY id FOR UPDATE SKIP LOCKED"),
+            {"s": sub["id"]}).mappings().all()
+        if not items:
+            return []
+        group = f"s{sub['id']}-n{items[0]['id']}"
+        events: dict[str, list[str]] = {}
+        for it in items:
+            events.setdefault(it["alert_id"], []).append(it["event"])
+        alerts = []
+        for aid, evs in events.items():
+            aj = alert_json(load_alert(conn, aid))
+            aj["events"] = evs
+            alerts.append(aj)
+        alerts.sort(key=lambda a: (-rank(a["level"]), a["first_seen"] or "", a["id"]))
+        top = alerts[0]["level"]
+        payload = {"schema": "notification/1", "group": group,
+                   "kind": "alert" if len(alerts) == 1 else "digest", "count": len(alerts), "top_level": top,
+                   "subscription": {"id": sub["id"], "name": sub["name"], "adcode": sub["adcode"]},
+                   "created_at": now.isoformat(), "alerts": alerts}
+        keys = []
+        for channel in sub["channels"]:
+            key = f"{group}-{channel}"
+            body = {**payload, "delivery": key}
+            inserted = conn.execute(sa.text(
+                "INSERT INTO notification_deliveries (key, subscription_id, channel, alert_ids, payload, status, "
+                "next_attempt_at, created_at) VALUES (:k, :s, :c, :ids, CAST(:p AS jsonb), 'pending', :now, :now) "
+                "ON CONFLICT (key) DO NOTHING"),
+                {"k": key, "s": sub["id"], "c": channel, "ids": list(events), "p": json.dumps(body, default=str),
+                 "now": now}).rowcount
+            if inserted and channel == "inbox":
+                subject, text = render_text(body)
+                conn.execute(sa.text(
+                    "INSERT INTO inbox_messages (delivery_key, subscription_id, recipient, title, body, alert_ids, "
+                    "top_level, created_at) VALUES (:k, :s, :r, :t, :b, :ids, :top, :now) "
+                    "ON CONFLICT (delivery_key) DO NOTHING"),
+                    {"k": key, "s": sub["id"], "r": sub["owner"], "t": subject, "b": text, "ids": list(events),
+                     "top": top, "now": now})
+                conn.execute(sa.text("UPDATE notification_deliveries SET status = 'sent', attempts = 1, sent_at = :now "
+                                     "WHERE key = :k"), {"k": key, "now": now})
+                conn.execute(sa.text("INSERT INTO delivery_attempts (delivery_key, attempt, at, duration_ms, outcome, "
+                                     "detail) VALUES (:k, 1, :now, 0, 'ok', 'inbox')"), {"k": key, "now": now})
+            if inserted:
+                keys.append(key)
+        conn.execute(sa.text("UPDATE notification_items SET state = 'grouped', delivery_group = :g WHERE id = ANY(:ids)"),
+                     {"g": group, "ids": [it["id"] for it in items]})
+        self._next_check = 0.0
+        return keys
+
+    # -------------------------------------------------------------------------------- sending
+    def send_due(self, *, now: datetime | None = None, limit: int = 100) -> int:
+        """Attempt every due delivery once; returns how many were sent successfully."""
+        now = now or utcnow()
+        cfg = self.config
+        lease = now + timedelta(seconds=cfg.webhook_timeout + 30)
+        with self.engine.begin() as conn:
+            claimed = conn.execute(sa.text(
+                "UPDATE notification_deliveries d SET status = 'sending', attempts = d.attempts + 1, "
+                "next_attempt_at = :lease FROM (SELECT key FROM notification_deliveries WHERE status IN "
+                "('pending','retrying','sending') AND next_attempt_at <= :now ORDER BY next_attempt_at LIMIT :n "
+                "FOR UPDATE SKIP LOCKED) due WHERE d.key = due.key "
+                "RETURNING d.key, d.subscription_id, d.channel, d.payload, d.attempts"),
+                {"lease": lease, "now": now, "n": limit}).mappings().all()
+            subs = {r["id"]: dict(r) for r in conn.execute(sa.text(
+                "SELECT * FROM subscriptions WHERE id = ANY(:ids)"),
+                {"ids": list({c["subscription_id"] for c in claimed})}).mappings()} if claimed else {}
+        if not claimed:
+            return 0
+        results = list(self._pool.map(lambda d: self._attempt(d, subs.get(d["subscription_id"])), claimed))
+        ok = 0
+        done_at = now
+        with self.engine.begin() as conn:
+            for d, (outcome, ms) in zip(claimed, results):
+                conn.execute(sa.text(
+                    "INSERT INTO delivery_attempts (delivery_key, attempt, at, duration_ms, outcome, detail) "
+                    "VALUES (:k, :n, :at, :ms, :o, :detail)"),
+                    {"k": d["key"], "n": d["attempts"], "at": done_at, "ms": ms,
+                     "o": "ok" if outcome.ok else "error", "detail": outcome.detail[:2000]})
+                if outcome.ok:
+                    ok += 1
+                    conn.execute(sa.text("UPDATE notification_deliveries SET status = 'sent', sent_at = :at, "
+                                         "last_error = NULL WHERE key = :k"), {"k": d["key"], "at": done_at})
+                elif d["attempts"] >= cfg.retry_max_attempts:
+                    self.stats["parked"] += 1
+                    log.warning("delivery %s parked as failed after %d attempts: %s", d["key"], d["attempts"],
+                                outcome.detail)
+                    conn.execute(sa.text("UPDATE notification_deliveries SET status = 'failed', last_error = :e "
+                                         "WHERE key = :k"), {"k": d["key"], "e": outcome.detail})
+                else:
+                    self.stats["failed_attempts"] += 1
+                    conn.execute(sa.text("UPDATE notification_deliveries SET status = 'retrying', last_error = :e, "
+                                         "next_attempt_at = :next WHERE key = :k"),
+                                 {"k": d["key"], "e": outcome.detail,
+                                  "next": done_at + timedelta(seconds=cfg.backoff(d["attempts"]))})
+        self.stats["sent"] += ok
+        return ok
+
+    def _attempt(self, d: dict, sub: dict | None) -> tuple[Outcome, float]:
+        t = time.perf_counter()
+        try:
+            if sub is None:
+                out = Outcome(False, "subscription gone")
+            elif d["channel"] == "webhook":
+                out = send_webhook(sub["webhook_url"], sub["secret"] or "", d["payload"], delivery_key=d["key"],
+                                   timeout=self.config.webhook_timeout)
+            elif d["channel"] == "email":
+                out = send_email(self.settings, sub["email"], d["payload"], delivery_key=d["key"])
+            else:
+                out = Outcome(False, f"unknown channel {d['channel']!r}")
+        except Exception as exc:  # noqa: BLE001 - one bad delivery must not stop the others
+            out = Outcome(False, f"{type(exc).__name__}: {exc}")
+        return out, (time.perf_counter() - t) * 1000.0
+
+    # ----------------------------------------------------------------------------------- tick
+    def tick(self, *, now: datetime | None = None) -> dict:
+        """Escalation, overdue dispatches (督办), sensors offline; escalated alerts are matched again."""
+        now = now or utcnow()
+        escalated = escalate_due(self.engine, now=now, config=self.config)
+        for aid in dict.fromkeys(a for a, _ in escalated):
+            self.process_alert(aid, now=now)
+        overdue = flag_overdue(self.engine, now=now)
+        refresh_sensors(self.engine, now=now, config=self.config)
+        self._heartbeat(now)
+        return {"escalated": escalated, "overdue": overdue}
+
+    def _heartbeat(self, now: datetime) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(
+                    "INSERT INTO worker_heartbeats (worker, role, started_at, last_seen, stats) VALUES "
+                    "(:w, 'notify', :s, :now, CAST(:st AS jsonb)) ON CONFLICT (worker) DO UPDATE SET "
+                    "last_seen = EXCLUDED.last_seen, stats = EXCLUDED.stats"),
+                    {"w": self.worker_id, "s": self.started_at, "now": now, "st": json.dumps(self.stats)})
+        except sa.exc.SQLAlchemyError as exc:  # the status page is a nicety
+            log.debug("heartbeat failed: %s", exc)
+
+    def step(self, alert_ids: Iterable[str] = (), *, now: datetime | None = None) -> None:
+        """Match the given alerts, then group and send what is due (one loop turn)."""
+        for aid in alert_ids:
+            self.process_alert(aid, now=now)
+        self.group_pending(now=now)
+        self.send_due(now=now)
+
+    # ------------------------------------------------------------------------------------ run
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _connect(self):
+        from kafka import KafkaConsumer
+
+        topic = self.settings.topic("alerts")
+        self.consumer = KafkaConsumer(
+            topic, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
+            client_id=self.worker_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=10000, heartbeat_interval_ms=1000, max_poll_interval_ms=120000,
+            fetch_max_wait_ms=20, max_poll_records=500)
+        return topic
+
+    def _commit(self, records: list) -> None:
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        offsets: dict = {}
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            offsets[tp] = max(offsets.get(tp, 0), rec.offset + 1)
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        except Exception as exc:  # noqa: BLE001 - a rebalance: the items are keyed, a re-read adds nothing
+            log.warning("offset commit failed (%s); the messages will be re-read and de-duplicated", exc)
+
+    def _process_with_wait(self, alert_id: str, wait_s: float = 5.0) -> None:
+        """The detector writes the alert before publishing it; allow a moment for its commit."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.process_alert(alert_id)
+                return
+            except AlertingError as exc:
+                if "no alert" not in str(exc) or time.monotonic() > deadline:
+                    log.error("cannot notify alert %s: %s", alert_id, exc)
+                    return
+                time.sleep(0.05)
+
+    def run(self, *, max_seconds: float | None = None) -> dict:
+        """Consume ``city.alerts`` until stopped (or for ``max_seconds``)."""
+        topic = self._connect()
+        log.info("notifier %s consuming %s (group %s)", self.worker_id, topic, self.group_id)
+        t_end = None if max_seconds is None else time.monotonic() + max_seconds
+        try:
+            while not self._stop.is_set() and (t_end is None or time.monotonic() < t_end):
+                polled = self.consumer.poll(timeout_ms=20, max_records=500)
+                if self.consumer.assignment():
+                    self.ready.set()
+                records = [r for recs in polled.values() for r in recs]
+                for rec in records:
+                    self.stats["messages"] += 1
+                    aid = parse_alert_message(rec.value)
+                    if aid is None:
+                        log.warning("skipping a message that is not an alert at %s[%d]@%d", rec.topic,
+                                    rec.partition, rec.offset)
+                        continue
+                    self._process_with_wait(aid)
+                if records:
+                    self._commit(records)
+                mono = time.monotonic()
+                if records or mono >= self._next_check:
+                    self.group_pending()
+                    self.send_due()
+                    # Items waiting for their group: look again in 50 ms; otherwise each second
+                    # (retries, and items another notifier instance matched).
+                    self._next_check = time.monotonic() + (0.05 if self._pending else 1.0)
+                if mono - self._last_tick >= self.config.tick_every:
+                    self._last_tick = mono
+                    self.tick()
+        finally:
+            try:
+                self.consumer.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._pool.shutdown(wait=True)
+        return self.stats
