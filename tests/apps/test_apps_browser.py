@@ -1,0 +1,146 @@
+"""End-to-end in headless Chromium: drill down province → city → county by clicking the maps,
+the breadcrumb back up, and the live ticker updating without reload."""
+
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from tongguan.db import engine_for
+from tongguan.services import free_port
+
+pytestmark = pytest.mark.integration
+
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-dev-shm-usage", "--window-size=1600,1000")
+
+
+@pytest.fixture(scope="module")
+def server(seeded, services):
+    from werkzeug.serving import make_server
+
+    from apps.app import AppConfig, create_app
+
+    app = create_app(AppConfig(database_url=seeded[0], kafka_bootstrap=services.kafka_bootstrap))
+    port = free_port()
+    srv = make_server("127.0.0.1", port, app.server, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", seeded[0]
+    finally:
+        srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for flag in CHROME_FLAGS:
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def sign_in(driver, base: str, db_url: str):
+    """Log in as a province admin when the app asks for it (the access layer guards every page)."""
+    driver.get(base + "/")
+    if "/login" not in driver.current_url:
+        return
+    from apps import auth
+
+    eng = engine_for(db_url)
+    if auth.get_user(eng, "e2e-admin") is None:
+        auth.add_user(eng, "e2e-admin", "e2e-password-123", home="440000", roles=("admin",))
+    driver.find_element("name", "username").send_keys("e2e-admin")
+    driver.find_element("name", "password").send_keys("e2e-password-123")
+    driver.find_element("css selector", "form [type=submit]").click()
+    wait_for(driver, lambda d: "/login" not in d.current_url, what="log-in")
+
+
+def wait_for(driver, condition, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition(driver)
+            if value:
+                return value
+        except Exception as exc:  # element not there yet
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last}); url={driver.current_url}")
+
+
+def click_region(driver, graph_id: str, adcode: str):
+    """Click a region of a plotly choropleth like a person would (on its drawn path)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    codes = driver.execute_script(
+        f"return document.getElementById('{graph_id}').querySelector('.js-plotly-plot').data[0].locations;")
+    index = list(codes).index(adcode)
+    paths = wait_for(driver, lambda d: d.find_elements(
+        "css selector", f"#{graph_id} path.choroplethlocation"), what="map paths")
+    ActionChains(driver).move_to_element(paths[index]).click().perform()
+
+
+def test_drill_down_by_clicking_and_back_up(server, browser):
+    base, url = server
+    sign_in(browser, base, url)
+    browser.get(base + "/")
+    wait_for(browser, lambda d: d.current_url.endswith("/province/440000"), what="redirect to the province")
+    wait_for(browser, lambda d: d.find_element("id", "breadcrumb-current").text == "广东省", what="province page")
+    assert browser.find_element("id", "province-ranking").text  # the ranking lists the cities
+
+    click_region(browser, "province-map", "440100")
+    wait_for(browser, lambda d: "/city/440100" in d.current_url, what="city view after the click")
+    wait_for(browser, lambda d: d.find_element("id", "breadcrumb-current").text == "广州市", what="city page")
+    assert browser.find_element("id", "crumb-440000").text == "广东省"
+    assert len(browser.find_elements("css selector", "#city-vitals .vital")) >= 6
+
+    click_region(browser, "city-map", "440106")
+    wait_for(browser, lambda d: "/county/440106" in d.current_url, what="county view after the click")
+    wait_for(browser, lambda d: d.find_element("id", "breadcrumb-current").text == "天河区", what="county page")
+    crumbs = browser.find_element("id", "breadcrumb").text
+    assert "广东省" in crumbs and "广州市" in crumbs
+
+    browser.back()
+    wait_for(browser, lambda d: "/city/440100" in d.current_url, what="back button to the city")
+    wait_for(browser, lambda d: d.find_element("id", "breadcrumb-current").text == "广州市", what="city after back")
+    browser.find_element("id", "crumb-440000").click()
+    wait_for(browser, lambda d: d.current_url.endswith("/province/440000"), what="breadcrumb up to the province")
+
+
+def test_theme_and_language_travel_in_the_link(server, browser):
+    base, url = server
+    sign_in(browser, base, url)
+    browser.get(base + "/province/440000?theme=flood&lang=en")
+    wait_for(browser, lambda d: d.find_element("id", "breadcrumb-current").text == "Guangdong", what="English page")
+    click_region(browser, "province-map", "440300")
+    wait_for(browser, lambda d: "/city/440300?theme=flood&lang=en" in d.current_url, what="link keeps theme and lang")
+    wait_for(browser, lambda d: d.find_element("id", "breadcrumb-current").text == "Shenzhen", what="Shenzhen page")
+
+
+def test_ticker_shows_a_new_alert_without_reload(server, browser):
+    base, url = server
+    sign_in(browser, base, url)
+    browser.get(base + "/province/440000")
+    wait_for(browser, lambda d: d.find_element("id", "province-ticker"), what="ticker")
+    browser.execute_script("window.__same_page = true;")
+    with engine_for(url).begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
+            "first_seen, last_seen, status) VALUES ('e2e-live', 'e2e-live', 'rule:test', 'red', 'flood', "
+            "'浏览器实时测试', 'sensor:x', '440106', '440100', '440000', now(), now(), 'open')"))
+    wait_for(browser, lambda d: "浏览器实时测试" in d.find_element("id", "province-ticker").text,
+             timeout=15, what="the new alert in the ticker")
+    assert browser.execute_script("return window.__same_page === true;")  # no reload happened
