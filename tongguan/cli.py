@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "tongguan.bench",
     "geo.cli",
     "apps.cli",
+    "apps.screenshot",
     "apps.users_cli",
     "ingest.cli",
     "analytics.cli",
