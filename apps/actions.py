@@ -37,5 +37,8 @@ def handle(engine, *, alert_id: str, action: str, actor: str, note: str | None =
     fn = _transition_function()
     if fn is None:
         raise AppsError("alert handling is not available yet (the analytics alert lifecycle is missing)")
+    from apps.scope import check_action  # signed-in user's region scope and operator role (access)
+
+    actor = check_action(engine, alert_id=alert_id, action=ACTIONS[action], actor=actor)
     result = fn(engine, alert_id=alert_id, action=ACTIONS[action], actor=actor, note=note)
     return getattr(result, "status", None) or (result.get("status") if isinstance(result, dict) else str(result))

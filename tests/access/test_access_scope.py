@@ -262,3 +262,27 @@ def test_openapi_document_is_served_and_valid(access):
     doc = app.server.test_client().get("/api/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.") and "/api/v1/alerts/{alert_id}/actions" in doc["paths"]
     json.dumps(doc)
+
+
+def test_view_buttons_are_checked_like_the_api(access):
+    """The county view's handling buttons (apps.actions) go through the same rule: inside a
+    signed-in request only the handling region's operator acts, under their own name."""
+    from apps import actions
+    from apps.auth import get_user, scope_of
+    from apps.scope import AccessError, check_action, scoped
+
+    engine, _, _ = access
+    th = scope_of(get_user(engine, "tianhe-operator"))
+    adm = scope_of(get_user(engine, "gd-admin"))
+    with scoped(th):
+        assert check_action(engine, alert_id="A-TIANHE-1", action="acknowledge", actor="county:440106") \
+            == "tianhe-operator"
+        with pytest.raises(AccessError) as e:
+            check_action(engine, alert_id="A-YUEXIU-1", action="acknowledge", actor="county:440104")
+        assert e.value.status == 404
+    with scoped(adm), pytest.raises(AccessError) as e:
+        check_action(engine, alert_id="A-TIANHE-1", action="acknowledge", actor="x")
+    assert e.value.status == 403
+    if actions.available():
+        with scoped(th), pytest.raises(AccessError):
+            actions.handle(engine, alert_id="A-YUEXIU-1", action="ack", actor="county:440104")
