@@ -280,7 +280,7 @@ def vital_card(page: str, ind, v: dict, lang: str, spark: bool = True) -> html.D
                             id=f"{page}-vital-{ind.id}", style={"color": colour}),
                   html.Span(ind.unit, className="vital-unit")]),
         html.Div(t("vital." + status, lang) if status != "unknown" else t("empty.data", lang),
-                 className=f"vital-status vital-{status}", id=f"{page}-vital-status-{ind.id}"),
+                 className="vital-status", id=f"{page}-vital-status-{ind.id}"),
     ]
     if spark and v.get("spark") is not None:
         children.append(dcc.Graph(figure=sparkline(v["spark"], colour=colour), config={"displayModeBar": False,

@@ -61,6 +61,12 @@ def _wait(driver, predicate, timeout: float = 30.0) -> bool:
     return False
 
 
+def _viewport(driver, width: int, height: int) -> None:
+    """Exactly width x height CSS pixels (a window size would include the browser's frame)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
 def sign_in(driver, base: str, username: str | None, password: str | None) -> None:
     driver.get(base + "/")
     _wait(driver, lambda d: d.execute_script("return document.readyState") == "complete", 10)
@@ -85,14 +91,14 @@ def take(base: str, out_dir: Path, shots=DEFAULT_SHOTS, *, username: str | None 
     try:
         sign_in(driver, base, username, password)
         for shot in shots:
-            driver.set_window_size(width, height)
+            _viewport(driver, width, height)
             driver.get(base + shot.path)
             _wait(driver, lambda d: d.find_elements("css selector", ".js-plotly-plot .main-svg")
                   or d.find_elements("id", "error-message"))
             time.sleep(2.0)  # let the plots finish laying out and the first live tick land
             if shot.full_page:
                 h = driver.execute_script("return document.documentElement.scrollHeight")
-                driver.set_window_size(width, max(height, min(int(h), 4000)))
+                _viewport(driver, width, max(height, min(int(h), 4000)))
                 time.sleep(1.0)
             path = out_dir / f"{shot.name}.png"
             driver.save_screenshot(str(path))
