@@ -279,9 +279,81 @@ def install(server, engine, limiter) -> None:
         return exc
 
 
+def _sub_out(row: dict) -> dict:
+    out = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items() if k != "secret"}
+    out["adcode"] = str(out.get("adcode") or "").strip()
+    return out
+
+
 def _install_subscriptions(bp, engine, me, _audit) -> None:
-    """Subscriptions, through the analytics package's functions when they exist."""
-    return None
+    """Subscriptions (analytics' functions; the queries run under row-level security): anyone
+    lists those of their subtree; a user creates and removes their own, an admin any of the
+    subtree. Webhook secrets are shown once, at creation."""
+    import flask
+
+    try:
+        from analytics import subscriptions as subs
+    except ImportError:  # the alerting package has not landed its subscriptions yet
+        return
+    from tongguan import TongguanError
+
+    @bp.get("/subscriptions")
+    def list_subscriptions():
+        page, per_page, offset = _page_args()
+        tree = scope_mod.tree_for(engine)
+        rows = [r for r in subs.list_subscriptions(engine) if me().within(tree, str(r["adcode"]).strip())]
+        return flask.jsonify(_paged([_sub_out(r) for r in rows[offset:offset + per_page]], len(rows), page, per_page))
+
+    @bp.post("/subscriptions")
+    def create_subscription():
+        body = flask.request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise AccessError("send a JSON object (name, adcode, channels, themes, min_level, …)", 422, "invalid")
+        adcode = _adcode(str(body.get("adcode", "")))
+        scope_mod.require_region(engine, me(), adcode)
+        owner = body.get("owner") or me().username
+        if owner != me().username and not me().is_admin:
+            raise AccessError("only an admin creates subscriptions for others", 403, "forbidden")
+        allowed = ("name", "channels", "themes", "min_level", "webhook_url", "email", "quiet_start", "quiet_end",
+                   "timezone", "escalated_only")
+        kw = {k: body[k] for k in allowed if k in body}
+        for k in ("channels", "themes"):
+            if k in kw and not (isinstance(kw[k], list) and all(isinstance(x, str) for x in kw[k])):
+                raise AccessError(f"{k} must be a list of strings", 422, "invalid")
+        for k in ("name", "min_level", "webhook_url", "email", "quiet_start", "quiet_end", "timezone"):
+            if k in kw and not isinstance(kw[k], str):
+                raise AccessError(f"{k} must be a string", 422, "invalid")
+        if not isinstance(owner, str):
+            raise AccessError("owner must be a string", 422, "invalid")
+        try:
+            row = subs.add_subscription(engine, owner=owner, adcode=adcode, name=kw.pop("name", ""),
+                                        channels=kw.pop("channels", []), **kw)
+        except TongguanError as exc:
+            raise AccessError(str(exc), 422, "invalid") from None
+        _audit("subscription_create", adcode, str(row["id"]), owner=owner)
+        out = _sub_out(row)
+        if row.get("secret"):
+            out["secret"] = row["secret"]
+        return flask.jsonify(out), 201
+
+    @bp.delete("/subscriptions/<int:sub_id>")
+    def delete_subscription(sub_id: int):
+        try:
+            row = subs.get_subscription(engine, sub_id)
+        except TongguanError:
+            raise scope_mod.not_found(f"subscription {sub_id}") from None
+        adcode = str(row["adcode"]).strip()
+        if not me().within(scope_mod.tree_for(engine), adcode):
+            raise scope_mod.not_found(f"subscription {sub_id}")
+        if row["owner"] != me().username and not me().is_admin:
+            _audit("subscription_remove", adcode, str(sub_id), outcome="denied")
+            raise AccessError("only its owner or an admin removes a subscription", 403, "forbidden")
+        try:
+            subs.remove_subscription(engine, sub_id)
+        except TongguanError as exc:
+            raise AccessError(str(exc), 409, "conflict") from None
+        _audit("subscription_remove", adcode, str(sub_id))
+        return flask.jsonify({"id": sub_id, "active": False})
 
 
 # --------------------------------------------------------------------------- OpenAPI
@@ -370,6 +442,19 @@ def openapi_document() -> dict:
                 "responses": {**_ok("Record"), **std_errors}}},
             f"{PREFIX}/catalogue": {"get": {"summary": "The data catalogue (datasets, owners, classification)",
                                             "responses": {**_ok("Catalogue"), **_err_ref(401, 429)}}},
+            f"{PREFIX}/subscriptions": {
+                "get": {"summary": "Subscriptions of the caller's subtree (secrets never shown)",
+                        "parameters": [*PAGE_PARAMS], "responses": {**_ok("SubscriptionPage"), **std_errors}},
+                "post": {"summary": "Subscribe a region's subtree (own, or anyone's as an admin)",
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                             "$ref": "#/components/schemas/SubscriptionNew"}}}},
+                         "responses": {"201": {"description": "created", "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/Subscription"}}}},
+                             **_err_ref(401, 403, 404, 422, 429)}}},
+            f"{PREFIX}/subscriptions/{{sub_id}}": {"delete": {
+                "summary": "Remove (deactivate) a subscription",
+                "parameters": [_param("sub_id", "path", {"type": "integer"})],
+                "responses": {**_ok("Subscription"), **_err_ref(401, 403, 404, 409, 429)}}},
             f"{PREFIX}/audit": {"get": {
                 "summary": "Audit log entries of the caller's subtree (admins)",
                 "parameters": [_param("region", schema={"type": "string", "pattern": r"^\d{6}$"}),
@@ -447,6 +532,17 @@ def openapi_document() -> dict:
                     "target": {"type": "string", "nullable": True}, "outcome": {"type": "string"},
                     "channel": {"type": "string"}}},
                 "AuditPage": paged("AuditEntry"),
+                "Subscription": {"type": "object", "properties": {
+                    "id": {"type": "integer"}, "adcode": {"type": "string"}, "active": {"type": "boolean"}}},
+                "SubscriptionPage": paged("Subscription"),
+                "SubscriptionNew": {"type": "object", "required": ["name", "adcode", "channels"], "properties": {
+                    "name": {"type": "string"}, "adcode": {"type": "string"}, "owner": {"type": "string"},
+                    "channels": {"type": "array", "items": {"type": "string", "enum": ["inbox", "webhook", "email"]}},
+                    "themes": {"type": "array", "items": {"type": "string"}},
+                    "min_level": {"type": "string", "enum": list(ALERT_LEVELS)},
+                    "webhook_url": {"type": "string"}, "email": {"type": "string"},
+                    "quiet_start": {"type": "string"}, "quiet_end": {"type": "string"},
+                    "timezone": {"type": "string"}, "escalated_only": {"type": "boolean"}}},
             },
         },
     }

@@ -286,3 +286,26 @@ def test_view_buttons_are_checked_like_the_api(access):
     if actions.available():
         with scoped(th), pytest.raises(AccessError):
             actions.handle(engine, alert_id="A-YUEXIU-1", action="ack", actor="county:440104")
+
+
+def test_subscriptions_are_scoped_and_audited(access):
+    engine, app, _ = access
+    api = app.server.test_client()
+    th, gz, adm = (token_for(engine, u) for u in ("tianhe-operator", "gz-operator", "gd-admin"))
+    r = api.post("/api/v1/subscriptions", headers=th, json={"name": "天河积水", "adcode": "440106",
+                                                            "channels": ["inbox"], "themes": ["flood"]})
+    assert r.status_code == 201, r.get_json()
+    mine = r.get_json()["id"]
+    assert api.post("/api/v1/subscriptions", headers=th, json={"name": "x", "adcode": "440100",
+                                                               "channels": ["inbox"]}).status_code == 403
+    r = api.post("/api/v1/subscriptions", headers=gz, json={"name": "广州", "adcode": "440100", "channels": ["inbox"]})
+    theirs = r.get_json()["id"]
+    assert {s["id"] for s in api.get("/api/v1/subscriptions", headers=th).get_json()["items"]} == {mine}
+    assert {s["id"] for s in api.get("/api/v1/subscriptions", headers=gz).get_json()["items"]} == {mine, theirs}
+    assert api.delete(f"/api/v1/subscriptions/{theirs}", headers=th).status_code == 404
+    assert api.delete(f"/api/v1/subscriptions/{mine}", headers=gz).status_code == 403
+    assert api.delete(f"/api/v1/subscriptions/{mine}", headers=th).status_code == 200
+    entries = api.get("/api/v1/audit?action=subscription_*", headers=adm).get_json()["items"]
+    assert {(e["actor"], e["action"], e["outcome"]) for e in entries} >= {
+        ("tianhe-operator", "subscription_create", "ok"), ("gz-operator", "subscription_remove", "denied"),
+        ("tianhe-operator", "subscription_remove", "ok")}
