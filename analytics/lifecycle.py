@@ -362,6 +362,8 @@ def transition(engine, *, alert_id: str, action: str, actor: str, note: str | No
     if name == "acknowledge":
         return acknowledge(engine, alert_id, actor=actor, note=note, **kwargs)
     if name == "dispatch":
+        if not kwargs.get("to_unit") or not kwargs.get("due_at"):
+            raise AlertTransitionError("dispatch needs a unit or person (to_unit) and a due time (due_at)")
         return dispatch(engine, alert_id, actor=actor, note=note, **kwargs)
     if name == "resolve":
         return resolve(engine, alert_id, actor=actor, note=note or "", **kwargs)
