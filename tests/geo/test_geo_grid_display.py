@@ -82,3 +82,11 @@ def test_city_and_county_maps(engine):
     assert [f["id"] for f in display_geojson(engine, None)["features"]] == ["350000", "440000"]
     with pytest.raises(GeoError, match="unknown region"):
         display_geojson(engine, "449999")
+
+
+def test_rings_are_counter_clockwise(engine):
+    for parent in ("440000", "440105"):
+        for f in display_geojson(engine, parent)["features"]:
+            geom = shapely.from_geojson(json.dumps(f["geometry"]))
+            for poly in shapely.get_parts(geom):
+                assert poly.exterior.is_ccw
