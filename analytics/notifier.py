@@ -100,7 +100,6 @@ class Notifier:
         self._pool = ThreadPoolExecutor(max_workers=send_workers, thread_name_prefix="notify-send")
         self._subs: list[dict] = []
         self._subs_at = 0.0
-        self._last_tick = 0.0
         self._next_check = 0.0
         self._pending = False
         self.consumer = None
@@ -334,6 +333,14 @@ class Notifier:
         self.send_due(now=now)
 
     # ------------------------------------------------------------------------------------ run
+    def _tick_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - log and try again next tick; never stop delivering
+                log.exception("notifier tick failed; retrying in %.0f s", self.config.tick_every)
+            self._stop.wait(self.config.tick_every)
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -378,6 +385,10 @@ class Notifier:
         topic = self._connect()
         log.info("notifier %s consuming %s (group %s)", self.worker_id, topic, self.group_id)
         t_end = None if max_seconds is None else time.monotonic() + max_seconds
+        # The tick (escalation of a whole storm, overdue flags, sensor counts) runs beside the
+        # consumer, so a long pass never holds up the delivery of new alerts.
+        ticker = threading.Thread(target=self._tick_loop, daemon=True, name="notify-tick")
+        ticker.start()
         try:
             while not self._stop.is_set() and (t_end is None or time.monotonic() < t_end):
                 polled = self.consumer.poll(timeout_ms=20, max_records=500)
@@ -401,10 +412,9 @@ class Notifier:
                     # Items waiting for their group: look again in 50 ms; otherwise each second
                     # (retries, and items another notifier instance matched).
                     self._next_check = time.monotonic() + (0.05 if self._pending else 1.0)
-                if mono - self._last_tick >= self.config.tick_every:
-                    self._last_tick = mono
-                    self.tick()
         finally:
+            self._stop.set()
+            ticker.join(timeout=30)
             try:
                 self.consumer.close()
             except Exception:  # noqa: BLE001
