@@ -47,7 +47,6 @@ readings = sa.Table(
     sa.PrimaryKeyConstraint("event_id", "ts", name="pk_readings"),
     sa.Index("ix_readings_sensor_id_ts", "sensor_id", "ts"),
     sa.Index("ix_readings_ts_brin", "ts", postgresql_using="brin"),
-    sa.Index("ix_readings_geom", "geom", postgresql_using="gist"),
     postgresql_partition_by="RANGE (ts)",
 )
 

@@ -49,22 +49,40 @@ VIDEO_TYPES = ("text", "text", "text", "text", "float8", "timestamptz", "int4", 
                "text", "text", "text", "float8", "float8", "text", "int4", "int8")
 
 
-def _reading_rollup_cte(name: str, unit: str) -> str:
-    return f"""{name} AS (
-    INSERT INTO reading_rollups_{unit} AS t (adcode, metric, bucket, n, vmin, vmax, vsum, last_value, last_ts)
-    SELECT adcode, metric, date_trunc('{unit}', ts), count(*), min(value), max(value), sum(value),
-           (array_agg(value ORDER BY ts DESC))[1], max(ts)
-    FROM lv GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+def _rollup_upsert(kind: str, unit: str, source: str) -> str:
+    """INSERT … ON CONFLICT DO UPDATE that merges a batch aggregate into an existing bucket."""
+    if kind == "reading":
+        return f"""INSERT INTO reading_rollups_{unit} AS t (adcode, metric, bucket, n, vmin, vmax, vsum, last_value, last_ts)
+    {source}
     ON CONFLICT (adcode, metric, bucket) DO UPDATE SET
         n = t.n + excluded.n, vmin = least(t.vmin, excluded.vmin), vmax = greatest(t.vmax, excluded.vmax),
         vsum = t.vsum + excluded.vsum,
         last_value = CASE WHEN excluded.last_ts >= t.last_ts THEN excluded.last_value ELSE t.last_value END,
         last_ts = greatest(t.last_ts, excluded.last_ts)
-    RETURNING 1)"""
+    RETURNING 1"""
+    return f"""INSERT INTO video_rollups_{unit} AS t (adcode, type, bucket, n, count_sum, max_confidence, last_ts)
+    {source}
+    ON CONFLICT (adcode, type, bucket) DO UPDATE SET
+        n = t.n + excluded.n, count_sum = t.count_sum + excluded.count_sum,
+        max_confidence = greatest(t.max_confidence, excluded.max_confidence),
+        last_ts = greatest(t.last_ts, excluded.last_ts)
+    RETURNING 1"""
 
 
-# One statement: the new rows only (RETURNING of ON CONFLICT DO NOTHING) feed the rollups of every
-# region level, so a replayed batch inserts nothing and adds nothing to the rollups.
+# The region levels of a county row: itself, its city (unless the city has no counties and the
+# "county" is the city itself, as in Dongguan and Zhongshan), its province.
+LEVELS = "(VALUES (c.county), (NULLIF(c.city, c.county)), (c.province)) AS x(adcode)"
+
+READING_HOUR_SOURCE = """SELECT adcode, metric, date_trunc('hour', bucket), sum(n), min(vmin), max(vmax), sum(vsum),
+           (array_agg(last_value ORDER BY last_ts DESC))[1], max(last_ts)
+    FROM lv GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+VIDEO_HOUR_SOURCE = """SELECT adcode, type, date_trunc('hour', bucket), sum(n), sum(count_sum), max(max_confidence),
+           max(last_ts) FROM lv GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+
+# One statement: only the rows that were new (RETURNING of ON CONFLICT DO NOTHING) feed the
+# rollups, so a replayed batch inserts nothing and adds nothing. Aggregation runs county-first:
+# the city and province rows are built from the (few) county aggregates, the hour rows from the
+# minute rows, never from the raw rows again.
 INSERT_READINGS = f"""
 WITH ins AS (
     INSERT INTO readings (ts, event_id, sensor_id, metric, value, quality, county, city, province, grid_id,
@@ -74,25 +92,24 @@ WITH ins AS (
     FROM stage_readings
     ON CONFLICT DO NOTHING
     RETURNING ts, metric, value, county, city, province
+), c AS (
+    SELECT county, city, province, metric, date_trunc('minute', ts) AS bucket, count(*) AS n,
+           min(value) AS vmin, max(value) AS vmax, sum(value) AS vsum,
+           (array_agg(value ORDER BY ts DESC))[1] AS last_value, max(ts) AS last_ts
+    FROM ins GROUP BY 1, 2, 3, 4, 5
 ), lv AS (
-    SELECT r.adcode, i.metric, i.ts, i.value
-    FROM ins i CROSS JOIN LATERAL (VALUES (i.county), (i.city), (i.province)) AS r(adcode)
-), {_reading_rollup_cte("m", "minute")}, {_reading_rollup_cte("h", "hour")}
+    SELECT x.adcode, c.metric, c.bucket, sum(c.n) AS n, min(c.vmin) AS vmin, max(c.vmax) AS vmax,
+           sum(c.vsum) AS vsum, (array_agg(c.last_value ORDER BY c.last_ts DESC))[1] AS last_value,
+           max(c.last_ts) AS last_ts
+    FROM c CROSS JOIN LATERAL {LEVELS}
+    WHERE x.adcode IS NOT NULL GROUP BY 1, 2, 3
+), m AS (
+    {_rollup_upsert("reading", "minute", "SELECT * FROM lv ORDER BY 1, 2, 3")}
+), h AS (
+    {_rollup_upsert("reading", "hour", READING_HOUR_SOURCE)}
+)
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m), (SELECT count(*) FROM h)
 """
-
-
-def _video_rollup_cte(name: str, unit: str) -> str:
-    return f"""{name} AS (
-    INSERT INTO video_rollups_{unit} AS t (adcode, type, bucket, n, count_sum, max_confidence, last_ts)
-    SELECT adcode, type, date_trunc('{unit}', ts), count(*), coalesce(sum(count), 0), max(confidence), max(ts)
-    FROM lv GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (adcode, type, bucket) DO UPDATE SET
-        n = t.n + excluded.n, count_sum = t.count_sum + excluded.count_sum,
-        max_confidence = greatest(t.max_confidence, excluded.max_confidence),
-        last_ts = greatest(t.last_ts, excluded.last_ts)
-    RETURNING 1)"""
-
 
 INSERT_VIDEO = f"""
 WITH ins AS (
@@ -106,11 +123,18 @@ WITH ins AS (
     ON CONFLICT DO NOTHING
     RETURNING type, ts, confidence, count, county, city, province
 ), lv AS (
-    SELECT r.adcode, i.type, i.ts, i.confidence, i.count
-    FROM ins i CROSS JOIN LATERAL (VALUES (i.county), (i.city), (i.province)) AS r(adcode)
-), {_video_rollup_cte("m", "minute")}, {_video_rollup_cte("h", "hour")}
+    SELECT x.adcode, c.type, date_trunc('minute', c.ts) AS bucket, count(*) AS n,
+           coalesce(sum(c.count), 0) AS count_sum, max(c.confidence) AS max_confidence, max(c.ts) AS last_ts
+    FROM ins c CROSS JOIN LATERAL {LEVELS}
+    WHERE x.adcode IS NOT NULL GROUP BY 1, 2, 3
+), m AS (
+    {_rollup_upsert("video", "minute", "SELECT * FROM lv ORDER BY 1, 2, 3")}
+), h AS (
+    {_rollup_upsert("video", "hour", VIDEO_HOUR_SOURCE)}
+)
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m), (SELECT count(*) FROM h)
 """
+
 
 # Registration on first sight; afterwards last_seen/last_value move only when they are at least
 # a minute newer, so a busy sensor does not rewrite its row in every batch.

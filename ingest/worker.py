@@ -199,50 +199,74 @@ class StoreWorker:
         self.store.close()
 
     def run(self) -> Stats:
-        """Consume until stopped; with ``until_idle``, until every assigned partition is caught up."""
-        self.region_index  # load before joining the group: a slow load must not stall a rebalance
-        self.store.connect()
+        """Consume until stopped; with ``until_idle``, until every assigned partition is caught up.
+
+        Pipelined: while batch k is written by the database thread, the main thread polls and
+        prepares batch k+1 (Python CPU and PostgreSQL CPU overlap). Batch k's dead letters and
+        offsets are committed before batch k+1's write starts, so offsets never pass an
+        uncommitted row.
+        """
+        from concurrent.futures import ThreadPoolExecutor
         from datetime import date, timedelta
 
+        self.region_index  # load before joining the group: a slow load must not stall a rebalance
+        self._call_db_with_retry(self.store.connect)
         today = date.today()
-        self.store.ensure_partitions([today + timedelta(days=i) for i in range(-1, 3)])
+        self._call_db_with_retry(lambda: self.store.ensure_partitions([today + timedelta(days=i) for i in range(-1, 3)]))
         self._connect_kafka()
         if self.config.metrics_port:
             self.metrics.serve(self.config.metrics_port)
         log.info("store worker %s consuming %s (group %s)", self.worker_id, ", ".join(self.topics),
                  self.group_id)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-db")
+        pending = None
         idle = 0
         t_start = time.monotonic()
         last_log = time.monotonic()
         try:
             while not self._stop.is_set():
-                polled = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms,
+                polled = self.consumer.poll(timeout_ms=0 if pending else self.config.poll_timeout_ms,
                                             max_records=self.config.batch_size)
                 records = [r for recs in polled.values() for r in recs]
                 if records or self.consumer.assignment():
                     t_start = time.monotonic()
-                if records:
-                    idle = 0
-                    self.process_batch(records)
-                    if self.config.max_batches and self.stats.batches >= self.config.max_batches:
-                        break
-                else:
-                    if self.config.until_idle:
-                        if not self.consumer.assignment():
-                            if time.monotonic() - t_start > self.config.join_timeout_s:
-                                raise IngestError(f"no partitions assigned after {self.config.join_timeout_s:.0f} s; "
-                                                  "is another worker of the group holding them?")
-                        elif self._lag() == 0:
-                            idle += 1
-                            if idle >= self.config.idle_polls:
-                                log.info("caught up: every assigned partition is at its end")
-                                break
-                    self._maybe_heartbeat()
                 if time.monotonic() - last_log > self.config.log_every_s:
                     last_log = time.monotonic()
                     self._lag()
                     self._log_stats()
+                if records:
+                    idle = 0
+                    if self.first_record_at is None:
+                        self.first_record_at = time.monotonic()
+                    prepared = self.prepare(records)
+                    self._finish(pending)
+                    pending = (executor.submit(self._write_with_retry, prepared), records, prepared,
+                               time.perf_counter())
+                    if self.config.max_batches and self.stats.batches + 1 >= self.config.max_batches:
+                        break
+                    continue
+                if pending is not None:
+                    self._finish(pending)
+                    pending = None
+                    continue
+                if self.config.until_idle:
+                    if not self.consumer.assignment():
+                        if time.monotonic() - t_start > self.config.join_timeout_s:
+                            raise IngestError(f"no partitions assigned after {self.config.join_timeout_s:.0f} s; "
+                                              "is another worker of the group holding them?")
+                    elif self._lag() == 0:
+                        idle += 1
+                        if idle >= self.config.idle_polls:
+                            log.info("caught up: every assigned partition is at its end")
+                            break
+                self._maybe_heartbeat()
+            if pending is not None:
+                self._finish(pending)
+                pending = None
         finally:
+            if pending is not None:
+                pending[0].cancel()
+            executor.shutdown(wait=True)
             self._log_stats()
             try:
                 self.store.heartbeat(self.worker_id, self.role, self.started_at, self.stats.as_dict())
@@ -250,6 +274,50 @@ class StoreWorker:
                 pass
             self.close()
         return self.stats
+
+    def _call_db_with_retry(self, fn):
+        backoff = 0.5
+        while True:
+            try:
+                return fn()
+            except psycopg.OperationalError as exc:
+                self.store.close()
+                log.warning("database unavailable (%s); retrying in %.1f s", str(exc).strip()[:200], backoff)
+                if self._stop.wait(backoff):
+                    raise IngestError("stopped while waiting for the database") from exc
+                backoff = min(backoff * 2, self.config.max_backoff_s)
+
+    def _finish(self, pending) -> None:
+        """Wait for a batch's write (keeping the group membership alive), then dead letters, offsets."""
+        if pending is None:
+            return
+        future, records, prepared, t0 = pending
+        paused = False
+        waited = time.monotonic()
+        while True:
+            try:
+                future.result(timeout=0.5)
+                break
+            except TimeoutError:
+                if time.monotonic() - waited > 2.0:
+                    # A slow or unavailable database: stop fetching, keep polling for membership.
+                    if not paused:
+                        paused = True
+                        self.consumer.pause(*self.consumer.assignment())
+                        log.warning("database write is taking long; consumption paused")
+                    self.consumer.poll(timeout_ms=200)
+        if paused:
+            self.consumer.resume(*self.consumer.paused())
+            log.info("database write done; consumption resumed")
+        self._send_deadletters(prepared.dead)
+        self._commit(records)
+        self.last_commit_at = time.monotonic()
+        dt = time.perf_counter() - t0
+        s = self.stats
+        s.batches += 1
+        s.last_batch_s = dt
+        self._latencies.append(dt)
+        self.metrics.latency.observe(dt)
 
     def _log_stats(self) -> None:
         s = self.stats
@@ -281,20 +349,14 @@ class StoreWorker:
 
     # -- one batch -------------------------------------------------------------------------
     def process_batch(self, records: list) -> None:
+        """Synchronously: prepare, write, dead letters, commit (the pipelined loop does the same)."""
+        from concurrent.futures import Future
+
         t0 = time.perf_counter()
-        if self.first_record_at is None:
-            self.first_record_at = time.monotonic()
         prepared = self.prepare(records)
-        self._write_with_retry(prepared)
-        self._send_deadletters(prepared.dead)
-        self._commit(records)
-        self.last_commit_at = time.monotonic()
-        dt = time.perf_counter() - t0
-        s = self.stats
-        s.batches += 1
-        s.last_batch_s = dt
-        self._latencies.append(dt)
-        self.metrics.latency.observe(dt)
+        f: Future = Future()
+        f.set_result(self._write_with_retry(prepared))
+        self._finish((f, records, prepared, t0))
 
     def prepare(self, records: list) -> "_Prepared":
         """Validate, de-duplicate, assign regions and build the rows of one polled batch (pure CPU)."""
@@ -375,11 +437,11 @@ class StoreWorker:
         return out
 
     def _write_with_retry(self, prepared: "_Prepared") -> None:
-        """Write the batch; on a connection problem pause, back off, retry — never drop, never skip."""
+        """Write the batch (database thread); on a connection problem back off and retry — never
+        drop, never skip. The main thread pauses consumption meanwhile (see ``_finish``)."""
         if not (prepared.readings or prepared.events or prepared.sensors or prepared.cameras):
             return
         backoff = 0.5
-        paused = False
         heartbeat = None
         if time.monotonic() - self._last_heartbeat > self.config.heartbeat_every_s:
             heartbeat = (self.worker_id, self.role, self.started_at, self.stats.as_dict())
@@ -394,12 +456,11 @@ class StoreWorker:
                 self.store.close()
                 self.stats.db_retries += 1
                 self.metrics.db_retries.inc()
-                if not paused and self.consumer is not None:
-                    self.consumer.pause(*self.consumer.assignment())
-                    paused = True
-                log.warning("database write failed (%s); consumption paused, retrying in %.1f s",
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, backoff)
-                self._sleep_polling(backoff)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                log.warning("database write failed (%s); retrying in %.1f s", first, backoff)
+                if self._stop.wait(backoff):
+                    raise IngestError("stopped while the database was unavailable; the batch will be "
+                                      "re-read (offsets were not committed)") from exc
                 backoff = min(backoff * 2, self.config.max_backoff_s)
             except (psycopg.DataError, psycopg.IntegrityError):
                 # Data the database refuses although it passed validation: isolate it record by
@@ -408,9 +469,6 @@ class StoreWorker:
                 self.store.close()
                 stored_r, stored_v = self._write_one_by_one(prepared)
                 break
-        if paused and self.consumer is not None:
-            self.consumer.resume(*self.consumer.paused())
-            log.info("database back; consumption resumed")
         if heartbeat is not None:
             self._last_heartbeat = time.monotonic()
         mono = time.monotonic()
@@ -444,18 +502,6 @@ class StoreWorker:
                         "db_rejected", None, f"the database refused the record: {str(exc).splitlines()[0]}")))
         self.store.write([], [], list(prepared.sensors.values()), list(prepared.cameras.values()))
         return total_r, total_v
-
-    def _sleep_polling(self, seconds: float) -> None:
-        """Wait while keeping the group membership alive (a paused consumer returns no records)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self._stop.is_set():
-            if self.consumer is not None:
-                self.consumer.poll(timeout_ms=int(min(500, max(1, (deadline - time.monotonic()) * 1000))))
-            else:
-                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
-        if self._stop.is_set():
-            raise IngestError("stopped while the database was unavailable; the batch will be re-read "
-                              "(offsets were not committed)")
 
     def _send_deadletters(self, dead: list) -> None:
         if not dead:

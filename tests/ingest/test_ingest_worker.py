@@ -101,9 +101,11 @@ def test_replay_inserts_nothing_twice_and_rollups_match_a_direct_aggregate(setti
     msgs = []
     for i in range(300):
         metric, unit = ("rainfall", "mm/h") if i % 2 else ("water_level", "m")
-        lon = TIANHE[0] if i % 3 else 113.27  # Tianhe or Yuexiu
+        # Tianhe, Yuexiu, and Dongguan (a city without counties: its "county" is the city itself,
+        # which must not be counted twice).
+        lon, lat = (113.75, 23.02) if i % 10 == 0 else (TIANHE[0] if i % 3 else 113.27, 23.13)
         msgs.append((f"s{i % 7}", reading(f"r-{i}", value=float(i % 40), metric=metric, unit=unit,
-                                          sensor=f"s{i % 7}-{metric}", lon=lon, lat=23.13, minutes_ago=i / 10)))
+                                          sensor=f"s{i % 7}-{metric}", lon=lon, lat=lat, minutes_ago=i / 10)))
     # Two separate batches hitting the same minutes: the rollup merge must add up.
     produce(settings, msgs[:150])
     first = run_worker(settings, batch_size=40)
@@ -123,7 +125,8 @@ def test_replay_inserts_nothing_twice_and_rollups_match_a_direct_aggregate(setti
             direct = conn.execute(sa.text(f"""
                 SELECT adcode, metric, date_trunc('{unit}', ts) b, count(*), min(value), max(value), sum(value),
                        (array_agg(value ORDER BY ts DESC))[1], max(ts)
-                FROM readings, LATERAL (VALUES (county), (city), (province)) l(adcode)
+                FROM (SELECT DISTINCT ON (event_id, adcode) * FROM readings,
+                      LATERAL (VALUES (county), (city), (province)) l(adcode)) d
                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""")).fetchall()
             rolled = conn.execute(sa.text(f"""
                 SELECT adcode, metric, bucket, n, vmin, vmax, vsum, last_value, last_ts
@@ -131,9 +134,10 @@ def test_replay_inserts_nothing_twice_and_rollups_match_a_direct_aggregate(setti
             assert [tuple(r[:6]) for r in rolled] == [tuple(r[:6]) for r in direct]
             assert all(abs(a[6] - b[6]) < 1e-9 and a[7:] == b[7:] for a, b in zip(rolled, direct))
         levels = conn.execute(sa.text("SELECT DISTINCT adcode FROM reading_rollups_hour ORDER BY 1")).scalars().all()
-        assert levels == ["440000", "440100", "440104", "440106"]
-        sensors = conn.execute(sa.text("SELECT count(*), count(DISTINCT county) FROM sensors")).one()
-        assert sensors == (14, 2)
+        assert levels == ["440000", "440100", "440104", "440106", "441900"]
+        dongguan = conn.execute(sa.text("SELECT sum(n) FROM reading_rollups_hour WHERE adcode = '441900'")).scalar()
+        assert dongguan == 30
+        assert conn.execute(sa.text("SELECT count(*) FROM sensors")).scalar() == 14
 
 
 def test_confluent_kafka_producer_and_video_desensitisation(settings, engine):
@@ -159,3 +163,38 @@ def test_confluent_kafka_producer_and_video_desensitisation(settings, engine):
         assert conn.execute(sa.text("SELECT county FROM cameras WHERE camera_id = 'cam-9'")).scalar() == "440106"
         hb = conn.execute(sa.text("SELECT role, stats->>'stored_readings' FROM worker_heartbeats")).one()
         assert hb == ("store", "1")
+
+
+def test_database_outage_pauses_retries_and_loses_nothing(settings, engine, db_url):
+    """A real outage: the worker's connection is terminated and new ones refused for a while."""
+    import threading
+
+    produce(settings, [(f"s{i % 5}", reading(f"o-{i}", sensor=f"s{i % 5}", minutes_ago=i / 100))
+                       for i in range(2000)])
+    worker = StoreWorker(settings, WorkerConfig(until_idle=True, batch_size=100, max_backoff_s=1.0))
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("stats", worker.run()), daemon=True)
+    thread.start()
+    admin = sa.create_engine(sa.make_url(db_url).set(database="postgres"), isolation_level="AUTOCOMMIT",
+                             poolclass=sa.pool.NullPool)
+    name = sa.make_url(db_url).database
+    import time
+
+    deadline = time.monotonic() + 60
+    while worker.stats.batches < 1:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.01)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = :d AND application_name = 'tongguan-ingest'"), {"d": name})
+    time.sleep(3)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+    thread.join(120)
+    assert not thread.is_alive()
+    stats = result["stats"]
+    assert stats.db_retries >= 1
+    assert stats.stored_readings == 2000 and stats.dead_lettered == 0
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(DISTINCT event_id) FROM readings")).scalar() == 2000
