@@ -16,5 +16,5 @@ from geo.index import Assignment, RegionIndex
 from geo.regions import load_regions
 from geo.tree import RegionInfo, RegionTree
 
-__all__ = ["GeoError", "load_regions", "generate_grid", "parse_size", "RegionTree", "RegionInfo",
-           "RegionIndex", "Assignment", "display_geojson"]
+__all__ = ["Assignment", "GeoError", "RegionIndex", "RegionInfo", "RegionTree", "display_geojson",
+           "generate_grid", "load_regions", "parse_size"]

@@ -148,10 +148,9 @@ def _pg_join(engine, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, dict
         raw = conn.connection.driver_connection
         conn.execute(sa.text("CREATE TEMP TABLE bench_pts (i int, geom geometry(Point, 4326)) ON COMMIT DROP"))
         t = time.perf_counter()
-        with raw.cursor() as cur:
-            with cur.copy("COPY bench_pts (i, geom) FROM STDIN") as copy:
-                for i, (x, y) in enumerate(zip(lon.tolist(), lat.tolist())):
-                    copy.write_row((i, f"SRID=4326;POINT({x!r} {y!r})"))
+        with raw.cursor() as cur, cur.copy("COPY bench_pts (i, geom) FROM STDIN") as copy:
+            for i, (x, y) in enumerate(zip(lon.tolist(), lat.tolist())):
+                copy.write_row((i, f"SRID=4326;POINT({x!r} {y!r})"))
         timings["copy_s"] = time.perf_counter() - t
         t = time.perf_counter()
         conn.execute(sa.text("CREATE INDEX ON bench_pts USING gist (geom)"))

@@ -78,4 +78,4 @@ def display_geojson(engine: sa.Engine, parent_adcode: str | None) -> dict:
     return {"type": "FeatureCollection", "parent": parent_adcode, "features": features}
 
 
-__all__ = ["display_geojson", "GeoError"]
+__all__ = ["GeoError", "display_geojson"]

@@ -171,10 +171,10 @@ def _write_cells(conn, county: str, size_m: int, cells) -> tuple[int, int, int]:
         "CREATE TEMP TABLE IF NOT EXISTS grid_stage (grid_id text, county char(6), "
         "geom geometry(MultiPolygon, 4326), size_m int, col int, \"row\" int) ON COMMIT DELETE ROWS"))
     raw = conn.connection.driver_connection
-    with raw.cursor() as cur:
-        with cur.copy('COPY grid_stage (grid_id, county, geom, size_m, col, "row") FROM STDIN') as copy:
-            for gid, c, r, g in cells:
-                copy.write_row((gid, county, _ewkb(g), size_m, c, r))
+    with raw.cursor() as cur, \
+            cur.copy('COPY grid_stage (grid_id, county, geom, size_m, col, "row") FROM STDIN') as copy:
+        for gid, c, r, g in cells:
+            copy.write_row((gid, county, _ewkb(g), size_m, c, r))
     inserted, updated = conn.execute(sa.text(_UPSERT)).one()
     # cells that no longer meet the county (its boundary changed) go
     deleted = conn.execute(sa.text(

@@ -97,7 +97,7 @@ class RegionIndex:
     # -- construction -------------------------------------------------------------------
     @classmethod
     def from_db(cls, engine: sa.Engine, *, grid_size_m: int | None = None,
-                lattice_step: float | None = None) -> "RegionIndex":
+                lattice_step: float | None = None) -> RegionIndex:
         """Load the county-level units and grid sizes. Build it once and reuse it (a second or two)."""
         from geo.tree import RegionTree
 
@@ -135,13 +135,13 @@ class RegionIndex:
         self.step = step
         self._x0 = math.floor(minx / step) * step - 2 * step
         self._y0 = math.floor(miny / step) * step - 2 * step
-        self._nx = int(math.ceil((maxx - self._x0) / step)) + 2
-        self._ny = int(math.ceil((maxy - self._y0) / step)) + 2
+        self._nx = math.ceil((maxx - self._x0) / step) + 2
+        self._ny = math.ceil((maxy - self._y0) / step) + 2
         nx, ny = self._nx, self._ny
 
         inside_cells, inside_cty, border_cells, border_cty = [], [], [], []
         for i, geom in enumerate(self._geoms):
-            border, inside, (wx0, wy0, w) = self._classify_window(geom, step, ndimage)
+            border, inside, (wx0, wy0, _w) = self._classify_window(geom, step, ndimage)
             by, bx = np.nonzero(border)
             border_cells.append((by + wy0) * nx + (bx + wx0))
             border_cty.append(np.full(len(by), i, dtype=np.int32))
@@ -175,15 +175,15 @@ class RegionIndex:
         log.debug("lattice %dx%d step %.4f°: %d squares in counties, %d of them on borders",
                   nx, ny, step, land, len(mixed_ids))
         self.stats = {"lattice": (nx, ny), "step_deg": step, "squares_in_counties": land,
-                      "border_squares": int(len(mixed_ids))}
+                      "border_squares": len(mixed_ids)}
 
     def _classify_window(self, geom, step: float, ndimage):
         """Border squares and wholly-inside squares of one county, in a window around it."""
         bx0, by0, bx1, by1 = geom.bounds
-        wx0 = int(math.floor((bx0 - self._x0) / step)) - 1
-        wy0 = int(math.floor((by0 - self._y0) / step)) - 1
-        w = int(math.floor((bx1 - self._x0) / step)) + 2 - wx0
-        h = int(math.floor((by1 - self._y0) / step)) + 2 - wy0
+        wx0 = math.floor((bx0 - self._x0) / step) - 1
+        wy0 = math.floor((by0 - self._y0) / step) - 1
+        w = math.floor((bx1 - self._x0) / step) + 2 - wx0
+        h = math.floor((by1 - self._y0) / step) + 2 - wy0
         border = np.zeros((h, w), dtype=bool)
 
         rings = shapely.segmentize(shapely.get_rings(shapely.get_parts(geom)), step / 2)

@@ -121,7 +121,7 @@ class CnmapsSource:
                 name = district
                 parent = cities.get(city, province)  # province-administered counties hang on the province
             out[adcode] = SourceRegion(adcode, name, level, parent, self._path(path))
-        # Cities come before counties in path order? Not necessarily: sort by level, then adcode.
+        # Parents before children, then by adcode: a stable, readable order.
         order = {"province": 0, "city": 1, "county": 2}
         return sorted(out.values(), key=lambda r: (order[r.level], r.adcode))
 
@@ -259,11 +259,11 @@ def write_regions(engine: sa.Engine, regions: list[Region], *, source: str) -> t
             "parent char(6), geom geometry(MultiPolygon, 4326), geom_display geometry(MultiPolygon, 4326), "
             "source text, checksum text) ON COMMIT DROP"))
         raw = conn.connection.driver_connection
-        with raw.cursor() as cur:
-            with cur.copy(f"COPY regions_stage ({', '.join(_REGION_COLUMNS)}) FROM STDIN") as copy:
-                for r in regions:
-                    copy.write_row((r.adcode, r.name, r.name_en, r.level, r.parent, _ewkb(r.geom),
-                                    _ewkb(r.geom_display), source, r.checksum))
+        with raw.cursor() as cur, \
+                cur.copy(f"COPY regions_stage ({', '.join(_REGION_COLUMNS)}) FROM STDIN") as copy:
+            for r in regions:
+                copy.write_row((r.adcode, r.name, r.name_en, r.level, r.parent, _ewkb(r.geom),
+                                _ewkb(r.geom_display), source, r.checksum))
         inserted, updated = conn.execute(sa.text(_UPSERT)).one()
     return int(inserted), int(updated)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from typing import ClassVar
 
 import sqlalchemy as sa
 
@@ -51,7 +52,7 @@ class RegionTree:
     ['440106', '441900']
     """
 
-    _cache: dict[str, "RegionTree"] = {}
+    _cache: ClassVar[dict[str, RegionTree]] = {}
     _lock = threading.Lock()
 
     def __init__(self, regions: Iterable[RegionInfo]):
@@ -64,7 +65,7 @@ class RegionTree:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def from_db(cls, engine: sa.Engine, *, refresh: bool = False) -> "RegionTree":
+    def from_db(cls, engine: sa.Engine, *, refresh: bool = False) -> RegionTree:
         """The tree of the regions in this database, cached per database URL."""
         key = engine.url.render_as_string(hide_password=False)
         with cls._lock:

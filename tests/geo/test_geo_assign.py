@@ -27,10 +27,9 @@ def _postgis(engine, lon, lat):
     """County-level unit (min adcode) and grid id per point, by ST_Contains."""
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TEMP TABLE p (i int, geom geometry(Point, 4326)) ON COMMIT DROP"))
-        with conn.connection.driver_connection.cursor() as cur:
-            with cur.copy("COPY p FROM STDIN") as copy:
-                for i, (x, y) in enumerate(zip(lon.tolist(), lat.tolist())):
-                    copy.write_row((i, f"SRID=4326;POINT({x!r} {y!r})"))
+        with conn.connection.driver_connection.cursor() as cur, cur.copy("COPY p FROM STDIN") as copy:
+            for i, (x, y) in enumerate(zip(lon.tolist(), lat.tolist())):
+                copy.write_row((i, f"SRID=4326;POINT({x!r} {y!r})"))
         county = dict(conn.execute(sa.text(
             "SELECT p.i, min(r.adcode) FROM p JOIN regions r ON ST_Contains(r.geom, p.geom) "
             "WHERE r.level = 'county' OR (r.level = 'city' AND NOT EXISTS "
