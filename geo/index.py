@@ -87,6 +87,8 @@ class RegionIndex:
         shapely.prepare(self._geoms)
         grid_sizes = grid_sizes or {}
         self._grid_size = np.array([grid_sizes.get(c, 0) for c in counties] + [0], dtype=np.int64)
+        # "440106-1000-" per county: python strings, so formatting an id is one cheap f-string
+        self._grid_prefix = [f"{c}-{s}-" for c, s in zip(self._county.tolist(), self._grid_size.tolist())]
         self._transformer = None
         if self._grid_size.any():
             from geo.grid import lattice_transformer
@@ -290,7 +292,8 @@ class RegionIndex:
             key = (code[pts].astype(np.int64) << 40) | (col << 20) | row
             uniq, inverse = np.unique(key, return_inverse=True)
             u_code, u_col, u_row = uniq >> 40, (uniq >> 20) & 0xFFFFF, uniq & 0xFFFFF
-            ids = np.array([f"{self._county[c]}-{self._grid_size[c]}-{cc:04d}-{rr:04d}"
+            prefix = self._grid_prefix
+            ids = np.array([f"{prefix[c]}{cc:04d}-{rr:04d}"
                             for c, cc, rr in zip(u_code.tolist(), u_col.tolist(), u_row.tolist())],
                            dtype="<U24")
             out[pts] = ids[inverse]
