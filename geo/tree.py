@@ -71,9 +71,13 @@ class RegionTree:
         with cls._lock:
             if not refresh and key in cls._cache:
                 return cls._cache[key]
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT adcode, name, name_en, level, parent FROM regions ORDER BY adcode")).all()
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text(
+                    "SELECT adcode, name, name_en, level, parent FROM regions ORDER BY adcode")).all()
+        except sa.exc.ProgrammingError as exc:
+            raise GeoError("the regions table is missing: run `tongguan db upgrade`, then "
+                           "`tongguan geo load`") from exc
         tree = cls(RegionInfo(r.adcode, r.name, r.name_en, r.level, r.parent) for r in rows)
         with cls._lock:
             cls._cache[key] = tree
