@@ -338,6 +338,49 @@ def cmd_sub_inbox(args, ctx) -> int:
     return 0
 
 
+def _show_delivery(payload, headers) -> None:
+    alerts = payload.get("alerts") or []
+    print(f"[{datetime.now(LOCAL):%H:%M:%S}] webhook: verified signed {payload.get('kind')} "
+          f"{payload.get('delivery')}: {len(alerts)} alert(s), top {payload.get('top_level')}", flush=True)
+    for a in alerts[:20]:
+        print(f"    {a.get('level'):<6} {a.get('adcode')} {a.get('theme'):<9} {a.get('title')} "
+              f"{','.join(a.get('events') or [])}", flush=True)
+    if len(alerts) > 20:
+        print(f"    … and {len(alerts) - 20} more", flush=True)
+
+
+def _smtp_sink(host: str, port: int):
+    """A started aiosmtpd controller that prints each message it accepts."""
+    try:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.handlers import Message
+    except ImportError:
+        raise AlertingError("the SMTP sink needs aiosmtpd: pip install -e '.[test]'") from None
+    import email.header
+    import logging
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
+
+    class Show(Message):
+        def handle_message(self, message):
+            subject = str(email.header.make_header(email.header.decode_header(message["Subject"] or "")))
+            print(f"[{datetime.now(LOCAL):%H:%M:%S}] e-mail to {message['To']}: {subject}", flush=True)
+
+    ctl = Controller(Show(), hostname=host, port=port)
+    ctl.start()
+    return ctl
+
+
+def _serve_forever(receiver=None) -> None:
+    try:
+        while True:
+            time.sleep(1)
+            while receiver is not None and receiver.rejected:
+                print(f"webhook: rejected: {receiver.rejected.pop(0)}", flush=True)
+    except KeyboardInterrupt:
+        pass
+
+
 def cmd_receiver(args, ctx) -> int:
     """Print verified deliveries (the demo's webhook subscriber)."""
     from analytics.channels import WebhookReceiver
@@ -349,24 +392,10 @@ def cmd_receiver(args, ctx) -> int:
         secret = get_subscription(ctx.engine, args.subscription)["secret"]
     if not secret:
         raise AlertingError("give the subscription's secret (--secret) or its id (--subscription)")
-
-    def show(payload, headers):
-        alerts = payload.get("alerts") or []
-        print(f"[{datetime.now(LOCAL):%H:%M:%S}] verified {payload.get('kind')} {payload.get('delivery')}: "
-              f"{len(alerts)} alert(s), top {payload.get('top_level')}", flush=True)
-        for a in alerts:
-            print(f"    {a.get('level'):<6} {a.get('adcode')} {a.get('theme'):<9} {a.get('title')} "
-                  f"{','.join(a.get('events') or [])}", flush=True)
-
-    r = WebhookReceiver(secret, host=args.host, port=args.port, on_delivery=show).start()
+    r = WebhookReceiver(secret, host=args.host, port=args.port, on_delivery=_show_delivery).start()
     print(f"receiving signed deliveries on {r.url} (Ctrl-C to stop)", flush=True)
     try:
-        while True:
-            time.sleep(1)
-            while r.rejected:
-                print(f"rejected: {r.rejected.pop(0)}", flush=True)
-    except KeyboardInterrupt:
-        pass
+        _serve_forever(r)
     finally:
         r.stop()
     return 0
@@ -374,27 +403,59 @@ def cmd_receiver(args, ctx) -> int:
 
 def cmd_smtp_sink(args, ctx) -> int:
     """A local SMTP server printing what it receives (the demo's e-mail subscriber's mailbox)."""
-    try:
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.handlers import Message
-    except ImportError:
-        raise AlertingError("the SMTP sink needs aiosmtpd: pip install -e '.[test]'") from None
-    import email.header
-
-    class Show(Message):
-        def handle_message(self, message):
-            subject = str(email.header.make_header(email.header.decode_header(message["Subject"] or "")))
-            print(f"[{datetime.now(LOCAL):%H:%M:%S}] mail to {message['To']}: {subject}", flush=True)
-
-    ctl = Controller(Show(), hostname=args.host, port=args.port)
-    ctl.start()
+    ctl = _smtp_sink(args.host, args.port)
     print(f"SMTP sink on {args.host}:{args.port} (set TONGGUAN_SMTP_HOST/PORT to it; Ctrl-C to stop)", flush=True)
     try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
+        _serve_forever()
     finally:
+        ctl.stop()
+    return 0
+
+
+def ensure_demo_subscriptions(engine, *, region: str, webhook_url: str, email: str) -> dict:
+    """The demo's subscribers (idempotent, by name): a signed webhook and an e-mail for the city,
+    and an inbox for user ``demo``. Returns them by channel."""
+    import sqlalchemy as sa
+
+    from analytics.subscriptions import add_subscription, list_subscriptions
+
+    wanted = {
+        "webhook": dict(name=f"演示 webhook {region}", channels=["webhook"], webhook_url=webhook_url),
+        "email": dict(name=f"演示 e-mail {region}", channels=["email"], email=email, min_level="yellow"),
+        "inbox": dict(name=f"演示 inbox {region}", channels=["inbox"]),
+    }
+    existing = {s["name"]: s for s in list_subscriptions(engine)}
+    out = {}
+    for channel, spec in wanted.items():
+        sub = existing.get(spec["name"])
+        if sub is None:
+            sub = add_subscription(engine, owner="demo", adcode=region, **spec)
+        elif channel == "webhook" and sub["webhook_url"] != webhook_url:
+            with engine.begin() as conn:
+                conn.execute(sa.text("UPDATE subscriptions SET webhook_url = :u WHERE id = :id"),
+                             {"u": webhook_url, "id": sub["id"]})
+        out[channel] = sub
+    return out
+
+
+def cmd_sub_demo(args, ctx) -> int:
+    """The demo's subscribers, live: a webhook receiver and an SMTP sink printing what arrives."""
+    from analytics.channels import WebhookReceiver
+
+    secret_box: list[str] = []
+    r = WebhookReceiver(lambda path: secret_box[0], host="127.0.0.1", port=args.port, on_delivery=_show_delivery)
+    subs = ensure_demo_subscriptions(ctx.engine, region=args.region, webhook_url=r.url, email=args.email)
+    secret_box.append(subs["webhook"]["secret"])
+    r.start()
+    ctl = _smtp_sink("127.0.0.1", args.smtp_port)
+    print(f"demo subscribers for {args.region}: webhook {r.url} (subscription {subs['webhook']['id']}), "
+          f"e-mail {args.email} via SMTP sink 127.0.0.1:{args.smtp_port} (subscription {subs['email']['id']}; the "
+          f"notifier needs TONGGUAN_SMTP_HOST=127.0.0.1 TONGGUAN_SMTP_PORT={args.smtp_port}), inbox of user demo",
+          flush=True)
+    try:
+        _serve_forever(r)
+    finally:
+        r.stop()
         ctl.stop()
     return 0
 
@@ -409,7 +470,10 @@ def cmd_notify(args, ctx) -> int:
     settings = ctx.settings.model_copy(update={"database_url": ctx.database_url,
                                                "kafka_bootstrap": ctx.kafka_bootstrap})
     ensure_topics(settings.kafka_bootstrap, settings.partitions, tuple(settings.topic(t) for t in TOPICS))
-    n = Notifier(settings, engine=ctx.engine, group_id=args.group_id)
+    from analytics.alerting_config import ALERTING_FILE, load_alerting
+
+    path = ALERTING_FILE.with_name("alerting-demo.yaml") if args.config == "demo" else args.config
+    n = Notifier(settings, engine=ctx.engine, group_id=args.group_id, config=load_alerting(str(path) if path else None))
     stats = n.run(max_seconds=args.max_seconds)
     print(json.dumps(stats), file=sys.stderr)
     return 0
@@ -420,6 +484,7 @@ def register(sub) -> None:
     p = sub.add_parser("notify", help="deliver alerts from city.alerts to subscriptions (inbox, webhook, e-mail)")
     p.add_argument("--group-id", default="tongguan-notify")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this long (default: run until Ctrl-C)")
+    p.add_argument("--config", help="another alerting.yaml ('demo': short escalation and grouping times)")
     p.set_defaults(func=cmd_notify)
 
     a = sub.add_parser("alerts", help="list, show and handle alerts (ack, dispatch, resolve, close, …)")
@@ -519,6 +584,13 @@ def register(sub) -> None:
     x.add_argument("--secret")
     x.add_argument("--subscription", type=int, help="read the secret of this subscription")
     x.set_defaults(func=cmd_receiver)
+    x = ssub.add_parser("demo", help="the demo's subscribers: a webhook receiver and an SMTP sink, printing "
+                                     "what arrives (creates the city's demo subscriptions)")
+    x.add_argument("--region", default="440100")
+    x.add_argument("--port", type=int, default=8099)
+    x.add_argument("--smtp-port", type=int, default=8025)
+    x.add_argument("--email", default="duty@gz.tongguan.local")
+    x.set_defaults(func=cmd_sub_demo)
     x = ssub.add_parser("smtp-sink", help="a local SMTP server printing the mails it gets (demo)")
     x.add_argument("--port", type=int, default=8025)
     x.add_argument("--host", default="127.0.0.1")

@@ -56,7 +56,7 @@ def test_notifier_consumes_the_topic_and_a_replay_sends_nothing_twice(settings, 
         add_subscription(engine, name="gz", owner="gz", adcode="440100", channels=["webhook"],
                          webhook_url=rec.url, secret=secret)
         n, th = _run(settings, engine)
-        aid = make_alert(level="orange")
+        aid = make_alert(level="orange", first_seen=datetime.now(timezone.utc))  # not due for escalation
         msg = json.dumps({"schema": "alert/1", "id": aid, "level": "orange"}).encode()
         _produce(settings, b"not json at all", msg)
         assert _wait_for(lambda: len(rec.received) == 1)
@@ -165,3 +165,22 @@ def test_subscriptions_commands(cli, engine):
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_demo_subscriptions_are_idempotent(engine):
+    from analytics.alerts_cli import ensure_demo_subscriptions
+
+    a = ensure_demo_subscriptions(engine, region="440100", webhook_url="http://127.0.0.1:8099/hook", email="d@x.org")
+    b = ensure_demo_subscriptions(engine, region="440100", webhook_url="http://127.0.0.1:8100/hook", email="d@x.org")
+    assert {k: v["id"] for k, v in a.items()} == {k: v["id"] for k, v in b.items()}
+    assert a["webhook"]["secret"] == b["webhook"]["secret"]
+    with engine.connect() as conn:
+        url = conn.execute(sa.text("SELECT webhook_url FROM subscriptions WHERE id = :i"), {"i": a["webhook"]["id"]}).scalar()
+    assert url.endswith(":8100/hook")
+
+
+def test_demo_configuration_loads():
+    from analytics.alerting_config import ALERTING_FILE, load_alerting
+
+    demo = load_alerting(str(ALERTING_FILE.with_name("alerting-demo.yaml")))
+    assert demo.unacknowledged["orange"] == 120 and load_alerting().unacknowledged["orange"] == 900
