@@ -211,10 +211,10 @@ def generate_grid(engine: sa.Engine, size_m=1000, provinces=None, *, counties=No
         units = [c for c in units if c in set(wanted)]
     if provinces:
         provinces = [str(p) for p in provinces]
-        missing = [p for p in provinces if p not in tree]
+        missing = [p for p in provinces if p not in tree or tree.level(p) != "province"]
         if missing:
-            raise GeoError(f"province {', '.join(missing)} is not loaded: run `tongguan geo load --province "
-                           f"{missing[0]}` first")
+            raise GeoError(f"{', '.join(missing)}: not a loaded province (a province adcode ends in 0000; "
+                           f"load one with `tongguan geo load --province 440000`)")
         units = [c for c in units if tree.province_of(c) in provinces]
     total = inserted = updated = deleted = 0
     with engine.connect() as conn:

@@ -51,6 +51,8 @@ def test_bad_grid_requests(engine):
         generate_grid(engine, "1 mile")
     with pytest.raises(GeoError, match="not a loaded county"):
         generate_grid(engine, "1km", counties=["440100"])
+    with pytest.raises(GeoError, match="not a loaded province"):
+        generate_grid(engine, "1km", provinces=["440100"])
 
 
 def test_province_map_of_cities(engine):
