@@ -3,7 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import sys
+
+from analytics.errors import AnalyticsError
+
+log = logging.getLogger("tongguan.analytics")
+
+
+def _positive(kind):
+    def parse(text):
+        v = kind(text)
+        if v <= 0:
+            raise ValueError(text)
+        return v
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def register(sub) -> None:
@@ -19,6 +35,27 @@ def register(sub) -> None:
     p.add_argument("--tz", help="offset for timestamps that have none, e.g. +08:00")
     p.set_defaults(func=cmd_detect)
 
+    p = asub.add_parser("train", help="train anomaly detectors and forecasts on stored readings; register them")
+    p.add_argument("--days", type=_positive(float), default=7.0, help="history to train on (default 7 days)")
+    p.add_argument("--metric", action="append", help="only this metric (repeatable)")
+    p.add_argument("--no-per-sensor", action="store_true", help="metric-wide models only")
+    p.add_argument("--seed", type=int, default=0, help="random_state of the estimators")
+    p.set_defaults(func=cmd_train)
+
+    p = asub.add_parser("evaluate", help="run the simulator's incidents through the detectors; print JSON scores")
+    p.add_argument("--seed", type=int, action="append", required=True, help="simulator seed (repeatable)")
+    p.add_argument("--days", type=_positive(float), default=1.0, help="simulated days per seed (default 1)")
+    p.add_argument("--sensors", type=_positive(int), default=400)
+    p.add_argument("--cameras", type=_positive(int), default=80)
+    p.add_argument("--train-days", type=float, default=1.0,
+                   help="days of history (simulated with seed+1000) to train on first; 0 = untrained")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("detect", help="the live detector: readings and video -> alerts (group tongguan-detect)")
+    p.add_argument("--until-idle", action="store_true", help="exit once caught up (tests, benchmarks)")
+    p.add_argument("--warm-hours", type=float, default=12.0, help="history replayed per sensor after a restart")
+    p.set_defaults(func=cmd_live)
+
 
 def cmd_detect(args, ctx) -> int:
     from analytics.registry import detector_for_offline
@@ -28,4 +65,53 @@ def cmd_detect(args, ctx) -> int:
     n = score_csv(args.input, args.output, detector, tz=parse_tz(args.tz))
     print(json.dumps({"rows": n, "output": args.output, "metric": args.metric, "model": version},
                      ensure_ascii=False), file=sys.stderr)
+    return 0
+
+
+def cmd_train(args, ctx) -> int:
+    from analytics.train import train_from_db
+
+    saved = train_from_db(ctx.engine, ctx.settings.home, days=args.days, metrics=args.metric,
+                          per_sensor=not args.no_per_sensor, random_state=args.seed)
+    print(json.dumps({"saved": saved}, ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_evaluate(args, ctx) -> int:
+    from analytics.evaluate import evaluate, summarise
+
+    reports = [evaluate(seed=s, days=args.days, sensors=args.sensors, cameras=args.cameras,
+                        train_days=args.train_days) for s in args.seed]
+    out = reports[0] if len(reports) == 1 else {"seeds": reports, "summary": summarise(reports)}
+    print(json.dumps(out, ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_live(args, ctx) -> int:
+    from analytics.live import DetectConfig, DetectWorker
+
+    services = ctx.require()
+    settings = ctx.settings.model_copy(update={"database_url": services.database_url,
+                                               "kafka_bootstrap": services.kafka_bootstrap})
+    worker = DetectWorker(settings, DetectConfig(until_idle=args.until_idle, warm_hours=args.warm_hours))
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    stats = worker.run()
+    print(json.dumps(stats), file=sys.stderr)
+    return 0
+
+
+def register_bench(bench_sub) -> None:
+    p = bench_sub.add_parser("latency", help="reading produced -> its alert on city.alerts: p50/p95/p99 under load")
+    p.add_argument("--rate", type=_positive(float), default=5000.0, help="background readings/s (default 5000)")
+    p.add_argument("--duration", type=_positive(float), default=30.0, help="seconds of load (default 30)")
+    p.add_argument("--probes", type=_positive(int), default=200, help="alert-triggering probe readings")
+    p.set_defaults(func=cmd_bench_latency)
+
+
+def cmd_bench_latency(args, ctx) -> int:
+    from analytics.bench import run_latency_bench
+
+    services = ctx.require()
+    result = run_latency_bench(ctx.settings, services, rate=args.rate, duration=args.duration, probes=args.probes)
+    print(json.dumps(result, indent=1))
     return 0

@@ -99,8 +99,8 @@ class SpikeDetector(_RobustZDetector):
 
 
 class LevelShiftDetector(_RobustZDetector):
-    """Level shifts: the median of the last three readings away from the long baseline
-    (feature ``shift_z``); a single spike cannot move a median of three."""
+    """Level shifts: the median of the last three readings away from the accepted readings before
+    them (feature ``shift_z``); a single spike cannot move a median of three."""
 
     def __init__(self, z_low: float = 5.0, z_high: float = 12.0, exclude_above: float = 0.5,
                  min_scale: float = 1e-6):
@@ -127,7 +127,7 @@ class StuckDetector(BaseEstimator):
     ``quantile`` of runs seen in training, times ``margin``; never less than ``min_run``. The
     score ramps from 0 at that limit to 1 at 1.5 times it."""
 
-    def __init__(self, quantile: float = 0.999, margin: float = 2.0, min_run: float = 3600.0):
+    def __init__(self, quantile: float = 0.999, margin: float = 2.0, min_run: float = 1800.0):
         self.quantile = quantile
         self.margin = margin
         self.min_run = min_run
@@ -160,8 +160,8 @@ class StuckDetector(BaseEstimator):
 
 class TimeOfDayDetector(BaseEstimator):
     """Values unusual for the time of day. ``X`` columns: value, hour (0-23, local time); every
-    further column is ignored. Learns the median and spread per hour (hours with fewer than
-    ``min_count`` training rows use the overall median and spread)."""
+    further column is ignored. Learns the median and spread per hour; an hour with fewer than
+    ``min_count`` training rows has no profile and scores 0 (no evidence is not an anomaly)."""
 
     def __init__(self, z_low: float = 5.0, z_high: float = 12.0, min_count: int = 10,
                  min_scale: float = 1e-6):
@@ -175,7 +175,7 @@ class TimeOfDayDetector(BaseEstimator):
         v, hour = X[:, 0], np.mod(np.floor(X[:, 1]), 24).astype(int)
         g_med = float(np.median(v))
         g_scale = max(float(np.median(np.abs(v - g_med))) * MAD_TO_SD, self.min_scale)
-        center, scale = np.full(24, g_med), np.full(24, g_scale)
+        center, scale = np.full(24, np.nan), np.full(24, np.inf)
         for h in range(24):
             vh = v[hour == h]
             if len(vh) >= self.min_count:
@@ -189,9 +189,12 @@ class TimeOfDayDetector(BaseEstimator):
         check_is_fitted(self, "center_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
         hour = np.mod(np.floor(X[:, 1]), 24).astype(int)
-        return _ramp((X[:, 0] - self.center_[hour]) / self.scale_[hour], self.z_low, self.z_high)
+        z = np.nan_to_num((X[:, 0] - self.center_[hour]) / self.scale_[hour], nan=0.0)
+        return _ramp(z, self.z_low, self.z_high)
 
     def score_one(self, value: float, hour: int) -> float:
+        if self.scale_[hour] == np.inf:
+            return 0.0
         z = abs((value - self.center_[hour]) / self.scale_[hour])
         return min(max((z - self.z_low) / (self.z_high - self.z_low), 0.0), 1.0)
 
@@ -256,7 +259,8 @@ class SeriesState:
 class SeriesDetector(BaseEstimator):
     """All component detectors over one series of readings, with explicit streaming state.
 
-    ``fit(frame)`` takes a ``timestamp,value`` DataFrame of history. Untrained use starts from
+    ``fit(frame)`` takes a ``timestamp,value`` DataFrame of history (with a ``series`` column,
+    several sensors' histories at once: a metric-wide model). Untrained use starts from
     ``prior()``: standardised features and a 6 h stuck limit, adapting as readings arrive.
     ``accept_below``: readings scoring at or above it are not learned (the detector does not
     learn from points it flags) — unless ``adapt_after`` of them come in a row, which is a new
@@ -296,8 +300,8 @@ class SeriesDetector(BaseEstimator):
         if len(frame) < 50:
             raise AnalyticsError(f"need at least 50 readings to train (got {len(frame)})")
         self._setup()
-        if len(frame) > self.max_train_rows:
-            frame = frame.iloc[-self.max_train_rows:]
+        if len(frame) > self.max_train_rows:  # the most recent history
+            frame = frame.loc[frame["timestamp"].rank(method="first", ascending=False) <= self.max_train_rows]
         F = frame_features(frame, self.floor_)
         if self.stuck_ignore_zero_:
             F.loc[F["value"] == 0, "run_s"] = 0.0
@@ -335,10 +339,9 @@ class SeriesDetector(BaseEstimator):
         return np.max(parts, axis=0) if parts else np.zeros(len(F))
 
     def new_state(self) -> SeriesState:
-        st = SeriesState()
-        if self.reference_ is not None:
-            st.features.reference = self.reference_
-        return st
+        # The drift reference is each sensor's own warmed-up level, never the metric's median:
+        # sensors of one metric sit at different levels.
+        return SeriesState()
 
     def step(self, state: SeriesState, t: float, v: float) -> tuple[float, dict]:
         """Score reading ``(t, v)`` from the readings before it, then learn from it unless
@@ -381,7 +384,10 @@ class SeriesDetector(BaseEstimator):
                     from analytics.features import hour_of_day
 
                     tod = self.time_of_day_.center_
-                    state.tod_offset = median(q - tod[hour_of_day(qt)] for qt, q in fs.quarantine)
+                    offsets = [q - tod[hour_of_day(qt)] for qt, q in fs.quarantine
+                               if np.isfinite(tod[hour_of_day(qt)])]
+                    if offsets:
+                        state.tod_offset = median(offsets)
                 fs.ewm = fs.reference
                 fs.quarantine.clear()
                 fs.rejected_run = 0
@@ -403,8 +409,10 @@ class SeriesDetector(BaseEstimator):
 def _as_frame(X, sort: bool = True) -> pd.DataFrame:
     if not isinstance(X, pd.DataFrame) or not {"timestamp", "value"} <= set(X.columns):
         raise AnalyticsError("a series detector needs a DataFrame with columns timestamp, value")
-    frame = X[["timestamp", "value"]].dropna()
-    return frame.sort_values("timestamp", kind="stable") if sort else frame
+    cols = ["timestamp", "value"] + (["series"] if "series" in X.columns else [])
+    frame = X[cols].dropna()
+    keys = ["series", "timestamp"] if "series" in cols else ["timestamp"]
+    return frame.sort_values(keys, kind="stable") if sort else frame
 
 
 class ScoreThresholder(BaseEstimator):

@@ -52,13 +52,16 @@ class FeatureState:
     n: int = 0
     rejected_run: int = 0
     quarantine: list = field(default_factory=list)
+    scale_cache: float = 0.0
+    scale_n: int = -1
 
     def noise_scale(self, floor: float) -> float:
-        if len(self.diffs) >= 5:
-            s = median(self.diffs) * DIFF_TO_SD
-        else:
-            s = 0.0
-        return max(s, floor)
+        """Robust noise sd from recent first differences; re-estimated every 8 learned readings
+        (a median of 120 numbers per reading would dominate the hot path)."""
+        if self.scale_n < 0 or self.n - self.scale_n >= 8:
+            self.scale_cache = median(self.diffs) * DIFF_TO_SD if len(self.diffs) >= 5 else 0.0
+            self.scale_n = self.n if len(self.diffs) >= 5 else -1
+        return max(self.scale_cache, floor)
 
 
 def hour_of_day(t: float) -> int:
@@ -84,8 +87,9 @@ def series_features(state: FeatureState, t: float, v: float, floor: float = 1e-6
     else:
         spike_z = 0.0
     state.recent.append(v)
-    if len(state.long) >= SHORT and len(state.recent) == RECENT:
-        shift_z = (median(state.recent) - median(state.long)) / scale
+    if len(state.short) == SHORT and len(state.recent) == RECENT:
+        # a step, not a ramp: the last three raw readings against the accepted ones before them
+        shift_z = (median(state.recent) - median(state.short)) / scale
     else:
         shift_z = 0.0
     if state.run_value is not None and abs(v - state.run_value) <= 1e-9 * max(1.0, abs(v)):
@@ -121,10 +125,14 @@ def learn(state: FeatureState, t: float, v: float) -> None:
 
 def frame_features(frame: pd.DataFrame, floor: float = 1e-6) -> pd.DataFrame:
     """Training form: ``timestamp,value`` rows (sorted by time) -> one row of FEATURES each.
+    With a ``series`` column (e.g. the sensor id), each series is featurised on its own.
 
     Every reading is admitted to the baselines: training history is mostly normal, and the
     detectors' robust statistics shrug off the rest.
     """
+    if "series" in frame.columns:
+        parts = [frame_features(g.drop(columns="series"), floor) for _, g in frame.groupby("series", sort=True)]
+        return pd.concat(parts).loc[frame.index] if parts else pd.DataFrame(columns=list(FEATURES))
     ts = _epoch_seconds(frame["timestamp"])
     vals = frame["value"].to_numpy(dtype=float)
     st = FeatureState()

@@ -1,0 +1,106 @@
+"""Training: per metric (and per sensor where its history allows) on stored history.
+
+``train_models(frames)`` is pure (DataFrames in, fitted estimators out); ``train_from_db`` reads
+``readings`` and writes the registry; ``simulated_history`` gives the evaluation a clean history
+from the simulator (another seed, no incidents, no faults) to train on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import sqlalchemy as sa
+
+from analytics.detectors import SeriesDetector
+from analytics.errors import AnalyticsError
+
+log = logging.getLogger("tongguan.analytics.train")
+MIN_METRIC_ROWS = 200
+MIN_SENSOR_ROWS = 2000  # about 1.5 days of minute readings: enough for a per-hour profile of its own
+
+
+def train_models(frames: dict[str, pd.DataFrame], *, per_sensor: bool = True, random_state: int = 0,
+                 forecast: bool = True) -> dict:
+    """{(kind, metric, sensor_id or ""): (model, info)} from {metric: frame(series, timestamp,
+    value)} — plus the forecasters for the metrics that have one and the rainfall they need."""
+    out = {}
+    for metric, frame in sorted(frames.items()):
+        if len(frame) < MIN_METRIC_ROWS:
+            log.info("%s: %d readings, too few to train (need %d)", metric, len(frame), MIN_METRIC_ROWS)
+            continue
+        det = SeriesDetector(metric=metric, random_state=random_state).fit(frame)
+        out[("anomaly", metric, "")] = (det, {"n_train": det.n_train_, "sensors": int(frame["series"].nunique())})
+        if per_sensor:
+            for sid, g in frame.groupby("series"):
+                if len(g) >= MIN_SENSOR_ROWS:
+                    d = SeriesDetector(metric=metric, random_state=random_state).fit(g.drop(columns="series"))
+                    out[("anomaly", metric, str(sid))] = (d, {"n_train": d.n_train_})
+    if forecast:
+        from analytics.forecast import FORECAST_METRICS, Forecaster, rain_by_area
+
+        rain = rain_by_area(frames.get("rainfall"))
+        for metric in FORECAST_METRICS:
+            frame = frames.get(metric)
+            if frame is None or len(frame) < MIN_METRIC_ROWS:
+                continue
+            fc = Forecaster(metric=metric, random_state=random_state).fit(frame, rain=rain)
+            out[("forecast", metric, "")] = (fc, {"n_train": fc.n_train_, **fc.scores_})
+    return out
+
+
+def history_frames(engine, *, days: float = 7.0, metrics: list[str] | None = None,
+                   until: datetime | None = None) -> dict[str, pd.DataFrame]:
+    """{metric: DataFrame(series, timestamp, value, area)} of the last ``days`` in ``readings``."""
+    until = until or datetime.now(timezone.utc)
+    since = until - timedelta(days=days)
+    q = sa.text("""SELECT metric, sensor_id AS series, extract(epoch FROM ts) AS timestamp, value, county AS area
+                   FROM readings WHERE ts >= :since AND ts < :until
+                   AND (CAST(:metrics AS text[]) IS NULL OR metric = ANY(CAST(:metrics AS text[])))
+                   ORDER BY metric, sensor_id, ts""")
+    with engine.connect() as conn:
+        df = pd.read_sql_query(q, conn, params={"since": since, "until": until, "metrics": metrics})
+    return {m: g.drop(columns="metric").reset_index(drop=True) for m, g in df.groupby("metric")}
+
+
+def train_from_db(engine, home, *, days: float = 7.0, metrics: list[str] | None = None,
+                  per_sensor: bool = True, random_state: int = 0) -> list[dict]:
+    """Train on stored history and register every model; returns what was saved."""
+    from analytics.registry import save_model
+
+    frames = history_frames(engine, days=days, metrics=metrics)
+    if not frames:
+        raise AnalyticsError(f"no readings in the last {days:g} days to train on; run the simulator and "
+                             "the store worker first (`tongguan simulate`, `tongguan ingest`)")
+    saved = []
+    for (kind, metric, sensor), (model, info) in train_models(frames, per_sensor=per_sensor,
+                                                               random_state=random_state).items():
+        version = save_model(engine, home, kind, metric, model, sensor_id=sensor, metrics=info,
+                             n_train=info.get("n_train", 0))
+        saved.append({"kind": kind, "metric": metric, "sensor_id": sensor, "version": version, **info})
+    return saved
+
+
+def simulated_history(*, seed: int, days: float, sensors: int, start: datetime, interval_s: float = 60.0,
+                      counties=None, incidents: bool = True, faults: bool = True) -> dict[str, pd.DataFrame]:
+    """A history from the simulator (by default with its incidents and faults, like any stored
+    history), as training frames."""
+    import orjson
+
+    from analytics.evaluate import stand_in_counties
+    from ingest.simulator import Simulator
+
+    sim = Simulator(seed=seed, counties=counties or stand_in_counties(), start=start, duration_s=days * 86400.0,
+                    interval_s=interval_s, sensors=sensors, cameras=1, incidents=incidents, faults=faults)
+    county_of = {sid: sim.counties[int(sim.s_county[i])].adcode for i, sid in enumerate(sim.sensor_ids)}
+    rows = []
+    for msg in sim.iter_messages():
+        if msg.topic != "readings":
+            continue
+        d = orjson.loads(msg.value)
+        for r in d.get("readings") or [d]:
+            rows.append((r["metric"], r["sensor_id"], datetime.fromisoformat(r["ts"]).timestamp(), r["value"],
+                         county_of[r["sensor_id"]]))
+    df = pd.DataFrame(rows, columns=["metric", "series", "timestamp", "value", "area"])
+    return {m: g.drop(columns="metric").reset_index(drop=True) for m, g in df.groupby("metric")}
