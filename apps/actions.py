@@ -7,6 +7,10 @@ available, rather than writing to its tables behind its back.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
+DEFAULT_UNIT = "区县值班处置组"
+DISPATCH_DUE = timedelta(hours=4)
 ACTIONS = {"ack": "acknowledge", "dispatch": "dispatch", "resolve": "resolve", "close": "close"}
 
 
@@ -20,7 +24,11 @@ def _transition_function():
         fn = getattr(analytics, name, None)
         if callable(fn):
             return fn
-    return None
+    try:  # before analytics re-exports it
+        from analytics.lifecycle import transition
+    except ImportError:
+        return None
+    return transition
 
 
 def available() -> bool:
@@ -40,5 +48,11 @@ def handle(engine, *, alert_id: str, action: str, actor: str, note: str | None =
     from apps.scope import check_action  # signed-in user's region scope and operator role (access)
 
     actor = check_action(engine, alert_id=alert_id, action=ACTIONS[action], actor=actor)
-    result = fn(engine, alert_id=alert_id, action=ACTIONS[action], actor=actor, note=note)
+    extra = {}
+    if action == "dispatch":
+        # The county view dispatches to the unit named in the note field (default: the county's
+        # duty team) with the default due time; the alerts page offers the full form.
+        extra = {"to_unit": (note or "").strip() or DEFAULT_UNIT,
+                 "due_at": datetime.now(timezone.utc) + DISPATCH_DUE}
+    result = fn(engine, alert_id=alert_id, action=ACTIONS[action], actor=actor, note=note, **extra)
     return getattr(result, "status", None) or (result.get("status") if isinstance(result, dict) else str(result))

@@ -51,20 +51,27 @@ def browser():
         driver.quit()
 
 
-def sign_in(driver, base: str, db_url: str):
-    """Log in as a province admin when the app asks for it (the access layer guards every page)."""
+def sign_in(driver, base: str, db_url: str, user: str = "e2e-admin", home: str = "440000"):
+    """Log in (as an operator of ``home``) when the app asks for it: the access layer guards
+    every page and lets only the owning region's operators handle an alert."""
+    if _signed_in.get(id(driver)) not in (None, user):
+        driver.delete_all_cookies()  # switch user
     driver.get(base + "/")
     if "/login" not in driver.current_url:
         return
     from apps import auth
 
     eng = engine_for(db_url)
-    if auth.get_user(eng, "e2e-admin") is None:
-        auth.add_user(eng, "e2e-admin", "e2e-password-123", home="440000", roles=("admin",))
-    driver.find_element("name", "username").send_keys("e2e-admin")
+    if auth.get_user(eng, user) is None:
+        auth.add_user(eng, user, "e2e-password-123", home=home, roles=("admin", "operator"))
+    driver.find_element("name", "username").send_keys(user)
     driver.find_element("name", "password").send_keys("e2e-password-123")
     driver.find_element("css selector", "form [type=submit]").click()
     wait_for(driver, lambda d: "/login" not in d.current_url, what="log-in")
+    _signed_in[id(driver)] = user
+
+
+_signed_in: dict = {}
 
 
 def wait_for(driver, condition, timeout=20.0, what="condition"):
@@ -144,3 +151,35 @@ def test_ticker_shows_a_new_alert_without_reload(server, browser):
     wait_for(browser, lambda d: "浏览器实时测试" in d.find_element("id", "province-ticker").text,
              timeout=15, what="the new alert in the ticker")
     assert browser.execute_script("return window.__same_page === true;")  # no reload happened
+
+
+def test_county_sensor_series_and_acknowledge_an_alert(server, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    base, url = server
+    sign_in(browser, base, url, user="e2e-tianhe", home="440106")  # the county's own operator
+    with engine_for(url).begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
+            "first_seen, last_seen, status) VALUES ('e2e-ack', 'e2e-ack', 'rule:test', 'orange', 'flood', "
+            "'待确认测试预警', 'sensor:x', '440106', '440100', '440000', now(), now(), 'open')"))
+    browser.get(base + "/county/440106")
+    wait_for(browser, lambda d: d.find_element("id", "breadcrumb-current").text == "天河区", what="county page")
+
+    # a sensor on the map: the last scattergeo trace holds the sensors
+    points = wait_for(browser, lambda d: d.find_elements(
+        "css selector", "#county-map .scattergeo:last-of-type path.point"), what="sensor markers")
+    ActionChains(browser).move_to_element(points[0]).click().perform()
+    wait_for(browser, lambda d: d.find_element("id", "county-series-graph"), what="the sensor's series")
+
+    row = wait_for(browser, lambda d: d.find_element("id", "county-alert-row-e2e-ack"), what="alert row")
+    assert "待处置" in row.text
+    row.find_element("css selector", ".action-ack").click()
+    result = wait_for(browser, lambda d: d.find_element("id", "county-action-result").text, what="action result")
+    assert "已处理" in result, result
+    wait_for(browser, lambda d: "已确认" in d.find_element("id", "county-alert-row-e2e-ack").text,
+             what="the alert shown as acknowledged")
+    with engine_for(url).connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM alerts WHERE id = 'e2e-ack'")).scalar() == "acknowledged"
+        actors = conn.execute(sa.text("SELECT actor FROM alert_history WHERE alert_id = 'e2e-ack'")).scalars().all()
+    assert "e2e-tianhe" in actors  # the signed-in user, recorded by the lifecycle
