@@ -310,6 +310,10 @@ def install(app) -> None:
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.env != "development",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        # The cookie is written only when the session changes: the many concurrent Dash callback
+        # answers must not race to overwrite it (and its CSRF token); sessions end SESSION_HOURS
+        # after log-in, however active.
+        SESSION_REFRESH_EACH_REQUEST=False,
         WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600,
     )
     server.config.setdefault("TONGGUAN_LOGIN_RATE", "10 per minute")
@@ -334,6 +338,9 @@ def install(app) -> None:
         flask.g.tongguan_scope_token = scope_mod._current.set(scope)
         if any(path.startswith(p) for p in PUBLIC_PREFIXES):
             return None
+        if user is not None and path == "/":  # home: the user's own region, not the province
+            return flask.redirect(_home_path(engine, scope) + (
+                "?" + flask.request.query_string.decode() if flask.request.query_string else ""))
         if user is None:
             if flask.request.method == "GET" and not path.startswith("/_dash"):
                 return flask.redirect(flask.url_for("tongguan_auth.login", next=flask.request.full_path.rstrip("?")))
