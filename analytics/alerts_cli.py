@@ -372,6 +372,13 @@ def _smtp_sink(host: str, port: int):
 
 
 def _serve_forever(receiver=None) -> None:
+    import signal
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
     try:
         while True:
             time.sleep(1)
@@ -474,6 +481,10 @@ def cmd_notify(args, ctx) -> int:
 
     path = ALERTING_FILE.with_name("alerting-demo.yaml") if args.config == "demo" else args.config
     n = Notifier(settings, engine=ctx.engine, group_id=args.group_id, config=load_alerting(str(path) if path else None))
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: finish the turn, close the consumer
+        signal.signal(sig, lambda *_: n.stop())
     stats = n.run(max_seconds=args.max_seconds)
     print(json.dumps(stats), file=sys.stderr)
     return 0
