@@ -125,7 +125,7 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--batch-size", type=_positive(int), default=100, help="readings per gateway batch (default 100)")
     p.add_argument("--poll-size", type=_positive(int), default=5000, help="records per poll of the worker")
     p.add_argument("--mode", choices=("both", "single", "batched"), default="both")
-    p.add_argument("--profile", help="write a pyinstrument profile of the worker to this HTML file")
+    p.add_argument("--profile", help="write a pyinstrument profile of the worker's main thread (.html, else text) per mode")
     p.set_defaults(func=cmd_bench_ingest)
 
 
@@ -202,7 +202,7 @@ def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profil
     if profiler:
         profiler.stop()
         with open(profile, "w") as f:
-            f.write(profiler.output_html())
+            f.write(profiler.output_html() if profile.endswith(".html") else profiler.output_text(color=False))
     first = getattr(worker, "first_record_at", None)
     last = getattr(worker, "last_commit_at", None)
     active_s = (last - first) if first and last else worker_s
@@ -235,7 +235,8 @@ def cmd_bench_ingest(args, ctx) -> int:
         batch = 1 if mode == "single" else args.batch_size
         prof = None
         if args.profile:
-            prof = args.profile.replace(".html", f"-{mode}.html") if args.profile.endswith(".html") else f"{args.profile}-{mode}.html"
+            stem, dot, ext = args.profile.rpartition(".")
+            prof = f"{stem}-{mode}.{ext}" if dot else f"{args.profile}-{mode}"
         r = _bench_once(ctx, settings, mode if batch == 1 else f"batched({batch})", args.events, batch,
                         args.poll_size, prof)
         results.append(r)

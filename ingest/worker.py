@@ -60,7 +60,8 @@ DEADLETTER_MAX_ORIGINAL = 256 * 1024  # bytes of the original kept in a dead let
 
 @dataclass
 class WorkerConfig:
-    batch_size: int = 5000
+    batch_size: int = 5000      # max Kafka messages per poll
+    target_rows: int = 10000    # aim for about this many readings per DB transaction (gateway batches)
     poll_timeout_ms: int = 500
     until_idle: bool = False
     idle_polls: int = 2  # consecutive caught-up empty polls before --until-idle exits
@@ -158,6 +159,7 @@ class StoreWorker:
         self.consumer = None
         self.producer = None
         self.first_record_at: float | None = None  # monotonic clock, for the benchmark
+        self._rows_per_message = 1.0  # running mean: gateway batches carry many readings each
         self.last_commit_at: float | None = None
 
     # -- life cycle ------------------------------------------------------------------------
@@ -184,7 +186,9 @@ class StoreWorker:
             # because a paused consumer keeps polling.
             session_timeout_ms=6000, heartbeat_interval_ms=1000, max_poll_interval_ms=30000,
             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
-            fetch_max_wait_ms=100,
+            # Tansu answers a fetch that includes an empty partition (the video topic, mostly) only
+            # after fetch_max_wait_ms: a short wait keeps fetches flowing (measured: 23k → 69k msg/s).
+            fetch_max_wait_ms=10,
         )
         self.producer = KafkaProducer(bootstrap_servers=bs, client_id=self.worker_id + ":dlq", acks="all",
                                       linger_ms=5, retries=10)
@@ -226,7 +230,7 @@ class StoreWorker:
         try:
             while not self._stop.is_set():
                 polled = self.consumer.poll(timeout_ms=0 if pending else self.config.poll_timeout_ms,
-                                            max_records=self.config.batch_size)
+                                            max_records=self._max_records())
                 records = [r for recs in polled.values() for r in recs]
                 if records or self.consumer.assignment():
                     t_start = time.monotonic()
@@ -274,6 +278,12 @@ class StoreWorker:
                 pass
             self.close()
         return self.stats
+
+    def _max_records(self) -> int:
+        """Messages per poll so that a transaction holds about ``target_rows`` readings: a poll of
+        5000 gateway batches would be one huge transaction and nothing left to overlap with."""
+        n = int(self.config.target_rows / max(self._rows_per_message, 1.0))
+        return max(1, min(self.config.batch_size, n))
 
     def _call_db_with_retry(self, fn):
         backoff = 0.5
@@ -385,6 +395,8 @@ class StoreWorker:
                 events.append((e, rec))
         self.stats.consumed += len(records)
         self.metrics.consumed.inc(len(records))
+        rpm = (len(readings) + len(events) + len(out.dead)) / len(records)
+        self._rows_per_message = 0.7 * self._rows_per_message + 0.3 * rpm
 
         items = readings + events
         if not items:
