@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import json
 import re
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from analytics.alerting_config import AlertingError
 from analytics.levels import LEVEL_LABELS, LEVELS
@@ -33,12 +32,12 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
     >>> parse_when("+90m", now=datetime(2026, 6, 1, tzinfo=timezone.utc)).isoformat()
     '2026-06-01T01:30:00+00:00'
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     m = re.fullmatch(r"\+(\d+(?:\.\d+)?)([smhd])", (text or "").strip())
     if m:
         return now + timedelta(seconds=float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)])
     try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        dt = datetime.fromisoformat(text.strip())
     except (ValueError, AttributeError):
         raise AlertingError(f"bad time {text!r}; write +2h, +30m or 2026-06-01T18:00:00+08:00") from None
     return dt if dt.tzinfo else dt.replace(tzinfo=LOCAL)
@@ -158,7 +157,7 @@ def cmd_escalate(args, ctx) -> int:
             for aid in dict.fromkeys(a for a, _ in done):
                 msg = alert_json(load_alert(conn, aid))
                 msg["action"] = {"action": "escalated_up", "actor": "system:escalation",
-                                 "ts": datetime.now(timezone.utc).isoformat(), "note": msg.get("escalation_reason")}
+                                 "ts": datetime.now(UTC).isoformat(), "note": msg.get("escalation_reason")}
                 producer.send(ctx.settings.topic("alerts"), key=aid.encode(),
                               value=json.dumps(msg, ensure_ascii=False, default=str).encode())
         producer.flush()
@@ -195,7 +194,7 @@ def cmd_rollup(args, ctx) -> int:
 def cmd_silence_add(args, ctx) -> int:
     from analytics.linkage import add_silence
 
-    start = parse_when(args.start) if args.start else datetime.now(timezone.utc)
+    start = parse_when(args.start) if args.start else datetime.now(UTC)
     sid = add_silence(ctx.engine, adcode=args.region, starts_at=start, ends_at=parse_when(args.until, now=start),
                       themes=_csv(args.themes), metrics=_csv(args.metrics), reason=args.reason,
                       created_by=_actor(args))
@@ -282,7 +281,7 @@ def send_test(engine, settings, sub_id: int) -> list[tuple[str, bool, str]]:
     from analytics.subscriptions import get_subscription
 
     sub = get_subscription(engine, sub_id)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cfg = load_alerting()
     out = []
     for channel in sub["channels"]:
@@ -309,7 +308,7 @@ def send_test(engine, settings, sub_id: int) -> list[tuple[str, bool, str]]:
                                  "VALUES (:k, 1, :ms, :o, :d)"),
                          {"k": key, "ms": ms, "o": "ok" if res.ok else "error", "d": res.detail})
             if channel == "inbox":
-                subject, text = render_text({**payload, "alerts": []})
+                _, text = render_text({**payload, "alerts": []})
                 conn.execute(sa.text(
                     "INSERT INTO inbox_messages (delivery_key, subscription_id, recipient, title, body, alert_ids, "
                     "top_level) VALUES (:k, :s, :r, :t, :b, '{}', 'blue')"),
@@ -427,9 +426,9 @@ def ensure_demo_subscriptions(engine, *, region: str, webhook_url: str, email: s
     from analytics.subscriptions import add_subscription, list_subscriptions
 
     wanted = {
-        "webhook": dict(name=f"演示 webhook {region}", channels=["webhook"], webhook_url=webhook_url),
-        "email": dict(name=f"演示 e-mail {region}", channels=["email"], email=email, min_level="yellow"),
-        "inbox": dict(name=f"演示 inbox {region}", channels=["inbox"]),
+        "webhook": {"name": f"演示 webhook {region}", "channels": ["webhook"], "webhook_url": webhook_url},
+        "email": {"name": f"演示 e-mail {region}", "channels": ["email"], "email": email, "min_level": "yellow"},
+        "inbox": {"name": f"演示 inbox {region}", "channels": ["inbox"]},
     }
     existing = {s["name"]: s for s in list_subscriptions(engine)}
     out = {}
@@ -696,7 +695,7 @@ def cmd_bench_notify(args, ctx) -> int:
         t_next = time.perf_counter()
         for i in range(args.alerts):
             aid = f"bench-{run}-{i}"
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             with engine.begin() as conn:  # the detector writes the alert, then publishes it
                 conn.execute(sa.text(
                     "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, "

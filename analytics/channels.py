@@ -76,7 +76,7 @@ def render_text(payload: dict) -> tuple[str, str]:
         subject = f"[{zh}] {len(alerts)} 条预警汇总 / digest of {len(alerts)} alerts ({payload.get('subscription', {}).get('name', '')})"
     lines = [subject, ""]
     for a in sorted(alerts, key=lambda a: -rank(a.get("level"))):
-        lz, le = LEVEL_LABELS.get(a.get("level"), ("", ""))
+        lz = LEVEL_LABELS.get(a.get("level"), ("", ""))[0]
         lines.append(f"- {lz} {a.get('title')} | {a.get('theme')} | {a.get('adcode')} | "
                      f"{a.get('first_seen')} | {', '.join(a.get('events') or [])} | id {a.get('id')}")
     lines += ["", f"delivery {payload.get('delivery')}"]
@@ -98,7 +98,7 @@ def send_webhook(url: str, secret: str, payload: dict, *, delivery_key: str, tim
         "X-Tongguan-Timestamp": str(ts), "X-Tongguan-Signature": sign(secret or "", ts, body),
         "X-Tongguan-Delivery": delivery_key})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - subscriber's own URL
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return Outcome(200 <= resp.status < 300, f"HTTP {resp.status}")
     except urllib.error.HTTPError as exc:
         return Outcome(False, f"HTTP {exc.code}")
@@ -159,7 +159,7 @@ class WebhookReceiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server API
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with outer._lock:
@@ -200,7 +200,7 @@ class WebhookReceiver:
         self.url = f"http://{host}:{self.port}/hook"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="webhook-receiver")
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         self._thread.start()
         return self
 

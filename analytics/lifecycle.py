@@ -13,7 +13,7 @@ database and refused transitions get the same message everywhere (CLI, apps, API
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -109,7 +109,7 @@ def rank_in_path(alert: dict, region: str) -> int:
 
 def _now(now: datetime | None) -> datetime:
     if now is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     if now.tzinfo is None:
         raise AlertingError("times must carry a time-zone offset")
     return now

@@ -17,14 +17,22 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
 from analytics.alerting_config import AlertingConfig, AlertingError, load_alerting
 from analytics.levels import LEVELS, rank
-from analytics.lifecycle import ACTIVE, _now, append_history, load_alert, rank_in_path, region_path
+from analytics.lifecycle import (
+    ACTIVE,
+    _now,
+    append_history,
+    load_alert,
+    rank_in_path,
+    region_path,
+)
 
 log = logging.getLogger(__name__)
 ESCALATION_ACTOR = "system:escalation"

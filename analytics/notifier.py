@@ -31,9 +31,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -41,8 +42,14 @@ from analytics.alerting_config import AlertingConfig, AlertingError, load_alerti
 from analytics.channels import Outcome, render_text, send_email, send_webhook
 from analytics.levels import LEVEL_LABELS, rank
 from analytics.lifecycle import ACTIVE, flag_overdue, load_alert
-from analytics.linkage import (escalate_due, escalate_immediate, inhibitor_of, record_inhibition,
-                               refresh_sensors, silence_for)
+from analytics.linkage import (
+    escalate_due,
+    escalate_immediate,
+    inhibitor_of,
+    record_inhibition,
+    refresh_sensors,
+    silence_for,
+)
 from analytics.subscriptions import events_for, in_quiet_hours
 
 log = logging.getLogger(__name__)
@@ -54,7 +61,7 @@ ALERT_FIELDS = ("id", "source", "level", "theme", "title", "detail", "subject", 
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def alert_json(alert: dict) -> dict:
@@ -337,7 +344,7 @@ class Notifier:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - log and try again next tick; never stop delivering
+            except Exception:
                 log.exception("notifier tick failed; retrying in %.0f s", self.config.tick_every)
             self._stop.wait(self.config.tick_every)
 
@@ -417,7 +424,7 @@ class Notifier:
             ticker.join(timeout=30)
             try:
                 self.consumer.close()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as exc:  # noqa: BLE001 - closing on the way out
+                log.debug("consumer close: %s", exc)
             self._pool.shutdown(wait=True)
         return self.stats

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, time
-from typing import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -77,9 +77,10 @@ def add_subscription(engine, *, name: str, owner: str, adcode: str, channels: It
     if not (name or "").strip() or not (owner or "").strip():
         raise AlertingError("a subscription needs a name and an owner")
     with engine.begin() as conn:
-        if conn.execute(sa.text("SELECT to_regclass('regions') IS NOT NULL AND EXISTS (SELECT 1 FROM regions)")).scalar():
-            if not conn.execute(sa.text("SELECT 1 FROM regions WHERE adcode = :a"), {"a": adcode}).first():
-                raise AlertingError(f"no region {adcode}; find codes with `tongguan geo tree`")
+        # Checked when the regions are loaded (`tongguan geo load`); before that any code is taken.
+        loaded = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM regions)")).scalar()
+        if loaded and not conn.execute(sa.text("SELECT 1 FROM regions WHERE adcode = :a"), {"a": adcode}).first():
+            raise AlertingError(f"no region {adcode}; find codes with `tongguan geo tree`")
         row = conn.execute(sa.text(
             "INSERT INTO subscriptions (name, owner, adcode, themes, min_level, escalated_only, channels, "
             "webhook_url, secret, email, quiet_start, quiet_end, timezone) VALUES (:name, :owner, :adcode, :themes, "

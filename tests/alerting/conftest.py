@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-T0 = datetime(2026, 6, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 _ids = itertools.count(1)
 
 

@@ -8,7 +8,7 @@ import importlib
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -56,7 +56,7 @@ def test_notifier_consumes_the_topic_and_a_replay_sends_nothing_twice(settings, 
         add_subscription(engine, name="gz", owner="gz", adcode="440100", channels=["webhook"],
                          webhook_url=rec.url, secret=secret)
         n, th = _run(settings, engine)
-        aid = make_alert(level="orange", first_seen=datetime.now(timezone.utc))  # not due for escalation
+        aid = make_alert(level="orange", first_seen=datetime.now(UTC))  # not due for escalation
         msg = json.dumps({"schema": "alert/1", "id": aid, "level": "orange"}).encode()
         _produce(settings, b"not json at all", msg)
         assert _wait_for(lambda: len(rec.received) == 1)
@@ -77,7 +77,7 @@ def test_notifier_consumes_the_topic_and_a_replay_sends_nothing_twice(settings, 
 def test_escalation_on_the_tick_notifies_the_city_desk(settings, engine, make_alert):
     add_subscription(engine, name="city desk", owner="desk", adcode="440100", channels=["inbox"], escalated_only=True)
     add_subscription(engine, name="county", owner="county", adcode="440106", channels=["inbox"])
-    t0 = datetime(2026, 6, 1, 2, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
     aid = make_alert(level="orange", first_seen=t0)
     n = Notifier(settings, engine=engine, config=CFG)
     n.step([aid], now=t0)

@@ -7,8 +7,20 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from analytics.lifecycle import (AlertTransitionError, acknowledge, close, dispatch, flag_overdue, history,
-                                 next_status, reopen, reopen_if_returning, resolve, take_over, transition)
+from analytics.lifecycle import (
+    AlertTransitionError,
+    acknowledge,
+    close,
+    dispatch,
+    flag_overdue,
+    history,
+    next_status,
+    reopen,
+    reopen_if_returning,
+    resolve,
+    take_over,
+    transition,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,9 +50,8 @@ def test_full_loop_records_every_step(engine, make_alert, t0):
 def test_history_is_append_only(engine, make_alert, t0):
     aid = make_alert()
     acknowledge(engine, aid, actor="a", now=t0)
-    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
-        with engine.begin() as conn:
-            conn.execute(sa.text("UPDATE alert_history SET actor = 'forged' WHERE alert_id = :id"), {"id": aid})
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alert_history SET actor = 'forged' WHERE alert_id = :id"), {"id": aid})
 
 
 @pytest.mark.parametrize("setup, action, message", [
@@ -56,8 +67,8 @@ def test_history_is_append_only(engine, make_alert, t0):
 ])
 def test_refused_transitions_say_why(engine, make_alert, t0, setup, action, message):
     aid = make_alert()
-    kw = {"dispatch": dict(to_unit="排水所", due_at=t0 + timedelta(hours=1)),
-          "resolve": dict(note="done"), "take_over": dict(region="440100")}
+    kw = {"dispatch": {"to_unit": "排水所", "due_at": t0 + timedelta(hours=1)},
+          "resolve": {"note": "done"}, "take_over": {"region": "440100"}}
     for step in setup:
         transition(engine, alert_id=aid, action=step, actor="x", now=t0, **kw.get(step, {}))
     before = len(history(engine, aid))

@@ -9,9 +9,27 @@ import pytest
 import sqlalchemy as sa
 
 from analytics.alerting_config import AlertingConfig, InhibitRule
-from analytics.lifecycle import acknowledge, close, dispatch, history, load_alert, resolve, take_over
-from analytics.linkage import (add_silence, alerts_for_region, children_status, escalate_due, expire_silence,
-                               inhibitor_of, list_silences, refresh_sensors, region_status, silence_for)
+from analytics.lifecycle import (
+    acknowledge,
+    close,
+    dispatch,
+    history,
+    load_alert,
+    resolve,
+    take_over,
+)
+from analytics.linkage import (
+    add_silence,
+    alerts_for_region,
+    children_status,
+    escalate_due,
+    expire_silence,
+    inhibitor_of,
+    list_silences,
+    refresh_sensors,
+    region_status,
+    silence_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +117,7 @@ def test_several_counties_same_theme_escalate_to_city(engine, make_alert, t0):
     ids.append(make_alert(level="orange", theme="flood", adcode="440113"))
     got = escalate_due(engine, now=t0, config=CFG)
     assert sorted(got) == sorted((i, "440100") for i in ids)
-    note = [h for h in history(engine, ids[0]) if h["action"] == "escalated_up"][0]["note"]
+    note = next(h for h in history(engine, ids[0]) if h["action"] == "escalated_up")["note"]
     assert "3 counties of 440100" in note and "flood" in note
     assert escalate_due(engine, now=t0, config=CFG) == []  # once
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import email
 import json
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -15,14 +14,20 @@ from analytics.alerting_config import AlertingConfig, InhibitRule
 from analytics.channels import WebhookReceiver, sign, verify
 from analytics.linkage import add_silence
 from analytics.notifier import Notifier
-from analytics.subscriptions import add_subscription, inbox, mark_read, remove_subscription, unread_count
+from analytics.subscriptions import (
+    add_subscription,
+    inbox,
+    mark_read,
+    remove_subscription,
+    unread_count,
+)
 
 pytestmark = pytest.mark.integration
 
 CFG = AlertingConfig(group_wait=0.0, group_interval=60.0, retry_max_attempts=3, retry_base=1.0,
                      retry_max_backoff=10.0, webhook_timeout=2.0, unacknowledged={"orange": 900.0},
                      inhibit=(InhibitRule("outage", ("rule:power-outage*",), "blue", ("rule:offline*",)),))
-T0 = datetime(2026, 6, 1, 2, 0, tzinfo=timezone.utc)  # 10:00 in Guangzhou
+T0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)  # 10:00 in Guangzhou
 
 
 def _items(engine, **where):
@@ -191,11 +196,11 @@ def test_umbrella_alert_inhibits_offline_notifications(engine, notifier, receive
 def test_quiet_hours_hold_all_but_red(engine, notifier, make_alert):
     sub = add_subscription(engine, name="night", owner="n", adcode="440100", channels=["inbox"],
                            quiet_start="22:00", quiet_end="07:00")
-    night = datetime(2026, 6, 1, 16, 0, tzinfo=timezone.utc)  # 00:00 in Guangzhou
+    night = datetime(2026, 6, 1, 16, 0, tzinfo=UTC)  # 00:00 in Guangzhou
     notifier.step([make_alert(level="orange"), make_alert(level="red", adcode="440104")], now=night)
     msgs = inbox(engine, "n")
     assert len(msgs) == 1 and msgs[0]["top_level"] == "red"
-    morning = datetime(2026, 6, 1, 23, 30, tzinfo=timezone.utc)  # 07:30
+    morning = datetime(2026, 6, 1, 23, 30, tzinfo=UTC)  # 07:30
     notifier.step([], now=morning)
     assert [m["top_level"] for m in inbox(engine, "n")] == ["orange", "red"]
     assert sub["id"]
@@ -217,6 +222,7 @@ def test_inbox_read_unread(engine, notifier, make_alert):
 def test_email_arrives_at_a_real_smtp_server(settings_factory, engine, make_alert):
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Message
+
     from tongguan.services import free_port
 
     got = []

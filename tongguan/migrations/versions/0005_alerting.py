@@ -4,8 +4,8 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-23
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 revision = "0005"
@@ -20,7 +20,7 @@ ACTIVE = "('open','acknowledged','dispatched')"
 # writers lock rows in the same order), then refreshes the few status rows it touched from the
 # small roll-up table. No statement ever scans the alerts. SECURITY DEFINER: a scoped web role
 # that may change an alert's status need not be allowed to write the roll-up itself.
-APPLY = f"""
+APPLY = """
 CREATE FUNCTION alerting_rollup_apply(deltas jsonb) RETURNS void LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = public AS $$
 BEGIN
