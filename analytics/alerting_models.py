@@ -1,4 +1,4 @@
-"""Tables of alert handling, linkage and notification (schema: migration 0005).
+"""Tables of alert handling, linkage and notification (schema: migrations 0005 and 0007).
 
 The ``alerts`` and ``alert_history`` tables belong to ``analytics.models`` (migration 0004); these
 tables sit beside them:
@@ -8,8 +8,8 @@ tables sit beside them:
   overdue flag (督办), the resolution, the false-alarm mark, reopen count, inhibition.
 - ``alert_rollup``: open alerts per region at every level (county, city, province) by theme,
   level and status, kept by a statement-level trigger on ``alerts`` (deltas only, never a scan).
-- ``region_alert_status``: one row per region: open total, unacknowledged, worst level, and
-  "N of M sensors offline".
+- ``region_alert_status``: one row per region: open total, unacknowledged, open alerts per level
+  and the worst level, and "N of M sensors offline".
 - ``alert_silences``, ``subscriptions``, ``notification_items`` (one row per subscription, alert
   and event: the idempotency key), ``notification_deliveries`` (one message to one channel, with
   its retry state), ``delivery_attempts`` (every attempt and its outcome), ``inbox_messages``.
@@ -70,7 +70,15 @@ region_alert_status = sa.Table(
     sa.Column("parent", sa.Text, nullable=True),
     sa.Column("open_total", sa.Integer, nullable=False, server_default="0"),
     sa.Column("unacknowledged", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("worst_level", sa.Text, nullable=True),
+    # Counters of open alerts by level, each kept by increments (migration 0007), so concurrent
+    # writers never leave a stale total; the worst level is derived from them.
+    sa.Column("n_blue", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("n_yellow", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("n_orange", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("n_red", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("worst_level", sa.Text, sa.Computed(
+        "CASE WHEN n_red > 0 THEN 'red' WHEN n_orange > 0 THEN 'orange' WHEN n_yellow > 0 THEN 'yellow' "
+        "WHEN n_blue > 0 THEN 'blue' END", persisted=True)),
     sa.Column("sensors_total", sa.Integer, nullable=False, server_default="0"),
     sa.Column("sensors_offline", sa.Integer, nullable=False, server_default="0"),
     sa.Column("sensors_at", sa.DateTime(timezone=True), nullable=True),

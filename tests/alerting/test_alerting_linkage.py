@@ -165,3 +165,65 @@ def test_umbrella_alert_inhibits_offline_alerts_in_its_county(engine, make_alert
         assert inhibitor_of(conn, load_alert(conn, off), config=CFG)["id"] == outage
         assert inhibitor_of(conn, load_alert(conn, off_elsewhere), config=CFG) is None
         assert inhibitor_of(conn, load_alert(conn, flood), config=CFG) is None
+
+
+def _truth(engine, region):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT level, status FROM alerts WHERE status IN ('open','acknowledged','dispatched') "
+            "AND (adcode = :r OR city = :r OR province = :r)"), {"r": region}).all()
+    by = {lv: sum(1 for lv2, _ in rows if lv2 == lv) for lv in ("blue", "yellow", "orange", "red")}
+    return len(rows), sum(1 for _, st in rows if st == "open"), by
+
+
+def _status_row(engine, region):
+    with engine.connect() as conn:
+        r = conn.execute(sa.text("SELECT open_total, unacknowledged, n_blue, n_yellow, n_orange, n_red, worst_level "
+                                 "FROM region_alert_status WHERE adcode = :r"), {"r": region}).one()
+    return r[0], r[1], {"blue": r[2], "yellow": r[3], "orange": r[4], "red": r[5]}, r[6]
+
+
+def test_status_rows_exact_under_concurrent_writers(engine, make_alert, t0):
+    import threading
+
+    counties = ["440103", "440104", "440105", "440106", "440111", "440112"]
+    errors = []
+
+    def writer(k):
+        try:
+            for i in range(8):
+                aid = make_alert(level=("blue", "yellow", "orange", "red")[(k + i) % 4], adcode=counties[k])
+                if i % 3 == 0:
+                    acknowledge(engine, aid, actor=f"w{k}", now=t0)
+                if i % 4 == 1:
+                    close(engine, aid, actor=f"w{k}", false_alarm=True, now=t0)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(len(counties))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for region in ("440000", "440100", *counties):
+        total, unack, by = _truth(engine, region)
+        got = _status_row(engine, region)
+        assert got[:3] == (total, unack, by), region
+        worst = next((lv for lv in ("red", "orange", "yellow", "blue") if by[lv]), None)
+        assert got[3] == worst
+
+
+def test_rollup_follows_detector_style_upserts(engine, make_alert):
+    aid = make_alert(level="yellow")
+    upsert = sa.text(
+        "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, first_seen, "
+        "last_seen, status) VALUES (:id, :id, 'rule:ponding', :lv, 'flood', 't', 's', '440106', '440100', '440000', "
+        "now(), now(), :st) ON CONFLICT (id) DO UPDATE SET level = EXCLUDED.level, count = alerts.count + 1, "
+        "status = CASE WHEN EXCLUDED.status = 'resolved' THEN 'resolved' ELSE alerts.status END")
+    with engine.begin() as conn:
+        conn.execute(upsert, [{"id": aid, "lv": "orange", "st": "open"}, {"id": "new-1", "lv": "red", "st": "open"}])
+    assert _status_row(engine, "440100")[2] == {"blue": 0, "yellow": 0, "orange": 1, "red": 1}
+    with engine.begin() as conn:
+        conn.execute(upsert, {"id": aid, "lv": "orange", "st": "resolved"})
+    assert _status_row(engine, "440000")[:2] == (1, 1) and _status_row(engine, "440000")[3] == "red"
