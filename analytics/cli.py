@@ -105,6 +105,8 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--rate", type=_positive(float), default=5000.0, help="background readings/s (default 5000)")
     p.add_argument("--duration", type=_positive(float), default=30.0, help="seconds of load (default 30)")
     p.add_argument("--probes", type=_positive(int), default=200, help="alert-triggering probe readings")
+    p.add_argument("--workers", type=_positive(int), default=1,
+                   help="detector processes in the consumer group (default 1)")
     p.set_defaults(func=cmd_bench_latency)
 
 
@@ -112,6 +114,7 @@ def cmd_bench_latency(args, ctx) -> int:
     from analytics.bench import run_latency_bench
 
     services = ctx.require()
-    result = run_latency_bench(ctx.settings, services, rate=args.rate, duration=args.duration, probes=args.probes)
+    result = run_latency_bench(ctx.settings, services, rate=args.rate, duration=args.duration, probes=args.probes,
+                               workers=args.workers)
     print(json.dumps(result, indent=1))
     return 0

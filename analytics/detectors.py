@@ -33,6 +33,7 @@ from analytics.levels import LEVELS, rank
 ANOMALY_FILE = Path(__file__).with_name("anomaly.yaml")
 COMPONENTS = ("spike", "level_shift", "stuck", "drift", "time_of_day")
 MAD_TO_SD = 1.4826
+WARMUP = 30  # accepted readings before spikes and shifts are scored
 
 
 def _ramp(z: np.ndarray | float, low: float, high: float):
@@ -82,7 +83,7 @@ class _RobustZDetector(BaseEstimator):
     def score_one(self, x: float) -> float:
         """Fast scalar form for one feature value (the stream's hot path)."""
         z = abs((x - self.center_[0]) / self.scale_[0])
-        return min(max((z - self.z_low) / (self.z_high - self.z_low), 0.0), 1.0)
+        return float(min(max((z - self.z_low) / (self.z_high - self.z_low), 0.0), 1.0))
 
     def score_samples(self, X) -> np.ndarray:
         return -self.anomaly_score(X)
@@ -151,7 +152,7 @@ class StuckDetector(BaseEstimator):
 
     def score_one(self, x: float) -> float:
         lim = self.limit_[0]
-        return min(max((x - lim) / (0.5 * lim), 0.0), 1.0)
+        return float(min(max((x - lim) / (0.5 * lim), 0.0), 1.0))
 
     def score_samples(self, X) -> np.ndarray:
         return -self.anomaly_score(X)
@@ -196,7 +197,7 @@ class TimeOfDayDetector(BaseEstimator):
         if self.scale_[hour] == np.inf:
             return 0.0
         z = abs((value - self.center_[hour]) / self.scale_[hour])
-        return min(max((z - self.z_low) / (self.z_high - self.z_low), 0.0), 1.0)
+        return float(min(max((z - self.z_low) / (self.z_high - self.z_low), 0.0), 1.0))
 
     def score_samples(self, X) -> np.ndarray:
         return -self.anomaly_score(X)
@@ -341,13 +342,13 @@ class SeriesDetector(BaseEstimator):
     def new_state(self) -> SeriesState:
         # The drift reference is each sensor's own warmed-up level, never the metric's median:
         # sensors of one metric sit at different levels.
+        check_is_fitted(self, "floor_")  # once per series, not per reading (the hot path)
         return SeriesState()
 
     def step(self, state: SeriesState, t: float, v: float) -> tuple[float, dict]:
         """Score reading ``(t, v)`` from the readings before it, then learn from it unless
         flagged. Returns ``(score, {component: score})``; readings out of time order score 0
         and are not learned."""
-        check_is_fitted(self, "floor_")
         if state.last_t is not None and t < state.last_t:
             return 0.0, {}
         state.last_t = t
@@ -355,9 +356,10 @@ class SeriesDetector(BaseEstimator):
         f = series_features(fs, t, v, self.floor_)
         parts = {}
         comps = self.components_
-        if "spike" in comps and fs.n >= 10:
+        warm = fs.n >= WARMUP  # the noise scale needs some history before z-scores mean anything
+        if "spike" in comps and warm:
             parts["spike"] = self.spike_.score_one(f["spike_z"])
-        if "level_shift" in comps and fs.n >= 10:
+        if "level_shift" in comps and warm:
             parts["level_shift"] = self.level_shift_.score_one(f["shift_z"])
         if "drift" in comps and fs.reference is not None:
             parts["drift"] = self.drift_.score_one(f["drift"])

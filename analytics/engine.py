@@ -223,8 +223,18 @@ class DetectorCore:
             by_model.setdefault(id(ctx.forecast[0]), []).append(ctx)
         for group in by_model.values():
             model, version = group[0].forecast[0], group[0].forecast[1]
-            rows = [model.features_now(c.forecast[2], self.area_rain(c.place.get("county", ""), c.forecast[2].times[-1]))
-                    for c in group]
+            ready, rows = [], []
+            for c in group:
+                st = c.forecast[2]
+                rain = self.area_rain(c.place.get("county", ""), st.times[-1])
+                if model.gated(st.values[-1], rain):
+                    ready.append(c)
+                    rows.append(model.features_now(st, rain))
+                else:
+                    self._forecast_result(c, model, version, None)
+            if not ready:
+                continue
+            group = ready
             med, up = model.predict_paths(rows)
             for k, ctx in enumerate(group):
                 self._forecast_result(ctx, model, version, model.warning(ctx.forecast[2], med[k], up[k]))

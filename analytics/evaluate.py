@@ -83,17 +83,20 @@ def evaluate(*, seed: int, days: float = 1.0, sensors: int = 400, cameras: int =
     def locate(device_id, lon, lat):
         return places.get(device_id, {"county": "", "city": "", "province": "", "grid_id": None})
 
-    anomaly_models, forecasters, trained = {}, {}, {}
+    anomaly_models, forecasters, trained, surge = {}, {}, {}, None
     if train_days > 0:
         from analytics.train import simulated_history, train_models
 
         frames = simulated_history(seed=seed + 1000, days=train_days, sensors=sensors, interval_s=interval_s,
-                                   start=start - timedelta(days=train_days))
+                                   cameras=cameras, start=start - timedelta(days=train_days))
         for (kind, metric, sensor), (model, info) in train_models(frames, per_sensor=False).items():
-            (anomaly_models if kind == "anomaly" else forecasters)[(metric, sensor)] = (model, 1)
+            if kind == "surge":
+                surge = model
+            else:
+                (anomaly_models if kind == "anomaly" else forecasters)[(metric, sensor)] = (model, 1)
             trained[f"{kind}/{metric}"] = info
     core = (core_factory(locate) if core_factory else
-            DetectorCore(locate=locate, anomaly_models=anomaly_models, forecasters=forecasters))
+            DetectorCore(locate=locate, anomaly_models=anomaly_models, forecasters=forecasters, surge=surge))
     truth = sim.incidents
     harm_watch = defaultdict(list)  # sensor -> [(incident index, op, thr)]
     for k, inc in enumerate(truth):

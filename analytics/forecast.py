@@ -23,11 +23,13 @@ from threadpoolctl import threadpool_limits
 from analytics.errors import AnalyticsError
 from analytics.features import LOCAL_TZ_OFFSET_S
 
-# metric -> the rule level whose threshold the forecast warns about (thresholds live in rules.yaml)
+# metric -> the rule level whose threshold the forecast warns about (thresholds live in rules.yaml),
+# and the gate: when a forecast may warn at all. Flood forecasts warn only while it rains over the
+# county (mean gauge rate over 3 h, mm/h); a gas forecast only once the gas is measurably present.
 FORECAST_METRICS = {
-    "ponding_depth": {"rule": "ponding", "level": "blue"},
-    "water_level": {"rule": "water-level-rise", "level": "blue"},
-    "gas_lel": {"rule": "gas-leak", "level": "yellow"},
+    "ponding_depth": {"rule": "ponding", "level": "blue", "gate": {"rain3h_min": 2.0}},
+    "water_level": {"rule": "water-level-rise", "level": "blue", "gate": {"rain3h_min": 2.0}},
+    "gas_lel": {"rule": "gas-leak", "level": "yellow", "gate": {"value_min": 5.0}},
 }
 LAGS_MIN = (5, 15, 30, 60)
 HORIZONS_MIN = (15, 30, 45, 60)
@@ -145,7 +147,7 @@ class Forecaster(BaseEstimator):
         naive = np.abs(ys[test]).mean() if test.any() else float("nan")
         self.scores_ = {"mae": round(float(np.abs(pred - ys[test]).mean()), 4) if test.any() else None,
                         "mae_persistence": round(float(naive), 4), "samples": int(len(ys))}
-        self.rule_, self.level_ = cfg["rule"], cfg["level"]
+        self.rule_, self.level_, self.gate_ = cfg["rule"], cfg["level"], dict(cfg.get("gate") or {})
         self._threshold()
         self.n_train_ = int(len(X))
         return self
@@ -185,6 +187,11 @@ class Forecaster(BaseEstimator):
     def features_now(self, state: ForecastState, rain: tuple[float, float]) -> list[float]:
         times, values = np.fromiter(state.times, float), np.fromiter(state.values, float)
         return forecast_features(times, values, len(times) - 1, *rain)
+
+    def gated(self, value: float, rain: tuple[float, float]) -> bool:
+        """Whether the conditions for this forecast to warn hold (see FORECAST_METRICS)."""
+        g = self.gate_
+        return rain[1] >= g.get("rain3h_min", -math.inf) and value >= g.get("value_min", -math.inf)
 
     def warning(self, state: ForecastState, med: np.ndarray, up: np.ndarray) -> dict | None:
         """The warning for one sensor's predicted path, or None when it stays below the threshold."""

@@ -11,11 +11,13 @@ alerts are reloaded from the ``alerts`` table so an ongoing condition keeps its 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import orjson
 import sqlalchemy as sa
@@ -40,6 +42,41 @@ class DetectConfig:
     until_idle: bool = False
     idle_polls: int = 20
     load_models: bool = True
+
+
+_METRICS: frozenset | None = None
+
+
+def fast_readings(raw: bytes) -> list[dict] | None:
+    """The readings of a well-formed ``reading/1`` or ``readings/1`` message, or None when the
+    message needs the full validation (anything unusual goes through ``ingest.parse_message``).
+
+    The detector reads the same topic as the store worker; this shortcut keeps the common case
+    cheap (no object per reading) while never accepting what the contract would reject: a known
+    metric, a finite number, a timestamp with an offset, coordinates as numbers.
+    """
+    global _METRICS
+    if _METRICS is None:
+        from ingest import load_catalogue
+
+        _METRICS = frozenset(load_catalogue().metrics)
+    try:
+        d = orjson.loads(raw)
+        schema = d.get("schema")
+        items = [d] if schema == "reading/1" else d["readings"] if schema == "readings/1" else None
+        if not items:
+            return None
+        out = []
+        for r in items:
+            v, ts = r["value"], r["ts"]
+            if (r["metric"] not in _METRICS or type(v) not in (int, float) or not math.isfinite(v)
+                    or not isinstance(ts, str) or len(ts) < 20 or ts[-6] not in "+-" and ts[-1] != "Z"):
+                return None
+            out.append({"sensor_id": r["sensor_id"], "metric": r["metric"], "value": float(v),
+                        "ts": datetime.fromisoformat(ts).timestamp(), "lon": float(r["lon"]), "lat": float(r["lat"])})
+        return out
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _region_locator(engine):
@@ -130,8 +167,10 @@ def load_models(engine, home):
 
     anomaly = latest_models(engine, home, "anomaly")
     forecast = latest_models(engine, home, "forecast")
-    log.info("models: %d anomaly, %d forecast", len(anomaly), len(forecast))
-    return anomaly, forecast
+    surge = latest_models(engine, home, "surge").get(("video", ""))
+    log.info("models: %d anomaly, %d forecast, surge baseline %s", len(anomaly), len(forecast),
+             f"v{surge[1]}" if surge else "prior")
+    return anomaly, forecast, (surge[0] if surge else None)
 
 
 class DetectWorker:
@@ -162,8 +201,9 @@ class DetectWorker:
 
     # -------------------------------------------------------------------------- state
     def _new_core(self) -> DetectorCore:
-        anomaly, forecast = load_models(self.engine, self.settings.home) if self.config.load_models else ({}, {})
-        core = DetectorCore(locate=self._locate, anomaly_models=anomaly, forecasters=forecast)
+        anomaly, forecast, surge = (load_models(self.engine, self.settings.home) if self.config.load_models
+                                    else ({}, {}, None))
+        core = DetectorCore(locate=self._locate, anomaly_models=anomaly, forecasters=forecast, surge=surge)
         core.book = load_active(self.engine)
         return core
 
@@ -276,30 +316,33 @@ class DetectWorker:
 
     def _process(self, records, parse_message) -> None:
         now = time.time()
-        parsed = []
+        readings, events = [], []
         new_sensors: dict[str, None] = {}
+        sensors = self.core.sensors
         for rec in records:
             self.stats["messages"] += 1
-            p = parse_message(rec.value, now=now)
-            if p.problems and not (p.readings or p.events):
-                self.stats["skipped"] += 1  # the store worker dead-letters it with the reason
-                continue
-            parsed.append(p)
-            for r in p.readings:
-                if r.sensor_id not in self.core.sensors:
-                    new_sensors[r.sensor_id] = None
-        if new_sensors and self.config.warm_hours > 0:
-            first = min(r.ts.timestamp() for p in parsed for r in p.readings)
-            self._warm(list(new_sensors), before=first)
-        for p in parsed:
-            for r in p.readings:
-                self.core.on_reading({"sensor_id": r.sensor_id, "metric": r.metric, "value": r.value,
-                                      "ts": r.ts.timestamp(), "lon": r.lon, "lat": r.lat})
-                self.stats["readings"] += 1
-            for e in p.events:
-                self.core.on_video({"camera_id": e.camera_id, "type": e.type, "ts": e.ts.timestamp(),
-                                    "lon": e.lon, "lat": e.lat, "count": e.count})
-                self.stats["video"] += 1
+            fast = fast_readings(rec.value) if self.topics.get(rec.topic) == "readings" else None
+            if fast is None:  # video, or anything unusual: the full validation of the contract
+                p = parse_message(rec.value, now=now)
+                if p.problems and not (p.readings or p.events):
+                    self.stats["skipped"] += 1  # the store worker dead-letters it with the reason
+                    continue
+                fast = [{"sensor_id": r.sensor_id, "metric": r.metric, "value": r.value, "ts": r.ts.timestamp(),
+                         "lon": r.lon, "lat": r.lat} for r in p.readings]
+                events += [{"camera_id": e.camera_id, "type": e.type, "ts": e.ts.timestamp(), "lon": e.lon,
+                            "lat": e.lat, "count": e.count} for e in p.events]
+            readings += fast
+            for r in fast:
+                if r["sensor_id"] not in sensors:
+                    new_sensors[r["sensor_id"]] = None
+        if new_sensors and self.config.warm_hours > 0 and readings:
+            self._warm(list(new_sensors), before=min(r["ts"] for r in readings))
+        for r in readings:
+            self.core.on_reading(r)
+        for e in events:
+            self.core.on_video(e)
+        self.stats["readings"] += len(readings)
+        self.stats["video"] += len(events)
 
     def _flush(self) -> None:
         changes = self.core.drain()

@@ -18,7 +18,8 @@ from analytics.errors import AnalyticsError
 
 log = logging.getLogger("tongguan.analytics.train")
 MIN_METRIC_ROWS = 200
-MIN_SENSOR_ROWS = 2000  # about 1.5 days of minute readings: enough for a per-hour profile of its own
+MIN_SENSOR_ROWS = 2000
+VIDEO = "video"  # the frames key of video-event history: columns place, type, ts  # about 1.5 days of minute readings: enough for a per-hour profile of its own
 
 
 def train_models(frames: dict[str, pd.DataFrame], *, per_sensor: bool = True, random_state: int = 0,
@@ -26,7 +27,15 @@ def train_models(frames: dict[str, pd.DataFrame], *, per_sensor: bool = True, ra
     """{(kind, metric, sensor_id or ""): (model, info)} from {metric: frame(series, timestamp,
     value)} — plus the forecasters for the metrics that have one and the rainfall they need."""
     out = {}
+    video = frames.get(VIDEO)
+    if video is not None and len(video):
+        from analytics.video import SurgeDetector
+
+        surge = SurgeDetector().fit(video)
+        out[("surge", VIDEO, "")] = (surge, {"n_train": surge.n_events_})
     for metric, frame in sorted(frames.items()):
+        if metric == VIDEO:
+            continue
         if len(frame) < MIN_METRIC_ROWS:
             log.info("%s: %d readings, too few to train (need %d)", metric, len(frame), MIN_METRIC_ROWS)
             continue
@@ -59,9 +68,18 @@ def history_frames(engine, *, days: float = 7.0, metrics: list[str] | None = Non
                    FROM readings WHERE ts >= :since AND ts < :until
                    AND (CAST(:metrics AS text[]) IS NULL OR metric = ANY(CAST(:metrics AS text[])))
                    ORDER BY metric, sensor_id, ts""")
+    qv = sa.text("""SELECT camera_id, type, extract(epoch FROM ts) AS ts, ST_X(geom) AS lon, ST_Y(geom) AS lat,
+                           county, grid_id FROM video_events WHERE ts >= :since AND ts < :until""")
     with engine.connect() as conn:
         df = pd.read_sql_query(q, conn, params={"since": since, "until": until, "metrics": metrics})
-    return {m: g.drop(columns="metric").reset_index(drop=True) for m, g in df.groupby("metric")}
+        dv = pd.read_sql_query(qv, conn, params={"since": since, "until": until})
+    out = {m: g.drop(columns="metric").reset_index(drop=True) for m, g in df.groupby("metric")}
+    if len(dv):
+        from analytics.video import place_of
+
+        out[VIDEO] = pd.DataFrame({"place": [place_of(r.lon, r.lat, (r.county or "").strip(), r.grid_id)
+                                             for r in dv.itertuples()], "type": dv["type"], "ts": dv["ts"]})
+    return out
 
 
 def train_from_db(engine, home, *, days: float = 7.0, metrics: list[str] | None = None,
@@ -83,7 +101,7 @@ def train_from_db(engine, home, *, days: float = 7.0, metrics: list[str] | None 
 
 
 def simulated_history(*, seed: int, days: float, sensors: int, start: datetime, interval_s: float = 60.0,
-                      counties=None, incidents: bool = True, faults: bool = True) -> dict[str, pd.DataFrame]:
+                      cameras: int = 80, counties=None, incidents: bool = True, faults: bool = True) -> dict[str, pd.DataFrame]:
     """A history from the simulator (by default with its incidents and faults, like any stored
     history), as training frames."""
     import orjson
@@ -92,15 +110,22 @@ def simulated_history(*, seed: int, days: float, sensors: int, start: datetime, 
     from ingest.simulator import Simulator
 
     sim = Simulator(seed=seed, counties=counties or stand_in_counties(), start=start, duration_s=days * 86400.0,
-                    interval_s=interval_s, sensors=sensors, cameras=1, incidents=incidents, faults=faults)
+                    interval_s=interval_s, sensors=sensors, cameras=cameras, incidents=incidents, faults=faults)
+    from analytics.video import place_of
+
     county_of = {sid: sim.counties[int(sim.s_county[i])].adcode for i, sid in enumerate(sim.sensor_ids)}
-    rows = []
+    cam_county = {cid: sim.counties[int(sim.c_county[i])].adcode for i, cid in enumerate(sim.camera_ids)}
+    rows, video = [], []
     for msg in sim.iter_messages():
-        if msg.topic != "readings":
-            continue
         d = orjson.loads(msg.value)
+        if msg.topic != "readings":
+            video.append((place_of(d["lon"], d["lat"], cam_county[d["camera_id"]]), d["type"],
+                          datetime.fromisoformat(d["ts"]).timestamp()))
+            continue
         for r in d.get("readings") or [d]:
             rows.append((r["metric"], r["sensor_id"], datetime.fromisoformat(r["ts"]).timestamp(), r["value"],
                          county_of[r["sensor_id"]]))
     df = pd.DataFrame(rows, columns=["metric", "series", "timestamp", "value", "area"])
-    return {m: g.drop(columns="metric").reset_index(drop=True) for m, g in df.groupby("metric")}
+    out = {m: g.drop(columns="metric").reset_index(drop=True) for m, g in df.groupby("metric")}
+    out[VIDEO] = pd.DataFrame(video, columns=["place", "type", "ts"])
+    return out

@@ -20,7 +20,7 @@ from analytics.features import hour_of_day
 
 # Window and level policy per event type; types not listed use "default".
 SURGE_POLICY = {
-    "default": {"window_s": 1800.0, "min_events": 4},
+    "default": {"window_s": 1800.0, "min_events": 6},
     "road_ponding": {"window_s": 3600.0, "min_events": 3},
     # Video analytics count the people in a crowd: the count itself has levels. Engineering
     # defaults; 1000 people is the size from which the 大型群众性活动安全管理条例 (State Council
@@ -45,6 +45,7 @@ class SurgeDetector(BaseEstimator):
     def fit(self, X: pd.DataFrame, y=None):
         """``X``: columns place, type, ts (epoch seconds) of historical events."""
         self.rates_ = {}
+        self.type_rates_ = {}
         if len(X):
             ts = X["ts"].to_numpy(dtype=float)
             hours = ((ts + 8 * 3600) % 86400 // 3600).astype(int)
@@ -53,16 +54,22 @@ class SurgeDetector(BaseEstimator):
             for (place, etype, hour), n in counts.items():
                 # events per hour at that hour of day, shrunk towards the prior
                 self.rates_[(place, etype, int(hour))] = (n + self.prior_rate * self.smoothing) / (span_days + self.smoothing)
+            # places never seen: the type's mean rate per place with events (cameras move, cells are new)
+            per_type = X.groupby("type")["place"].nunique()
+            for etype, n in X.groupby("type").size().items():
+                self.type_rates_[etype] = max(self.prior_rate, n / span_days / 24.0 / per_type[etype])
         self.n_events_ = int(len(X))
         return self
 
     def prior(self):
         self.rates_ = {}
+        self.type_rates_ = {}
         self.n_events_ = 0
         return self
 
     def rate(self, place: str, etype: str, hour: int) -> float:
-        return self.rates_.get((place, etype, hour), self.prior_rate)
+        found = self.rates_.get((place, etype, hour))
+        return found if found is not None else self.type_rates_.get(etype, self.prior_rate)
 
     def assess(self, place: str, etype: str, t: float, count: int) -> tuple[bool, float, float]:
         """(surge?, expected count in the window, upper-tail probability) for ``count`` events in
