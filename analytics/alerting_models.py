@@ -43,6 +43,9 @@ alert_handling = sa.Table(
     sa.Column("reopened", sa.Integer, nullable=False, server_default="0"),
     sa.Column("inhibited_by", sa.Text, nullable=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # 0007: the resolved alert of the same condition this one continues (reopen window).
+    sa.Column("continues", sa.Text, nullable=True),
+    sa.Column("continuity_checked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_alert_handling_visible_at", "visible_at"),
     sa.Index("ix_alert_handling_owner_region", "owner_region"),
     sa.Index("ix_alert_handling_assigned_region", "assigned_region"),

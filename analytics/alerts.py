@@ -116,10 +116,12 @@ class AlertBook:
         return a
 
     def touch(self, key: str, ts: float) -> None:
-        """The condition is still there: extend last_seen (published at most every minute)."""
+        """The condition is still there (one more observation): extend last_seen and count,
+        published at most every minute."""
         a = self.active.get(key)
         if a is not None and ts > a.last_seen:
             a.last_seen = ts
+            a.count += 1
             if ts - a.published_at >= UPDATE_EVERY_S:
                 self._record(a, "updated")
 

@@ -122,7 +122,8 @@ _SELECT = sa.text("""
            h.owner_region, h.visible_at, h.escalated_at, h.escalation_reason, h.acknowledged_at,
            h.acknowledged_by, h.assigned_unit, h.assigned_region, h.dispatched_at, h.dispatched_by,
            h.due_at, h.overdue_at, h.resolved_at, h.resolution, h.closed_at, h.false_alarm,
-           h.reopened, h.inhibited_by, ST_AsGeoJSON(a.geom)::jsonb AS geometry
+           h.reopened, h.inhibited_by, h.continues, h.continuity_checked,
+           ST_AsGeoJSON(a.geom)::jsonb AS geometry
     FROM alerts a LEFT JOIN alert_handling h ON h.alert_id = a.id
     WHERE a.id = :id
 """)
@@ -304,6 +305,50 @@ def reopen_if_returning(conn, *, dedupe_key: str, level: str | None = None, now:
         return None
     a = load_alert(conn, row[0], lock=True)
     return _reopen_locked(conn, a, actor=actor, note=None, now=now, cfg=cfg, level=level)
+
+
+def continue_returning(conn, alert: dict, *, now: datetime | None = None,
+                       config: AlertingConfig | None = None) -> dict | None:
+    """A newly opened alert whose condition (``dedupe_key``) was resolved within the reopen window
+    continues that case: it takes over its owner, escalation and dispatch, counts as reopened, and
+    both histories say so. Checked once per alert; returns the predecessor, if any.
+
+    (The live detector opens a new id when a condition returns; :func:`reopen_if_returning` is
+    the in-place alternative for a detector that calls it before opening.)
+    """
+    now, cfg = _now(now), config or load_alerting()
+    if alert.get("continuity_checked"):
+        return None
+    prev = None
+    if alert["status"] in ACTIVE:
+        prev = conn.execute(sa.text(
+            "SELECT a.id, a.level, a.status, coalesce(h.resolved_at, h.closed_at, a.updated_at) AS ended, "
+            "h.owner_region, h.visible_at, h.escalated_at, h.escalation_reason, h.assigned_unit, h.assigned_region, "
+            "h.due_at, h.reopened FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
+            "WHERE a.dedupe_key = :k AND a.id <> :id AND a.status IN ('resolved', 'closed') AND NOT h.false_alarm "
+            "AND a.first_seen < :first AND coalesce(h.resolved_at, h.closed_at, a.updated_at) >= :since "
+            "ORDER BY coalesce(h.resolved_at, h.closed_at, a.updated_at) DESC LIMIT 1"),
+            {"k": alert["dedupe_key"], "id": alert["id"], "first": alert["first_seen"],
+             "since": alert["first_seen"] - timedelta(seconds=cfg.reopen_window)}).mappings().first()
+    if prev is None:
+        conn.execute(sa.text("UPDATE alert_handling SET continuity_checked = true WHERE alert_id = :id"),
+                     {"id": alert["id"]})
+        alert["continuity_checked"] = True
+        return None
+    prev = dict(prev)
+    carried = {k: prev[k] for k in ("owner_region", "visible_at", "escalated_at", "escalation_reason",
+                                    "assigned_unit", "assigned_region", "due_at")}
+    reopened = int(prev["reopened"] or 0) + 1
+    _update(conn, alert["id"], now, None, continues=prev["id"], continuity_checked=True, reopened=reopened,
+            **carried)
+    gap = (alert["first_seen"] - prev["ended"]).total_seconds() / 60
+    append_history(conn, alert, action="reopened", actor="system:notify", ts=now, note=(
+        f"条件在处置后 {gap:.0f} 分钟内复现, 续接预警 {prev['id']} / condition returned {gap:.0f} min after "
+        f"it was resolved: continues alert {prev['id']} (owner, escalation and dispatch carried over)"))
+    append_history(conn, {**prev, "id": prev["id"]}, action="reopened", actor="system:notify", ts=now,
+                   note=f"条件复现, 由预警 {alert['id']} 续接 / condition returned: continued as alert {alert['id']}")
+    alert.update(carried, continues=prev["id"], continuity_checked=True, reopened=reopened)
+    return prev
 
 
 def take_over(engine, alert_id: str, *, actor: str, region: str, note: str | None = None,

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from analytics.alerting_config import AlertingConfig, AlertingError, load_alerting
 from analytics.channels import Outcome, render_text, send_email, send_webhook
 from analytics.levels import LEVEL_LABELS, rank
-from analytics.lifecycle import ACTIVE, flag_overdue, load_alert
+from analytics.lifecycle import ACTIVE, continue_returning, flag_overdue, load_alert
 from analytics.linkage import (
     escalate_due,
     escalate_immediate,
@@ -131,6 +131,7 @@ class Notifier:
             a = load_alert(conn, alert_id, lock=True)
             if a["status"] not in ACTIVE:
                 return 0
+            continue_returning(conn, a, now=now, config=cfg)
             escalate_immediate(conn, a, now=now, config=cfg)
             umbrella = inhibitor_of(conn, a, config=cfg)
             if umbrella is not None:
