@@ -45,6 +45,26 @@ def create_app(config: AppConfig) -> dash.Dash:
             return flask.redirect(HOME + ("?" + query if query else ""), code=302)
         return None
 
+    @app.server.route("/geo/children/<adcode>.geojson")
+    def _children_geojson(adcode: str):
+        # The maps load their boundaries from here instead of carrying them in every figure:
+        # the browser caches them, and the server does not re-serialise 200 KB per request.
+        import flask
+
+        from apps import data
+        from tongguan.db import engine_for
+
+        if not (len(adcode) == 6 and adcode.isdigit()):
+            flask.abort(404)
+        body, etag = data.children_geojson_bytes(engine_for(config.database_url), adcode)
+        if flask.request.if_none_match.contains(etag):
+            return flask.Response(status=304)
+        resp = flask.Response(body, mimetype="application/geo+json")
+        resp.set_etag(etag)
+        resp.cache_control.max_age = 3600
+        resp.cache_control.private = True
+        return resp
+
     app.layout = html.Div([
         dcc.Location(id="url", refresh="callback-nav"),
         html.Header([dcc.Link("统管 tongguan", href=HOME, className="brand", id="brand")],

@@ -11,7 +11,6 @@ province map < 1 MB).
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from datetime import datetime, timedelta, timezone
@@ -171,10 +170,10 @@ def _timed(fn, repeat: int) -> dict:
 
 
 def _serialise(component) -> int:
-    """Bytes the view sends: Dash serialises the layout with plotly's JSON encoder."""
-    import plotly
+    """Bytes the view sends, serialised as Dash does (plotly's encoder, orjson when installed)."""
+    from plotly.io.json import to_json_plotly
 
-    return len(json.dumps(component, cls=plotly.utils.PlotlyJSONEncoder))
+    return len(to_json_plotly(component))
 
 
 def run(url: str, kafka_bootstrap: str, *, repeat: int) -> list[tuple]:
@@ -214,7 +213,7 @@ def run(url: str, kafka_bootstrap: str, *, repeat: int) -> list[tuple]:
             rows.append((level, name, _timed(fn, repeat)))
         from apps.maps import region_map
 
-        payload = len(region_map(data.children_geojson(eng, "440000"), state).to_json())
+        payload = _serialise(region_map(data.children_geojson(eng, "440000"), state))
         page_bytes = _serialise(province.layout(adcode="440000"))
     rows.append(("payload", f"province map figure {payload / 1024:.0f} KiB; whole province page {page_bytes / 1024:.0f} KiB",
                  None))

@@ -139,6 +139,26 @@ def children_geojson(engine, parent: str) -> dict:
     return _geojson_cache[key]
 
 
+_geojson_bytes: dict[tuple[str, str], tuple[bytes, str]] = {}
+
+
+def children_geojson_bytes(engine, parent: str) -> tuple[bytes, str]:
+    """The children's boundaries serialised once (body, etag) for the ``/geo/children`` route."""
+    import hashlib
+
+    import orjson
+
+    key = (engine.url.render_as_string(hide_password=False), parent)
+    if key not in _geojson_bytes:
+        body = orjson.dumps(children_geojson(engine, parent))
+        _geojson_bytes[key] = (body, hashlib.sha1(body).hexdigest()[:16])
+    return _geojson_bytes[key]
+
+
+def geojson_url(parent: str) -> str:
+    return f"/geo/children/{parent}.geojson"
+
+
 def plotly_orientation(fc: dict) -> dict:
     """The same FeatureCollection with clockwise exterior rings.
 
@@ -455,12 +475,9 @@ def _hour_index(engine, hours: int) -> pd.DatetimeIndex:
 
 
 def _fill(index: pd.DatetimeIndex, rows) -> pd.Series:
-    s = pd.Series(0, index=index, dtype="int64")
-    for h, n in rows:
-        ts = pd.Timestamp(h)
-        if ts in s.index:
-            s.loc[ts] = int(n or 0)
-    return s
+    """Counts per hour on ``index`` (zero where no row)."""
+    got = {pd.Timestamp(h): int(n or 0) for h, n in rows}
+    return pd.Series([got.get(ts, 0) for ts in index], index=index, dtype="int64")
 
 
 # --------------------------------------------------------------------------- registries, events

@@ -1,7 +1,7 @@
 """Figures of the views, as pure functions of data (no database): region maps, trend,
 sparklines, the county detail map and a sensor's series.
 
-Maps use the administrative boundaries themselves as the base map (``go.Choropleth`` on the
+Maps use the administrative boundaries themselves as the base map (choropleth traces on the
 geo package's simplified GeoJSON, ``fitbounds="locations"``, no tiles): government intranets
 have no internet, and the boundaries are what the users navigate by.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from apps.catalogue import LEVEL_COLOURS, LEVEL_RANK
 from apps.i18n import t
@@ -48,12 +47,25 @@ def _hover(row, lang: str) -> str:
     return "<br>".join(parts)
 
 
+def _geo_layout(**extra) -> dict:
+    """Layout of a boundary map: no base layers, fitted to the drawn regions, no tiles."""
+    layout = {"geo": {"visible": False, "fitbounds": "locations", "bgcolor": BG,
+                      "projection": {"type": "mercator"}},
+              "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "paper_bgcolor": BG, "plot_bgcolor": BG,
+              "font": {"color": FG}, "clickmode": "event", "uirevision": "keep"}
+    layout.update(extra)
+    return layout
+
+
 def region_map(geojson: dict, state: pd.DataFrame, *, lang: str = "zh", height: int | None = None,
-               labels: bool = True) -> go.Figure:
+               labels: bool = True, source: str | None = None) -> dict:
     """Choropleth of the children in ``geojson`` coloured by ``state.worst`` (worst open level).
 
     ``state`` comes from :func:`apps.data.region_state`; children missing from it are "none".
-    Clicking a region yields ``clickData.points[0].location`` = its adcode.
+    Clicking a region yields ``clickData.points[0].location`` = its adcode. Returned as a plain
+    figure dict: plotly's graph objects would validate every coordinate of the boundaries on
+    each request, which costs more than all the view's queries together. With ``source`` (a URL
+    serving the same GeoJSON) the browser loads the boundaries from there, once, cached.
     """
     features = geojson.get("features", [])
     codes = [f["properties"]["adcode"] for f in features]
@@ -65,13 +77,11 @@ def region_map(geojson: dict, state: pd.DataFrame, *, lang: str = "zh", height: 
                                          "worst": "none", "open": 0}
         r = {**r, "name": r.get("name") or p.get("name"), "name_en": r.get("name_en") or p.get("name_en")}
         rows.append(r)
-    fig = go.Figure(go.Choropleth(
-        geojson=geojson, featureidkey="properties.adcode", locations=codes,
-        z=level_z([r["worst"] for r in rows]), zmin=0, zmax=5, colorscale=LEVEL_SCALE,
-        showscale=False, marker_line_color="#9cc7ff", marker_line_width=0.8,
-        text=[_hover(r, lang) for r in rows], hoverinfo="text",
-        customdata=codes,
-    ))
+    data = [{"type": "choropleth", "geojson": source or geojson, "featureidkey": "properties.adcode",
+             "locations": codes, "z": level_z([r["worst"] for r in rows]), "zmin": 0, "zmax": 5,
+             "colorscale": LEVEL_SCALE, "showscale": False,
+             "marker": {"line": {"color": "#9cc7ff", "width": 0.8}},
+             "text": [_hover(r, lang) for r in rows], "hoverinfo": "text", "customdata": codes}]
     if labels and features:
         lon, lat, names = [], [], []
         for f, r in zip(features, rows):
@@ -81,13 +91,10 @@ def region_map(geojson: dict, state: pd.DataFrame, *, lang: str = "zh", height: 
             lon.append(c[0])
             lat.append(c[1])
             names.append(r["name_en"] if lang == "en" and r.get("name_en") else r["name"])
-        fig.add_trace(go.Scattergeo(lon=lon, lat=lat, text=names, mode="text", hoverinfo="skip",
-                                    textfont={"color": "#ffffff", "size": 11}))
-    fig.update_geos(visible=False, fitbounds="locations", bgcolor=BG, projection_type="mercator")
-    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, paper_bgcolor=BG, plot_bgcolor=BG,
-                      font_color=FG, showlegend=False, dragmode=False, clickmode="event",
-                      uirevision="keep", **({"height": height} if height else {}))
-    return fig
+        data.append({"type": "scattergeo", "lon": lon, "lat": lat, "text": names, "mode": "text",
+                     "hoverinfo": "skip", "textfont": {"color": "#ffffff", "size": 11}})
+    layout = _geo_layout(showlegend=False, dragmode=False, **({"height": height} if height else {}))
+    return {"data": data, "layout": layout}
 
 
 def _label_point(feature: dict) -> tuple[float, float] | None:
@@ -115,35 +122,34 @@ def _label_point(feature: dict) -> tuple[float, float] | None:
     return best
 
 
-def trend_figure(df: pd.DataFrame, *, lang: str = "zh", height: int = 220) -> go.Figure:
+def trend_figure(df: pd.DataFrame, *, lang: str = "zh", height: int = 220) -> dict:
     """Last 24 h: readings (bars, left axis), video events and new alerts (lines, right axis)."""
     x = [ts.strftime("%H:00") for ts in df.index]
-    fig = go.Figure()
-    fig.add_bar(x=x, y=df["readings"].tolist(), name=t("trend.readings", lang), marker_color="#2f7bff",
-                opacity=0.6)
-    fig.add_scatter(x=x, y=df["events"].tolist(), name=t("trend.events", lang), yaxis="y2",
-                    mode="lines+markers", line={"color": "#3fd0c9", "width": 2})
-    fig.add_scatter(x=x, y=df["alerts"].tolist(), name=t("trend.alerts", lang), yaxis="y2",
-                    mode="lines+markers", line={"color": "#ff7f0e", "width": 2})
-    fig.update_layout(
-        height=height, margin={"l": 40, "r": 40, "t": 10, "b": 30}, paper_bgcolor=BG, plot_bgcolor=BG,
-        font_color=FG, legend={"orientation": "h", "y": 1.15, "x": 0}, bargap=0.2,
-        xaxis={"gridcolor": GRID, "tickfont": {"size": 10}},
-        yaxis={"gridcolor": GRID, "rangemode": "tozero"},
-        yaxis2={"overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False})
-    return fig
+    data = [
+        {"type": "bar", "x": x, "y": df["readings"].tolist(), "name": t("trend.readings", lang),
+         "marker": {"color": "#2f7bff"}, "opacity": 0.6},
+        {"type": "scatter", "x": x, "y": df["events"].tolist(), "name": t("trend.events", lang), "yaxis": "y2",
+         "mode": "lines+markers", "line": {"color": "#3fd0c9", "width": 2}},
+        {"type": "scatter", "x": x, "y": df["alerts"].tolist(), "name": t("trend.alerts", lang), "yaxis": "y2",
+         "mode": "lines+markers", "line": {"color": "#ff7f0e", "width": 2}},
+    ]
+    layout = {"height": height, "margin": {"l": 40, "r": 40, "t": 10, "b": 30}, "paper_bgcolor": BG,
+              "plot_bgcolor": BG, "font": {"color": FG}, "legend": {"orientation": "h", "y": 1.15, "x": 0},
+              "bargap": 0.2, "xaxis": {"gridcolor": GRID, "tickfont": {"size": 10}},
+              "yaxis": {"gridcolor": GRID, "rangemode": "tozero"},
+              "yaxis2": {"overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False}}
+    return {"data": data, "layout": layout}
 
 
-def sparkline(values: list, *, colour: str = "#7cc4ff", height: int = 36) -> go.Figure:
+def sparkline(values: list, *, colour: str = "#7cc4ff", height: int = 36) -> dict:
     """A tiny line without axes for a vital-sign card."""
     ys = [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
-    fig = go.Figure(go.Scatter(y=ys, mode="lines", line={"color": colour, "width": 1.5},
-                               fill="tozeroy", fillcolor="rgba(124,196,255,0.15)", hoverinfo="skip",
-                               connectgaps=True))
-    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0}, paper_bgcolor=BG,
-                      plot_bgcolor=BG, xaxis={"visible": False}, yaxis={"visible": False},
-                      showlegend=False)
-    return fig
+    return {"data": [{"type": "scatter", "y": ys, "mode": "lines", "line": {"color": colour, "width": 1.5},
+                      "fill": "tozeroy", "fillcolor": "rgba(124,196,255,0.15)", "hoverinfo": "skip",
+                      "connectgaps": True}],
+            "layout": {"height": height, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "paper_bgcolor": BG,
+                       "plot_bgcolor": BG, "xaxis": {"visible": False}, "yaxis": {"visible": False},
+                       "showlegend": False}}
 
 
 EVENT_COLOURS = {"crowd_gathering": "#ff4d8d", "road_ponding": "#2fb4ff", "fire_smoke": "#ff3b1f",
@@ -176,76 +182,76 @@ def aggregate_points(df: pd.DataFrame, *, max_points: int = 400, cell_deg: float
 
 def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, events: pd.DataFrame,
                grid: dict, lang: str = "zh", height: int | None = None,
-               selected: str | None = None) -> go.Figure:
+               selected: str | None = None) -> dict:
     """The county: its boundary, grid cells shaded by activity, sensors coloured by their worst
     open alert (grey when offline), cameras, and recent video events (clustered when dense).
 
     Clicking a sensor yields ``clickData.points[0].customdata`` = ["sensor", sensor_id].
     """
-    fig = go.Figure()
+    from apps.catalogue import label
+
+    data = []
     codes = [f["properties"]["adcode"] for f in boundary.get("features", [])]
-    fig.add_trace(go.Choropleth(geojson=boundary, featureidkey="properties.adcode", locations=codes,
-                                z=[0] * len(codes), colorscale=[[0, "#12284a"], [1, "#12284a"]],
-                                showscale=False, marker_line_color="#9cc7ff", marker_line_width=1.5,
-                                hoverinfo="skip"))
+    data.append({"type": "choropleth", "geojson": boundary, "featureidkey": "properties.adcode",
+                 "locations": codes, "z": [0] * len(codes), "colorscale": [[0, "#12284a"], [1, "#12284a"]],
+                 "showscale": False, "marker": {"line": {"color": "#9cc7ff", "width": 1.5}},
+                 "hoverinfo": "skip", "showlegend": False})
     feats = grid.get("features", [])
     if feats:
-        ids = [f["properties"]["grid_id"] for f in feats]
-        fig.add_trace(go.Choropleth(
-            geojson=grid, featureidkey="properties.grid_id", locations=ids,
-            z=[f["properties"]["n"] for f in feats], colorscale=[[0, "#1b3d6b"], [1, "#ffb020"]],
-            showscale=False, marker_line_width=0.2, marker_line_color="#2a5185", marker_opacity=0.75,
-            text=[f"{t('legend.grid', lang)} {f['properties']['grid_id']}: {f['properties']['n']}" for f in feats],
-            hoverinfo="text", name=t("legend.grid", lang)))
+        data.append({"type": "choropleth", "geojson": grid, "featureidkey": "properties.grid_id",
+                     "locations": [f["properties"]["grid_id"] for f in feats],
+                     "z": [f["properties"]["n"] for f in feats], "colorscale": [[0, "#1b3d6b"], [1, "#ffb020"]],
+                     "showscale": False, "marker": {"line": {"width": 0.2, "color": "#2a5185"}, "opacity": 0.75},
+                     "text": [f"{t('legend.grid', lang)} {f['properties']['grid_id']}: {f['properties']['n']}"
+                              for f in feats],
+                     "hoverinfo": "text", "name": t("legend.grid", lang)})
     if not cameras.empty:
-        fig.add_trace(go.Scattergeo(lon=cameras["lon"], lat=cameras["lat"], mode="markers",
-                                    marker={"symbol": "square", "size": 6, "color": "#9aa7b8"},
-                                    text=cameras["camera_id"], hoverinfo="text",
-                                    name=t("legend.camera", lang)))
+        data.append({"type": "scattergeo", "lon": cameras["lon"].tolist(), "lat": cameras["lat"].tolist(),
+                     "mode": "markers", "marker": {"symbol": "square", "size": 6, "color": "#9aa7b8"},
+                     "text": cameras["camera_id"].tolist(), "hoverinfo": "text", "name": t("legend.camera", lang)})
     if not events.empty:
         ev = aggregate_points(events)
-        from apps.catalogue import label
-
-        fig.add_trace(go.Scattergeo(
-            lon=ev["lon"], lat=ev["lat"], mode="markers",
-            marker={"size": [min(6 + 3 * math.sqrt(n), 30) for n in ev["n"]],
-                    "color": [EVENT_COLOURS.get(x, "#ffffff") for x in ev["type"]],
-                    "opacity": 0.8, "line": {"width": 0}},
-            text=[f"{label('event', x, lang)} ×{n}" for x, n in zip(ev["type"], ev["n"])],
-            hoverinfo="text", name=t("legend.event", lang)))
+        data.append({"type": "scattergeo", "lon": ev["lon"].tolist(), "lat": ev["lat"].tolist(), "mode": "markers",
+                     "marker": {"size": [min(6 + 3 * math.sqrt(n), 30) for n in ev["n"]],
+                                "color": [EVENT_COLOURS.get(x, "#ffffff") for x in ev["type"]],
+                                "opacity": 0.8, "line": {"width": 0}},
+                     "text": [f"{label('event', x, lang)} ×{n}" for x, n in zip(ev["type"], ev["n"])],
+                     "hoverinfo": "text", "name": t("legend.event", lang)})
     if not sensors.empty:
         colours = [LEVEL_COLOURS[lv] if lv != "none" else ("#3fd07a" if on else "#6b7785")
                    for lv, on in zip(sensors["level"], sensors["online"].fillna(False))]
         sizes = [14 if s == selected else (10 if lv != "none" else 7)
                  for s, lv in zip(sensors["sensor_id"], sensors["level"])]
-        from apps.catalogue import label
-
-        fig.add_trace(go.Scattergeo(
-            lon=sensors["lon"], lat=sensors["lat"], mode="markers",
-            marker={"size": sizes, "color": colours, "line": {"width": 1, "color": "#0b1a2e"}},
-            text=[f"{sid}<br>{label('metric', m, lang) if m else ''}" for sid, m in
-                  zip(sensors["sensor_id"], sensors["metric"])],
-            customdata=[["sensor", s] for s in sensors["sensor_id"]],
-            hoverinfo="text", name=t("legend.sensor", lang)))
-    fig.update_geos(visible=False, fitbounds="locations", bgcolor=BG, projection_type="mercator")
-    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, paper_bgcolor=BG, font_color=FG,
-                      showlegend=True, legend={"x": 0, "y": 0, "bgcolor": "rgba(6,17,31,0.7)"},
-                      clickmode="event", uirevision="keep", **({"height": height} if height else {}))
-    return fig
+        data.append({"type": "scattergeo", "lon": sensors["lon"].tolist(), "lat": sensors["lat"].tolist(),
+                     "mode": "markers",
+                     "marker": {"size": sizes, "color": colours, "line": {"width": 1, "color": "#0b1a2e"}},
+                     "text": [f"{sid}<br>{label('metric', m, lang) if m else ''}" for sid, m in
+                              zip(sensors["sensor_id"], sensors["metric"])],
+                     "customdata": [["sensor", s] for s in sensors["sensor_id"]],
+                     "hoverinfo": "text", "name": t("legend.sensor", lang)})
+    layout = _geo_layout(showlegend=True, legend={"x": 0, "y": 0, "bgcolor": "rgba(6,17,31,0.7)"},
+                         **({"height": height} if height else {}))
+    return {"data": data, "layout": layout}
 
 
 def series_figure(df: pd.DataFrame, *, thresholds: dict | None = None, lang: str = "zh",
-                  title: str = "", height: int = 260) -> go.Figure:
+                  title: str = "", height: int = 260) -> dict:
     """One sensor's readings with its warning thresholds as dashed lines by level."""
-    fig = go.Figure(go.Scatter(x=df["ts"], y=df["value"], mode="lines", line={"color": "#7cc4ff"},
-                               name=title or t("col.value", lang)))
+    shapes, notes = [], []
     for lv, value in (thresholds or {}).items():
         if value is None:
             continue
-        fig.add_hline(y=value, line_dash="dash", line_color=LEVEL_COLOURS.get(lv, "#aaa"),
-                      annotation_text=f"{t('alert.level.' + lv, lang) if lv in LEVEL_COLOURS else lv} {value}",
-                      annotation_font_color=LEVEL_COLOURS.get(lv, "#aaa"))
-    fig.update_layout(height=height, margin={"l": 40, "r": 10, "t": 30, "b": 30}, paper_bgcolor=BG,
-                      plot_bgcolor=BG, font_color=FG, title={"text": title, "font": {"size": 13}},
-                      xaxis={"gridcolor": GRID}, yaxis={"gridcolor": GRID}, showlegend=False)
-    return fig
+        colour = LEVEL_COLOURS.get(lv, "#aaa")
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": value, "y1": value,
+                       "line": {"dash": "dash", "color": colour}})
+        notes.append({"xref": "paper", "x": 1, "y": value, "xanchor": "right", "yanchor": "bottom",
+                      "showarrow": False, "font": {"color": colour},
+                      "text": f"{t('alert.level.' + lv, lang) if lv in LEVEL_COLOURS else lv} {value:g}"})
+    data = [{"type": "scatter", "x": [ts.isoformat() for ts in pd.to_datetime(df["ts"])],
+             "y": df["value"].tolist(), "mode": "lines", "line": {"color": "#7cc4ff"},
+             "name": title or t("col.value", lang)}]
+    layout = {"height": height, "margin": {"l": 40, "r": 10, "t": 30, "b": 30}, "paper_bgcolor": BG,
+              "plot_bgcolor": BG, "font": {"color": FG}, "title": {"text": title, "font": {"size": 13}},
+              "xaxis": {"gridcolor": GRID}, "yaxis": {"gridcolor": GRID}, "showlegend": False,
+              "shapes": shapes, "annotations": notes}
+    return {"data": data, "layout": layout}

@@ -40,7 +40,8 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, window=p.window, statuses=None, limit=100)
     escalations = data.escalations_waiting(eng, scope=p.adcode, theme=p.theme)
 
-    map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang),
+    map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang,
+                                                                   source=data.geojson_url(p.adcode)),
                           config=MAP_CONFIG, responsive=True,
                           className="region-map", style={"height": "100%"})
     vitals_panel = html.Div([vital_card(PAGE, ind, v, p.lang) for ind, v in zip(inds, vit)],

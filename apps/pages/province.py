@@ -35,7 +35,8 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     geojson = data.children_geojson(eng, p.adcode)
     codes = [f["properties"]["adcode"] for f in geojson.get("features", [])]
 
-    map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang),
+    map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang,
+                                                                   source=data.geojson_url(p.adcode)),
                           config=MAP_CONFIG, responsive=True,
                           className="region-map", style={"height": "100%"})
     ticker = html.Div(ticker_items(tick, search=p.search, lang=p.lang), id=f"{PAGE}-ticker",

@@ -125,7 +125,9 @@ def test_province_map_payload_is_small(eng):
     gj = data.children_geojson(eng, "440000")
     assert len(gj["features"]) == 21
     fig = region_map(gj, data.region_state(eng, scope="440000"))
-    assert len(fig.to_json()) < 1_000_000
+    from plotly.io.json import to_json_plotly
+
+    assert len(to_json_plotly(fig)) < 1_000_000
 
 
 def test_ticker_and_live_update_send_only_changes(seeded_rw):

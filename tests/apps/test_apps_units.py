@@ -95,11 +95,34 @@ def test_region_map_colours_by_worst_level_and_clicks_yield_adcodes():
     state = pd.DataFrame([{"adcode": "440100", "name": "广州市", "name_en": "Guangzhou", "blue": 0,
                            "yellow": 0, "orange": 0, "red": 2, "open": 2, "worst": "red", "rank": 4}])
     fig = region_map(gj, state, lang="en")
-    trace = fig.data[0]
-    assert list(trace.locations) == ["440100", "440300"]
-    assert list(trace.z) == level_z(["red", "none"])
-    assert "Guangzhou" in trace.text[0]
-    assert fig.layout.geo.visible is False and fig.layout.geo.fitbounds == "locations"
+    trace = fig["data"][0]
+    assert trace["locations"] == ["440100", "440300"]
+    assert trace["z"] == level_z(["red", "none"])
+    assert "Guangzhou" in trace["text"][0]
+    geo = fig["layout"]["geo"]
+    assert geo["visible"] is False and geo["fitbounds"] == "locations"
+    import plotly.graph_objects as go
+
+    go.Figure(fig)  # a valid plotly figure (validated here once, not on every request)
+
+
+def test_series_and_county_figures_are_valid_plotly():
+    import plotly.graph_objects as go
+
+    from apps.maps import county_map, series_figure, trend_figure
+
+    df = pd.DataFrame({"ts": pd.date_range("2026-01-01", periods=5, freq="h", tz="UTC"), "value": range(5)})
+    go.Figure(series_figure(df, thresholds={"yellow": 3.0, "red": 4.0}, title="s"))
+    tr = pd.DataFrame({"readings": [1, 2], "events": [0, 1], "alerts": [1, 0]},
+                      index=pd.date_range("2026-01-01", periods=2, freq="h"))
+    go.Figure(trend_figure(tr))
+    gj = {"type": "FeatureCollection", "features": [_square("440106", 113, 23)]}
+    sensors = pd.DataFrame({"sensor_id": ["s1"], "metric": ["pm25"], "lon": [113.5], "lat": [23.5],
+                            "online": [True], "level": ["red"]})
+    events = pd.DataFrame({"lon": [113.4], "lat": [23.4], "type": ["road_ponding"]})
+    fig = go.Figure(county_map(gj, sensors=sensors, cameras=pd.DataFrame(columns=["camera_id", "lon", "lat"]),
+                               events=events, grid={"features": []}))
+    assert list(fig.data[-1].customdata[0]) == ["sensor", "s1"]
 
 
 def test_plotly_orientation_makes_exteriors_clockwise():
