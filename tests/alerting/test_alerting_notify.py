@@ -260,3 +260,30 @@ def test_removed_subscription_gets_nothing(engine, notifier, make_alert):
     notifier.refresh_subscriptions()
     notifier.step([make_alert()], now=T0)
     assert inbox(engine, "li") == []
+
+
+def test_returning_condition_continues_the_resolved_case(engine, notifier, make_alert):
+    from analytics.lifecycle import dispatch, history, load_alert, resolve, take_over
+
+    add_subscription(engine, name="gz", owner="gz", adcode="440100", channels=["inbox"])
+    old = make_alert(level="orange", dedupe_key="rule:ponding|sensor:s9", first_seen=T0)
+    take_over(engine, old, actor="city", region="440100", now=T0)
+    dispatch(engine, old, actor="city", to_unit="排水所", due_at=T0 + timedelta(hours=2), now=T0)
+    resolve(engine, old, actor="unit", note="疏通", now=T0 + timedelta(minutes=20))
+    back = make_alert(level="orange", dedupe_key="rule:ponding|sensor:s9", first_seen=T0 + timedelta(minutes=50))
+    notifier.step([back], now=T0 + timedelta(minutes=50))
+    with engine.connect() as conn:
+        a = load_alert(conn, back)
+    assert a["continues"] == old and a["reopened"] == 1
+    assert (a["owner_region"], a["assigned_unit"]) == ("440106", "排水所")
+    assert "continues alert " + old in history(engine, back)[0]["note"]
+    assert history(engine, old)[-1]["action"] == "reopened"
+    # Carried over: visible at the city (it took the case over), so the city hears of it as such.
+    assert {i["event"] for i in _items(engine, alert_id=back)} == {"level:orange", "reopened:1", "escalated:440100"}
+    # Outside the reopen window (2 h): a new case.
+    resolve(engine, back, actor="unit", note="ok", now=T0 + timedelta(minutes=55))
+    late = make_alert(level="orange", dedupe_key="rule:ponding|sensor:s9", first_seen=T0 + timedelta(hours=5))
+    notifier.step([late], now=T0 + timedelta(hours=5))
+    with engine.connect() as conn:
+        b = load_alert(conn, late)
+    assert b["continues"] is None and b["reopened"] == 0 and b["continuity_checked"]

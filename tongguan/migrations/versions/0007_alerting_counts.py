@@ -1,4 +1,4 @@
-"""alerting: region status kept by commutative increments (exact under concurrent writers)
+"""alerting: region status kept by commutative increments; continuation of returning conditions
 
 Revision ID: 0007
 Revises: 0006
@@ -9,6 +9,12 @@ changing alerts of the same region at once could each compute it without the oth
 delta, and the later write won: a stale total until the next change. Now every column is an
 increment (per-level counters, open total, unacknowledged) applied under the row's lock, and the
 worst level is a generated column of the counters — exact whatever the interleaving.
+
+Returning conditions: the live detector opens a new alert (a new id) when a condition comes back
+after it was resolved. ``alert_handling.continues`` links such an alert to the resolved one it
+continues (within the reopen window), so the case keeps its owner, escalation and dispatch;
+``continuity_checked`` makes that check once per alert, and a partial index on the finished
+alerts' dedupe key keeps it cheap.
 """
 from alembic import op
 
@@ -86,9 +92,16 @@ def upgrade() -> None:
         WHERE q.adcode = s.adcode
     """)
     op.execute(APPLY)
+    op.execute("ALTER TABLE alert_handling ADD COLUMN continues text")
+    op.execute("ALTER TABLE alert_handling ADD COLUMN continuity_checked boolean NOT NULL DEFAULT false")
+    op.execute("CREATE INDEX ix_alerts_dedupe_key_finished ON alerts (dedupe_key) "
+               "WHERE status IN ('resolved', 'closed')")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_alerts_dedupe_key_finished")
+    op.execute("ALTER TABLE alert_handling DROP COLUMN continuity_checked")
+    op.execute("ALTER TABLE alert_handling DROP COLUMN continues")
     import importlib
 
     v5 = importlib.import_module("tongguan.migrations.versions.0005_alerting")
