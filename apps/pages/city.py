@@ -37,7 +37,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     codes = [f["properties"]["adcode"] for f in geojson.get("features", [])]
     inds = indicators()
     vit = data.vitals(eng, scope=p.adcode, indicators=inds)
-    alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, window=p.window, statuses=None, limit=100)
+    alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, window=p.window, statuses=None, limit=30)
     escalations = data.escalations_waiting(eng, scope=p.adcode, theme=p.theme)
 
     map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang,
@@ -93,7 +93,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
             ], className="side-col"),
         ], className="main-row"),
         html.Div([
-            panel(t("panel.alerts", p.lang), alerts_table(PAGE, alerts, lang=p.lang, search=p.search),
+            panel(t("panel.alerts", p.lang), alerts_table(PAGE, alerts, lang=p.lang, search=p.search, limit=30),
                   cls="panel-alerts"),
             panel(t("panel.escalations", p.lang), esc, cls="panel-escalations"),
         ], className="two-col"),

@@ -187,3 +187,13 @@ def test_handling_actions_go_through_the_alert_lifecycle(seeded_rw):
         steps = conn.execute(sa.text(
             "SELECT action FROM alert_history WHERE alert_id = :a ORDER BY ts, id"), {"a": aid}).scalars().all()
     assert steps[-3:] == ["acknowledged", "dispatched", "resolved"]
+
+
+def test_batched_vitals_equal_the_one_at_a_time_functions(eng):
+    inds = indicators()
+    batched = data.vitals(eng, scope="440300", indicators=inds)
+    for ind, v in zip(inds, batched):
+        single = data.indicator_value(eng, ind, scope="440300")
+        assert v["value"] == pytest.approx(single, nan_ok=True), ind.id
+        spark = data.indicator_spark(eng, ind, scope="440300")
+        assert v["spark"] == pytest.approx(spark, nan_ok=True), ind.id
