@@ -28,6 +28,13 @@ def _positive(kind):
     return parse
 
 
+def _non_negative(text: str) -> float:
+    v = float(text)
+    if v < 0 or v != v:
+        raise ValueError(text)
+    return v
+
+
 def _iso(text: str) -> datetime:
     try:
         t = datetime.fromisoformat(text)
@@ -41,7 +48,9 @@ def _iso(text: str) -> datetime:
 def register(sub) -> None:
     p = sub.add_parser("simulate", help="simulated sensors, cameras and incidents → Kafka (or a file)")
     p.add_argument("--rate", type=_positive(float), default=1000.0, help="messages per second (default 1000)")
-    p.add_argument("--duration", type=_positive(float), default=60.0, help="wall-clock seconds (default 60)")
+    p.add_argument("--duration", type=_non_negative, default=60.0,
+                   help="wall-clock seconds (default 60); 0 = run until stopped: catch up from --start "
+                        "(default 2 h ago), then follow the clock in one-hour episodes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--speedup", type=_positive(float), default=60.0,
                    help="simulated seconds per wall second (default 60: an hour per minute)")
@@ -84,6 +93,8 @@ def cmd_simulate(args, ctx) -> int:
         n = produce(read_jsonl(args.replay), _live_settings(ctx), rate=args.rate)
         print(json.dumps({"replayed": n, "file": args.replay}))
         return 0
+    if args.duration == 0:
+        return _simulate_forever(args, ctx)
     sim = build_simulator(ctx.engine, seed=args.seed, rate=args.rate, duration=args.duration, speedup=args.speedup,
                           start=args.start, sensors=args.sensors, cameras=args.cameras)
     truth = write_truth(ctx.engine, sim)
@@ -98,6 +109,38 @@ def cmd_simulate(args, ctx) -> int:
     print(json.dumps({"messages": n, "incidents": truth, "seed": args.seed, "start": sim.start.isoformat(),
                       "simulated_seconds": sim.duration_s, "interval_s": round(sim.interval_s, 3),
                       "wall_seconds": round(time.monotonic() - t0, 1), "output": args.output or "kafka"}))
+    return 0
+
+
+def _simulate_forever(args, ctx) -> int:
+    """Continuous simulation (the demo): consecutive one-hour episodes, never ahead of the clock."""
+    from ingest.simulator import GATEWAY_SIZE, Simulator, counties_from_db, make_producer, produce, write_truth
+
+    if args.output:
+        raise IngestError("--duration 0 runs until stopped; it cannot write a file (give a duration)")
+    settings = _live_settings(ctx)
+    counties = counties_from_db(ctx.engine)
+    episode_s = 3600.0
+    start = args.start or datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    msgs_per_tick = args.sensors * 0.5 + args.sensors * 0.5 / GATEWAY_SIZE + 1
+    interval = max(0.5, msgs_per_tick * args.speedup / args.rate)
+    producer = make_producer(settings.kafka_bootstrap)
+    total = 0
+    k = 0
+    try:
+        while True:
+            sim = Simulator(seed=args.seed, episode=k, counties=counties, start=start + timedelta(seconds=k * episode_s),
+                            duration_s=episode_s, interval_s=interval, sensors=args.sensors, cameras=args.cameras)
+            write_truth(ctx.engine, sim)
+            total += produce(sim.iter_messages(), settings, rate=args.rate, producer=producer, live=True)
+            log.info("simulation episode %d done (%s … +1 h): %d messages so far", k, sim.start.isoformat(), total)
+            k += 1
+    except KeyboardInterrupt:
+        log.info("simulation stopped after %d messages", total)
+    finally:
+        producer.flush(timeout=30)
+        producer.close()
+    print(json.dumps({"messages": total, "episodes": k, "seed": args.seed}))
     return 0
 
 

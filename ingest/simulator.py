@@ -114,7 +114,7 @@ class Simulator:
     def __init__(self, *, seed: int = 0, counties: list[County], start: datetime,
                  duration_s: float = 3600.0, interval_s: float = 60.0, sensors: int = 2000, cameras: int = 300,
                  gateway_share: float = 0.5, incidents: bool = True, faults: bool = True,
-                 catalogue: Catalogue | None = None):
+                 catalogue: Catalogue | None = None, episode: int = 0):
         if start.tzinfo is None:
             raise IngestError("the simulation start needs a UTC offset, e.g. 2026-11-23T08:00:00+08:00")
         if interval_s <= 0 or duration_s <= 0:
@@ -125,8 +125,13 @@ class Simulator:
         self.interval_s = float(interval_s)
         self.cat = catalogue or load_catalogue()
         self.counties = sorted(counties, key=lambda c: c.adcode)
+        self.episode = int(episode)
+        # Placement depends on the seed only, so consecutive episodes of a continuous run keep
+        # the same devices; incidents, faults and noise differ per episode.
         self.rng = np.random.default_rng(self.seed)
         self._place(sensors, cameras, gateway_share)
+        if self.episode:
+            self.rng = np.random.default_rng([self.seed, 1000 + self.episode])
         self.incidents: list[Incident] = []
         self._effects: list[tuple] = []  # (kind, sensor index array, t0, t1, params)
         self._video_plan: list[tuple] = []  # (t, camera index, type, confidence, count, incident_id)
@@ -209,7 +214,8 @@ class Simulator:
 
     def _incident(self, kind: str, theme: str, counties: list[int], t0: float, t1: float, sensors, cameras,
                   **detail) -> Incident:
-        inc = Incident(f"sim-{self.seed}-{len(self.incidents):03d}-{kind}", kind, theme,
+        ep = f"e{self.episode}-" if self.episode else ""
+        inc = Incident(f"sim-{self.seed}-{ep}{len(self.incidents):03d}-{kind}", kind, theme,
                        [self.counties[c].adcode for c in counties],
                        self.start + timedelta(seconds=t0), self.start + timedelta(seconds=t1),
                        sorted(self.sensor_ids[i] for i in sensors), sorted(self.camera_ids[i] for i in cameras),
@@ -353,11 +359,12 @@ class Simulator:
         vplan = self._video_plan
         vi = 0
         singles = np.flatnonzero(self.s_gateway < 0)
+        singles = singles[np.argsort(self.s_phase[singles], kind="stable")]  # time order within a tick
         by_gw: dict[int, list[int]] = {}
         for i in np.flatnonzero(self.s_gateway >= 0):
             by_gw.setdefault(int(self.s_gateway[i]), []).append(int(i))
         start_epoch = self.start.timestamp()
-        noise = np.random.default_rng([self.seed, 1])  # its own stream: iterating twice gives the same
+        noise = np.random.default_rng([self.seed, 1, self.episode])  # own stream: iterating twice gives the same
         for k in range(n_ticks):
             t = k * self.interval_s + self.s_phase
             values, report = self._values(t, noise)
@@ -373,17 +380,22 @@ class Simulator:
                         "value": round(float(values[i]), 3), "unit": units[i], "ts": _ts(ts),
                         "lon": float(self.s_lon[i]), "lat": float(self.s_lat[i])}
 
-            tick_ts = self.start + timedelta(seconds=k * self.interval_s)
+            def at(i: int) -> datetime:
+                return self.start + timedelta(seconds=float(t[i]))
+
             for i in singles:
                 if t[i] < self.duration_s and report[i]:
-                    yield Message("readings", self.sensor_ids[i], orjson.dumps(reading(int(i))), tick_ts)
+                    yield Message("readings", self.sensor_ids[i], orjson.dumps(reading(int(i))), at(i))
             for g, members in by_gw.items():
-                rs = [reading(i) for i in members if t[i] < self.duration_s and report[i]]
-                if rs:
+                live = [i for i in members if t[i] < self.duration_s and report[i]]
+                if live:
+                    rs = [reading(i) for i in live]
                     for r in rs:
                         del r["schema"]
+                    # A gateway sends its batch once its last reading is taken.
                     yield Message("readings", self.gateways[g], orjson.dumps(
-                        {"schema": "readings/1", "gateway_id": self.gateways[g], "readings": rs}), tick_ts)
+                        {"schema": "readings/1", "gateway_id": self.gateways[g], "readings": rs}),
+                        at(max(live, key=lambda i: t[i])))
         while vi < len(vplan):
             if vplan[vi][0] < self.duration_s:
                 yield self._video(vplan[vi])
@@ -462,17 +474,28 @@ def make_producer(bootstrap: str):
                          linger_ms=20, batch_size=512 * 1024, max_request_size=8 * 1024 * 1024)
 
 
-def produce(messages, settings, *, rate: float | None = None, producer=None) -> int:
-    """Send ``messages`` to Kafka keyed by device id, paced at ``rate`` messages/s (None: flat out)."""
+def produce(messages, settings, *, rate: float | None = None, producer=None, live: bool = False) -> int:
+    """Send ``messages`` to Kafka keyed by device id, paced at ``rate`` messages/s (None: flat out).
+
+    ``live``: never send a message before its simulated time (a continuous run catches up with
+    the clock, then follows it), so no reading is ever in the future.
+    """
     topics = {"readings": settings.topic("readings"), "video": settings.topic("video")}
     own = producer is None
     producer = producer or make_producer(settings.kafka_bootstrap)
     t0 = time.monotonic()
-    n = 0
+    n = sent = 0
     try:
         for m in messages:
+            if live:
+                wait = (m.ts - datetime.now(timezone.utc)).total_seconds()
+                if wait > 0:
+                    producer.flush(timeout=120)
+                    time.sleep(wait)
+                    t0, n = time.monotonic(), 0  # the rate applies from here, no burst to catch up
             producer.send(topics[m.topic], key=m.key.encode(), value=m.value)
             n += 1
+            sent += 1
             if rate and n % 100 == 0:
                 ahead = n / rate - (time.monotonic() - t0)
                 if ahead > 0:
@@ -481,4 +504,4 @@ def produce(messages, settings, *, rate: float | None = None, producer=None) -> 
     finally:
         if own:
             producer.close()
-    return n
+    return sent
