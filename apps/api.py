@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+import sqlalchemy as sa
+
 from apps import audit, governance, scope as scope_mod
 from apps.scope import AccessError, Scope
 
@@ -25,6 +27,8 @@ PREFIX = "/api/v1"
 ALERT_STATUSES = ("open", "acknowledged", "dispatched", "resolved", "closed")
 ALERT_LEVELS = ("blue", "yellow", "orange", "red")
 ADCODE_RE = re.compile(r"^\d{6}$")
+MAX_PAGE = 100_000
+MAX_ID = 2**63 - 1
 
 
 def _error(status: int, code: str, message: str):
@@ -43,8 +47,8 @@ def _page_args() -> tuple[int, int, int]:
         per_page = int(flask.request.args.get("per_page", 50))
     except ValueError:
         raise AccessError("page and per_page must be integers", 422, "invalid") from None
-    if page < 1 or not 1 <= per_page <= 500:
-        raise AccessError("page must be >= 1 and per_page between 1 and 500", 422, "invalid")
+    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 500:
+        raise AccessError(f"page must be between 1 and {MAX_PAGE} and per_page between 1 and 500", 422, "invalid")
     return page, per_page, (page - 1) * per_page
 
 
@@ -103,6 +107,13 @@ def install(server, engine, limiter) -> None:
         flask.g.tongguan_scope_token = None
         if flask.request.path == PREFIX + "/openapi.json":
             return None
+        # PostgreSQL text cannot hold NUL: refuse it here with a clear answer, not a server error.
+        values = [*(flask.request.view_args or {}).values(), *flask.request.args.values(),
+                  flask.request.get_data(as_text=True) or ""]
+        if any(isinstance(v, str) and ("\x00" in v or "\\u0000" in v) for v in values):
+            return _error(422, "invalid", "NUL characters are not allowed")
+        if any(isinstance(v, int) and v > MAX_ID for v in (flask.request.view_args or {}).values()):
+            return _error(404, "not_found", "no such id")
         auth = flask.request.headers.get("Authorization", "")
         channel = "api"
         if auth:
@@ -133,6 +144,10 @@ def install(server, engine, limiter) -> None:
     @bp.errorhandler(AccessError)
     def _access_error(exc: AccessError):
         return _error(exc.status, exc.code, str(exc))
+
+    @bp.errorhandler(sa.exc.DataError)
+    def _data_error(exc):  # a value the database cannot take (out of range, bad encoding)
+        return _error(422, "invalid", "a parameter has a value out of range or of the wrong form")
 
     @bp.errorhandler(RateLimitExceeded)
     def _rate(exc):
@@ -336,8 +351,11 @@ def _install_subscriptions(bp, engine, me, _audit) -> None:
             out["secret"] = row["secret"]
         return flask.jsonify(out), 201
 
-    @bp.delete("/subscriptions/<int:sub_id>")
-    def delete_subscription(sub_id: int):
+    @bp.delete("/subscriptions/<sub_id>")
+    def delete_subscription(sub_id: str):
+        if not re.fullmatch(r"\d{1,18}", sub_id or ""):
+            raise scope_mod.not_found(f"subscription {sub_id}")
+        sub_id = int(sub_id)
         try:
             row = subs.get_subscription(engine, sub_id)
         except TongguanError:
@@ -371,7 +389,7 @@ def _param(name, where="query", schema=None, required=False, desc=""):
 
 
 ADCODE_PARAM = _param("adcode", "path", {"type": "string", "pattern": r"^\d{6}$"}, desc="six-digit region code")
-PAGE_PARAMS = [_param("page", schema={"type": "integer", "minimum": 1, "default": 1}),
+PAGE_PARAMS = [_param("page", schema={"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}),
                _param("per_page", schema={"type": "integer", "minimum": 1, "maximum": 500, "default": 50})]
 
 

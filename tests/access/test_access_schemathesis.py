@@ -5,6 +5,8 @@ Bounded: a few examples per operation, no shrinking deadline."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
@@ -12,7 +14,8 @@ from tests.access.conftest import token_for
 
 pytestmark = pytest.mark.integration
 
-MAX_EXAMPLES = 6
+# Raise for a longer hunt: ACCESS_FUZZ_EXAMPLES=200 pytest tests/access/test_access_schemathesis.py
+MAX_EXAMPLES = int(os.environ.get("ACCESS_FUZZ_EXAMPLES", "6"))
 
 
 def test_schemathesis_no_server_errors(access):
