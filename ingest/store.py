@@ -226,6 +226,7 @@ class Store:
         self.application_name = application_name
         self.conn: psycopg.Connection | None = None
         self.known_days: set[date] = set()
+        self._ahead_checked = float("-inf")
 
     # -- connection ------------------------------------------------------------------------
     def connect(self) -> psycopg.Connection:
@@ -292,6 +293,13 @@ class Store:
         grid_id, ts, value); ``camera_rows``: (camera_id, lon, lat, county, city, province,
         grid_id, ts). On any error the transaction is rolled back and the error re-raised.
         """
+        import time
+
+        if time.monotonic() - self._ahead_checked > 3600:
+            # Partitions ahead (today … +2 days) for a worker that runs across midnight.
+            today = datetime.now(timezone.utc).date()
+            self.ensure_partitions([today + timedelta(days=i) for i in range(3)])
+            self._ahead_checked = time.monotonic()
         if reading_rows:
             self.ensure_partitions({day_of(r[0]) for r in reading_rows})
         conn = self.connect()
