@@ -722,8 +722,10 @@ def _hourly_alerts_by_theme(engine, *, scope: str, index) -> dict[str, dict]:
 
 
 # --------------------------------------------------------------------------- county detail
-def county_sensors(engine, *, county: str, theme: str = ALL_THEMES) -> pd.DataFrame:
-    """Sensors of a county with position, metric, online flag and worst open alert level."""
+def county_sensors(engine, *, county: str, theme: str = ALL_THEMES,
+                   alerts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Sensors of a county with position, metric, online flag and worst open alert level
+    (``alerts``: the county's alerts when the caller has them already; open ones are used)."""
     sensors = _table(engine, "sensors")
     cols = ["sensor_id", "metric", "lon", "lat", "online", "last_value", "level"]
     if sensors is None:
@@ -746,7 +748,10 @@ def county_sensors(engine, *, county: str, theme: str = ALL_THEMES) -> pd.DataFr
     if df.empty:
         return pd.DataFrame(columns=cols)
     df["level"] = "none"
-    alerts = alerts_list(engine, scope=county, theme=theme)
+    if alerts is None:
+        alerts = alerts_list(engine, scope=county, theme=theme)
+    elif not alerts.empty:
+        alerts = alerts[alerts["status"].isin(OPEN_STATUSES)]
     subject = "subject" if "subject" in alerts else ("sensor_id" if "sensor_id" in alerts else None)
     if not alerts.empty and subject:
         worst: dict[str, str] = {}
@@ -790,6 +795,29 @@ def county_events(engine, *, county: str, window: str = "24h", theme: str = ALL_
         sql += f" AND {_q(type_col)} = ANY(:types)"
         params["types"] = theme_event_types(theme) or ["-"]
     sql += f" ORDER BY {_q(ts)} DESC LIMIT :limit"
+    with engine.connect() as conn:
+        return pd.DataFrame([dict(r._mapping) for r in conn.execute(sa.text(sql), params)], columns=cols)
+
+
+def county_event_clusters(engine, *, county: str, window: str = "24h", theme: str = ALL_THEMES) -> pd.DataFrame:
+    """Video events of a county in ``window`` aggregated per camera (where they happen): mean
+    position, count ``n`` and the most frequent ``type`` — the map draws one marker per camera,
+    however many events there are."""
+    ve = _table(engine, "video_events")
+    cols = ["lon", "lat", "n", "type"]
+    if ve is None:
+        return pd.DataFrame(columns=cols)
+    col = _scope_col(ve, region_tree(engine), county)
+    ts = ve.pick("ts", "event_time", "time")
+    type_col = ve.pick("type", "event_type")
+    params = {"c": county, "win": WINDOWS[window]}
+    sql = (f"SELECT avg(ST_X(geom)) AS lon, avg(ST_Y(geom)) AS lat, count(*) AS n, "
+           f"mode() WITHIN GROUP (ORDER BY {_q(type_col)}) AS type FROM video_events "
+           f"WHERE {_q(col)} = :c AND {_q(ts)} >= now() - :win")
+    if theme != ALL_THEMES:
+        sql += f" AND {_q(type_col)} = ANY(:types)"
+        params["types"] = theme_event_types(theme) or ["-"]
+    sql += " GROUP BY camera_id ORDER BY n DESC"
     with engine.connect() as conn:
         return pd.DataFrame([dict(r._mapping) for r in conn.execute(sa.text(sql), params)], columns=cols)
 

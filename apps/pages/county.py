@@ -9,7 +9,9 @@ import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from apps import actions, data
-from apps.catalogue import AppsError, label, theme_label
+import pandas as pd
+
+from apps.catalogue import OPEN_STATUSES, WINDOWS, AppsError, label, theme_label
 from apps.components import alerts_table, error_panel, header, kpi_strip, panel
 from apps.i18n import t
 from apps.maps import MAP_CONFIG, EVENT_COLOURS, county_map, series_figure
@@ -28,12 +30,13 @@ def county_boundary(eng, county: str) -> dict:
             "features": [f for f in gj.get("features", []) if f["properties"]["adcode"] == county]}
 
 
-def build_map(eng, p, selected: str | None = None):
-    sensors = data.county_sensors(eng, county=p.adcode, theme=p.theme)
+def build_map(eng, p, selected: str | None = None, alerts=None):
+    sensors = data.county_sensors(eng, county=p.adcode, theme=p.theme, alerts=alerts)
     cams = data.county_cameras(eng, county=p.adcode)
-    events = data.county_events(eng, county=p.adcode, window=p.window, theme=p.theme)
+    clusters = data.county_event_clusters(eng, county=p.adcode, window=p.window, theme=p.theme)
+    events = data.county_events(eng, county=p.adcode, window=p.window, theme=p.theme, limit=12)
     grid = data.grid_activity(eng, county=p.adcode, window=p.window, theme=p.theme)
-    fig = county_map(county_boundary(eng, p.adcode), sensors=sensors, cameras=cams, events=events,
+    fig = county_map(county_boundary(eng, p.adcode), sensors=sensors, cameras=cams, events=clusters,
                      grid=grid, lang=p.lang, selected=selected)
     return fig, sensors, events
 
@@ -61,8 +64,13 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         return error_panel(str(exc), p.lang)
     tree = data.region_tree(eng)
     kpis = data.kpis(eng, scope=p.adcode, theme=p.theme)
-    fig, sensors, events = build_map(eng, p, selected=sensor)
-    alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, window=p.window, limit=100)
+    # One read of the county's alerts serves both the table (those in the window, or still open)
+    # and the sensors' colours (the open ones).
+    alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, limit=200)
+    fig, sensors, events = build_map(eng, p, selected=sensor, alerts=alerts)
+    if not alerts.empty:
+        recent = alerts["last_seen"] >= pd.Timestamp.now(tz="UTC") - WINDOWS[p.window]
+        alerts = alerts[recent | alerts["status"].isin(OPEN_STATUSES)]
     table = alerts_table(PAGE, alerts, lang=p.lang, actions=True, search=p.search)
     series = (series_panel(eng, sensor, p, sensors) if sensor
               else html.Div(t("series.pick", p.lang), className="muted empty"))

@@ -109,6 +109,11 @@ def test_county_detail(eng):
     assert len(cams) == 3
     events = data.county_events(eng, county="440106", window="24h")
     assert (events["ts"].diff().dropna() <= timedelta(0)).all()  # newest first
+    clusters = data.county_event_clusters(eng, county="440106", window="24h")
+    with eng.connect() as conn:
+        n_events = conn.execute(sa.text("SELECT count(*) FROM video_events WHERE county = '440106' "
+                                        "AND ts >= now() - interval '24 hours'")).scalar()
+    assert clusters["n"].sum() == n_events and len(clusters) <= len(cams)
     grid = data.grid_activity(eng, county="440106")
     assert all(f["properties"]["n"] > 0 for f in grid["features"])
 
