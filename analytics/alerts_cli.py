@@ -445,19 +445,24 @@ def ensure_demo_subscriptions(engine, *, region: str, webhook_url: str, email: s
 
 
 def cmd_sub_demo(args, ctx) -> int:
-    """The demo's subscribers, live: a webhook receiver and an SMTP sink printing what arrives."""
+    """The demo's subscribers, live: for each city a signed webhook (``/hook/<city>``, its own
+    secret), an e-mail and an inbox subscription; a receiver and an SMTP sink print what arrives."""
     from analytics.channels import WebhookReceiver
 
-    secret_box: list[str] = []
-    r = WebhookReceiver(lambda path: secret_box[0], host="127.0.0.1", port=args.port, on_delivery=_show_delivery)
-    subs = ensure_demo_subscriptions(ctx.engine, region=args.region, webhook_url=r.url, email=args.email)
-    secret_box.append(subs["webhook"]["secret"])
+    regions = _csv(args.region)
+    secrets: dict[str, str] = {}
+    r = WebhookReceiver(lambda path: secrets.get(path.rstrip("/").rsplit("/", 1)[-1]), host="127.0.0.1",
+                        port=args.port, on_delivery=_show_delivery)
+    for region in regions:
+        url = f"http://127.0.0.1:{r.port}/hook/{region}"
+        subs = ensure_demo_subscriptions(ctx.engine, region=region, webhook_url=url, email=args.email)
+        secrets[region] = subs["webhook"]["secret"]
+        print(f"demo subscribers for {region}: webhook {url} (subscription {subs['webhook']['id']}), e-mail "
+              f"{args.email} (subscription {subs['email']['id']}), inbox of user demo", flush=True)
     r.start()
     ctl = _smtp_sink("127.0.0.1", args.smtp_port)
-    print(f"demo subscribers for {args.region}: webhook {r.url} (subscription {subs['webhook']['id']}), "
-          f"e-mail {args.email} via SMTP sink 127.0.0.1:{args.smtp_port} (subscription {subs['email']['id']}; the "
-          f"notifier needs TONGGUAN_SMTP_HOST=127.0.0.1 TONGGUAN_SMTP_PORT={args.smtp_port}), inbox of user demo",
-          flush=True)
+    print(f"SMTP sink on 127.0.0.1:{args.smtp_port}: the notifier needs TONGGUAN_SMTP_HOST=127.0.0.1 "
+          f"TONGGUAN_SMTP_PORT={args.smtp_port}", flush=True)
     try:
         _serve_forever(r)
     finally:
@@ -596,7 +601,7 @@ def register(sub) -> None:
     x.set_defaults(func=cmd_receiver)
     x = ssub.add_parser("demo", help="the demo's subscribers: a webhook receiver and an SMTP sink, printing "
                                      "what arrives (creates the city's demo subscriptions)")
-    x.add_argument("--region", default="440100")
+    x.add_argument("--region", default="440100,440300", help="comma list of cities (default Guangzhou, Shenzhen)")
     x.add_argument("--port", type=int, default=8099)
     x.add_argument("--smtp-port", type=int, default=8025)
     x.add_argument("--email", default="duty@gz.tongguan.local")

@@ -84,12 +84,17 @@ def children_status(engine, parent: str) -> list[dict]:
 def refresh_sensors(engine, *, now: datetime | None = None, config: AlertingConfig | None = None) -> int:
     """Recount "N of M sensors offline" per region from the sensor registry (``sensors.last_seen``);
     returns how many regions were written. Offline is a matter of time passing, so this runs on the
-    notifier's tick rather than on writes."""
+    notifier's tick rather than on writes.
+
+    Time is the stream's clock — the newest ``last_seen`` of any sensor, never later than ``now``
+    — like the live detector's offline rule: a replay or a simulation that runs behind the wall
+    clock does not make every sensor "offline"."""
     now, cfg = _now(now), config or load_alerting()
-    cut = now - timedelta(seconds=cfg.offline_after)
     with engine.begin() as conn:
         if conn.execute(sa.text("SELECT to_regclass('sensors') IS NULL")).scalar():
             return 0
+        newest = conn.execute(sa.text("SELECT max(last_seen) FROM sensors")).scalar()
+        cut = min(now, newest or now) - timedelta(seconds=cfg.offline_after)
         res = conn.execute(sa.text("""
             WITH s AS (SELECT trim(county) AS county, trim(city) AS city, trim(province) AS province,
                               last_seen < :cut AS off FROM sensors),

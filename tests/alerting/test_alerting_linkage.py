@@ -85,6 +85,9 @@ def test_sensors_offline_counts(engine, t0):
     assert (region_status(engine, "440106")["sensors_offline"], region_status(engine, "440106")["sensors_total"]) == (1, 2)
     assert (region_status(engine, "440100")["sensors_offline"], region_status(engine, "440100")["sensors_total"]) == (1, 4)
     assert region_status(engine, "440000")["sensors_total"] == 4
+    # The stream's clock: a replay running hours behind the wall clock is not "all offline".
+    refresh_sensors(engine, now=t0 + timedelta(hours=5), config=CFG)
+    assert region_status(engine, "440100")["sensors_offline"] == 1
 
 
 def test_red_escalates_at_once_orange_after_unacknowledged_time(engine, make_alert, t0):
