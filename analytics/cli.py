@@ -39,6 +39,8 @@ def register(sub) -> None:
     p.add_argument("--days", type=_positive(float), default=7.0, help="history to train on (default 7 days)")
     p.add_argument("--metric", action="append", help="only this metric (repeatable)")
     p.add_argument("--no-per-sensor", action="store_true", help="metric-wide models only")
+    p.add_argument("--kind", action="append", choices=("anomaly", "forecast", "surge"),
+                   help="only models of this kind (repeatable; default all)")
     p.add_argument("--seed", type=int, default=0, help="random_state of the estimators")
     p.set_defaults(func=cmd_train)
 
@@ -72,7 +74,7 @@ def cmd_train(args, ctx) -> int:
     from analytics.train import train_from_db
 
     saved = train_from_db(ctx.engine, ctx.settings.home, days=args.days, metrics=args.metric,
-                          per_sensor=not args.no_per_sensor, random_state=args.seed)
+                          per_sensor=not args.no_per_sensor, random_state=args.seed, kinds=args.kind)
     print(json.dumps({"saved": saved}, ensure_ascii=False, indent=1))
     return 0
 

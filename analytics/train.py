@@ -23,18 +23,19 @@ VIDEO = "video"  # the frames key of video-event history: columns place, type, t
 
 
 def train_models(frames: dict[str, pd.DataFrame], *, per_sensor: bool = True, random_state: int = 0,
-                 forecast: bool = True) -> dict:
+                 kinds: tuple[str, ...] | list[str] | None = None) -> dict:
     """{(kind, metric, sensor_id or ""): (model, info)} from {metric: frame(series, timestamp,
     value)} — plus the forecasters for the metrics that have one and the rainfall they need."""
+    kinds = set(kinds or ("anomaly", "forecast", "surge"))
     out = {}
     video = frames.get(VIDEO)
-    if video is not None and len(video):
+    if video is not None and len(video) and "surge" in kinds:
         from analytics.video import SurgeDetector
 
         surge = SurgeDetector().fit(video)
         out[("surge", VIDEO, "")] = (surge, {"n_train": surge.n_events_})
     for metric, frame in sorted(frames.items()):
-        if metric == VIDEO:
+        if metric == VIDEO or "anomaly" not in kinds:
             continue
         if len(frame) < MIN_METRIC_ROWS:
             log.info("%s: %d readings, too few to train (need %d)", metric, len(frame), MIN_METRIC_ROWS)
@@ -46,7 +47,7 @@ def train_models(frames: dict[str, pd.DataFrame], *, per_sensor: bool = True, ra
                 if len(g) >= MIN_SENSOR_ROWS:
                     d = SeriesDetector(metric=metric, random_state=random_state).fit(g.drop(columns="series"))
                     out[("anomaly", metric, str(sid))] = (d, {"n_train": d.n_train_})
-    if forecast:
+    if "forecast" in kinds:
         from analytics.forecast import FORECAST_METRICS, Forecaster, rain_by_area
 
         rain = rain_by_area(frames.get("rainfall"))
@@ -83,7 +84,7 @@ def history_frames(engine, *, days: float = 7.0, metrics: list[str] | None = Non
 
 
 def train_from_db(engine, home, *, days: float = 7.0, metrics: list[str] | None = None,
-                  per_sensor: bool = True, random_state: int = 0) -> list[dict]:
+                  per_sensor: bool = True, random_state: int = 0, kinds: list[str] | None = None) -> list[dict]:
     """Train on stored history and register every model; returns what was saved."""
     from analytics.registry import save_model
 
@@ -92,8 +93,8 @@ def train_from_db(engine, home, *, days: float = 7.0, metrics: list[str] | None 
         raise AnalyticsError(f"no readings in the last {days:g} days to train on; run the simulator and "
                              "the store worker first (`tongguan simulate`, `tongguan ingest`)")
     saved = []
-    for (kind, metric, sensor), (model, info) in train_models(frames, per_sensor=per_sensor,
-                                                               random_state=random_state).items():
+    for (kind, metric, sensor), (model, info) in train_models(frames, per_sensor=per_sensor, random_state=random_state,
+                                                               kinds=kinds).items():
         version = save_model(engine, home, kind, metric, model, sensor_id=sensor, metrics=info,
                              n_train=info.get("n_train", 0))
         saved.append({"kind": kind, "metric": metric, "sensor_id": sensor, "version": version, **info})
