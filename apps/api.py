@@ -143,6 +143,12 @@ def install(server, engine, limiter) -> None:
 
     @bp.errorhandler(AccessError)
     def _access_error(exc: AccessError):
+        already = flask.request.path.endswith("/actions") or "/subscriptions" in flask.request.path
+        if exc.status == 403 and not already and getattr(flask.g, "tongguan_scope", None) is not None:
+            code = (flask.request.view_args or {}).get("adcode") or flask.request.args.get("region")
+            if not (isinstance(code, str) and ADCODE_RE.match(code)):
+                code = None
+            _audit("denied", code, flask.request.path, outcome="denied", reason=str(exc))
         return _error(exc.status, exc.code, str(exc))
 
     @bp.errorhandler(sa.exc.DataError)

@@ -285,8 +285,8 @@ def format_logins(logins: list[dict]) -> str:
 
 
 # --------------------------------------------------------------------------- Flask integration
-PUBLIC_PREFIXES = ("/login", "/assets/", "/_dash-component-suites/", "/_favicon.ico", "/favicon.ico",
-                   "/api/")
+STATIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/favicon.ico")
+PUBLIC_PREFIXES = ("/login", "/api/", *STATIC_PREFIXES)
 
 
 def install(app) -> None:
@@ -331,6 +331,9 @@ def install(app) -> None:
         flask.g.tongguan_scope_token = None
         if path.startswith("/api/"):
             return None  # the API authenticates itself (token or session) in its blueprint
+        if path.startswith(STATIC_PREFIXES):  # scripts and styles: no database, no user lookup
+            flask.g.tongguan_scope_token = scope_mod._current.set(Scope.nobody())
+            return None
         user = current_user(engine)
         scope = scope_of(user) if user else Scope.nobody()
         flask.g.tongguan_user = user

@@ -153,6 +153,9 @@ def test_province_admin_reads_everything_handles_nothing_and_audits(access):
     assert ("tianhe-operator", "view_region", "440104", "denied") in seen
     assert ("tianhe-operator", "alert_acknowledge", "440106", "ok") in seen
     assert ("gd-admin", "alert_acknowledge", "440106", "denied") in seen
+    api.get("/api/v1/regions/440104", headers=th)
+    entries = api.get("/api/v1/audit?action=denied", headers=adm).get_json()["items"]
+    assert [(e["actor"], e["region"], e["channel"]) for e in entries][:1] == [("tianhe-operator", "440104", "api")]
     # Operators are not admins: no audit log for them; the audit page says so.
     assert api.get("/api/v1/audit", headers=th).status_code == 403
     assert web.get("/audit").status_code == 403
