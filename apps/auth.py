@@ -429,8 +429,46 @@ def install(app) -> None:
                                             scope=scope, pages=max(1, (total + 99) // 100))
 
     server.register_blueprint(bp)
+    _register_badge()
     api.install(server, engine, limiter)
     governance.install(server, engine)
+
+
+_BADGE_STYLE = {"position": "fixed", "top": "8px", "right": "16px", "zIndex": 1000, "fontSize": "13px",
+                "display": "flex", "gap": "12px", "alignItems": "center", "color": "#c9d6e3"}
+
+
+def _user_badge(layout):
+    """Dash layout hook: who is signed in, their region, and links to the catalogue, the audit
+    log (admins) and log-out, on every page (text nodes only: names are never HTML)."""
+    import flask
+    from dash import html
+
+    if not flask.has_request_context():
+        return layout
+    user = getattr(flask.g, "tongguan_user", None)
+    if not user:
+        return layout
+    home = user["home_adcode"].strip()
+    try:
+        region = tree_for(flask.current_app.config["TONGGUAN_ENGINE"]).name(home)
+    except Exception:
+        region = home
+    links = [html.Span(f"{user['username']} · {region}", id="access-user-name"),
+             html.A("数据目录 Catalogue", href="/catalogue"), html.A("数据质量 Quality", href=f"/quality/{home}")]
+    if "admin" in (user["roles"] or ()):
+        links.append(html.A("审计 Audit", href="/audit"))
+    links.append(html.A("退出 Log out", href="/logout", id="access-logout"))
+    return html.Div([layout, html.Div(links, id="access-user", style=_BADGE_STYLE)],
+                    style={"display": "contents"})
+
+
+def _register_badge() -> None:
+    import dash
+
+    if not getattr(_register_badge, "done", False):
+        dash.hooks.layout()(_user_badge)
+        _register_badge.done = True
 
 
 def _int(value, default: int) -> int:

@@ -81,6 +81,8 @@ def test_demo_users_in_the_browser(served, chrome):
         _login(chrome, base, user)
         _wait(chrome, lambda d: d.current_url.endswith(home), f"{user} lands on {home}")
         _wait(chrome, lambda d: d.find_element("id", "_pages_content").text.strip(), f"{home} renders")
+        assert chrome.find_element("id", "access-user-name").text.startswith(user)
+        assert bool(chrome.find_elements("link text", "审计 Audit")) == (user == "gd-admin")
     # Still the Tianhe operator: typing another region's address is refused by the server …
     chrome.get(base + "/county/440104")
     assert "不在您的权限范围内" in _wait(chrome, lambda d: d.find_element("id", "forbidden-message").text,
