@@ -203,7 +203,9 @@ def ticker_item(row: dict, *, search: str, lang: str) -> html.Div:
     href = view_href("county", row["adcode"], search) if row.get("adcode") else None
     if href and row.get("id") is not None:
         href += ("&" if "?" in href else "?") + f"alert={row['id']}"
-    body = [html.Span(_when(row.get("last_seen")), className="tick-time"),
+    when = row.get("escalated_at") if kind == "escalated" else row.get("first_seen")
+    body = [html.Span(_when(when if when is not None and not pd.isna(when) else row.get("last_seen")),
+                      className="tick-time"),
             level_badge(row["level"], lang),
             html.Span(t("alert.escalated" if kind == "escalated" else "alert.new", lang),
                       className=f"tick-kind tick-{kind}"),

@@ -124,7 +124,10 @@ def _label_point(feature: dict) -> tuple[float, float] | None:
 
 def trend_figure(df: pd.DataFrame, *, lang: str = "zh", height: int = 220) -> dict:
     """Last 24 h: readings (bars, left axis), video events and new alerts (lines, right axis)."""
-    x = [ts.strftime("%H:00") for ts in df.index]
+    idx = df.index
+    if getattr(idx, "tz", None) is not None:
+        idx = idx.tz_convert("Asia/Shanghai")  # the screens speak China Standard Time
+    x = [ts.strftime("%H:00") for ts in idx]
     data = [
         {"type": "bar", "x": x, "y": df["readings"].tolist(), "name": t("trend.readings", lang),
          "marker": {"color": "#2f7bff"}, "opacity": 0.6},
@@ -253,7 +256,10 @@ def series_figure(df: pd.DataFrame, *, thresholds: dict | None = None, lang: str
         notes.append({"xref": "paper", "x": 1, "y": value, "xanchor": "right", "yanchor": "bottom",
                       "showarrow": False, "font": {"color": colour},
                       "text": f"{t('alert.level.' + lv, lang) if lv in LEVEL_COLOURS else lv} {value:g}"})
-    data = [{"type": "scatter", "x": [ts.isoformat() for ts in pd.to_datetime(df["ts"])],
+    stamps = pd.to_datetime(df["ts"])
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("Asia/Shanghai").dt.tz_localize(None)  # China Standard Time axis
+    data = [{"type": "scatter", "x": [ts.isoformat() for ts in stamps],
              "y": df["value"].tolist(), "mode": "lines", "line": {"color": "#7cc4ff"},
              "name": title or t("col.value", lang)}]
     layout = {"height": height, "margin": {"l": 40, "r": 10, "t": 30, "b": 30}, "paper_bgcolor": BG,

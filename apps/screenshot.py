@@ -23,12 +23,13 @@ class Shot:
     name: str
     path: str
     full_page: bool = True
+    click_sensor: bool = False  # open the first sensor's series (county view)
 
 
 DEFAULT_SHOTS = (
     Shot("province", "/province/440000"),
     Shot("city", "/city/440100"),
-    Shot("county", "/county/440106"),
+    Shot("county", "/county/440106", click_sensor=True),
     Shot("wall", "/province/440000?screen=wall", full_page=False),
     Shot("wall-city", "/city/440100?screen=wall", full_page=False),
     Shot("province-en", "/province/440000?lang=en&theme=flood"),
@@ -96,6 +97,8 @@ def take(base: str, out_dir: Path, shots=DEFAULT_SHOTS, *, username: str | None 
             _wait(driver, lambda d: d.find_elements("css selector", ".js-plotly-plot .main-svg")
                   or d.find_elements("id", "error-message"))
             time.sleep(2.0)  # let the plots finish laying out and the first live tick land
+            if shot.click_sensor:
+                _click_first_sensor(driver)
             if shot.full_page:
                 h = driver.execute_script("return document.documentElement.scrollHeight")
                 _viewport(driver, width, max(height, min(int(h), 4000)))
@@ -106,6 +109,16 @@ def take(base: str, out_dir: Path, shots=DEFAULT_SHOTS, *, username: str | None 
     finally:
         driver.quit()
     return written
+
+
+def _click_first_sensor(driver) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    points = driver.find_elements("css selector", "#county-map .scattergeo:last-of-type path.point")
+    if points:
+        ActionChains(driver).move_to_element(points[0]).click().perform()
+        _wait(driver, lambda d: d.find_elements("id", "county-series-graph"), 10)
+        time.sleep(1.5)
 
 
 def serve_in_thread(database_url: str, kafka_bootstrap: str):
