@@ -392,7 +392,9 @@ class Notifier:
         """Consume ``city.alerts`` until stopped (or for ``max_seconds``)."""
         topic = self._connect()
         log.info("notifier %s consuming %s (group %s)", self.worker_id, topic, self.group_id)
-        t_end = None if max_seconds is None else time.monotonic() + max_seconds
+        t_start = time.monotonic()
+        warned = False
+        t_end = None if max_seconds is None else t_start + max_seconds
         # The tick (escalation of a whole storm, overdue flags, sensor counts) runs beside the
         # consumer, so a long pass never holds up the delivery of new alerts.
         ticker = threading.Thread(target=self._tick_loop, daemon=True, name="notify-tick")
@@ -400,8 +402,16 @@ class Notifier:
         try:
             while not self._stop.is_set() and (t_end is None or time.monotonic() < t_end):
                 polled = self.consumer.poll(timeout_ms=20, max_records=500)
-                if self.consumer.assignment():
-                    self.ready.set()
+                if not self.ready.is_set():
+                    if self.consumer.assignment():
+                        self.ready.set()
+                        log.info("assigned %s", sorted(tp.partition for tp in self.consumer.assignment()))
+                    elif not warned and time.monotonic() - t_start > 60:
+                        warned = True
+                        log.warning("no partitions of %s assigned after 60 s: another member of group %s may "
+                                    "hold them (a notifier killed without leaving the group; Tansu does not "
+                                    "expire such members) — stop it, or restart the broker, or use --group-id",
+                                    topic, self.group_id)
                 records = [r for recs in polled.values() for r in recs]
                 for rec in records:
                     self.stats["messages"] += 1
