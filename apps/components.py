@@ -16,7 +16,7 @@ from apps.catalogue import (ALL_THEMES, DEFAULT_WINDOW, LEVEL_COLOURS, LEVELS, W
                             theme_label)
 from apps.i18n import DEFAULT_LANG, t
 
-VIEW_PARAMS = ("theme", "window", "lang", "screen")
+VIEW_PARAMS = ("theme", "window", "lang", "screen", "rotate")
 DEFAULTS = {"theme": ALL_THEMES, "window": DEFAULT_WINDOW, "lang": DEFAULT_LANG, "screen": "desk"}
 
 

@@ -22,7 +22,8 @@ PAGE = "city"
 
 
 
-def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen=None, **_query):
+def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen=None, rotate=None,
+           **_query):
     p = view_params(adcode, theme, window, lang, screen)
     eng = engine()
     try:
@@ -78,6 +79,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
                       dcc.Dropdown(id=f"{PAGE}-window", value=p.window, options=[p.window])],
                      style={"display": "none"}),
             *live,
+            *rotation(p, rotate),
         ], className=f"wall wall-{PAGE}", id=f"{PAGE}-page")
 
     return html.Div([
@@ -99,6 +101,31 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         ], className="two-col"),
         *live,
     ], className=f"page region-page {PAGE}-page", id=f"{PAGE}-page")
+
+
+def rotation(p, rotate) -> list:
+    """``?screen=wall&rotate=30``: the wall moves on to the next city of the province every
+    30 s (at least 10 s), round and round, keeping theme and language."""
+    try:
+        seconds = max(10, int(rotate))
+    except (TypeError, ValueError):
+        return []
+    return [dcc.Interval(id=f"{PAGE}-rotate", interval=seconds * 1000),
+            dcc.Store(id=f"{PAGE}-rotate-params", data={**p.as_dict(), "adcode": p.adcode, "rotate": seconds})]
+
+
+def next_city(tree, adcode: str) -> str:
+    siblings = tree.children(tree.parent(adcode))
+    return siblings[(siblings.index(adcode) + 1) % len(siblings)]
+
+
+@callback(Output("url", "href", allow_duplicate=True), Input(f"{PAGE}-rotate", "n_intervals"),
+          State(f"{PAGE}-rotate-params", "data"), prevent_initial_call=True)
+def _rotate(_n, params):
+    from apps.components import query_string, view_href
+
+    nxt = next_city(data.region_tree(engine()), params["adcode"])
+    return view_href(PAGE, nxt, query_string(**params))
 
 
 register_region_callbacks(PAGE, child_level="county")

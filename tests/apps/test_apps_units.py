@@ -143,3 +143,17 @@ def test_topojson_placeholders_are_valid_json():
     for name in ("world_110m.json", "world_50m.json"):
         doc = json.loads(resources.files("apps").joinpath("assets/topojson/" + name).read_text())
         assert doc["type"] == "Topology" and "land" in doc["objects"]
+
+
+def test_wall_rotation_goes_round_the_province():
+    from apps.pages.city import next_city
+
+    class Tree:
+        def parent(self, a):
+            return "440000"
+
+        def children(self, a):
+            return ["440100", "440200", "440300"]
+
+    assert next_city(Tree(), "440100") == "440200"
+    assert next_city(Tree(), "440300") == "440100"
