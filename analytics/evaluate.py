@@ -180,7 +180,7 @@ def score(truth, opened: dict, harm_t: dict, *, sensors: int, days: float, seed:
         if aid not in matched_alerts:
             if len(examples) < 8:
                 examples.append({"t": datetime.fromtimestamp(a["t"], timezone.utc).isoformat(), "subject": a["subject"],
-                                 "source": a["source"], "level": a["level"], **a["detail"]})
+                                 "source": a["source"], "level": a.get("level"), **a.get("detail", {})})
             false_by[a["source"] + (f" ({a['component']})" if a.get("component") else "")] += 1
     sensor_days = sensors * days
     n_alerts = len(opened)

@@ -109,6 +109,7 @@ class Notifier:
         self._subs_at = 0.0
         self._next_check = 0.0
         self._pending = False
+        self.missing: list[str] = []
         self.consumer = None
         self.ready = threading.Event()  # set once partitions are assigned (tests, bench)
 
@@ -125,34 +126,52 @@ class Notifier:
 
     def process_alert(self, alert_id: str, *, now: datetime | None = None) -> int:
         """Match one alert against the subscriptions; returns the notification items created."""
+        return self.process_alerts([alert_id], now=now, missing_ok=False)
+
+    def process_alerts(self, alert_ids: Iterable[str], *, now: datetime | None = None,
+                       missing_ok: bool = True) -> int:
+        """Match alerts against the subscriptions in ONE transaction (one commit per poll, not per
+        alert); returns the notification items created. Ids not in the database are skipped when
+        ``missing_ok`` (the caller retries them), else an error."""
         now = now or utcnow()
         cfg = self.config
+        ids = list(dict.fromkeys(str(i) for i in alert_ids))
+        if not ids:
+            return 0
+        created = 0
         with self.engine.begin() as conn:
-            a = load_alert(conn, alert_id, lock=True)
-            if a["status"] not in ACTIVE:
-                return 0
-            continue_returning(conn, a, now=now, config=cfg)
-            escalate_immediate(conn, a, now=now, config=cfg)
-            umbrella = inhibitor_of(conn, a, config=cfg)
-            if umbrella is not None:
-                record_inhibition(conn, a, umbrella, now=now)
+            present = set(conn.execute(sa.text("SELECT id FROM alerts WHERE id = ANY(:ids)"), {"ids": ids}).scalars())
+            if not missing_ok and len(present) < len(ids):
+                load_alert(conn, next(i for i in ids if i not in present))  # raises: no alert …
             silences = [dict(r) for r in conn.execute(sa.text(
                 "SELECT * FROM alert_silences WHERE starts_at <= :now AND ends_at > :now"), {"now": now}).mappings()]
-            created = 0
-            for sub in self._subscriptions(conn):
-                for event in events_for(sub, a):
-                    state, reason = "pending", None
-                    if umbrella is not None:
-                        state, reason = "inhibited", f"inhibited by {umbrella['id']} ({umbrella['rule']})"
-                    else:
-                        s = silence_for(a, silences, now)
-                        if s is not None:
-                            state, reason = "silenced", f"silence {s['id']}: {s['reason']}"
-                    created += conn.execute(sa.text(
-                        "INSERT INTO notification_items (subscription_id, alert_id, event, level, state, reason, "
-                        "created_at) VALUES (:s, :a, :e, :lv, :st, :why, :now) ON CONFLICT DO NOTHING"),
-                        {"s": sub["id"], "a": a["id"], "e": event, "lv": a["level"], "st": state, "why": reason,
-                         "now": now}).rowcount
+            subs = self._subscriptions(conn)
+            rows = []
+            for alert_id in sorted(present):  # a fixed lock order across notifier instances
+                a = load_alert(conn, alert_id, lock=True)
+                if a["status"] not in ACTIVE:
+                    continue
+                continue_returning(conn, a, now=now, config=cfg)
+                escalate_immediate(conn, a, now=now, config=cfg)
+                umbrella = inhibitor_of(conn, a, config=cfg)
+                if umbrella is not None:
+                    record_inhibition(conn, a, umbrella, now=now)
+                for sub in subs:
+                    for event in events_for(sub, a):
+                        state, reason = "pending", None
+                        if umbrella is not None:
+                            state, reason = "inhibited", f"inhibited by {umbrella['id']} ({umbrella['rule']})"
+                        else:
+                            s = silence_for(a, silences, now)
+                            if s is not None:
+                                state, reason = "silenced", f"silence {s['id']}: {s['reason']}"
+                        rows.append({"s": sub["id"], "a": a["id"], "e": event, "lv": a["level"], "st": state,
+                                     "why": reason, "now": now})
+            for row in rows:
+                created += conn.execute(sa.text(
+                    "INSERT INTO notification_items (subscription_id, alert_id, event, level, state, reason, "
+                    "created_at) VALUES (:s, :a, :e, :lv, :st, :why, :now) ON CONFLICT DO NOTHING"), row).rowcount
+        self.missing = [i for i in ids if i not in present]
         self.stats["items"] += created
         if created:
             self._next_check = 0.0
@@ -375,17 +394,17 @@ class Notifier:
         except Exception as exc:  # noqa: BLE001 - a rebalance: the items are keyed, a re-read adds nothing
             log.warning("offset commit failed (%s); the messages will be re-read and de-duplicated", exc)
 
-    def _process_with_wait(self, alert_id: str, wait_s: float = 5.0) -> None:
-        """The detector writes the alert before publishing it; allow a moment for its commit."""
+    def _process_with_wait(self, alert_ids: list[str], wait_s: float = 5.0) -> None:
+        """The detector writes an alert before publishing it; allow a moment for a slow commit."""
         deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                self.process_alert(alert_id)
+        pending = alert_ids
+        while pending:
+            self.process_alerts(pending)
+            pending = self.missing
+            if pending and time.monotonic() > deadline:
+                log.error("cannot notify alert(s) %s: not in the database after %.0f s", ", ".join(pending), wait_s)
                 return
-            except AlertingError as exc:
-                if "no alert" not in str(exc) or time.monotonic() > deadline:
-                    log.error("cannot notify alert %s: %s", alert_id, exc)
-                    return
+            if pending:
                 time.sleep(0.05)
 
     def run(self, *, max_seconds: float | None = None) -> dict:
@@ -413,6 +432,7 @@ class Notifier:
                                     "expire such members) — stop it, or restart the broker, or use --group-id",
                                     topic, self.group_id)
                 records = [r for recs in polled.values() for r in recs]
+                batch = []
                 for rec in records:
                     self.stats["messages"] += 1
                     aid = parse_alert_message(rec.value)
@@ -420,7 +440,8 @@ class Notifier:
                         log.warning("skipping a message that is not an alert at %s[%d]@%d", rec.topic,
                                     rec.partition, rec.offset)
                         continue
-                    self._process_with_wait(aid)
+                    batch.append(aid)
+                self._process_with_wait(batch)
                 if records:
                     self._commit(records)
                 mono = time.monotonic()
