@@ -41,3 +41,9 @@ def map_levels(state: pd.DataFrame, codes: list[str]) -> list[str]:
     """Worst level per map location, in the map's order."""
     by = dict(zip(state["adcode"], state["worst"])) if not state.empty else {}
     return [by.get(c, "none") for c in codes]
+
+
+def next_city(tree, adcode: str) -> str:
+    """The sibling after ``adcode`` (round and round): the rotating wall's next city."""
+    siblings = tree.children(tree.parent(adcode))
+    return siblings[(siblings.index(adcode) + 1) % len(siblings)]

@@ -13,7 +13,7 @@ from apps.catalogue import AppsError, indicators, theme_label
 from apps.components import (alerts_table, clock, error_panel, fmt_indicator, header, kpi_strip,
                              panel, ranking, ticker_items, vital_card)
 from apps.i18n import t
-from apps.live import changed_values
+from apps.live import changed_values, next_city
 from apps.maps import MAP_CONFIG, region_map, trend_figure
 from apps.pages.common import (empty_note, engine, register_region_callbacks, stores, view_params,
                                wall_clock_callback)
@@ -112,11 +112,6 @@ def rotation(p, rotate) -> list:
         return []
     return [dcc.Interval(id=f"{PAGE}-rotate", interval=seconds * 1000),
             dcc.Store(id=f"{PAGE}-rotate-params", data={**p.as_dict(), "adcode": p.adcode, "rotate": seconds})]
-
-
-def next_city(tree, adcode: str) -> str:
-    siblings = tree.children(tree.parent(adcode))
-    return siblings[(siblings.index(adcode) + 1) % len(siblings)]
 
 
 @callback(Output("url", "href", allow_duplicate=True), Input(f"{PAGE}-rotate", "n_intervals"),

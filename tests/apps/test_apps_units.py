@@ -146,7 +146,7 @@ def test_topojson_placeholders_are_valid_json():
 
 
 def test_wall_rotation_goes_round_the_province():
-    from apps.pages.city import next_city
+    from apps.live import next_city
 
     class Tree:
         def parent(self, a):
