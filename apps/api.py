@@ -20,7 +20,8 @@ import re
 
 import sqlalchemy as sa
 
-from apps import audit, governance, scope as scope_mod
+from apps import audit, governance
+from apps import scope as scope_mod
 from apps.scope import AccessError, Scope
 
 PREFIX = "/api/v1"
@@ -402,7 +403,7 @@ PAGE_PARAMS = [_param("page", schema={"type": "integer", "minimum": 1, "maximum"
 def openapi_document() -> dict:
     """The OpenAPI 3.0 description of this API (what ``/api/v1/openapi.json`` serves)."""
     std_errors = _err_ref(401, 403, 404, 422, 429)
-    paged = lambda item: {"type": "object", "required": ["items", "page", "per_page", "total"],  # noqa: E731
+    paged = lambda item: {"type": "object", "required": ["items", "page", "per_page", "total"],
                           "properties": {"items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
                                          "page": {"type": "integer"}, "per_page": {"type": "integer"},
                                          "total": {"type": "integer"}}}

@@ -21,13 +21,13 @@ import hashlib
 import logging
 import re
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
 from apps.access_models import ROLES
-from apps.scope import AccessError, Scope, scoped, tree_for, unscoped
+from apps.scope import AccessError, Scope, tree_for, unscoped
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _dummy_hash() -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --------------------------------------------------------------------------- users
@@ -155,9 +155,11 @@ def authenticate(engine, username: str, password: str, *, ip: str | None = None,
     user = get_user(engine, username or "")
     now = _now()
     if user is None:
+        from argon2.exceptions import VerificationError
+
         try:  # the same work as for a real user, so timing does not tell which names exist
             hasher().verify(_dummy_hash(), password or "")
-        except Exception:
+        except VerificationError:
             pass
         audit.record(engine, actor=(username or "")[:64], action="login_failed", outcome="failed",
                      channel=channel, ip=ip, detail={"reason": "unknown user"})
@@ -173,11 +175,11 @@ def authenticate(engine, username: str, password: str, *, ip: str | None = None,
         minutes = max(1, int((user["locked_until"] - now).total_seconds() // 60) + 1)
         raise AccessError(f"account locked after {MAX_FAILURES} failed log-ins; try again in {minutes} min "
                           f"or ask an admin to reset the password / 账号已锁定", 423, "locked")
-    from argon2.exceptions import VerificationError
+    from argon2.exceptions import InvalidHashError, VerificationError
 
     try:
         hasher().verify(user["password_hash"], password or "")
-    except (VerificationError, Exception):
+    except (VerificationError, InvalidHashError):
         with unscoped(), engine.begin() as conn:
             failures = conn.execute(sa.text(
                 "UPDATE users SET failed_logins = failed_logins + 1, locked_until = CASE WHEN "
@@ -296,7 +298,9 @@ def install(app) -> None:
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
 
-    from apps import api, audit as audit_mod, governance, scope as scope_mod
+    from apps import api, governance
+    from apps import audit as audit_mod
+    from apps import scope as scope_mod
     from tongguan.db import engine_for
     from tongguan.settings import get_settings
 
@@ -373,13 +377,14 @@ def install(app) -> None:
     @limiter.limit(lambda: flask.current_app.config["TONGGUAN_LOGIN_RATE"], methods=["POST"])
     def login():
         from flask_wtf.csrf import CSRFError, validate_csrf
+        from wtforms import ValidationError
 
         error, status = None, 200
         nxt = _safe_next(flask.request.values.get("next"))
         if flask.request.method == "POST":
             try:
                 validate_csrf(flask.request.form.get("csrf_token"))
-            except (CSRFError, Exception):
+            except (CSRFError, ValidationError):
                 error, status = "表单已过期，请重试 / the form expired, please try again", 400
             else:
                 try:
@@ -399,13 +404,14 @@ def install(app) -> None:
 
     @bp.route("/logout", methods=["GET", "POST"])
     def logout():
-        from flask_wtf.csrf import validate_csrf
+        from flask_wtf.csrf import CSRFError, validate_csrf
+        from wtforms import ValidationError
 
         user = getattr(flask.g, "tongguan_user", None)
         if flask.request.method == "POST":
             try:
                 validate_csrf(flask.request.form.get("csrf_token"))
-            except Exception:
+            except (CSRFError, ValidationError):
                 return flask.render_template_string(LOGOUT_HTML, user=user), 400
             if user:
                 audit_mod.record(engine, actor=user["username"], user_id=user["id"], action="logout",
@@ -452,7 +458,7 @@ def _user_badge(layout):
     home = user["home_adcode"].strip()
     try:
         region = tree_for(flask.current_app.config["TONGGUAN_ENGINE"]).name(home)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a badge must never break the page
         region = home
     links = [html.Span(f"{user['username']} · {region}", id="access-user-name"),
              html.A("数据目录 Catalogue", href="/catalogue"), html.A("数据质量 Quality", href=f"/quality/{home}")]

@@ -13,7 +13,7 @@ platform-wide, not per region.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -109,14 +109,13 @@ def quality(engine, scope: Scope, adcode: str, *, hours: int = 1) -> dict:
       0: such readings are dead-lettered), and the dead letters of reason out_of_range;
     - dead letters by reason, platform-wide (see module docstring).
     """
-    from ingest import load_catalogue
-
     from apps.scope import tree_for
+    from ingest import load_catalogue
 
     code = require_region(engine, scope, adcode)
     level = tree_for(engine).level(code)
     col = {"province": "province", "city": "city", "county": "county"}[level]
-    since = datetime.now(timezone.utc) - timedelta(hours=int(hours))
+    since = datetime.now(UTC) - timedelta(hours=int(hours))
     cat = load_catalogue()
     metrics = list(cat.metrics)
     lo = [cat.metrics[m].min for m in metrics]
@@ -125,7 +124,7 @@ def quality(engine, scope: Scope, adcode: str, *, hours: int = 1) -> dict:
         s = conn.execute(sa.text(
             f"SELECT count(*) AS total, count(*) FILTER (WHERE last_seen >= :online) AS online "
             f"FROM sensors WHERE {col} = :a"),
-            {"a": code, "online": datetime.now(timezone.utc) - ONLINE_WITHIN}).one()
+            {"a": code, "online": datetime.now(UTC) - ONLINE_WITHIN}).one()
         r = conn.execute(sa.text(
             "WITH lim AS (SELECT * FROM unnest(CAST(:metrics AS text[]), CAST(:lo AS float8[]), "
             "CAST(:hi AS float8[])) AS t(metric, lo, hi)) "
@@ -172,7 +171,7 @@ def install(server, engine) -> None:
     """The ``/catalogue`` and ``/quality/<adcode>`` pages (server-rendered, autoescaped)."""
     import flask
 
-    from apps.auth import FORBIDDEN_HTML, _STYLE, current_scope
+    from apps.auth import _STYLE, FORBIDDEN_HTML, current_scope
 
     bp = flask.Blueprint("tongguan_governance", __name__)
 

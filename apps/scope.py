@@ -32,9 +32,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -71,7 +71,7 @@ class Scope:
     user_id: int | None = None
 
     @classmethod
-    def nobody(cls) -> "Scope":
+    def nobody(cls) -> Scope:
         return cls(home="", roles=frozenset(), username="")
 
     @property
@@ -125,7 +125,7 @@ def install(engine: sa.Engine) -> sa.Engine:
     _installed.add(id(engine.pool))
 
     @event.listens_for(engine, "checkout")
-    def _checkout(dbapi_conn, record, proxy):  # noqa: ANN001 - SQLAlchemy event API
+    def _checkout(dbapi_conn, record, proxy):
         scope = _current.get()
         if scope is None:
             return
@@ -143,7 +143,7 @@ def install(engine: sa.Engine) -> sa.Engine:
         record.info["tongguan_scoped"] = True
 
     @event.listens_for(engine, "checkin")
-    def _checkin(dbapi_conn, record):  # noqa: ANN001
+    def _checkin(dbapi_conn, record):
         if not record.info.pop("tongguan_scoped", False) or dbapi_conn is None:
             return
         try:
@@ -407,7 +407,7 @@ def indicators(engine, scope: Scope, adcode: str, *, metric: str | None = None, 
     table = {"hour": "reading_rollups_hour", "minute": "reading_rollups_minute"}.get(resolution)
     if table is None:
         raise AccessError("resolution must be 'hour' or 'minute'", 422, "invalid")
-    params = {"a": code, "since": datetime.now(timezone.utc) - timedelta(hours=int(hours))}
+    params = {"a": code, "since": datetime.now(UTC) - timedelta(hours=int(hours))}
     where = "adcode = :a AND bucket >= :since"
     if metric:
         where += " AND metric = :metric"
@@ -429,7 +429,7 @@ def video_counts(engine, scope: Scope, adcode: str, *, hours: int = 24) -> list[
         rows = conn.execute(sa.text(
             "SELECT type, bucket, n, count_sum FROM video_rollups_hour WHERE adcode = :a AND bucket >= :since "
             "ORDER BY type, bucket"),
-            {"a": code, "since": datetime.now(timezone.utc) - timedelta(hours=int(hours))}).all()
+            {"a": code, "since": datetime.now(UTC) - timedelta(hours=int(hours))}).all()
     return [{"type": r.type, "bucket": r.bucket.isoformat(), "n": int(r.n), "count_sum": int(r.count_sum)}
             for r in rows]
 

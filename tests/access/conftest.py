@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ ALERTS = {
 
 
 def _seed(engine) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         for aid, (county, city) in ALERTS.items():
             conn.execute(sa.text(

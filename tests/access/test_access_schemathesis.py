@@ -21,8 +21,11 @@ MAX_EXAMPLES = int(os.environ.get("ACCESS_FUZZ_EXAMPLES", "6"))
 def test_schemathesis_no_server_errors(access):
     import schemathesis
     from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
-                                                   status_code_conformance)
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
 
     engine, app, _ = access
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app.server)

@@ -9,7 +9,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from tests.access.conftest import SCRIPT, csrf_of, login, token_for  # noqa: F401
+from tests.access.conftest import SCRIPT, csrf_of, login, token_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ setting ``tongguan.scope``. The policies below keep every row of readings, event
 cameras, rollups, alerts and their history, subscriptions and the audit log inside that region's
 subtree. Workers and the command line stay the table owner and see everything.
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 revision = "0006"
