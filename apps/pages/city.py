@@ -70,7 +70,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
                 html.Div([map_graph], className="wall-centre"),
                 html.Div([panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker")], className="wall-right"),
             ], className="wall-main"),
-            html.Div([panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=300),
+            html.Div([panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240),
                                                                 config={"displayModeBar": False}),
                             cls="panel-trend"),
                       panel(t("panel.ranking_county", p.lang), rank, cls="panel-ranking")],

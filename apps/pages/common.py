@@ -136,11 +136,11 @@ def live_update(*, data_engine, params: dict, shown: dict) -> list:
 
 
 def wall_clock_callback(page: str) -> None:
-    """The wall's clock ticks in the browser (no server round trip)."""
+    """The wall's clock ticks in the browser (no server round trip), in China Standard Time
+    like every other time on the screens ('sv-SE' formats as YYYY-MM-DD HH:MM:SS)."""
     dash.clientside_callback(
-        """function(n) { const d = new Date(); const p = x => String(x).padStart(2, '0');
-            return d.getFullYear() + '-' + p(d.getMonth() + 1) + '-' + p(d.getDate()) + ' ' +
-                   p(d.getHours()) + ':' + p(d.getMinutes()) + ':' + p(d.getSeconds()); }""",
+        """function(n) {  // China Standard Time, whatever the wall PC's own time zone
+            return new Date().toLocaleString('sv-SE', {timeZone: 'Asia/Shanghai', hour12: false}); }""",
         Output(f"{page}-clock", "children"), Input(f"{page}-clock-tick", "n_intervals"))
 
 

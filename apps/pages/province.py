@@ -43,7 +43,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
                       className="ticker")
     rank = ranking(PAGE, state, level="city", search=p.search, lang=p.lang)
     trend_graph = dcc.Graph(id=f"{PAGE}-trend", figure=trend_figure(trend, lang=p.lang,
-                                                                   height=300 if p.wall else 220),
+                                                                   height=240 if p.wall else 220),
                             config={"displayModeBar": False})
     live = stores(PAGE, p, kpis=kpis, state=state, ticker=tick, codes=codes)
     title = f"{tree.name(p.adcode, lang=p.lang)} · {theme_label(p.theme, p.lang)}"
