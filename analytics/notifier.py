@@ -38,7 +38,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from analytics.alerting_config import AlertingConfig, AlertingError, load_alerting
+from analytics.alerting_config import AlertingConfig, load_alerting
 from analytics.channels import Outcome, render_text, send_email, send_webhook
 from analytics.levels import LEVEL_LABELS, rank
 from analytics.lifecycle import ACTIVE, continue_returning, flag_overdue, load_alert
@@ -334,8 +334,7 @@ class Notifier:
         """Escalation, overdue dispatches (督办), sensors offline; escalated alerts are matched again."""
         now = now or utcnow()
         escalated = escalate_due(self.engine, now=now, config=self.config)
-        for aid in dict.fromkeys(a for a, _ in escalated):
-            self.process_alert(aid, now=now)
+        self.process_alerts([a for a, _ in escalated], now=now)
         overdue = flag_overdue(self.engine, now=now)
         refresh_sensors(self.engine, now=now, config=self.config)
         self._heartbeat(now)
@@ -354,8 +353,7 @@ class Notifier:
 
     def step(self, alert_ids: Iterable[str] = (), *, now: datetime | None = None) -> None:
         """Match the given alerts, then group and send what is due (one loop turn)."""
-        for aid in alert_ids:
-            self.process_alert(aid, now=now)
+        self.process_alerts(list(alert_ids), now=now, missing_ok=False)
         self.group_pending(now=now)
         self.send_due(now=now)
 
