@@ -121,6 +121,11 @@ ON CONFLICT (id) DO UPDATE SET
     status = CASE WHEN EXCLUDED.status = 'resolved' AND alerts.status <> 'closed' THEN 'resolved'
                   ELSE alerts.status END
 """)
+HEARTBEAT = sa.text("""
+INSERT INTO worker_heartbeats (worker, role, started_at, last_seen, stats)
+VALUES (:worker, 'detect', to_timestamp(:started), now(), CAST(:stats AS jsonb))
+ON CONFLICT (worker) DO UPDATE SET last_seen = now(), stats = EXCLUDED.stats
+""")
 HISTORY = sa.text("""
 INSERT INTO alert_history (alert_id, ts, action, actor, level, status, note)
 VALUES (:alert_id, to_timestamp(:ts), :action, :actor, :level, :status, :note)
@@ -195,6 +200,18 @@ class DetectWorker:
         self.consumer = self.producer = None
         self.core: DetectorCore | None = None
         self._reset_requested = False
+        self.started = time.time()
+
+    def _heartbeat(self) -> None:
+        """So the status page shows this worker alive, with its counters."""
+        stats = {**self.stats, "sensors": len(self.core.sensors) if self.core else 0,
+                 "active_alerts": len(self.core.book.active) if self.core else 0}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(HEARTBEAT, {"worker": self.worker_id, "started": self.started,
+                                         "stats": orjson.dumps(stats).decode()})
+        except sa.exc.SQLAlchemyError as exc:  # the status page is not worth stopping for
+            log.warning("heartbeat not written: %s", str(exc).splitlines()[0])
 
     def stop(self) -> None:
         self._stop.set()
@@ -279,6 +296,7 @@ class DetectWorker:
         from ingest import parse_message
 
         self.core = self._new_core()
+        self._heartbeat()
         last_tick = last_refresh = time.monotonic()
         idle = 0
         try:
@@ -302,6 +320,7 @@ class DetectWorker:
                     last_tick = now
                 if now - last_refresh >= self.config.refresh_s:
                     self._refresh()
+                    self._heartbeat()
                     last_refresh = now
                 self._flush()
                 if records:

@@ -69,6 +69,9 @@ def test_gas_leak_opens_one_alert_escalates_and_resolves(settings, engine):
         history = conn.execute(sa.text("SELECT h.action, h.level FROM alert_history h JOIN alerts a ON a.id = h.alert_id "
                                        "WHERE a.source = 'rule:gas-leak' ORDER BY h.id")).all()
     assert len(rows) == 1  # one alert for the ongoing condition, not one per reading
+    with engine.connect() as conn:
+        beat = conn.execute(sa.text("SELECT role, stats FROM worker_heartbeats WHERE role = 'detect'")).first()
+    assert beat is not None and beat[1]["readings"] >= 0
     level, status, adcode, city, province, source, count, geom = rows[0]
     assert (level, status, adcode, city, province) == ("red", "resolved", "440106", "440100", "440000")
     assert geom.startswith("POINT(113.33")
