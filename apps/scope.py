@@ -118,47 +118,49 @@ def unscoped():
     return scoped(None)
 
 
-def install(engine: sa.Engine) -> sa.Engine:
-    """Make ``engine`` honour :func:`scoped` (idempotent). Called by the web server at start."""
-    if id(engine.pool) in _installed:
-        return engine
-    _installed.add(id(engine.pool))
+def _checkout(dbapi_conn, record, proxy):
+    scope = _current.get()
+    if scope is None:
+        return
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"SET ROLE {ROLE}")
+        cur.execute("SELECT set_config('tongguan.scope', %s, false), "
+                    "set_config('tongguan.operator', %s, false), set_config('tongguan.username', %s, false)",
+                    (scope.home or "", "on" if scope.is_operator else "off", scope.username or ""))
+        # Committed, so the settings are the session's: a rollback by the code using the
+        # connection cannot silently drop back to the owner role half-way.
+        dbapi_conn.commit()
+    finally:
+        cur.close()
+    record.info["tongguan_scoped"] = True
 
-    @event.listens_for(engine, "checkout")
-    def _checkout(dbapi_conn, record, proxy):
-        scope = _current.get()
-        if scope is None:
-            return
+
+def _checkin(dbapi_conn, record):
+    if not record.info.pop("tongguan_scoped", False) or dbapi_conn is None:
+        return
+    try:
+        dbapi_conn.rollback()
         cur = dbapi_conn.cursor()
-        try:
-            cur.execute(f"SET ROLE {ROLE}")
-            cur.execute("SELECT set_config('tongguan.scope', %s, false), "
-                        "set_config('tongguan.operator', %s, false), set_config('tongguan.username', %s, false)",
-                        (scope.home or "", "on" if scope.is_operator else "off", scope.username or ""))
-            # Committed, so the settings are the session's: a rollback by the code using the
-            # connection cannot silently drop back to the owner role half-way.
-            dbapi_conn.commit()
-        finally:
-            cur.close()
-        record.info["tongguan_scoped"] = True
+        cur.execute("RESET ROLE")
+        cur.execute("RESET tongguan.scope")
+        cur.execute("RESET tongguan.operator")
+        cur.execute("RESET tongguan.username")
+        cur.close()
+        dbapi_conn.commit()
+    except Exception:  # never hand a scoped connection to the next (maybe unscoped) user
+        log.warning("could not reset a scoped connection; discarding it", exc_info=True)
+        record.invalidate()
 
-    @event.listens_for(engine, "checkin")
-    def _checkin(dbapi_conn, record):
-        if not record.info.pop("tongguan_scoped", False) or dbapi_conn is None:
-            return
-        try:
-            dbapi_conn.rollback()
-            cur = dbapi_conn.cursor()
-            cur.execute("RESET ROLE")
-            cur.execute("RESET tongguan.scope")
-            cur.execute("RESET tongguan.operator")
-            cur.execute("RESET tongguan.username")
-            cur.close()
-            dbapi_conn.commit()
-        except Exception:  # never hand a scoped connection to the next (maybe unscoped) user
-            log.warning("could not reset a scoped connection; discarding it", exc_info=True)
-            record.invalidate()
 
+def install(engine: sa.Engine | None = None) -> sa.Engine | None:
+    """Make every connection pool of the process honour :func:`scoped` (idempotent; called by
+    the web server at start). Listening on the Pool class, not one engine, means an engine made
+    elsewhere in a request is scoped too: nothing in a request reads as the owner by accident."""
+    if not _installed:
+        event.listen(sa.pool.Pool, "checkout", _checkout)
+        event.listen(sa.pool.Pool, "checkin", _checkin)
+        _installed.add(1)
     return engine
 
 

@@ -77,7 +77,7 @@ def test_row_level_security_scopes_queries_written_elsewhere(access):
     they run under a Tianhe user's scope: the database enforces it, not the callers."""
     from apps import data
     from apps.auth import get_user, scope_of
-    from apps.scope import scoped
+    from apps.scope import Scope, scoped
 
     engine, _, _ = access
     scope = scope_of(get_user(engine, "tianhe-operator"))
@@ -91,11 +91,19 @@ def test_row_level_security_scopes_queries_written_elsewhere(access):
                 conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one()
             except sa.exc.ProgrammingError:
                 n_users = "denied"
+    with scoped(scope), engine.connect() as conn:  # a rollback half-way does not drop back to the owner
+        conn.rollback()
+        assert conn.execute(sa.text("SELECT current_user")).scalar_one() == "tongguan_scoped"
+        assert conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one() == 3
     assert set(df["id"]) == {"A-TIANHE-1", "A-TIANHE-ESC", "A-TIANHE-2"}
     assert n_readings == 1 and n_rollups == 1
     assert n_users == "denied"  # password hashes are never readable under a user's scope
     with engine.connect() as conn:  # outside a request: the owner (workers, CLI) sees all
+        assert conn.execute(sa.text("SELECT current_user")).scalar_one() != "tongguan_scoped"
+        assert conn.execute(sa.text("SELECT current_setting('tongguan.scope', true)")).scalar() in (None, "")
         assert conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one() == 5
+    with scoped(Scope.nobody()), engine.connect() as conn:  # anonymous: nothing (fail closed)
+        assert conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one() == 0
 
 
 def test_guangzhou_operator_acts_on_alert_escalated_from_tianhe(access):
