@@ -41,7 +41,13 @@ import sqlalchemy as sa
 from analytics.alerting_config import AlertingConfig, load_alerting
 from analytics.channels import Outcome, render_text, send_email, send_webhook
 from analytics.levels import LEVEL_LABELS, rank
-from analytics.lifecycle import ACTIVE, continue_returning, flag_overdue, load_alert
+from analytics.lifecycle import (
+    ACTIVE,
+    continue_returning,
+    flag_overdue,
+    load_alert,
+    load_alerts,
+)
 from analytics.linkage import (
     escalate_due,
     escalate_immediate,
@@ -140,15 +146,15 @@ class Notifier:
             return 0
         created = 0
         with self.engine.begin() as conn:
-            present = set(conn.execute(sa.text("SELECT id FROM alerts WHERE id = ANY(:ids)"), {"ids": ids}).scalars())
+            alerts = load_alerts(conn, ids, lock=True)  # in id order: a fixed lock order across instances
+            present = {a["id"] for a in alerts}
             if not missing_ok and len(present) < len(ids):
                 load_alert(conn, next(i for i in ids if i not in present))  # raises: no alert …
             silences = [dict(r) for r in conn.execute(sa.text(
                 "SELECT * FROM alert_silences WHERE starts_at <= :now AND ends_at > :now"), {"now": now}).mappings()]
             subs = self._subscriptions(conn)
             rows = []
-            for alert_id in sorted(present):  # a fixed lock order across notifier instances
-                a = load_alert(conn, alert_id, lock=True)
+            for a in alerts:
                 if a["status"] not in ACTIVE:
                     continue
                 continue_returning(conn, a, now=now, config=cfg)
@@ -165,12 +171,16 @@ class Notifier:
                             s = silence_for(a, silences, now)
                             if s is not None:
                                 state, reason = "silenced", f"silence {s['id']}: {s['reason']}"
-                        rows.append({"s": sub["id"], "a": a["id"], "e": event, "lv": a["level"], "st": state,
-                                     "why": reason, "now": now})
-            for row in rows:
-                created += conn.execute(sa.text(
+                        rows.append((sub["id"], a["id"], event, a["level"], state, reason))
+            if rows:
+                cols = list(zip(*rows))
+                created = len(conn.execute(sa.text(
                     "INSERT INTO notification_items (subscription_id, alert_id, event, level, state, reason, "
-                    "created_at) VALUES (:s, :a, :e, :lv, :st, :why, :now) ON CONFLICT DO NOTHING"), row).rowcount
+                    "created_at) SELECT s, a, e, lv, st, why, :now FROM unnest(CAST(:s AS bigint[]), "
+                    "CAST(:a AS text[]), CAST(:e AS text[]), CAST(:lv AS text[]), CAST(:st AS text[]), "
+                    "CAST(:why AS text[])) AS x(s, a, e, lv, st, why) ON CONFLICT DO NOTHING RETURNING 1"),
+                    {"s": list(cols[0]), "a": list(cols[1]), "e": list(cols[2]), "lv": list(cols[3]),
+                     "st": list(cols[4]), "why": list(cols[5]), "now": now}).all())
         self.missing = [i for i in ids if i not in present]
         self.stats["items"] += created
         if created:
@@ -226,9 +236,9 @@ class Notifier:
         for it in items:
             events.setdefault(it["alert_id"], []).append(it["event"])
         alerts = []
-        for aid, evs in events.items():
-            aj = alert_json(load_alert(conn, aid))
-            aj["events"] = evs
+        for a in load_alerts(conn, list(events)):
+            aj = alert_json(a)
+            aj["events"] = events[a["id"]]
             alerts.append(aj)
         alerts.sort(key=lambda a: (-rank(a["level"]), a["first_seen"] or "", a["id"]))
         top = alerts[0]["level"]
