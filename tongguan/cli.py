@@ -45,8 +45,8 @@ class Context:
     def __init__(self, settings=None, keep_services: bool = False):
         self._settings = settings
         self.keep_services = keep_services
-        self._started: list[str] = []
-        self._ready = False
+        self._ready_db = False
+        self._ready_kafka = False
 
     @cached_property
     def settings(self):
@@ -62,23 +62,24 @@ class Context:
 
         return LocalServices(self.settings)
 
-    def require(self):
-        """Make sure the database and broker answer (starting managed ones); return the services."""
-        if self._ready:
+    def require(self, *, kafka: bool = True):
+        """Make sure the database (and, with ``kafka``, the broker) answer, starting managed ones;
+        return the services."""
+        if self._ready_kafka or (self._ready_db and not kafka):
             return self.services
-        started = self.services.up()
-        self._ready = True
+        started = self.services.up(kafka=kafka)
+        self._ready_db = True
+        self._ready_kafka = kafka
         if started and not self.keep_services:
             logging.getLogger("tongguan").info(
                 "started %s for this command; they stop when it exits (`tongguan up` keeps them running)",
                 ", ".join(started))
-            self._started.extend(started)
             atexit.register(self.services.down, list(started))
         return self.services
 
     @property
     def database_url(self) -> str:
-        return self.require().database_url
+        return self.require(kafka=False).database_url
 
     @property
     def kafka_bootstrap(self) -> str:

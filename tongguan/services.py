@@ -380,18 +380,20 @@ class LocalServices:
     def kafka_bootstrap(self) -> str:
         return self.settings.kafka_bootstrap or self.kafka.bootstrap
 
-    def up(self) -> list[str]:
-        """Start what is not running; returns the names of the services this call started."""
+    def up(self, *, kafka: bool = True) -> list[str]:
+        """Start what is not running (the broker only when ``kafka``), migrate the database and
+        create the topics; returns the names of the services this call started."""
         started = []
-        for svc in (self.postgres, self.kafka):
+        for svc in (self.postgres, self.kafka if kafka else None):
             if svc is not None and svc.status().state != "running":
                 svc.start()
                 started.append(svc.name)
         from tongguan.db import upgrade
 
         upgrade(self.database_url)
-        ensure_topics(self.kafka_bootstrap, self.settings.partitions,
-                      tuple(self.settings.topic(t) for t in TOPICS))
+        if kafka:
+            ensure_topics(self.kafka_bootstrap, self.settings.partitions,
+                          tuple(self.settings.topic(t) for t in TOPICS))
         return started
 
     def down(self, only: list[str] | None = None) -> None:
