@@ -69,6 +69,7 @@ class WorkerConfig:
     group_id: str | None = None  # default: settings.topic_prefix + "tongguan-store"
     metrics_port: int | None = None
     max_backoff_s: float = 30.0
+    pause_after_s: float = 10.0  # a write slower than this pauses fetching (well inside max_poll_interval)
     log_every_s: float = 10.0
     heartbeat_every_s: float = 5.0
     sensor_refresh_s: float = 60.0  # how stale sensors.last_seen may get before it is rewritten
@@ -325,13 +326,18 @@ class StoreWorker:
                 future.result(timeout=0.5)
                 break
             except TimeoutError:
-                if time.monotonic() - waited > 2.0:
+                if time.monotonic() - waited > self.config.pause_after_s:
                     # A slow or unavailable database: stop fetching, keep polling for membership.
                     if not paused:
                         paused = True
                         self.consumer.pause(*self.consumer.assignment())
                         log.warning("database write is taking long; consumption paused")
-                    self.consumer.poll(timeout_ms=200)
+                    extra = self.consumer.poll(timeout_ms=200)
+                    # Partitions assigned by a rebalance meanwhile are not paused: rewind what
+                    # came back so it is polled again, never skipped.
+                    for tp, recs in extra.items():
+                        if recs:
+                            self.consumer.seek(tp, min(r.offset for r in recs))
         if paused:
             self.consumer.resume(*self.consumer.paused())
             log.info("database write done; consumption resumed")

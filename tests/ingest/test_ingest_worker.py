@@ -165,13 +165,16 @@ def test_confluent_kafka_producer_and_video_desensitisation(settings, engine):
         assert hb == ("store", "1")
 
 
-def test_database_outage_pauses_retries_and_loses_nothing(settings, engine, db_url):
+def test_database_outage_pauses_retries_and_loses_nothing(settings, engine, db_url, caplog):
     """A real outage: the worker's connection is terminated and new ones refused for a while."""
+    import logging
     import threading
 
+    caplog.set_level(logging.INFO, logger="ingest.worker")
     produce(settings, [(f"s{i % 5}", reading(f"o-{i}", sensor=f"s{i % 5}", minutes_ago=i / 100))
                        for i in range(2000)])
-    worker = StoreWorker(settings, WorkerConfig(until_idle=True, batch_size=100, max_backoff_s=1.0))
+    worker = StoreWorker(settings, WorkerConfig(until_idle=True, batch_size=100, max_backoff_s=1.0,
+                                                pause_after_s=0.5))
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("stats", worker.run()), daemon=True)
     thread.start()
@@ -195,6 +198,9 @@ def test_database_outage_pauses_retries_and_loses_nothing(settings, engine, db_u
     assert not thread.is_alive()
     stats = result["stats"]
     assert stats.db_retries >= 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("consumption paused" in m for m in messages)
+    assert any("consumption resumed" in m for m in messages)
     assert stats.stored_readings == 2000 and stats.dead_lettered == 0
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(DISTINCT event_id) FROM readings")).scalar() == 2000
