@@ -225,8 +225,8 @@ class DetectWorker:
         return core
 
     def _warm(self, sensor_ids: list[str], before: float) -> None:
-        """Replay recent stored history of sensors new to this process (nothing is published:
-        the alerts those readings caused are already in the database)."""
+        """Replay recent stored history of sensors new to this process; what it changes in alerts
+        already in the database is not published again."""
         q = sa.text("""
             SELECT sensor_id, metric, value, extract(epoch FROM ts) AS t, ST_X(geom), ST_Y(geom) FROM (
                 SELECT r.*, row_number() OVER (PARTITION BY sensor_id ORDER BY ts DESC) AS k
@@ -238,15 +238,17 @@ class DetectWorker:
                                         "before": before, "maxrows": self.config.warm_max_rows}).all()
         except sa.exc.ProgrammingError:  # no readings table: nothing to warm from
             return
-        book, self.core.book = self.core.book, AlertBook()
-        self.core.book.active = book.active
+        known = {a.id for a in self.core.book.active.values()}
+        pending = self.core.book.drain()
         try:
             for sid, metric, value, t, lon, lat in rows:
                 self.core.on_reading({"sensor_id": sid, "metric": metric, "value": value, "ts": float(t),
                                       "lon": lon, "lat": lat})
         finally:
-            self.core.book.drain()  # replayed: not new
-            self.core.book = book
+            # Changes to alerts already in the database were made before; an alert the history
+            # raises that the database lacks was never published (the last process stopped first).
+            replayed = self.core.book.drain()
+            self.core.book.changes = pending + [ch for ch in replayed if ch.alert.id not in known]
         self.stats["warmed"] += len(rows)
 
     def _refresh(self) -> None:
