@@ -190,7 +190,8 @@ def test_status_page_shows_both_services_up(services):
     assert text.count("data-state='up'") == 2, text
     assert "city.iot.readings" in text and "PostGIS" in text
     with app.server.test_client() as client:
-        assert client.get("/status").status_code == 200
+        anonymous = client.get("/status")  # operations pages are for signed-in users only
+        assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
 
 
 def test_port_free_check_helper():
