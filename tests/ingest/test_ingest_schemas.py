@@ -101,3 +101,14 @@ def test_desensitiser_hides_personal_data_keyed():
         assert raw not in text
     assert out["colour"] == "red" and out["plate"] == d.token("粤A12345")
     assert Desensitiser(b"other", ["plate"]).clean({"plate": "粤A12345"})["plate"] != out["plate"]
+
+
+@pytest.mark.parametrize("message", [GOOD, {**GOOD, "value": 3}, {**GOOD, "quality": "good"}]
+                         + [m for m, _, _ in BAD if isinstance(m, dict)])
+def test_fast_path_accepts_exactly_what_the_checked_path_accepts(message, monkeypatch):
+    import ingest.schemas as schemas
+
+    fast = parse(message)
+    monkeypatch.setattr(schemas, "_reading_fast", lambda *a: None)
+    checked = parse(message)
+    assert fast == checked
