@@ -126,18 +126,32 @@ class DriftDetector(_RobustZDetector):
 class StuckDetector(BaseEstimator):
     """Stuck sensors: the same value repeated for longer (feature ``run_s``, seconds) than the
     ``quantile`` of runs seen in training, times ``margin``; never less than ``min_run``. The
-    score ramps from 0 at that limit to 1 at 1.5 times it."""
+    score ramps from 0 at that limit to 1 at 1.5 times it.
 
-    def __init__(self, quantile: float = 0.999, margin: float = 2.0, min_run: float = 1800.0):
+    Runs longer than ``min_run`` are rare in healthy history; when they are rarer than
+    ``rare_share`` of the rows they are faults in the history and are left out of the quantile
+    (the detector does not learn from what it would flag). When they are common, repeating is
+    how that sensor reports (an hourly value sent every minute) and the limit rises to match.
+    """
+
+    def __init__(self, quantile: float = 0.999, margin: float = 2.0, min_run: float = 1800.0,
+                 rare_share: float = 0.01):
         self.quantile = quantile
         self.margin = margin
         self.min_run = min_run
+        self.rare_share = rare_share
 
     def fit(self, X, y=None):
         if not 0 < self.quantile <= 1 or self.margin <= 0:
             raise ValueError("need 0 < quantile <= 1 and margin > 0")
         X = validate_data(self, X, dtype=np.float64)
-        self.limit_ = np.maximum(np.quantile(X, self.quantile, axis=0) * self.margin, self.min_run)
+        limits = []
+        for col in X.T:
+            long = col > self.min_run
+            if 0 < long.mean() < self.rare_share:
+                col = col[~long]
+            limits.append(max(float(np.quantile(col, self.quantile)) * self.margin, self.min_run))
+        self.limit_ = np.array(limits)
         return self
 
     def prior(self, n_features: int = 1):
@@ -255,6 +269,7 @@ class SeriesState:
     features: FeatureState = field(default_factory=FeatureState)
     last_t: float | None = None
     tod_offset: float = 0.0  # a level the series adapted to, relative to the trained profile
+    prev_shift: float = 0.0
 
 
 class SeriesDetector(BaseEstimator):
@@ -360,7 +375,10 @@ class SeriesDetector(BaseEstimator):
         if "spike" in comps and warm:
             parts["spike"] = self.spike_.score_one(f["spike_z"])
         if "level_shift" in comps and warm:
-            parts["level_shift"] = self.level_shift_.score_one(f["shift_z"])
+            # a shift is a new level that stays: confirmed by two readings in a row
+            shift = self.level_shift_.score_one(f["shift_z"])
+            parts["level_shift"] = min(shift, state.prev_shift)
+            state.prev_shift = shift
         if "drift" in comps and fs.reference is not None:
             parts["drift"] = self.drift_.score_one(f["drift"])
         if "stuck" in comps and not (self.stuck_ignore_zero_ and v == 0):
