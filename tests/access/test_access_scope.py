@@ -242,9 +242,25 @@ def test_script_payloads_stay_text(access):
     web = login(app, "tianhe-operator")
     r = _nav(web, "/county/440106")
     assert r.status_code == 200
-    text = r.get_data(as_text=True)
-    assert "dangerously_allow_html\": true" not in text.replace(" ", "")
-    assert "srcDoc" not in text
+    holders = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            props = node.get("props") if isinstance(node.get("props"), dict) else {}
+            if isinstance(props.get("children"), str) and SCRIPT in props["children"]:
+                holders.append((node.get("type"), props))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(r.get_json())
+    assert holders, "the alert title reaches the county view"
+    for kind, props in holders:  # plain text children of HTML elements, never Markdown/raw HTML
+        assert kind in ("Td", "Span", "Div", "P", "Li", "A", "Strong", "Small", "B"), kind
+        assert not props.get("dangerously_allow_html")
+    assert "srcDoc" not in r.get_data(as_text=True)
     # The server-rendered pages escape it.
     from apps import audit
 
