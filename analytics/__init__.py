@@ -1,35 +1,50 @@
-"""Analytics: warning rules, scikit-learn anomaly detectors and forecasts, the alert engine."""
+"""Analytics: warning rules, scikit-learn anomaly detectors and forecasts, the alert engine.
 
-from analytics.actions import TRANSITIONS, transition_alert
-from analytics.alerts import Alert, AlertBook
-from analytics.engine import DetectorCore
-from analytics.errors import AnalyticsError
-from analytics.levels import LEVELS, max_level, rank
-from analytics.detectors import (DriftDetector, LevelShiftDetector, ScoreThresholder, SeriesDetector,
-                                 SpikeDetector, StuckDetector, TimeOfDayDetector)
-from analytics.features import frame_features, series_features
-from analytics.rules import (Rule, RuleEngine, RuleEvent, SensorState, load_rules, parse_duration,
-                             parse_rules, to_epoch)
+Public surface (import from here, not from the modules):
 
-__all__ = ["TRANSITIONS", "transition_alert", "Alert", "AlertBook", "DetectorCore",
-           "DriftDetector", "LevelShiftDetector", "ScoreThresholder", "SeriesDetector", "SpikeDetector",
-           "StuckDetector", "TimeOfDayDetector", "frame_features", "series_features",
-           "AnalyticsError", "LEVELS", "Rule", "RuleEngine", "RuleEvent", "SensorState", "load_rules",
-           "max_level", "parse_duration", "parse_rules", "rank", "to_epoch"]
+- rules: ``load_rules``, ``parse_rules``, ``RuleEngine`` (``update(state, reading) -> (state, events)``)
+- anomaly detection: ``SeriesDetector`` and its components ``SpikeDetector``, ``LevelShiftDetector``,
+  ``StuckDetector``, ``DriftDetector``, ``TimeOfDayDetector``; ``ScoreThresholder``; features
+  ``series_features`` / ``frame_features``
+- forecasts and video: ``Forecaster``, ``SurgeDetector``
+- the detection core and alerts: ``DetectorCore``, ``AlertBook``, ``Alert``, ``transition_alert``
+- workers and tools: ``DetectWorker`` / ``DetectConfig`` (``tongguan detect``), ``train_from_db``,
+  ``evaluate``, ``LEVELS``, ``LEVEL_LABELS``
+"""
 
-# Alert handling, linkage and notification (issue 6).
-from analytics.alerting_config import AlertingConfig, AlertingError, load_alerting
-from analytics.lifecycle import (AlertTransitionError, acknowledge, close, dispatch, flag_overdue, history,
-                                 reopen, reopen_if_returning, resolve, take_over, transition)
-from analytics.linkage import (add_silence, alerts_for_region, children_status, escalate_due, expire_silence,
-                               list_silences, refresh_sensors, region_status)
-from analytics.subscriptions import (add_subscription, inbox, list_subscriptions, mark_read, remove_subscription,
-                                     unread_count)
-from analytics.channels import WebhookReceiver, verify as verify_webhook
-from analytics.notifier import Notifier
+from importlib import import_module
 
-__all__ += ["AlertingConfig", "AlertingError", "load_alerting", "AlertTransitionError", "acknowledge", "close",
-            "dispatch", "flag_overdue", "history", "reopen", "reopen_if_returning", "resolve", "take_over",
-            "transition", "add_silence", "alerts_for_region", "children_status", "escalate_due", "expire_silence",
-            "list_silences", "refresh_sensors", "region_status", "add_subscription", "inbox", "list_subscriptions",
-            "mark_read", "remove_subscription", "unread_count", "WebhookReceiver", "verify_webhook", "Notifier"]
+# Names are imported on first use (PEP 562): `tongguan --help` and every other command import
+# this package to register their parsers, and should not pay for scikit-learn, pandas and scipy.
+_EXPORTS = {
+    "TRANSITIONS": "actions", "transition_alert": "actions",
+    "Alert": "alerts", "AlertBook": "alerts",
+    "DriftDetector": "detectors", "LevelShiftDetector": "detectors", "ScoreThresholder": "detectors",
+    "SeriesDetector": "detectors", "SpikeDetector": "detectors", "StuckDetector": "detectors",
+    "TimeOfDayDetector": "detectors",
+    "DetectorCore": "engine",
+    "AnalyticsError": "errors",
+    "evaluate": "evaluate",
+    "frame_features": "features", "series_features": "features",
+    "Forecaster": "forecast",
+    "LEVEL_LABELS": "levels", "LEVELS": "levels", "max_level": "levels", "rank": "levels",
+    "DetectConfig": "live", "DetectWorker": "live",
+    "Rule": "rules", "RuleEngine": "rules", "RuleEvent": "rules", "SensorState": "rules", "load_rules": "rules",
+    "parse_duration": "rules", "parse_rules": "rules", "to_epoch": "rules",
+    "train_from_db": "train",
+    "SurgeDetector": "video",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analytics' has no attribute {name!r}")
+    value = getattr(import_module(f"analytics.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
