@@ -35,6 +35,11 @@ def create_app(config: AppConfig) -> dash.Dash:
     from apps.pages import status  # noqa: F401  (registers its page)
     from apps.pages import city, county, province  # noqa: F401  (register their pages)
 
+    # "/" is the province view of Guangdong: the server redirects (below); in-app navigation to
+    # "/" lands on this page, which sends the browser on.
+    dash.register_page("home", path="/", name="home", title=t("app.title"),
+                       layout=lambda **_q: dcc.Location(id="home-redirect", href=HOME, refresh=True))
+
     @app.server.before_request
     def _home_is_the_province():
         # "/" opens the province view of Guangdong (the operations centre's start screen).

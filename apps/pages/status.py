@@ -77,4 +77,3 @@ def render(lang: str):
 
 # Registered explicitly with their layout: pages here are imported by the frame, not discovered.
 dash.register_page(__name__, path="/status", name="status", title="统管 · 平台服务状态", layout=layout)
-dash.register_page("root", path="/", layout=layout, name="home", title="统管 · 平台服务状态")
