@@ -273,6 +273,7 @@ def install(server, engine, limiter) -> None:
                                    limit=per_page, offset=offset)
         return flask.jsonify(_paged(items, total, page, per_page))
 
+    _install_users(bp, engine, me, _audit)
     _install_subscriptions(bp, engine, me, _audit)
     server.register_blueprint(bp)
 
@@ -299,6 +300,101 @@ def install(server, engine, limiter) -> None:
         if flask.request.path.startswith(PREFIX):
             return _error(500, "internal", "internal error; it has been logged")
         return exc
+
+
+def _user_out(row: dict) -> dict:
+    keep = ("id", "username", "display_name", "home_adcode", "roles", "active", "locked_until", "last_login_at",
+            "created_at")
+    return {k: (row[k].isoformat() if hasattr(row.get(k), "isoformat") else row.get(k)) for k in keep}
+
+
+def _install_users(bp, engine, me, _audit) -> None:
+    """Users of an admin's subtree (list, add, disable, enable), and every user's own API tokens."""
+    import flask
+
+    from apps import auth
+
+    def _admin_of(home: str) -> None:
+        if not me().is_admin:
+            raise AccessError("managing users needs the admin role", 403, "forbidden")
+        scope_mod.require_region(engine, me(), home)
+
+    def _target(username: str) -> dict:
+        user = auth.get_user(engine, username)
+        if user is None or not me().within(scope_mod.tree_for(engine), user["home_adcode"].strip()):
+            raise scope_mod.not_found(f"user {username}")
+        return user
+
+    @bp.get("/users")
+    def list_users():
+        if not me().is_admin:
+            raise AccessError("listing users needs the admin role", 403, "forbidden")
+        page, per_page, offset = _page_args()
+        rows = auth.list_users(engine, within=me().home)
+        return flask.jsonify(_paged([_user_out(r) for r in rows[offset:offset + per_page]], len(rows), page, per_page))
+
+    @bp.post("/users")
+    def add_user():
+        body = flask.request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise AccessError("send a JSON object (username, password, home, roles)", 422, "invalid")
+        fields = {k: body.get(k) for k in ("username", "password", "home", "display_name")}
+        if not all(isinstance(fields[k], str) for k in ("username", "password", "home")) or not isinstance(
+                fields["display_name"] or "", str):
+            raise AccessError("username, password and home are strings", 422, "invalid")
+        roles = body.get("roles", ["viewer"])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise AccessError("roles is a list of strings", 422, "invalid")
+        home = _adcode(fields["home"])
+        _admin_of(home)
+        user = auth.add_user(engine, fields["username"], fields["password"], home=home, roles=roles,
+                             display_name=fields["display_name"] or "")
+        _audit("user_add", home, user["username"], roles=user["roles"])
+        return flask.jsonify(_user_out({**auth.get_user(engine, user["username"])})), 201
+
+    def _set_active(username: str, active: bool):
+        user = _target(username)
+        _admin_of(user["home_adcode"].strip())
+        if user["username"] == me().username:
+            raise AccessError("you cannot disable or enable yourself", 422, "invalid")
+        auth.set_active(engine, username, active)
+        _audit("user_enable" if active else "user_disable", user["home_adcode"].strip(), username)
+        return flask.jsonify(_user_out(auth.get_user(engine, username)))
+
+    @bp.post("/users/<username>/disable")
+    def disable_user(username):
+        return _set_active(username, False)
+
+    @bp.post("/users/<username>/enable")
+    def enable_user(username):
+        return _set_active(username, True)
+
+    @bp.get("/tokens")
+    def list_tokens():
+        rows = auth.list_tokens(engine, me().username)
+        items = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
+        return flask.jsonify({"items": items, "total": len(items)})
+
+    @bp.post("/tokens")
+    def create_token():
+        body = flask.request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("name", ""), str):
+            raise AccessError('send a JSON object like {"name": "12345-hotline", "days": 90}', 422, "invalid")
+        days = body.get("days")
+        if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650):
+            raise AccessError("days is an integer from 1 to 3650", 422, "invalid")
+        t = auth.create_token(engine, me().username, body.get("name") or "api", days=days)
+        _audit("token_create", me().home, f"{me().username}#{t['id']}", name=t["name"])
+        return flask.jsonify({"id": t["id"], "token": t["token"], "name": t["name"],
+                              "expires_at": t["expires_at"].isoformat() if t["expires_at"] else None}), 201
+
+    @bp.delete("/tokens/<token_id>")
+    def revoke_token(token_id):
+        if not re.fullmatch(r"\d{1,18}", token_id or ""):
+            raise scope_mod.not_found(f"token {token_id}")
+        t = auth.revoke_token(engine, int(token_id), username=me().username)
+        _audit("token_revoke", me().home, f"{t['user']}#{t['id']}")
+        return flask.jsonify({"id": t["id"], "revoked": True})
 
 
 def _sub_out(row: dict) -> dict:
@@ -480,6 +576,32 @@ def openapi_document() -> dict:
                 "summary": "Remove (deactivate) a subscription",
                 "parameters": [_param("sub_id", "path", {"type": "integer"})],
                 "responses": {**_ok("Subscription"), **_err_ref(401, 403, 404, 409, 429)}}},
+            f"{PREFIX}/users": {
+                "get": {"summary": "Users of the admin's subtree", "parameters": [*PAGE_PARAMS],
+                        "responses": {**_ok("UserPage"), **std_errors}},
+                "post": {"summary": "Add a user with a home region inside the admin's subtree",
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                             "$ref": "#/components/schemas/UserNew"}}}},
+                         "responses": {"201": {"description": "created", "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/User"}}}}, **_err_ref(401, 403, 404, 409, 422, 429)}}},
+            f"{PREFIX}/users/{{username}}/disable": {"post": {
+                "summary": "Disable a user of the admin's subtree (ends sessions, tokens stop working)",
+                "parameters": [_param("username", "path")], "responses": {**_ok("User"), **std_errors}}},
+            f"{PREFIX}/users/{{username}}/enable": {"post": {
+                "summary": "Enable a user of the admin's subtree",
+                "parameters": [_param("username", "path")], "responses": {**_ok("User"), **std_errors}}},
+            f"{PREFIX}/tokens": {
+                "get": {"summary": "The caller's API tokens (never their secrets)",
+                        "responses": {**_ok("TokenList"), **_err_ref(401, 429)}},
+                "post": {"summary": "Create an API token for the caller (its secret is shown once)",
+                         "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                             "$ref": "#/components/schemas/TokenNew"}}}},
+                         "responses": {"201": {"description": "created", "content": {"application/json": {
+                             "schema": {"$ref": "#/components/schemas/TokenCreated"}}}}, **_err_ref(401, 422, 429)}}},
+            f"{PREFIX}/tokens/{{token_id}}": {"delete": {
+                "summary": "Revoke one of the caller's tokens",
+                "parameters": [_param("token_id", "path", {"type": "integer", "minimum": 1})],
+                "responses": {**_ok("TokenRevoked"), **_err_ref(401, 404, 429)}}},
             f"{PREFIX}/audit": {"get": {
                 "summary": "Audit log entries of the caller's subtree (admins)",
                 "parameters": [_param("region", schema={"type": "string", "pattern": r"^\d{6}$"}),
@@ -557,6 +679,24 @@ def openapi_document() -> dict:
                     "target": {"type": "string", "nullable": True}, "outcome": {"type": "string"},
                     "channel": {"type": "string"}}},
                 "AuditPage": paged("AuditEntry"),
+                "User": {"type": "object", "required": ["username", "home_adcode", "roles"], "properties": {
+                    "id": {"type": "integer"}, "username": {"type": "string"}, "display_name": {"type": "string"},
+                    "home_adcode": {"type": "string"}, "roles": {"type": "array", "items": {"type": "string"}},
+                    "active": {"type": "boolean"}}},
+                "UserPage": paged("User"),
+                "UserNew": {"type": "object", "required": ["username", "password", "home"], "properties": {
+                    "username": {"type": "string"}, "password": {"type": "string", "minLength": 10},
+                    "home": {"type": "string"}, "display_name": {"type": "string"},
+                    "roles": {"type": "array", "items": {"type": "string", "enum": ["viewer", "operator", "admin"]}}}},
+                "TokenList": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}},
+                                                              "total": {"type": "integer"}}},
+                "TokenNew": {"type": "object", "properties": {"name": {"type": "string"},
+                                                             "days": {"type": "integer", "minimum": 1, "maximum": 3650}}},
+                "TokenCreated": {"type": "object", "required": ["id", "token"], "properties": {
+                    "id": {"type": "integer"}, "token": {"type": "string"}, "name": {"type": "string"},
+                    "expires_at": {"type": "string", "nullable": True}}},
+                "TokenRevoked": {"type": "object", "properties": {"id": {"type": "integer"},
+                                                                 "revoked": {"type": "boolean"}}},
                 "Subscription": {"type": "object", "properties": {
                     "id": {"type": "integer"}, "adcode": {"type": "string"}, "active": {"type": "boolean"}}},
                 "SubscriptionPage": paged("Subscription"),

@@ -336,3 +336,44 @@ def test_subscriptions_are_scoped_and_audited(access):
     assert {(e["actor"], e["action"], e["outcome"]) for e in entries} >= {
         ("tianhe-operator", "subscription_create", "ok"), ("gz-operator", "subscription_remove", "denied"),
         ("tianhe-operator", "subscription_remove", "ok")}
+
+
+def test_admins_manage_users_of_their_subtree_and_users_their_tokens(access):
+    from apps.auth import add_user
+
+    engine, app, _ = access
+    api = app.server.test_client()
+    adm, gz = token_for(engine, "gd-admin"), token_for(engine, "gz-operator")
+    add_user(engine, "gz-admin", "gz-admin-password", home="440100", roles=["admin"])
+    gza = token_for(engine, "gz-admin")
+    assert {u["username"] for u in api.get("/api/v1/users", headers=adm).get_json()["items"]} >= {
+        "gd-admin", "gz-operator", "tianhe-operator", "gz-admin"}
+    assert "gd-admin" not in {u["username"] for u in api.get("/api/v1/users", headers=gza).get_json()["items"]}
+    assert api.get("/api/v1/users", headers=gz).status_code == 403
+    new = {"username": "th-viewer", "password": "th-viewer-password", "home": "440106", "roles": ["viewer"]}
+    r = api.post("/api/v1/users", headers=gza, json=new)
+    assert r.status_code == 201 and "password_hash" not in r.get_json()
+    assert api.post("/api/v1/users", headers=gza, json={**new, "username": "sz", "home": "440304"}).status_code == 403
+    assert api.post("/api/v1/users", headers=gz, json={**new, "username": "x1"}).status_code == 403
+    assert api.post("/api/v1/users", headers=gza, json=new).status_code == 409
+    # A city admin disables a county user of the city; not one above it; not themselves.
+    th = token_for(engine, "tianhe-operator")
+    assert api.post("/api/v1/users/tianhe-operator/disable", headers=gza).status_code == 200
+    assert api.get("/api/v1/me", headers=th).status_code == 401
+    assert api.post("/api/v1/users/gd-admin/disable", headers=gza).status_code == 404
+    assert api.post("/api/v1/users/gz-admin/disable", headers=gza).status_code == 422
+    assert api.post("/api/v1/users/tianhe-operator/enable", headers=gza).status_code == 200
+    # Every user creates and revokes their own tokens (here with the web session).
+    web = login(app, "gz-operator")
+    r = web.post("/api/v1/tokens", json={"name": "城市平台", "days": 30})
+    assert r.status_code == 201
+    t = r.get_json()
+    assert api.get("/api/v1/me", headers={"Authorization": f"Bearer {t['token']}"}).get_json()["home"] == "440100"
+    assert web.delete(f"/api/v1/tokens/{t['id']}").status_code == 200
+    assert api.get("/api/v1/me", headers={"Authorization": f"Bearer {t['token']}"}).status_code == 401
+    gz_token_id = next(x["id"] for x in api.get("/api/v1/tokens", headers=gz).get_json()["items"])
+    assert api.delete(f"/api/v1/tokens/{gz_token_id}", headers=th).status_code == 404  # not theirs
+    assert api.get("/api/v1/me", headers=gz).status_code == 200
+    actions = {(e["actor"], e["action"]) for e in api.get("/api/v1/audit?per_page=500", headers=adm).get_json()["items"]}
+    assert {("gz-admin", "user_add"), ("gz-admin", "user_disable"), ("gz-operator", "token_create"),
+            ("gz-operator", "token_revoke")} <= actions
