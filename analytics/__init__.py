@@ -33,6 +33,20 @@ _EXPORTS = {
     "parse_duration": "rules", "parse_rules": "rules", "to_epoch": "rules",
     "train_from_db": "train",
     "SurgeDetector": "video",
+    # Alert handling, linkage and notification (issue 6): the lifecycle the views and the CLI use.
+    "AlertingConfig": "alerting_config", "AlertingError": "alerting_config", "load_alerting": "alerting_config",
+    "AlertTransitionError": "lifecycle", "transition": "lifecycle", "acknowledge": "lifecycle",
+    "dispatch": "lifecycle", "resolve": "lifecycle", "close": "lifecycle", "reopen": "lifecycle",
+    "take_over": "lifecycle", "flag_overdue": "lifecycle", "history": "lifecycle",
+    "reopen_if_returning": "lifecycle",
+    "region_status": "linkage", "children_status": "linkage", "alerts_for_region": "linkage",
+    "escalate_due": "linkage", "refresh_sensors": "linkage", "add_silence": "linkage",
+    "list_silences": "linkage", "expire_silence": "linkage",
+    "add_subscription": "subscriptions", "list_subscriptions": "subscriptions",
+    "remove_subscription": "subscriptions", "inbox": "subscriptions", "mark_read": "subscriptions",
+    "unread_count": "subscriptions",
+    "WebhookReceiver": "channels", "verify": "channels",
+    "Notifier": "notifier",
 }
 __all__ = sorted(_EXPORTS)
 
