@@ -402,9 +402,10 @@ class RuleEngine:
             for i, c in enumerate(spec.conditions):
                 x = rs.windows[c.window].value(c.agg)
                 thr = _relaxed(c, rule.hysteresis) if active else c.threshold
-                ok = _compare(c.op, x, thr) and all(
-                    _compare(a.op, rs.windows[a.window].value(a.agg),
-                             _relaxed(a, rule.hysteresis) if active else a.threshold) for a in c.also)
+                ok = _compare(c.op, x, thr)
+                if ok and c.also:
+                    ok = all(_compare(a.op, rs.windows[a.window].value(a.agg),
+                                      _relaxed(a, rule.hysteresis) if active else a.threshold) for a in c.also)
                 key = (spec.level, i)
                 if not ok:
                     rs.since.pop(key, None)
