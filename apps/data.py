@@ -467,9 +467,11 @@ def metric_window(engine, *, scope: str, metric: str, window: str) -> dict:
 
 
 def _hour_index(engine, hours: int) -> pd.DatetimeIndex:
-    with engine.connect() as conn:
-        now = conn.execute(sa.text("SELECT date_trunc('hour', now())")).scalar()
-    end = pd.Timestamp(now)
+    """The last ``hours`` hour buckets, ending with the current one (UTC, as the rollups).
+
+    From the application's clock — the same host clock as the database's in practice — to save
+    a round trip per chart; a clock skew of seconds only shifts which bucket is "current"."""
+    end = pd.Timestamp.now(tz="UTC").floor("h")
     return pd.date_range(end=end, periods=hours, freq="h")
 
 
@@ -565,11 +567,16 @@ def hourly_alerts(engine, *, scope: str, hours: int = 24, theme: str = ALL_THEME
     return _fill(index, rows)
 
 
-def local_midnight(engine) -> datetime:
-    """Start of today in China Standard Time ("today" on the screens), as an aware datetime."""
-    with engine.connect() as conn:
-        return conn.execute(sa.text(
-            f"SELECT date_trunc('day', now() AT TIME ZONE '{LOCAL_TZ}') AT TIME ZONE '{LOCAL_TZ}'")).scalar()
+def local_midnight(engine=None, now: datetime | None = None) -> datetime:
+    """Start of today in China Standard Time ("today" on the screens), as an aware datetime.
+
+    >>> local_midnight(now=datetime(2026, 11, 23, 16, 30, tzinfo=timezone.utc)).isoformat()
+    '2026-11-24T00:00:00+08:00'
+    """
+    from zoneinfo import ZoneInfo
+
+    local = (now or datetime.now(timezone.utc)).astimezone(ZoneInfo(LOCAL_TZ))
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def kpis(engine, *, scope: str, theme: str = ALL_THEMES) -> dict:

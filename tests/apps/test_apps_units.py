@@ -8,6 +8,7 @@ import pytest
 
 import apps.catalogue
 import apps.components
+import apps.data
 import apps.i18n
 import apps.live
 import apps.maps
@@ -17,7 +18,7 @@ from apps.live import changed_values, map_levels, newest_change
 from apps.maps import aggregate_points, level_z, region_map
 
 
-@pytest.mark.parametrize("module", [apps.catalogue, apps.components, apps.i18n, apps.live, apps.maps])
+@pytest.mark.parametrize("module", [apps.catalogue, apps.components, apps.data, apps.i18n, apps.live, apps.maps])
 def test_doctests(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
