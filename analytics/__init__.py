@@ -7,7 +7,8 @@ Public surface (import from here, not from the modules):
   ``StuckDetector``, ``DriftDetector``, ``TimeOfDayDetector``; ``ScoreThresholder``; features
   ``series_features`` / ``frame_features``
 - forecasts and video: ``Forecaster``, ``SurgeDetector``
-- the detection core and alerts: ``DetectorCore``, ``AlertBook``, ``Alert``, ``transition_alert``
+- the detection core and alerts: ``DetectorCore``, ``AlertBook``, ``Alert`` (people's handling of
+  alerts — acknowledge, dispatch, resolve, close — is ``analytics.lifecycle``, re-exported below)
 - workers and tools: ``DetectWorker`` / ``DetectConfig`` (``tongguan detect``), ``train_from_db``,
   ``evaluate``, ``LEVELS``, ``LEVEL_LABELS``
 """
@@ -17,7 +18,6 @@ from importlib import import_module
 # Names are imported on first use (PEP 562): `tongguan --help` and every other command import
 # this package to register their parsers, and should not pay for scikit-learn, pandas and scipy.
 _EXPORTS = {
-    "TRANSITIONS": "actions", "transition_alert": "actions",
     "Alert": "alerts", "AlertBook": "alerts",
     "DriftDetector": "detectors", "LevelShiftDetector": "detectors", "ScoreThresholder": "detectors",
     "SeriesDetector": "detectors", "SpikeDetector": "detectors", "StuckDetector": "detectors",

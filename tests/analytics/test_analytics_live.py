@@ -97,28 +97,6 @@ def test_restart_continues_the_open_alert(settings, engine):
     assert len(rows) == 1 and rows[0][0] == "yellow" and rows[0][1] == "open"
 
 
-def test_people_move_alerts_through_the_event_loop(settings, engine):
-    from analytics import AnalyticsError, transition_alert
-
-    t0 = datetime.now(timezone.utc) - timedelta(minutes=5)
-    produce(settings, [("g2", reading("g2", "gas_lel", 60.0, t0, "%LEL"))])
-    run_worker(settings, engine)
-    with engine.connect() as conn:
-        alert_id = conn.execute(sa.text("SELECT id FROM alerts WHERE source = 'rule:gas-leak'")).scalar_one()
-    transition_alert(engine, alert_id, "acknowledged", actor="zhang.san", note="收到")
-    transition_alert(engine, alert_id, "dispatched", actor="zhang.san")
-    with pytest.raises(AnalyticsError, match="is dispatched; it can move to resolved, closed, not acknowledged"):
-        transition_alert(engine, alert_id, "acknowledged", actor="li.si")
-    transition_alert(engine, alert_id, "closed", actor="li.si")
-    with pytest.raises(AnalyticsError, match="closed"):
-        transition_alert(engine, alert_id, "open", actor="li.si")
-    with engine.connect() as conn:
-        hist = conn.execute(sa.text("SELECT action, actor FROM alert_history WHERE alert_id = :i ORDER BY id"),
-                            {"i": alert_id}).all()
-    assert [tuple(h) for h in hist][1:] == [("acknowledged", "zhang.san"), ("dispatched", "zhang.san"),
-                                             ("closed", "li.si")]
-
-
 def test_state_is_rebuilt_from_stored_readings(settings, engine):
     """Ponding must stay above 15 cm for 5 min: the minutes before the restart are only in the
     database; replaying them rebuilds the rule's clock (one reading alone could not alert)."""
