@@ -126,6 +126,7 @@ class Indicator:
     event_type: str | None = None
     theme: str | None = None
     unit: str = ""
+    unit_en: str | None = None
     window: str = "1h"
     normal_min: float | None = None
     normal_max: float | None = None
@@ -134,6 +135,9 @@ class Indicator:
 
     def label(self, lang: str = "zh") -> str:
         return self.label_en if lang == "en" else self.label_zh
+
+    def unit_label(self, lang: str = "zh") -> str:
+        return self.unit_en if lang == "en" and self.unit_en is not None else self.unit
 
     def status(self, value: float | None) -> str:
         """"normal", "abnormal" or "unknown" (no data).
@@ -186,7 +190,7 @@ def parse_indicators(doc: dict) -> list[Indicator]:
         out.append(Indicator(
             id=raw["id"], label_zh=raw["label_zh"], label_en=raw["label_en"], kind=kind,
             metric=raw.get("metric"), event_type=raw.get("event_type"), theme=raw.get("theme"),
-            unit=str(unit or ""), window=raw.get("window", "1h"),
+            unit=str(unit or ""), unit_en=raw.get("unit_en"), window=raw.get("window", "1h"),
             normal_min=normal.get("min"), normal_max=normal.get("max"),
             digits=int(raw.get("digits", 1))))
     return out

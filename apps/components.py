@@ -280,7 +280,7 @@ def vital_card(page: str, ind, v: dict, lang: str, spark: bool = True) -> html.D
         html.Div(ind.label(lang), className="vital-label"),
         html.Div([html.Span(fmt_indicator(ind, v["value"]), className="vital-value",
                             id=f"{page}-vital-{ind.id}", style={"color": colour}),
-                  html.Span(ind.unit, className="vital-unit")]),
+                  html.Span(ind.unit_label(lang), className="vital-unit")]),
         html.Div(t("vital." + status, lang) if status != "unknown" else t("empty.data", lang),
                  className="vital-status", id=f"{page}-vital-status-{ind.id}"),
     ]
