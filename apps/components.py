@@ -228,13 +228,16 @@ def status_label(status: str, lang: str) -> str:
 
 
 def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool = False,
-                 search: str = "", limit: int = 50) -> html.Div:
+                 search: str = "", limit: int = 50, focus: str | None = None) -> html.Div:
     if df.empty:
         return html.Div(t("empty.alerts", lang), className="muted empty", id=f"{page}-alerts-empty")
     from apps.catalogue import theme_label as tl
 
     rows = []
-    for r in df.head(limit).to_dict("records"):
+    shown = df.head(limit)
+    if focus is not None and str(focus) not in set(shown["id"].astype(str)):
+        shown = pd.concat([df[df["id"].astype(str) == str(focus)], shown])  # the linked alert first
+    for r in shown.to_dict("records"):
         cells = [html.Td(level_badge(r["level"], lang)),
                  html.Td(dcc.Link(r.get("region_name_en" if lang == "en" else "region_name", r["adcode"]),
                                   href=view_href("county", r["adcode"], search)) if len(r["adcode"]) == 6 else r["adcode"]),
@@ -247,7 +250,8 @@ def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool = Fals
                                               id={"type": f"{page}-action", "action": a, "alert": str(r["id"])},
                                               className=f"action-btn action-{a}")
                                   for a in ("ack", "dispatch", "resolve", "close")]))
-        rows.append(html.Tr(cells, id=f"{page}-alert-row-{r['id']}"))
+        rows.append(html.Tr(cells, id=f"{page}-alert-row-{r['id']}",
+                            className="alert-focus" if focus is not None and str(r["id"]) == str(focus) else ""))
     head = [t(k, lang) for k in ("col.level", "col.region", "col.title", "col.theme", "col.status", "col.time")]
     if actions:
         head.append(t("col.actions", lang))

@@ -188,7 +188,7 @@ def aggregate_points(df: pd.DataFrame, *, max_points: int = 400, cell_deg: float
 
 def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, events: pd.DataFrame,
                grid: dict, lang: str = "zh", height: int | None = None,
-               selected: str | None = None) -> dict:
+               selected: str | None = None, focus: dict | None = None) -> dict:
     """The county: its boundary, grid cells shaded by activity, sensors coloured by their worst
     open alert (grey when offline), cameras, and recent video events: raw points are clustered
     when dense, or ``events`` may already be clusters (with ``n``, e.g. per camera).
@@ -238,6 +238,14 @@ def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, 
                               zip(sensors["sensor_id"], sensors["metric"])],
                      "customdata": [["sensor", s] for s in sensors["sensor_id"]],
                      "hoverinfo": "text", "name": t("legend.sensor", lang)})
+    if focus and focus.get("lon") is not None and not pd.isna(focus.get("lon")):
+        # the alert opened from a ticker or a link: a ring where it is, on top of everything
+        data.append({"type": "scattergeo", "lon": [focus["lon"]], "lat": [focus["lat"]], "mode": "markers+text",
+                     "marker": {"symbol": "circle-open", "size": 34,
+                                "color": LEVEL_COLOURS.get(focus.get("level"), "#ffffff"), "line": {"width": 4}},
+                     "text": [focus.get("title") or ""], "textposition": "top center",
+                     "textfont": {"color": "#ffffff", "size": 13}, "hoverinfo": "text",
+                     "name": focus.get("title") or "", "showlegend": False})
     layout = _geo_layout(showlegend=True, legend={"x": 0, "y": 0, "bgcolor": "rgba(6,17,31,0.7)"},
                          **({"height": height} if height else {}))
     return {"data": data, "layout": layout}

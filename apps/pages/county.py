@@ -30,15 +30,23 @@ def county_boundary(eng, county: str) -> dict:
             "features": [f for f in gj.get("features", []) if f["properties"]["adcode"] == county]}
 
 
-def build_map(eng, p, selected: str | None = None, alerts=None):
+def build_map(eng, p, selected: str | None = None, alerts=None, focus: dict | None = None):
     sensors = data.county_sensors(eng, county=p.adcode, theme=p.theme, alerts=alerts)
     cams = data.county_cameras(eng, county=p.adcode)
     clusters = data.county_event_clusters(eng, county=p.adcode, window=p.window, theme=p.theme)
     events = data.county_events(eng, county=p.adcode, window=p.window, theme=p.theme, limit=12)
     grid = data.grid_activity(eng, county=p.adcode, window=p.window, theme=p.theme)
     fig = county_map(county_boundary(eng, p.adcode), sensors=sensors, cameras=cams, events=clusters,
-                     grid=grid, lang=p.lang, selected=selected)
+                     grid=grid, lang=p.lang, selected=selected, focus=focus)
     return fig, sensors, events
+
+
+def focus_alert(alerts, alert_id) -> dict | None:
+    """The alert a link points at (``?alert=<id>``), if it is one of this county's."""
+    if not alert_id or alerts.empty:
+        return None
+    hit = alerts[alerts["id"].astype(str) == str(alert_id)]
+    return hit.iloc[0].to_dict() if not hit.empty else None
 
 
 def events_list(events, lang: str, limit: int = 12):
@@ -67,11 +75,13 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     # One read of the county's alerts serves both the table (those in the window, or still open)
     # and the sensors' colours (the open ones).
     alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, limit=200)
-    fig, sensors, events = build_map(eng, p, selected=sensor, alerts=alerts)
+    focus = focus_alert(alerts, alert)
+    fig, sensors, events = build_map(eng, p, selected=sensor, alerts=alerts, focus=focus)
     if not alerts.empty:
         recent = alerts["last_seen"] >= pd.Timestamp.now(tz="UTC") - WINDOWS[p.window]
         alerts = alerts[recent | alerts["status"].isin(OPEN_STATUSES)]
-    table = alerts_table(PAGE, alerts, lang=p.lang, actions=True, search=p.search)
+    table = alerts_table(PAGE, alerts, lang=p.lang, actions=True, search=p.search,
+                         focus=focus["id"] if focus else None)
     series = (series_panel(eng, sensor, p, sensors) if sensor
               else html.Div(t("series.pick", p.lang), className="muted empty"))
     return html.Div([

@@ -152,6 +152,14 @@ def test_ticker_shows_a_new_alert_without_reload(server, browser):
              timeout=15, what="the new alert in the ticker")
     assert browser.execute_script("return window.__same_page === true;")  # no reload happened
 
+    # the ticker line opens the county view on that alert
+    tick = browser.find_element("css selector", '#province-ticker [id*="e2e-live"] a')
+    tick.click()
+    wait_for(browser, lambda d: "/county/440106" in d.current_url and "alert=e2e-live" in d.current_url,
+             what="county view of the alert")
+    row = wait_for(browser, lambda d: d.find_element("id", "county-alert-row-e2e-live"), what="the alert's row")
+    assert "alert-focus" in row.get_attribute("class")
+
 
 def test_county_sensor_series_and_acknowledge_an_alert(server, browser):
     from selenium.webdriver.common.action_chains import ActionChains
