@@ -278,8 +278,18 @@ def test_catalogue_and_quality(access):
     assert "readings:water_level" in ids and "video_events:road_ponding" in ids
     wl = next(d for d in cat if d.get("id") == "readings:water_level")
     assert wl["owner"]["zh"] and wl["classification"] in ("public", "internal", "sensitive") and wl["update"]
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO worker_heartbeats (worker, role, started_at, last_seen, stats) VALUES "
+            "('store:h:1', 'store', now(), now(), CAST(:s AS jsonb))"),
+            {"s": json.dumps({"consumed": 100, "readings_valid": 90, "dead_lettered": 10,
+                              "reasons": {"out_of_range": 6, "bad_json": 4}})})
     q = api.get("/api/v1/regions/440106/quality?hours=2", headers=th).get_json()
     assert q["timeliness"]["readings"] == 1 and q["out_of_range"]["stored"] == 0
+    assert q["timeliness"]["lag_p50_s"] == 0.0  # the seeded reading was stored at its own timestamp
+    assert q["dead_letters"]["rate"] == pytest.approx(0.1)
+    assert q["dead_letters"]["by_reason"]["out_of_range"]["rate"] == pytest.approx(0.06)
+    assert q["out_of_range"]["dead_lettered"] == 6
     assert login(app, "tianhe-operator").get("/quality/440104").status_code == 403
     assert "数据目录" in login(app, "tianhe-operator").get("/catalogue").get_data(as_text=True)
 
