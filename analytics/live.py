@@ -201,6 +201,9 @@ class DetectWorker:
         self.core: DetectorCore | None = None
         self._reset_requested = False
         self.started = time.time()
+        # latest reading time per (topic, partition): silence is judged against the slowest
+        # partition, so catching up on one partition never makes another's sensors look offline
+        self._partition_time: dict[tuple[str, int], float] = {}
 
     def _heartbeat(self) -> None:
         """So the status page shows this worker alive, with its counters."""
@@ -308,9 +311,12 @@ class DetectWorker:
                     # rebalance: our sensors may have moved; rebuild from the database on first sight
                     self._reset_requested = False
                     self.core = self._new_core()
+                    self._partition_time.clear()
                 records = [r for recs in batch.values() for r in recs]
                 if not records:
-                    idle += 1
+                    # idle only counts once the group has given us partitions (joins can be slow)
+                    if self.consumer.assignment():
+                        idle += 1
                     if self.config.until_idle and idle >= self.config.idle_polls:
                         break
                 else:
@@ -318,7 +324,7 @@ class DetectWorker:
                     self._process(records, parse_message)
                 now = time.monotonic()
                 if now - last_tick >= self.config.tick_s:
-                    self.core.tick()
+                    self.core.tick(min(self._partition_time.values()) if self._partition_time else None)
                     last_tick = now
                 if now - last_refresh >= self.config.refresh_s:
                     self._refresh()
@@ -353,6 +359,11 @@ class DetectWorker:
                 events += [{"camera_id": e.camera_id, "type": e.type, "ts": e.ts.timestamp(), "lon": e.lon,
                             "lat": e.lat, "count": e.count} for e in p.events]
             readings += fast
+            if fast:
+                key = (rec.topic, rec.partition)
+                latest = max(r["ts"] for r in fast)
+                if latest > self._partition_time.get(key, 0.0):
+                    self._partition_time[key] = latest
             for r in fast:
                 if r["sensor_id"] not in sensors:
                     new_sensors[r["sensor_id"]] = None
