@@ -20,9 +20,9 @@ def locate(_device, _lon, _lat):
     return GZ
 
 
-def reading(sensor, metric, value, ts, unit):
+def reading(sensor, metric, value, ts, unit, lon=113.33, lat=23.13):
     return orjson.dumps({"schema": "reading/1", "event_id": str(uuid.uuid4()), "sensor_id": sensor, "metric": metric,
-                         "value": value, "unit": unit, "ts": ts.isoformat(), "lon": 113.33, "lat": 23.13})
+                         "value": value, "unit": unit, "ts": ts.isoformat(), "lon": lon, "lat": lat})
 
 
 def produce(settings, messages):
@@ -49,7 +49,7 @@ def read_alerts(settings, n_min, timeout=20):
     return out
 
 
-def run_worker(settings, engine):
+def run_worker(settings, engine, locate=locate):
     w = DetectWorker(settings, DetectConfig(until_idle=True, idle_polls=40, poll_timeout_ms=100, load_models=False),
                      engine=engine, locate=locate)
     return w.run()
@@ -58,13 +58,15 @@ def run_worker(settings, engine):
 def test_gas_leak_opens_one_alert_escalates_and_resolves(settings, engine):
     t0 = datetime.now(timezone.utc) - timedelta(minutes=40)
     values = [0.5] * 5 + [12, 12, 22, 30, 55, 55, 55] + [0.5] * 20
-    msgs = [("gas-1", reading("gas-1", "gas_lel", v, t0 + timedelta(minutes=i), "%LEL")) for i, v in enumerate(values)]
+    # near Tianhe Park: the real region index (geo) places it in 天河区 and a grid cell
+    msgs = [("gas-1", reading("gas-1", "gas_lel", v, t0 + timedelta(minutes=i), "%LEL", 113.36, 23.14))
+            for i, v in enumerate(values)]
     produce(settings, msgs)
-    stats = run_worker(settings, engine)
+    stats = run_worker(settings, engine, locate=None)
     assert stats["readings"] == len(values)
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT level, status, adcode, city, province, source, count, "
-                                    "ST_AsText(geom) FROM alerts WHERE subject = 'sensor:gas-1' "
+                                    "ST_AsText(geom), grid_id FROM alerts WHERE subject = 'sensor:gas-1' "
                                     "AND source = 'rule:gas-leak'")).all()
         history = conn.execute(sa.text("SELECT h.action, h.level FROM alert_history h JOIN alerts a ON a.id = h.alert_id "
                                        "WHERE a.source = 'rule:gas-leak' ORDER BY h.id")).all()
@@ -72,9 +74,9 @@ def test_gas_leak_opens_one_alert_escalates_and_resolves(settings, engine):
     with engine.connect() as conn:
         beat = conn.execute(sa.text("SELECT role, stats FROM worker_heartbeats WHERE role = 'detect'")).first()
     assert beat is not None and beat[1]["readings"] >= 0
-    level, status, adcode, city, province, source, count, geom = rows[0]
+    level, status, adcode, city, province, source, count, geom, grid_id = rows[0]
     assert (level, status, adcode, city, province) == ("red", "resolved", "440106", "440100", "440000")
-    assert geom.startswith("POINT(113.33")
+    assert geom.startswith("POINT(113.36") and grid_id.startswith("440106-1000-")
     assert [a for a, _ in history][:1] == ["opened"] and history[-1][0] == "resolved"
     assert ("escalated", "red") in history
     msgs = read_alerts(settings, len(history))
