@@ -92,8 +92,9 @@ def click_region(driver, graph_id: str, adcode: str):
     """Click a region of a plotly choropleth like a person would (on its drawn path)."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    codes = driver.execute_script(
-        f"return document.getElementById('{graph_id}').querySelector('.js-plotly-plot').data[0].locations;")
+    codes = wait_for(driver, lambda d: d.execute_script(
+        f"const g = document.querySelector('#{graph_id} .js-plotly-plot');"
+        "return g && g.data && g.data[0].locations;"), what=f"{graph_id} drawn")
     index = list(codes).index(adcode)
     paths = wait_for(driver, lambda d: d.find_elements(
         "css selector", f"#{graph_id} path.choroplethlocation"), what="map paths")
