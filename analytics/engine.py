@@ -189,7 +189,8 @@ class DetectorCore:
         if ctx.rule_alerts:
             return  # the rules already alert on this sensor; its deviation is explained
         component = max(parts, key=parts.get)
-        corroborated = self._neighbour_alerting(ctx, t)
+        agreeing = self._neighbour_alerting(ctx, t)
+        corroborated = bool(agreeing)
         zh, en = _metric_label(ctx.metric)
         detail = {"title_en": f"Unusual {en} readings ({component.replace('_', ' ')})", "sensor_id": ctx.sensor_id,
                   "metric": ctx.metric, "value": v, "score": round(score, 3), "component": component,
@@ -200,15 +201,28 @@ class DetectorCore:
                          title=f"{zh}读数异常" + ("(疑似设备故障)" if not corroborated else ""), detail=detail,
                          subject=f"sensor:{ctx.sensor_id}", place=ctx.place,
                          confidence=0.6 if corroborated else 0.3)
+        # the others' anomalies, marked possible faults when they were alone, are not alone now
+        for other in agreeing:
+            a = self.book.active.get(other)
+            if a is not None and a.detail.get("possible_fault"):
+                a.title = a.title.replace("(疑似设备故障)", "")
+                self.book.corroborate(other, ts=t, confidence=0.6, level=None,
+                                      note=f"sensor {ctx.sensor_id} agrees")
 
-    def _neighbour_alerting(self, ctx: SensorCtx, t: float) -> bool:
-        """Another sensor of the same metric nearby with an active alert: the anomaly is real."""
-        for a in self.book.active.values():
-            if (a.subject != f"sensor:{ctx.sensor_id}" and a.detail.get("metric") == ctx.metric
-                    and a.lon is not None and t - a.last_seen <= CORROBORATION_S
-                    and distance_m(ctx.place["lon"], ctx.place["lat"], a.lon, a.lat) <= NEIGHBOUR_M):
-                return True
-        return False
+    def _neighbour_alerting(self, ctx: SensorCtx, t: float) -> list[str]:
+        """Keys of active alerts that make this sensor's anomaly credible: another sensor of the
+        same metric within ``NEIGHBOUR_M``, or another source of the same theme in the same
+        county (a traffic-accident camera for a speed drop), seen within ``CORROBORATION_S``."""
+        theme, county, me = _metric_theme(ctx.metric), ctx.place.get("county"), f"sensor:{ctx.sensor_id}"
+        keys = []
+        for key, a in self.book.active.items():
+            if a.subject == me or t - a.last_seen > CORROBORATION_S or key.startswith("offline|"):
+                continue
+            near = (a.detail.get("metric") == ctx.metric and a.lon is not None
+                    and distance_m(ctx.place["lon"], ctx.place["lat"], a.lon, a.lat) <= NEIGHBOUR_M)
+            if near or (county and a.adcode == county and a.theme == theme):
+                keys.append(key)
+        return keys
 
     def _forecast(self, ctx: SensorCtx, t: float, v: float) -> None:
         model, version, state = ctx.forecast

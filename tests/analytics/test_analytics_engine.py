@@ -54,7 +54,8 @@ def test_road_ponding_video_nearby_corroborates_and_raises_the_level():
 
 
 def test_uncorroborated_anomaly_is_a_possible_sensor_fault_and_neighbours_corroborate():
-    c = core()
+    panyu = {**GZ, "county": "440113"}
+    c = DetectorCore(locate=lambda _d, lon, _lat: panyu if lon > 113.5 else GZ)
     rng = np.random.default_rng(0)
     # bridge strain has no rule: only the anomaly detectors watch it
     for s, lon in (("a", 113.33), ("b", 113.331), ("c", 113.60)):
@@ -66,9 +67,13 @@ def test_uncorroborated_anomaly_is_a_possible_sensor_fault_and_neighbours_corrob
     assert len(first) == 1 and first[0].detail["possible_fault"] is True and "疑似设备故障" in first[0].title
     c.on_reading({"sensor_id": "b", "metric": "bridge_strain", "value": 900.0, "ts": t + 30, "lon": 113.331, "lat": 23.13})
     c.on_reading({"sensor_id": "c", "metric": "bridge_strain", "value": 900.0, "ts": t + 30, "lon": 113.60, "lat": 23.13})
-    by = {a.subject: a for a in opened(c.drain())}
+    changes = c.drain()
+    by = {a.subject: a for a in opened(changes)}
     assert "possible_fault" not in by["sensor:b"].detail  # a neighbour 100 m away agrees
-    assert by["sensor:c"].detail["possible_fault"] is True  # 27 km away: no corroboration
+    assert by["sensor:c"].detail["possible_fault"] is True  # 27 km away, another county: alone
+    back = [ch for ch in changes if ch.action == "corroborated"]
+    assert [ch.alert.subject for ch in back] == ["sensor:a"]  # a is no longer alone either
+    assert "疑似设备故障" not in back[0].snapshot["title"] and "possible_fault" not in back[0].snapshot["detail"]
 
 
 def test_rule_alert_supersedes_anomaly_on_the_same_sensor():
