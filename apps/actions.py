@@ -7,7 +7,7 @@ available, rather than writing to its tables behind its back.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 DEFAULT_UNIT = "区县值班处置组"
 DISPATCH_DUE = timedelta(hours=4)
@@ -45,7 +45,9 @@ def handle(engine, *, alert_id: str, action: str, actor: str, note: str | None =
     fn = _transition_function()
     if fn is None:
         raise AppsError("alert handling is not available yet (the analytics alert lifecycle is missing)")
-    from apps.scope import check_action  # signed-in user's region scope and operator role (access)
+    from apps.scope import (
+        check_action,  # signed-in user's region scope and operator role (access)
+    )
 
     actor = check_action(engine, alert_id=alert_id, action=ACTIONS[action], actor=actor)
     extra = {}
@@ -53,6 +55,6 @@ def handle(engine, *, alert_id: str, action: str, actor: str, note: str | None =
         # The county view dispatches to the unit named in the note field (default: the county's
         # duty team) with the default due time; the alerts page offers the full form.
         extra = {"to_unit": (note or "").strip() or DEFAULT_UNIT,
-                 "due_at": datetime.now(timezone.utc) + DISPATCH_DUE}
+                 "due_at": datetime.now(UTC) + DISPATCH_DUE}
     result = fn(engine, alert_id=alert_id, action=ACTIONS[action], actor=actor, note=note, **extra)
     return getattr(result, "status", None) or (result.get("status") if isinstance(result, dict) else str(result))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -83,7 +83,7 @@ def _scale_rollups(eng, *, days: int) -> None:
     from apps.catalogue import ingest_catalogue
 
     metrics = list(ingest_catalogue()["metrics"])
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     with eng.begin() as conn:
         for table, start, step in (
                 ("reading_rollups_hour", now.replace(minute=0) - timedelta(days=days), "1 hour"),
@@ -116,7 +116,7 @@ def _fill_readings(eng, *, target: int, log=print, chunk: int = 2_000_000) -> No
         n_sensors = conn.execute(sa.text("SELECT count(*) FROM sensors")).scalar()
     if have >= target:
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     span_days = 3
     with eng.begin() as conn:
         conn.execute(sa.text("SELECT ingest_ensure_readings_partitions(CAST(:a AS date), CAST(:b AS date))"),

@@ -12,8 +12,15 @@ from urllib.parse import parse_qsl, urlencode
 import pandas as pd
 from dash import dcc, html
 
-from apps.catalogue import (ALL_THEMES, DEFAULT_WINDOW, LEVEL_COLOURS, LEVELS, WINDOWS, themes,
-                            theme_label)
+from apps.catalogue import (
+    ALL_THEMES,
+    DEFAULT_WINDOW,
+    LEVEL_COLOURS,
+    LEVELS,
+    WINDOWS,
+    theme_label,
+    themes,
+)
 from apps.i18n import DEFAULT_LANG, t
 
 VIEW_PARAMS = ("theme", "window", "lang", "screen", "rotate")
@@ -111,7 +118,7 @@ def window_selector(page: str, window: str, lang: str) -> dcc.Dropdown:
                         value=window, clearable=False, searchable=False, className="window-select")
 
 
-def fmt_int(n: int | float | None) -> str:
+def fmt_int(n: float | None) -> str:
     """Thousands separators; "—" for missing.
 
     >>> fmt_int(1234567), fmt_int(None)

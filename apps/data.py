@@ -13,13 +13,23 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
 
-from apps.catalogue import (ALL_THEMES, LEVEL_RANK, LEVELS, OPEN_STATUSES, WINDOWS, AppsError,
-                            Indicator, theme_event_types, theme_metrics, worst_level)
+from apps.catalogue import (
+    ALL_THEMES,
+    LEVEL_RANK,
+    LEVELS,
+    OPEN_STATUSES,
+    WINDOWS,
+    AppsError,
+    Indicator,
+    theme_event_types,
+    theme_metrics,
+    worst_level,
+)
 
 LOCAL_TZ = "Asia/Shanghai"
 ONLINE_WITHIN = timedelta(minutes=15)  # a sensor seen within this is "online"
@@ -570,12 +580,12 @@ def hourly_alerts(engine, *, scope: str, hours: int = 24, theme: str = ALL_THEME
 def local_midnight(engine=None, now: datetime | None = None) -> datetime:
     """Start of today in China Standard Time ("today" on the screens), as an aware datetime.
 
-    >>> local_midnight(now=datetime(2026, 11, 23, 16, 30, tzinfo=timezone.utc)).isoformat()
+    >>> local_midnight(now=datetime(2026, 11, 23, 16, 30, tzinfo=UTC)).isoformat()
     '2026-11-24T00:00:00+08:00'
     """
     from zoneinfo import ZoneInfo
 
-    local = (now or datetime.now(timezone.utc)).astimezone(ZoneInfo(LOCAL_TZ))
+    local = (now or datetime.now(UTC)).astimezone(ZoneInfo(LOCAL_TZ))
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -764,7 +774,7 @@ def county_sensors(engine, *, county: str, theme: str = ALL_THEMES,
         worst: dict[str, str] = {}
         for subj, lv in zip(alerts[subject], alerts["level"]):
             sid = str(subj or "")
-            sid = sid[len("sensor:"):] if sid.startswith("sensor:") else sid
+            sid = sid.removeprefix("sensor:")
             worst[sid] = worst_level([worst.get(sid, "none"), lv])
         df["level"] = df["sensor_id"].map(worst).fillna("none")
     return df
@@ -871,7 +881,7 @@ def sensor_series(engine, *, sensor_id: str, hours: int = 24, max_points: int = 
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def thresholds(metric: str, adcodes: tuple[str, ...] = ()) -> dict[str, float]:

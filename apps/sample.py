@@ -9,7 +9,7 @@ the live product fills them from Kafka instead. Deterministic for a given seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
@@ -40,7 +40,7 @@ def seed(engine: sa.Engine, spec: SampleSpec | None = None) -> dict:
     """Write sample data for every county of ``spec.province``; returns row counts by table."""
     spec = spec or SampleSpec()
     rng = np.random.default_rng(spec.seed)
-    now = (spec.now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
+    now = (spec.now or datetime.now(UTC)).replace(second=0, microsecond=0)
     cat = ingest_catalogue()
     metrics = list(cat["metrics"])
     weights = np.array([cat["metrics"][m].get("sim", {}).get("weight", 1) for m in metrics], float)

@@ -10,13 +10,29 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 
 from apps import data
 from apps.catalogue import AppsError, indicators, theme_label
-from apps.components import (alerts_table, clock, error_panel, fmt_indicator, header, kpi_strip,
-                             panel, ranking, ticker_items, vital_card)
+from apps.components import (
+    alerts_table,
+    clock,
+    error_panel,
+    fmt_indicator,
+    header,
+    kpi_strip,
+    panel,
+    ranking,
+    ticker_items,
+    vital_card,
+)
 from apps.i18n import t
 from apps.live import changed_values, next_city
 from apps.maps import MAP_CONFIG, region_map, trend_figure
-from apps.pages.common import (empty_note, engine, register_region_callbacks, stores, view_params,
-                               wall_clock_callback)
+from apps.pages.common import (
+    empty_note,
+    engine,
+    register_region_callbacks,
+    stores,
+    view_params,
+    wall_clock_callback,
+)
 
 PAGE = "city"
 

@@ -11,7 +11,14 @@ from dash import ALL, Input, Output, Patch, State, callback, dcc, html, no_updat
 
 from apps import data
 from apps.catalogue import norm_theme, norm_window
-from apps.components import KPI_IDS, kpi_values, parse_search, query_string, ticker_items, view_href
+from apps.components import (
+    KPI_IDS,
+    kpi_values,
+    parse_search,
+    query_string,
+    ticker_items,
+    view_href,
+)
 from apps.i18n import norm_lang
 from apps.live import LIVE_INTERVAL_MS, changed_values, map_levels, newest_change
 from apps.maps import level_z
@@ -148,5 +155,14 @@ def empty_note(text: str) -> html.Div:
     return html.Div(text, className="muted empty")
 
 
-__all__ = ["ViewParams", "view_params", "engine", "stores", "register_region_callbacks",
-           "live_update", "wall_clock_callback", "parse_search", "ALL"]
+__all__ = [
+    "ALL",
+    "ViewParams",
+    "engine",
+    "live_update",
+    "parse_search",
+    "register_region_callbacks",
+    "stores",
+    "view_params",
+    "wall_clock_callback",
+]

@@ -6,15 +6,14 @@ their handling actions."""
 from __future__ import annotations
 
 import dash
+import pandas as pd
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from apps import actions, data
-import pandas as pd
-
 from apps.catalogue import OPEN_STATUSES, WINDOWS, AppsError, label, theme_label
 from apps.components import alerts_table, error_panel, header, kpi_strip, panel
 from apps.i18n import t
-from apps.maps import MAP_CONFIG, EVENT_COLOURS, county_map, series_figure
+from apps.maps import EVENT_COLOURS, MAP_CONFIG, county_map, series_figure
 from apps.pages.common import engine, view_params
 
 PAGE = "county"

@@ -9,12 +9,26 @@ from dash import dcc, html
 
 from apps import data
 from apps.catalogue import AppsError, theme_label
-from apps.components import (alerts_table, clock, error_panel, header, kpi_strip, panel, ranking,
-                             ticker_items)
+from apps.components import (
+    alerts_table,
+    clock,
+    error_panel,
+    header,
+    kpi_strip,
+    panel,
+    ranking,
+    ticker_items,
+)
 from apps.i18n import t
 from apps.maps import MAP_CONFIG, region_map, trend_figure
-from apps.pages.common import (empty_note, engine, register_region_callbacks, stores, view_params,
-                               wall_clock_callback)
+from apps.pages.common import (
+    empty_note,
+    engine,
+    register_region_callbacks,
+    stores,
+    view_params,
+    wall_clock_callback,
+)
 
 PAGE = "province"
 
