@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tongguan needs when they are missing: PostgreSQL with PostGIS,
-# and Chromium with its driver for the browser tests and screenshots. Uses sudo when not root.
+# Chromium with its driver for the browser tests and screenshots, and a CJK font so that
+# headless Chromium renders the Chinese interface legibly. Uses sudo when not root.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,7 @@ if [ -z "$pg_major" ] || ! ls /usr/share/postgresql/"$pg_major"/extension/postgi
 fi
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 getent passwd postgres >/dev/null 2>&1 || need+=(postgresql)
 
 [ ${#need[@]} -eq 0 ] && exit 0
