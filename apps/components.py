@@ -89,6 +89,11 @@ def header(tree, adcode: str, *, params: dict, lang: str, level: str) -> html.Di
                       className="lang-switch", id="lang-switch"),
              dcc.Link(t("nav.wall", lang), href=here + query_string(**{**params, "screen": "wall"}),
                       className="head-link", id="wall-link"),
+             dcc.Link(t("nav.alerts", lang), href=f"/alerts?region={adcode}" + ("&lang=en" if lang == "en" else ""),
+                      className="head-link",
+                      id="alerts-link"),
+             dcc.Link(t("nav.subscriptions", lang), href="/subscriptions" + query_string(lang=lang),
+                      className="head-link", id="subscriptions-link"),
              dcc.Link(t("nav.status", lang), href="/status" + query_string(lang=lang), className="head-link")]
     parent = tree.parent(adcode)
     if parent:

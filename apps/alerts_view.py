@@ -1,0 +1,115 @@
+"""What the alerts page (/alerts) does, as plain functions of the database and the caller's scope
+(the page's callbacks only call these, so they are tested without a browser).
+
+- :func:`region_options`: the region tree picker — the caller's home region and everything below
+  it, indented, depth first;
+- :func:`filter_alerts`: alerts of a region subtree by theme, levels and statuses (the read goes
+  through :func:`apps.data.alerts_list`, under the request's row-level security);
+- :func:`bulk_action`: one handling action on many alerts, each through the same path as the
+  county view's buttons (:func:`apps.actions.handle`: access check, audit, analytics lifecycle).
+  An alert the lifecycle or the access check refuses is reported with its reason; the others
+  are still handled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from apps import data
+from apps.catalogue import ALL_THEMES, LEVELS, STATUSES, AppsError
+
+BULK_ACTIONS = ("ack", "dispatch", "resolve", "close")
+MAX_ROWS = 300
+
+
+def region_options(engine, home: str, lang: str = "zh") -> list[dict]:
+    """Dropdown options of ``home``'s subtree, indented by depth (the region tree picker).
+
+    Each option is ``{"label": "　　天河区", "value": "440106"}``; labels are plain text."""
+    tree = data.region_tree(engine)
+    if not home or home not in tree:
+        return []
+    base = len(tree.path(home))
+    out = []
+    for code in tree.subtree(home):
+        depth = len(tree.path(code)) - base
+        out.append({"label": "\u3000" * depth + tree.name(code, lang=lang), "value": code})
+    return out
+
+
+def check_region(engine, home: str, region: str | None) -> str:
+    """The region to filter by: ``region`` when it lies in ``home``'s subtree, else an error."""
+    region = (region or "").strip() or home
+    tree = data.region_tree(engine)
+    if region not in tree:
+        raise AppsError(f"unknown region {region!r}; pick one from the region list")
+    if not (home and tree.is_within(region, home)):
+        raise AppsError(f"region {region} is outside your region {home}")
+    return region
+
+
+def filter_alerts(engine, *, home: str, region: str | None = None, theme: str = ALL_THEMES,
+                  levels: list[str] | None = None, statuses: list[str] | None = None,
+                  limit: int = MAX_ROWS) -> pd.DataFrame:
+    """Alerts of ``region``'s subtree (within ``home``), newest change first.
+
+    ``levels``/``statuses`` empty or None mean all of them."""
+    region = check_region(engine, home, region)
+    levels = [lv for lv in (levels or []) if lv in LEVELS]
+    statuses = [s for s in (statuses or []) if s in STATUSES]
+    # The level filter is applied here, so ask for enough rows that it still fills the page.
+    df = data.alerts_list(engine, scope=region, theme=theme or ALL_THEMES, statuses=tuple(statuses) or None,
+                          limit=limit * (4 if levels else 1))
+    if levels and not df.empty:
+        df = df[df["level"].isin(levels)]
+    return df.head(limit).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    alert_id: str
+    ok: bool
+    message: str  # the new status, or why it was refused
+
+
+def bulk_action(engine, *, alert_ids: list[str], action: str, actor: str, note: str | None = None) -> list[Outcome]:
+    """Apply ``action`` to each alert; a refusal (lifecycle or access) is reported, not raised."""
+    from apps import actions
+    from tongguan import TongguanError
+
+    if action not in BULK_ACTIONS:
+        raise AppsError(f"unknown action {action!r}; use one of {', '.join(BULK_ACTIONS)}")
+    out = []
+    for aid in dict.fromkeys(str(a) for a in alert_ids if a):
+        try:
+            status = actions.handle(engine, alert_id=aid, action=action, actor=actor, note=note)
+            out.append(Outcome(aid, True, str(status)))
+        except TongguanError as exc:
+            out.append(Outcome(aid, False, str(exc)))
+    return out
+
+
+def table_rows(df: pd.DataFrame, lang: str = "zh") -> list[dict]:
+    """Rows for the page's DataTable (plain strings: the table renders text, never HTML)."""
+    from apps.catalogue import theme_label
+    from apps.components import _when, status_label
+    from apps.i18n import t
+
+    rows = []
+    for r in df.to_dict("records"):
+        rows.append({
+            "id": str(r["id"]),
+            "level": r["level"],
+            "level_label": t(f"alert.level.{r['level']}", lang) if r["level"] in LEVELS else str(r["level"]),
+            "region": str(r.get("region_name_en" if lang == "en" else "region_name") or r["adcode"]),
+            "adcode": r["adcode"],
+            "title": str(r.get("title") or ""),
+            "theme": theme_label(r["theme"], lang) if r.get("theme") else "",
+            "status": r["status"],
+            "status_label": status_label(r["status"], lang),
+            "owner": str(r.get("owner_region") or "").strip(),
+            "last_seen": _when(r.get("last_seen")),
+        })
+    return rows

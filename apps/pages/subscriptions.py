@@ -1,0 +1,239 @@
+"""/subscriptions — the signed-in user's alert subscriptions: create and edit (region tree picker,
+themes, minimum level, channels, quiet hours, escalated-only), remove, send a test delivery; and
+the in-app inbox with read/unread. The work is :mod:`apps.subscriptions_view` (scoped, audited)."""
+
+from __future__ import annotations
+
+import dash
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from apps import subscriptions_view as view
+from apps.alerts_view import region_options
+from apps.catalogue import LEVEL_COLOURS, LEVELS, theme_label, themes
+from apps.components import _when, error_panel, panel
+from apps.i18n import norm_lang, t
+from apps.pages.alerts import current_scope, nav_links
+from apps.pages.common import engine
+
+PAGE = "subs"
+CHANNELS = ("inbox", "webhook", "email")
+FORM = ("name", "region", "themes", "level", "channels", "webhook", "email", "quiet-start", "quiet-end",
+        "escalated")
+
+
+def _tree_name(eng, adcode: str, lang: str) -> str:
+    from apps import data
+
+    try:
+        return data.region_tree(eng).name(adcode, lang=lang)
+    except Exception:  # noqa: BLE001
+        return adcode
+
+
+def subs_list(eng, rows: list[dict], lang: str):
+    """The user's subscriptions, each with edit / test / remove (names are text, never HTML)."""
+    if not rows:
+        return html.Div(t("subs.empty", lang), className="muted empty", id=f"{PAGE}-empty")
+    body = []
+    for r in rows:
+        rule = [html.Span(t(f"alert.level.{r['min_level']}", lang) + "+", className="level-badge",
+                          style={"background": LEVEL_COLOURS.get(r["min_level"], "#555")}),
+                " " + (" · ".join(theme_label(x, lang) for x in r["themes"]) or t("subs.all_themes", lang))]
+        if r.get("quiet_start"):
+            rule.append(f" · 🌙 {view.fmt_time(r['quiet_start'])}–{view.fmt_time(r['quiet_end'])}")
+        if r.get("escalated_only"):
+            rule.append(" · ⇧")
+        body.append(html.Tr([
+            html.Td(f"#{r['id']}", className="muted"),
+            html.Td([html.Div(r["name"], className="sub-name"),
+                     html.Div(_tree_name(eng, r["adcode"], lang), className="muted")]),
+            html.Td(rule),
+            html.Td(", ".join(t(f"subs.channel.{c}", lang) for c in r["channels"])),
+            html.Td([html.Button(t(f"subs.{a}", lang), n_clicks=0, className=f"action-btn sub-{a}",
+                                 id={"type": f"{PAGE}-act", "action": a, "sub": r["id"]})
+                     for a in ("edit", "test", "remove")]),
+        ], id=f"{PAGE}-row-{r['id']}"))
+    head = html.Thead(html.Tr([html.Th("#"), html.Th(t("subs.name", lang)), html.Th(t("subs.col.rule", lang)),
+                               html.Th(t("subs.col.channels", lang)), html.Th(t("col.actions", lang))]))
+    return html.Table([head, html.Tbody(body)], className="grid-table subs-table", id=f"{PAGE}-table")
+
+
+def inbox_list(eng, scope, lang: str, unread_only: bool = False):
+    rows = view.inbox(eng, scope, unread_only=unread_only)
+    if not rows:
+        return html.Div(t("inbox.empty", lang), className="muted empty", id="inbox-empty")
+    items = []
+    for m in rows:
+        unread = m["read_at"] is None
+        items.append(html.Div([
+            html.Details([
+                html.Summary([html.Span("●" if unread else "○", className="inbox-dot"),
+                              html.Span(_when(m["created_at"]), className="tick-time"),
+                              html.Span(m["title"] or "", className="inbox-title")]),
+                html.Div(m["body"] or "", className="inbox-body"),
+            ]),
+            html.Button(t("inbox.read" if unread else "inbox.unread_btn", lang), n_clicks=0,
+                        className="action-btn inbox-toggle",
+                        id={"type": "inbox-toggle", "msg": m["id"], "read": unread}),
+        ], className="inbox-item " + ("inbox-unread" if unread else "inbox-read"), id=f"inbox-msg-{m['id']}"))
+    return html.Div(items, id="inbox-items")
+
+
+def form(eng, scope, lang: str):
+    def field(label, control, cls=""):
+        return html.Div([html.Label(label, className="f-label"), control], className="f-item " + cls)
+
+    return html.Div([
+        html.H4(t("subs.form_new", lang), id=f"{PAGE}-form-title", className="form-title"),
+        field(t("subs.name", lang), dcc.Input(id=f"{PAGE}-name", className="text-input", value="")),
+        field(t("subs.region", lang), dcc.Dropdown(id=f"{PAGE}-region", options=region_options(eng, scope.home, lang),
+                                                    value=scope.home, clearable=False, className="region-picker")),
+        field(t("subs.themes", lang), dcc.Checklist(id=f"{PAGE}-themes", value=[], inline=True,
+                                                     className="chip-list",
+                                                     options=[{"label": theme_label(k, lang), "value": k}
+                                                              for k in themes()])),
+        field(t("subs.min_level", lang), dcc.RadioItems(
+            id=f"{PAGE}-level", value="yellow", inline=True, className="chip-list",
+            options=[{"label": html.Span(t(f"alert.level.{lv}", lang), className="lv-chip",
+                                         style={"background": LEVEL_COLOURS[lv]}), "value": lv} for lv in LEVELS])),
+        field(t("subs.channels", lang), dcc.Checklist(
+            id=f"{PAGE}-channels", value=["inbox"], inline=True, className="chip-list",
+            options=[{"label": t(f"subs.channel.{c}", lang), "value": c} for c in CHANNELS])),
+        html.Div([field(t("subs.webhook_url", lang), dcc.Input(id=f"{PAGE}-webhook", className="text-input",
+                                                                placeholder="https://…", value="")),
+                  field(t("subs.email", lang), dcc.Input(id=f"{PAGE}-email", className="text-input",
+                                                          placeholder="name@example.org", value=""))],
+                 className="f-row"),
+        field(t("subs.quiet", lang), html.Div([
+            dcc.Input(id=f"{PAGE}-quiet-start", className="time-input", placeholder="22:00", value=""),
+            html.Span("–"),
+            dcc.Input(id=f"{PAGE}-quiet-end", className="time-input", placeholder="07:00", value="")],
+            className="quiet")),
+        dcc.Checklist(id=f"{PAGE}-escalated", value=[], className="chip-list",
+                      options=[{"label": t("subs.escalated_only", lang), "value": "yes"}]),
+        html.Div([html.Button(t("subs.save", lang), id=f"{PAGE}-save", n_clicks=0, className="primary-btn"),
+                  html.Button(t("subs.new", lang), id=f"{PAGE}-new", n_clicks=0, className="action-btn")],
+                 className="form-buttons"),
+    ], className="subs-form", id=f"{PAGE}-form")
+
+
+def layout(lang=None, **_query):
+    lang = norm_lang(lang)
+    scope = current_scope()
+    if not scope.home:
+        return error_panel(t("error.signin", lang), lang)
+    eng = engine()
+    return html.Div([
+        html.Div([html.H2(t("subs.title", lang), className="page-title"),
+                  nav_links("subscriptions", lang, eng=eng, home=scope.home)], className="page-head"),
+        html.Div(id=f"{PAGE}-msg", className="action-result"),
+        html.Div([
+            panel(t("subs.form_new", lang) + " / " + t("subs.edit", lang), form(eng, scope, lang), cls="panel-form"),
+            panel(t("subs.mine", lang), html.Div(subs_list(eng, view.list_mine(eng, scope), lang),
+                                                 id=f"{PAGE}-list"), cls="panel-subs"),
+            panel(t("inbox.title", lang), html.Div([
+                html.Div([html.Span(t("inbox.unread", lang, n=view.unread(eng, scope)), id="inbox-unread",
+                                    className="inbox-count"),
+                          dcc.Checklist(id="inbox-unread-only", value=[], className="chip-list",
+                                        options=[{"label": t("inbox.unread_only", lang), "value": "yes"}]),
+                          html.Button(t("inbox.mark_all", lang), id="inbox-mark-all", n_clicks=0,
+                                      className="action-btn")], className="inbox-bar"),
+                html.Div(inbox_list(eng, scope, lang), id="inbox-list"),
+            ]), cls="panel-inbox"),
+        ], className="subs-row"),
+        dcc.Store(id=f"{PAGE}-editing", data=None),
+        dcc.Store(id=f"{PAGE}-params", data={"lang": lang}),
+        dcc.Store(id="inbox-refresh", data=0),
+    ], className="page subscriptions-page", id="subscriptions-page")
+
+
+def _form_values(row: dict | None, home: str) -> list:
+    if row is None:
+        return ["", home, [], "yellow", ["inbox"], "", "", "", "", []]
+    return [row["name"], row["adcode"], list(row["themes"]), row["min_level"], list(row["channels"]),
+            row.get("webhook_url") or "", row.get("email") or "", view.fmt_time(row.get("quiet_start")),
+            view.fmt_time(row.get("quiet_end")), ["yes"] if row.get("escalated_only") else []]
+
+
+@callback([Output(f"{PAGE}-{k}", "value") for k in FORM]
+          + [Output(f"{PAGE}-editing", "data"), Output(f"{PAGE}-form-title", "children"),
+             Output(f"{PAGE}-msg", "children"), Output(f"{PAGE}-list", "children"),
+             Output("inbox-refresh", "data")],
+          Input(f"{PAGE}-save", "n_clicks"), Input(f"{PAGE}-new", "n_clicks"),
+          Input({"type": f"{PAGE}-act", "action": ALL, "sub": ALL}, "n_clicks"),
+          [State(f"{PAGE}-{k}", "value") for k in FORM]
+          + [State(f"{PAGE}-editing", "data"), State(f"{PAGE}-params", "data"), State("inbox-refresh", "data")],
+          prevent_initial_call=True)
+def _subs_action(_save, _new, act_clicks, *states):
+    from tongguan import TongguanError
+
+    values, editing, params, refresh = list(states[:len(FORM)]), states[-3], states[-2], states[-1]
+    lang = params["lang"]
+    scope = current_scope()
+    eng = engine()
+    trig = ctx.triggered_id
+    keep = [no_update] * len(FORM)
+    title_new = t("subs.form_new", lang)
+    try:
+        if trig == f"{PAGE}-new":
+            return _form_values(None, scope.home) + [None, title_new, "", no_update, no_update]
+        if trig == f"{PAGE}-save":
+            f = dict(zip(("name", "adcode", "themes", "min_level", "channels", "webhook_url", "email",
+                          "quiet_start", "quiet_end", "escalated_only"), values))
+            f["escalated_only"] = bool(f["escalated_only"])
+            row = view.save(eng, scope, f, sub_id=editing)
+            msg = [html.Span(t("subs.saved", lang, id=row["id"]), className="ok", id=f"{PAGE}-saved")]
+            if editing is None and row.get("secret"):
+                msg.append(html.Div(t("subs.secret", lang, secret=row["secret"]), className="secret"))
+            return keep + [row["id"], t("subs.form_edit", lang, id=row["id"]), html.Div(msg),
+                           subs_list(eng, view.list_mine(eng, scope), lang), no_update]
+        if isinstance(trig, dict) and trig.get("type") == f"{PAGE}-act":
+            if not any(c for c in act_clicks if c):
+                return keep + [no_update] * 5
+            sub_id, action = int(trig["sub"]), trig["action"]
+            if action == "edit":
+                row = view.get_mine(eng, scope, sub_id)
+                return _form_values(row, scope.home) + [sub_id, t("subs.form_edit", lang, id=sub_id), "",
+                                                        no_update, no_update]
+            if action == "remove":
+                view.remove(eng, scope, sub_id)
+                reset = editing == sub_id
+                return ((_form_values(None, scope.home) if reset else keep)
+                        + [None if reset else no_update, title_new if reset else no_update,
+                           html.Span(t("subs.removed", lang, id=sub_id), className="ok"),
+                           subs_list(eng, view.list_mine(eng, scope), lang), no_update])
+            if action == "test":
+                results = view.test_delivery(eng, scope, sub_id)
+                text = "; ".join(f"{t(f'subs.channel.{c}', lang)} {'✓' if ok else '✗ ' + detail}"
+                                 for c, ok, detail in results)
+                ok = all(ok for _, ok, _ in results)
+                return keep + [no_update, no_update,
+                               html.Span(t("subs.tested", lang, id=sub_id, result=text),
+                                         className="ok" if ok else "error", id=f"{PAGE}-tested"),
+                               no_update, (refresh or 0) + 1]
+    except TongguanError as exc:  # bad input or outside the user's region: one line, no traceback
+        return keep + [no_update, no_update, html.Span(str(exc), className="error", id=f"{PAGE}-error"),
+                       no_update, no_update]
+    return keep + [no_update] * 5
+
+
+@callback(Output("inbox-list", "children"), Output("inbox-unread", "children"),
+          Input("inbox-mark-all", "n_clicks"), Input({"type": "inbox-toggle", "msg": ALL, "read": ALL}, "n_clicks"),
+          Input("inbox-unread-only", "value"), Input("inbox-refresh", "data"),
+          State(f"{PAGE}-params", "data"), prevent_initial_call=True)
+def _inbox(_all, toggles, unread_only, _refresh, params):
+    lang = params["lang"]
+    scope = current_scope()
+    eng = engine()
+    trig = ctx.triggered_id
+    if trig == "inbox-mark-all":
+        view.set_read(eng, scope, None, True)
+    elif isinstance(trig, dict) and trig.get("type") == "inbox-toggle":
+        if not any(c for c in toggles if c):
+            return no_update, no_update
+        view.set_read(eng, scope, [int(trig["msg"])], bool(trig["read"]))
+    return (inbox_list(eng, scope, lang, unread_only=bool(unread_only)),
+            t("inbox.unread", lang, n=view.unread(eng, scope)))
+
+
+dash.register_page(__name__, path="/subscriptions", name="subscriptions", title="统管 · 预警订阅", layout=layout)
