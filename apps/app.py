@@ -33,8 +33,7 @@ def create_app(config: AppConfig) -> dash.Dash:
 
     install_access(app)
     from apps.pages import status  # noqa: F401  (registers its page)
-    from apps.pages import city, county, province  # noqa: F401  (register their pages)
-    from apps.pages import alerts, subscriptions  # noqa: F401  (alert handling, subscriptions, inbox)
+    from apps.pages import alerts, city, county, province, subscriptions  # noqa: F401  (register their pages)
 
     # "/" is the province view of Guangdong: the server redirects (below); in-app navigation to
     # "/" lands on this page, which sends the browser on.

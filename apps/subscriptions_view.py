@@ -16,7 +16,7 @@ from datetime import time
 import sqlalchemy as sa
 
 from apps import audit
-from apps.catalogue import LEVELS, AppsError
+from apps.catalogue import LEVELS
 from apps.scope import AccessError, Scope, tree_for
 
 FIELDS = ("name", "adcode", "themes", "min_level", "channels", "webhook_url", "email", "quiet_start",
@@ -146,7 +146,7 @@ def remove(engine, scope: Scope, sub_id: int) -> None:
                  region=row["adcode"], target=str(sub_id))
 
 
-def test_delivery(engine, scope: Scope, sub_id: int) -> list[tuple[str, bool, str]]:
+def send_test_delivery(engine, scope: Scope, sub_id: int) -> list[tuple[str, bool, str]]:
     """Send a test notification through each channel of one of the caller's subscriptions now
     (``tongguan subscriptions test``). The delivery log and inbox are written by the notifier's
     role, so after the caller's check the send runs unscoped."""

@@ -9,10 +9,28 @@ The initial filters come from the query string (``?region=440106&theme=flood&lev
 from __future__ import annotations
 
 import dash
-from dash import ALL, Input, Output, State, callback, ctx, dash_table, dcc, html, no_update
+from dash import (
+    ALL,
+    Input,
+    Output,
+    State,
+    callback,
+    ctx,
+    dash_table,
+    dcc,
+    html,
+    no_update,
+)
 
 from apps import alerts_view as view
-from apps.catalogue import LEVEL_COLOURS, LEVELS, OPEN_STATUSES, STATUSES, AppsError, norm_theme
+from apps.catalogue import (
+    LEVEL_COLOURS,
+    LEVELS,
+    OPEN_STATUSES,
+    STATUSES,
+    AppsError,
+    norm_theme,
+)
 from apps.components import error_panel, panel, query_string, theme_selector
 from apps.i18n import norm_lang, t
 from apps.pages.common import engine

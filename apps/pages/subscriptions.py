@@ -203,7 +203,7 @@ def _subs_action(_save, _new, act_clicks, *states):
                            html.Span(t("subs.removed", lang, id=sub_id), className="ok"),
                            subs_list(eng, view.list_mine(eng, scope), lang), no_update])
             if action == "test":
-                results = view.test_delivery(eng, scope, sub_id)
+                results = view.send_test_delivery(eng, scope, sub_id)
                 text = "; ".join(f"{t(f'subs.channel.{c}', lang)} {'✓' if ok else '✗ ' + detail}"
                                  for c, ok, detail in results)
                 ok = all(ok for _, ok, _ in results)

@@ -71,7 +71,7 @@ def test_filters_by_region_theme_level_status(engine, users):
     from apps.scope import scoped
 
     with scoped(users["gz-operator"]):
-        ids = lambda df: set(df["id"])  # noqa: E731
+        ids = lambda df: set(df["id"])
         # default: open statuses of the whole city (Futian is another city)
         assert ids(filter_alerts(engine, home="440100", statuses=["open", "acknowledged", "dispatched"])) == {
             "P-TH-RED", "P-TH-ORANGE", "P-TH-ACKED", "P-YX-RED"}
@@ -143,7 +143,7 @@ def _wait(driver, cond, what: str, timeout: float = 20.0):
             v = cond(driver)
             if v:
                 return v
-        except Exception as exc:  # not rendered yet
+        except Exception as exc:  # noqa: BLE001 - not rendered yet
             last = exc
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what} ({last}); url={driver.current_url}")
@@ -165,7 +165,7 @@ def test_alerts_and_subscriptions_pages_in_chromium(served, engine):
         d.find_element("name", "password").send_keys(PASSWORD)
         d.find_element("id", "login-submit").click()
         _wait(d, lambda d: d.current_url.endswith("/alerts"), "the alerts page")
-        rows = lambda d: d.find_elements("css selector", "#alerts-table tbody tr td.dash-select-cell")  # noqa: E731
+        rows = lambda d: d.find_elements("css selector", "#alerts-table tbody tr td.dash-select-cell")
         _wait(d, lambda d: len(rows(d)) == 3, "Tianhe's three unfinished alerts")
         assert not d.find_elements("id", "inj")  # titles stay text
         assert "P-YX-RED" not in d.page_source

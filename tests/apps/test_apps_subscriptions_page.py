@@ -85,9 +85,9 @@ def test_test_delivery_and_inbox_read_unread(engine, users):
     th, gz = users["tianhe-operator"], users["gz-operator"]
     with scoped(th):
         sid = view.save(engine, th, FORM)["id"]
-        results = view.test_delivery(engine, th, sid)
+        results = view.send_test_delivery(engine, th, sid)
         assert results == [("inbox", True, "inbox")]
-        view.test_delivery(engine, th, sid)
+        view.send_test_delivery(engine, th, sid)
         msgs = view.inbox(engine, th)
         assert len(msgs) == 2 and all(m["read_at"] is None for m in msgs)
         assert view.unread(engine, th) == 2
@@ -102,7 +102,7 @@ def test_test_delivery_and_inbox_read_unread(engine, users):
         assert view.inbox(engine, gz) == []  # another user's inbox is not theirs
         assert view.set_read(engine, gz, [msgs[0]["id"]], read=False) == 0
         with pytest.raises(AccessError):
-            view.test_delivery(engine, gz, sid)
+            view.send_test_delivery(engine, gz, sid)
     with engine.connect() as conn:
         n = conn.execute(sa.text("SELECT count(*) FROM notification_deliveries WHERE subscription_id = :s"),
                          {"s": sid}).scalar()
