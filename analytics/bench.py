@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -30,7 +30,7 @@ BACKGROUND_SENSORS = 2000
 
 def _reading(sensor: str, metric: str, value: float, unit: str, lon: float, lat: float) -> bytes:
     return orjson.dumps({"schema": "reading/1", "event_id": str(uuid.uuid4()), "sensor_id": sensor, "metric": metric,
-                         "value": value, "unit": unit, "ts": datetime.now(timezone.utc).isoformat(),
+                         "value": value, "unit": unit, "ts": datetime.now(UTC).isoformat(),
                          "lon": lon, "lat": lat})
 
 
@@ -201,7 +201,7 @@ def run_latency_bench(settings, services, *, rate: float = 5000.0, duration: flo
     if not len(lat_ms):
         raise AnalyticsError("no probe alert arrived; see `tongguan detect` logs")
     achieved = background["sent"] / max(background.get("seconds", duration), 1e-9)
-    return {"probes": int(len(lat_ms)), "missing": missing, "background_rate_target": rate,
+    return {"probes": len(lat_ms), "missing": missing, "background_rate_target": rate,
             "background_rate_achieved": round(achieved), "background_readings": background["sent"],
             "p50_ms": round(float(np.percentile(lat_ms, 50)), 1), "p95_ms": round(float(np.percentile(lat_ms, 95)), 1),
             "p99_ms": round(float(np.percentile(lat_ms, 99)), 1), "max_ms": round(float(lat_ms.max()), 1),

@@ -7,8 +7,6 @@ import logging
 import signal
 import sys
 
-from analytics.errors import AnalyticsError
-
 log = logging.getLogger("tongguan.analytics")
 
 

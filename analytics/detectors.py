@@ -27,7 +27,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from analytics.errors import AnalyticsError
-from analytics.features import FEATURES, FeatureState, frame_features, learn, series_features
+from analytics.features import (
+    FeatureState,
+    frame_features,
+    learn,
+    series_features,
+)
 from analytics.levels import LEVELS, rank
 
 ANOMALY_FILE = Path(__file__).with_name("anomaly.yaml")
@@ -339,7 +344,7 @@ class SeriesDetector(BaseEstimator):
         if "time_of_day" in self.components_:
             self.time_of_day_ = TimeOfDayDetector(min_scale=self.floor_).fit(F[["value", "hour"]].to_numpy())
         self.reference_ = float(np.median(frame["value"]))
-        self.n_train_ = int(len(frame))
+        self.n_train_ = len(frame)
         return self
 
     def _frame_scores(self, F: pd.DataFrame) -> np.ndarray:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from analytics.alerts import AlertBook, Change
 from analytics.detectors import ScoreThresholder, SeriesDetector, SeriesState
@@ -142,8 +142,7 @@ class DetectorCore:
             ctx.intervals.append(t - ctx.last_t)
             self._back_online(ctx, t)
         ctx.last_t = t
-        if t > self.now:
-            self.now = t
+        self.now = max(self.now, t)
         if ctx.metric == "rainfall":
             self._area_rain.setdefault(ctx.place.get("county", ""), deque(maxlen=4096)).append((t, v))
         _, events = self.rules.update(ctx.rules, {"sensor_id": ctx.sensor_id, "metric": ctx.metric,
@@ -325,8 +324,7 @@ class DetectorCore:
     def on_video(self, e: Mapping) -> None:
         """One validated video event: ``camera_id, type, ts`` (epoch s), ``lon, lat``, ``count``?"""
         t = float(e["ts"])
-        if t > self.now:
-            self.now = t
+        self.now = max(self.now, t)
         place = dict(self.locate(e["camera_id"], e["lon"], e["lat"]))
         place.update(lon=float(e["lon"]), lat=float(e["lat"]))
         etype = e["type"]

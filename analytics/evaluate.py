@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from analytics.errors import AnalyticsError
 
@@ -60,7 +60,6 @@ def evaluate(*, seed: int, days: float = 1.0, sensors: int = 400, cameras: int =
     a history of that length simulated with another seed (``seed + 1000``, the days before), so
     the evaluated seed is never seen in training; with 0 the detectors run untrained.
     """
-    import orjson
 
     from analytics.engine import DetectorCore
     from ingest import parse_message
@@ -179,7 +178,7 @@ def score(truth, opened: dict, harm_t: dict, *, sensors: int, days: float, seed:
     for aid, a in opened.items():
         if aid not in matched_alerts:
             if len(examples) < 8:
-                examples.append({"t": datetime.fromtimestamp(a["t"], timezone.utc).isoformat(), "subject": a["subject"],
+                examples.append({"t": datetime.fromtimestamp(a["t"], UTC).isoformat(), "subject": a["subject"],
                                  "source": a["source"], "level": a.get("level"), **a.get("detail", {})})
             false_by[a["source"] + (f" ({a['component']})" if a.get("component") else "")] += 1
     sensor_days = sensors * days

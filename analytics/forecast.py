@@ -146,10 +146,10 @@ class Forecaster(BaseEstimator):
             pred = self.median_.predict(Xs[test]) if test.any() else np.zeros(0)
         naive = np.abs(ys[test]).mean() if test.any() else float("nan")
         self.scores_ = {"mae": round(float(np.abs(pred - ys[test]).mean()), 4) if test.any() else None,
-                        "mae_persistence": round(float(naive), 4), "samples": int(len(ys))}
+                        "mae_persistence": round(float(naive), 4), "samples": len(ys)}
         self.rule_, self.level_, self.gate_ = cfg["rule"], cfg["level"], dict(cfg.get("gate") or {})
         self._threshold()
-        self.n_train_ = int(len(X))
+        self.n_train_ = len(X)
         return self
 
     def _threshold(self) -> None:

@@ -8,7 +8,7 @@ overwritten; the latest version of (kind, metric, sensor) is the one in use.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import joblib
@@ -60,7 +60,7 @@ def save_model(engine, home: Path, kind: str, metric: str, model, *, sensor_id: 
         path = d / f"v{version}.joblib"
         tmp = path.with_suffix(".joblib.part")
         joblib.dump({"model": model, "kind": kind, "metric": metric, "sensor_id": sensor_id,
-                     "version": version, "created_at": datetime.now(timezone.utc).isoformat()}, tmp)
+                     "version": version, "created_at": datetime.now(UTC).isoformat()}, tmp)
         tmp.replace(path)
         conn.execute(models_table.insert().values(
             kind=kind, metric=metric, sensor_id=sensor_id, version=version,

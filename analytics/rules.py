@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -72,7 +73,7 @@ class Condition:
     op: str  # ">", ">=", "<", "<="
     threshold: float
     hold: float = 0.0  # the YAML's `for`
-    also: tuple["Condition", ...] = ()
+    also: tuple[Condition, ...] = ()
 
     def describe(self) -> str:
         win = "" if self.agg == "last" else f" over {_fmt_duration(self.window)}"
@@ -225,7 +226,7 @@ def load_rules(path: str | None = None) -> tuple[Rule, ...]:
 class _Window:
     """Readings of the last ``length`` seconds with O(1) amortised sum, integral, min and max."""
 
-    __slots__ = ("length", "items", "total", "area", "mins", "maxs", "last_t", "last_v")
+    __slots__ = ("area", "items", "last_t", "last_v", "length", "maxs", "mins", "total")
 
     def __init__(self, length: float):
         self.length = length

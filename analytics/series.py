@@ -12,9 +12,10 @@ import csv
 import io
 import math
 import os
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import TextIO
 
 from analytics.detectors import ScoreThresholder, SeriesDetector
 from analytics.errors import AnalyticsError
@@ -31,7 +32,7 @@ def parse_tz(text: str | None) -> timezone | None:
     if not text:
         return None
     if text.upper() in ("UTC", "Z"):
-        return timezone.utc
+        return UTC
     sign = -1 if text.startswith("-") else 1
     digits = text.lstrip("+-").replace(":", "")
     if not (digits.isdigit() and len(digits) in (2, 4)):

@@ -8,7 +8,7 @@ from the simulator (another seed, no incidents, no faults) to train on.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
@@ -63,7 +63,7 @@ def train_models(frames: dict[str, pd.DataFrame], *, per_sensor: bool = True, ra
 def history_frames(engine, *, days: float = 7.0, metrics: list[str] | None = None,
                    until: datetime | None = None) -> dict[str, pd.DataFrame]:
     """{metric: DataFrame(series, timestamp, value, area)} of the last ``days`` in ``readings``."""
-    until = until or datetime.now(timezone.utc)
+    until = until or datetime.now(UTC)
     since = until - timedelta(days=days)
     q = sa.text("""SELECT metric, sensor_id AS series, extract(epoch FROM ts) AS timestamp, value, county AS area
                    FROM readings WHERE ts >= :since AND ts < :until

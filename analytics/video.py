@@ -58,7 +58,7 @@ class SurgeDetector(BaseEstimator):
             per_type = X.groupby("type")["place"].nunique()
             for etype, n in X.groupby("type").size().items():
                 self.type_rates_[etype] = max(self.prior_rate, n / span_days / 24.0 / per_type[etype])
-        self.n_events_ = int(len(X))
+        self.n_events_ = len(X)
         return self
 
     def prior(self):

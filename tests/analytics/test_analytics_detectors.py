@@ -6,8 +6,17 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import estimator_checks_generator
 
-from analytics import (AnalyticsError, DriftDetector, LevelShiftDetector, ScoreThresholder, SeriesDetector,
-                       SpikeDetector, StuckDetector, TimeOfDayDetector, frame_features)
+from analytics import (
+    AnalyticsError,
+    DriftDetector,
+    LevelShiftDetector,
+    ScoreThresholder,
+    SeriesDetector,
+    SpikeDetector,
+    StuckDetector,
+    TimeOfDayDetector,
+    frame_features,
+)
 from analytics.features import FeatureState, learn, series_features
 
 T0 = 1_780_000_000.0

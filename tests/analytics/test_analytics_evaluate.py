@@ -1,8 +1,9 @@
 """`tongguan analytics evaluate`: the simulator's incidents through the detection core, scored."""
 
 import json
+from datetime import UTC
 
-from analytics.evaluate import evaluate, score, summarise
+from analytics.evaluate import score, summarise
 from tongguan.cli import main
 
 
@@ -18,13 +19,13 @@ def test_evaluate_small_run_reports_every_incident_type(capsys):
 
 
 def test_scoring_counts_matches_false_alarms_and_leads():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     class Inc:
         def __init__(self, type_, sensors, counties, theme, start, end, fault=False):
             self.type, self.sensor_ids, self.counties, self.theme = type_, sensors, counties, theme
-            self.start = datetime.fromtimestamp(start, timezone.utc)
-            self.end = datetime.fromtimestamp(end, timezone.utc)
+            self.start = datetime.fromtimestamp(start, UTC)
+            self.end = datetime.fromtimestamp(end, UTC)
             self.detail = {"fault": True} if fault else {}
 
     truth = [Inc("rainstorm", ["p1"], ["440106"], "flood", 1000, 9000),

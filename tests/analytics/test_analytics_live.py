@@ -3,7 +3,7 @@ one alert per ongoing condition, history appended, state rebuilt from stored rea
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -56,7 +56,7 @@ def run_worker(settings, engine, locate=locate):
 
 
 def test_gas_leak_opens_one_alert_escalates_and_resolves(settings, engine):
-    t0 = datetime.now(timezone.utc) - timedelta(minutes=40)
+    t0 = datetime.now(UTC) - timedelta(minutes=40)
     values = [0.5] * 5 + [12, 12, 22, 30, 55, 55, 55] + [0.5] * 20
     # near Tianhe Park: the real region index (geo) places it in 天河区 and a grid cell
     msgs = [("gas-1", reading("gas-1", "gas_lel", v, t0 + timedelta(minutes=i), "%LEL", 113.36, 23.14))
@@ -88,7 +88,7 @@ def test_gas_leak_opens_one_alert_escalates_and_resolves(settings, engine):
 
 
 def test_restart_continues_the_open_alert(settings, engine):
-    t0 = datetime.now(timezone.utc) - timedelta(minutes=30)
+    t0 = datetime.now(UTC) - timedelta(minutes=30)
     produce(settings, [("p-1", reading("p-1", "ponding_depth", 30.0, t0 + timedelta(minutes=i), "cm")) for i in range(8)])
     run_worker(settings, engine)
     produce(settings, [("p-1", reading("p-1", "ponding_depth", 31.0, t0 + timedelta(minutes=8 + i), "cm"))
@@ -102,7 +102,7 @@ def test_restart_continues_the_open_alert(settings, engine):
 def test_state_is_rebuilt_from_stored_readings(settings, engine):
     """Ponding must stay above 15 cm for 5 min: the minutes before the restart are only in the
     database; replaying them rebuilds the rule's clock (one reading alone could not alert)."""
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     rows = [dict(ts=now - timedelta(minutes=6 - i), event_id=f"old-{i}", value=20.0) for i in range(6)]
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT ingest_ensure_readings_partitions(CAST(:a AS date), CAST(:b AS date))"),

@@ -2,7 +2,7 @@
 the live detector and by `analytics detect`."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -27,7 +27,7 @@ def cli_env(settings, tmp_path, monkeypatch):
 
 
 def store_readings(engine, n_sensors=3, minutes=2100):
-    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=minutes)
     rng = np.random.default_rng(0)
     rows = []
