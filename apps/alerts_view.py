@@ -67,6 +67,15 @@ def filter_alerts(engine, *, home: str, region: str | None = None, theme: str = 
     return df.head(limit).reset_index(drop=True)
 
 
+def _name(tree, adcode: str, lang: str) -> str:
+    if tree is None or not adcode:
+        return adcode
+    try:
+        return tree.name(adcode, lang=lang)
+    except Exception:  # noqa: BLE001 - a grid id or unknown code is shown as it is
+        return adcode
+
+
 @dataclass(frozen=True)
 class Outcome:
     alert_id: str
@@ -91,14 +100,16 @@ def bulk_action(engine, *, alert_ids: list[str], action: str, actor: str, note: 
     return out
 
 
-def table_rows(df: pd.DataFrame, lang: str = "zh") -> list[dict]:
+def table_rows(df: pd.DataFrame, lang: str = "zh", engine=None) -> list[dict]:
     """Rows for the page's DataTable (plain strings: the table renders text, never HTML)."""
     from apps.catalogue import theme_label
     from apps.components import _when, status_label
     from apps.i18n import t
 
+    tree = data.region_tree(engine) if engine is not None else None  # names of the handling regions
     rows = []
     for r in df.to_dict("records"):
+        owner = str(r.get("owner_region") or "").strip()
         rows.append({
             "id": str(r["id"]),
             "level": r["level"],
@@ -109,7 +120,7 @@ def table_rows(df: pd.DataFrame, lang: str = "zh") -> list[dict]:
             "theme": theme_label(r["theme"], lang) if r.get("theme") else "",
             "status": r["status"],
             "status_label": status_label(r["status"], lang),
-            "owner": str(r.get("owner_region") or "").strip(),
+            "owner": _name(tree, owner, lang),
             "last_seen": _when(r.get("last_seen")),
         })
     return rows

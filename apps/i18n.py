@@ -155,6 +155,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "subs.tested": {"zh": "测试发送 #{id}：{result}", "en": "Test of #{id}: {result}"},
     "subs.empty": {"zh": "暂无订阅", "en": "No subscriptions yet"},
     "subs.all_themes": {"zh": "全部主题", "en": "all themes"},
+    "subs.quiet_short": {"zh": "免打扰 {start}–{end}", "en": "quiet {start}–{end}"},
+    "subs.escalated_short": {"zh": "仅升级到本级", "en": "escalated here only"},
     "subs.col.rule": {"zh": "条件", "en": "Rule"},
     "subs.col.channels": {"zh": "渠道", "en": "Channels"},
     "inbox.title": {"zh": "站内信", "en": "Inbox"},

@@ -147,7 +147,7 @@ def layout(region=None, theme=None, level=None, status=None, lang=None, **_query
         df = view.filter_alerts(eng, home=scope.home, region=region, theme=theme, levels=levels, statuses=statuses)
     except AppsError as exc:
         return error_panel(str(exc), lang)
-    rows = view.table_rows(df, lang)
+    rows = view.table_rows(df, lang, eng)
     level_opts = [{"label": html.Span(t(f"alert.level.{lv}", lang), className=f"lv-chip lv-{lv}",
                                       style={"background": LEVEL_COLOURS[lv]}), "value": lv}
                   for lv in reversed(LEVELS)]
@@ -228,7 +228,7 @@ def _update(region, theme, levels, statuses, _clicks, _virtual, selected, rows, 
                                 statuses=statuses)
     except AppsError as exc:
         return [], [], html.Span(str(exc), className="error")
-    return view.table_rows(df, lang), [], result
+    return view.table_rows(df, lang, eng), [], result
 
 
 @callback(Output(f"{PAGE}-table", "selected_rows", allow_duplicate=True),

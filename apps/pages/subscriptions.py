@@ -40,9 +40,10 @@ def subs_list(eng, rows: list[dict], lang: str):
                           style={"background": LEVEL_COLOURS.get(r["min_level"], "#555")}),
                 " " + (" · ".join(theme_label(x, lang) for x in r["themes"]) or t("subs.all_themes", lang))]
         if r.get("quiet_start"):
-            rule.append(f" · 🌙 {view.fmt_time(r['quiet_start'])}–{view.fmt_time(r['quiet_end'])}")
+            rule.append(html.Div(t("subs.quiet_short", lang, start=view.fmt_time(r["quiet_start"]),
+                                   end=view.fmt_time(r["quiet_end"])), className="quiet-tag"))
         if r.get("escalated_only"):
-            rule.append(" · ⇧")
+            rule.append(html.Div(t("subs.escalated_short", lang), className="quiet-tag"))
         body.append(html.Tr([
             html.Td(f"#{r['id']}", className="muted"),
             html.Td([html.Div(r["name"], className="sub-name"),
@@ -84,7 +85,6 @@ def form(eng, scope, lang: str):
         return html.Div([html.Label(label, className="f-label"), control], className="f-item " + cls)
 
     return html.Div([
-        html.H4(t("subs.form_new", lang), id=f"{PAGE}-form-title", className="form-title"),
         field(t("subs.name", lang), dcc.Input(id=f"{PAGE}-name", className="text-input", value="")),
         field(t("subs.region", lang), dcc.Dropdown(id=f"{PAGE}-region", options=region_options(eng, scope.home, lang),
                                                     value=scope.home, clearable=False, className="region-picker")),
@@ -94,7 +94,7 @@ def form(eng, scope, lang: str):
                                                               for k in themes()])),
         field(t("subs.min_level", lang), dcc.RadioItems(
             id=f"{PAGE}-level", value="yellow", inline=True, className="chip-list",
-            options=[{"label": html.Span(t(f"alert.level.{lv}", lang), className="lv-chip",
+            options=[{"label": html.Span(t(f"alert.level.{lv}", lang), className=f"lv-chip lv-{lv}",
                                          style={"background": LEVEL_COLOURS[lv]}), "value": lv} for lv in LEVELS])),
         field(t("subs.channels", lang), dcc.Checklist(
             id=f"{PAGE}-channels", value=["inbox"], inline=True, className="chip-list",
@@ -128,7 +128,8 @@ def layout(lang=None, **_query):
                   nav_links("subscriptions", lang, eng=eng, home=scope.home)], className="page-head"),
         html.Div(id=f"{PAGE}-msg", className="action-result"),
         html.Div([
-            panel(t("subs.form_new", lang) + " / " + t("subs.edit", lang), form(eng, scope, lang), cls="panel-form"),
+            html.Section([html.H3(t("subs.form_new", lang), id=f"{PAGE}-form-title", className="panel-title"),
+                          form(eng, scope, lang)], className="panel panel-form"),
             panel(t("subs.mine", lang), html.Div(subs_list(eng, view.list_mine(eng, scope), lang),
                                                  id=f"{PAGE}-list"), cls="panel-subs"),
             panel(t("inbox.title", lang), html.Div([
