@@ -104,6 +104,8 @@ def _columns(lang: str) -> list[dict]:
             {"id": "last_seen", "name": t("col.time", lang)}]
 
 
+# DataTable sets its own (monospace) font; the page's font keeps Chinese and English alike.
+FONT = '"Noto Sans CJK SC", "WenQuanYi Micro Hei", "Source Han Sans SC", "Microsoft YaHei", sans-serif'
 _STATUS_COLOURS = {"open": "#ffb020", "acknowledged": "#7cc4ff", "dispatched": "#c58cff",
                    "resolved": "#3fd07a", "closed": "#3fd07a"}
 
@@ -125,7 +127,7 @@ def alerts_table(rows: list[dict], lang: str) -> dash_table.DataTable:
                       "border": "1px solid #23406b"},
         style_data={"backgroundColor": "#0c2038", "color": "#e6eef8", "border": "1px solid #1b355b",
                     "whiteSpace": "normal", "height": "auto"},
-        style_cell={"fontFamily": "inherit", "fontSize": "13px", "padding": "5px 8px", "textAlign": "left",
+        style_cell={"fontFamily": FONT, "fontSize": "13px", "padding": "5px 8px", "textAlign": "left",
                     "maxWidth": "460px"},
         style_cell_conditional=[{"if": {"column_id": "title"}, "minWidth": "300px"},
                                 {"if": {"column_id": "level_label"}, "width": "60px"}],
@@ -172,7 +174,7 @@ def layout(region=None, theme=None, level=None, status=None, lang=None, **_query
         html.Span(t("alerts.count", lang, n=len(rows), k=0), id=f"{PAGE}-count", className="muted bulk-count"),
         dcc.Input(id=f"{PAGE}-note", placeholder=t("alerts.note_hint", lang), className="note-input bulk-note",
                   debounce=False),
-        html.Span(t("alerts.bulk", lang) + "：", className="bulk-label"),
+        html.Span(t("alerts.bulk", lang), className="bulk-label"),
         *[html.Button(t(f"action.{a}", lang), n_clicks=0, id={"type": f"{PAGE}-bulk", "action": a},
                       className=f"action-btn bulk-btn action-{a}") for a in view.BULK_ACTIONS],
     ], className="bulk-bar")
