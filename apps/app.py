@@ -18,6 +18,33 @@ class AppConfig:
     kafka_bootstrap: str
 
 
+# The page callbacks (``dash.callback`` at import), as they stood once every page was imported.
+_PAGE_CALLBACKS: tuple[dict, list, list] | None = None
+
+
+def _share_page_callbacks() -> None:
+    """Give every app of this process the page callbacks.
+
+    Dash moves the ``dash.callback`` registrations into the FIRST app that serves a request and
+    clears the global lists, so a second app in the same process (tests, benchmarks, the
+    screenshot helper) would render pages whose callbacks never fire. Keep a copy the first time
+    and put it back before each further app; replacing (not extending) the globals means no
+    callback is ever registered twice.
+    """
+    global _PAGE_CALLBACKS
+    from dash import _callback
+
+    if _PAGE_CALLBACKS is None:
+        _PAGE_CALLBACKS = (dict(_callback.GLOBAL_CALLBACK_MAP), list(_callback.GLOBAL_CALLBACK_LIST),
+                           list(_callback.GLOBAL_INLINE_SCRIPTS))
+        return
+    callback_map, callback_list, inline_scripts = _PAGE_CALLBACKS
+    _callback.GLOBAL_CALLBACK_MAP.clear()
+    _callback.GLOBAL_CALLBACK_MAP.update(callback_map)
+    _callback.GLOBAL_CALLBACK_LIST[:] = callback_list
+    _callback.GLOBAL_INLINE_SCRIPTS[:] = inline_scripts
+
+
 def create_app(config: AppConfig) -> dash.Dash:
     app = dash.Dash(
         __name__,
@@ -70,6 +97,7 @@ def create_app(config: AppConfig) -> dash.Dash:
         resp.cache_control.private = True
         return resp
 
+    _share_page_callbacks()
     app.layout = html.Div([
         dcc.Location(id="url", refresh="callback-nav"),
         html.Header([dcc.Link("统管 tongguan", href=HOME, className="brand", id="brand")],

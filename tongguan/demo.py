@@ -60,6 +60,11 @@ def run_demo(ctx, port: int | None = None) -> int:
         subprocess.run([*tongguan, *words], env=env, check=True)
 
     children: list[subprocess.Popen] = []
+
+    def _terminate(*_):
+        raise KeyboardInterrupt  # run the clean-up below, as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         for words, extra_env in WORKERS:
             log.info("starting `tongguan %s`", " ".join(words))
@@ -73,8 +78,10 @@ def run_demo(ctx, port: int | None = None) -> int:
 
         serve(ctx, port=port)
     finally:
+        # SIGTERM, not SIGINT: a shell without job control starts background jobs with SIGINT
+        # ignored, and the workers finish their batch and leave their consumer group on SIGTERM.
         for child in children:
-            child.send_signal(signal.SIGINT)
+            child.terminate()
         deadline = time.monotonic() + 15
         for child in children:
             try:

@@ -127,7 +127,6 @@ def served(db_url, engine, users):
     from tongguan.services import free_port
 
     app = create_app(AppConfig(database_url=db_url, kafka_bootstrap="127.0.0.1:9"))
-    _rearm_page_callbacks()
     app.server.config.update(TESTING=True, TONGGUAN_LOGIN_RATE="1000 per minute")
     srv = make_server("127.0.0.1", free_port(), app.server, threaded=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -135,23 +134,6 @@ def served(db_url, engine, users):
         yield f"http://127.0.0.1:{srv.server_port}"
     finally:
         srv.shutdown()
-
-
-def _rearm_page_callbacks() -> None:
-    """Dash hands the callbacks registered at import (``@callback``) to the FIRST app of the
-    process that serves a request; an app created later in the same test session (the access
-    tests create several) has none. Re-register this page's callbacks for the app under test
-    when an earlier app took them."""
-    import importlib
-
-    from dash import _callback
-
-    if not any("alerts-count.children" in k for k in _callback.GLOBAL_CALLBACK_MAP):
-        import apps.pages.alerts
-        import apps.pages.subscriptions
-
-        importlib.reload(apps.pages.alerts)
-        importlib.reload(apps.pages.subscriptions)
 
 
 def _wait(driver, cond, what: str, timeout: float = 20.0):
