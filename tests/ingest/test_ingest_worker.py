@@ -69,7 +69,7 @@ def test_bad_inputs_go_to_deadletter_with_reason_and_good_ones_are_stored(settin
         ("swp", reading("x8", lon=TIANHE[1], lat=TIANHE[0]), "swapped_coordinates"),
         ("tz", {**reading("x9"), "ts": "2026-01-01T00:00:00"}, "ts_without_offset"),
         ("fut", reading("x10", minutes_ago=-24 * 60), "ts_in_future"),
-        ("big", {**reading("x11"), "quality": "q" * 70000}, "oversized"),
+        ("big", {**reading("x11"), "quality": "q" * 600_000}, "oversized"),
     ]
     produce(settings, [("good", good), ("gw-7", batch)] + [(k, v) for k, v, _ in bad])
     stats = run_worker(settings)
