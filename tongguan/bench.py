@@ -1,7 +1,6 @@
 """``tongguan bench …``: benchmarks registered by the packages that own what they measure.
 
-A package takes part by defining ``register_bench(bench_subparsers)`` in one of
-``BENCH_MODULES``. Each benchmark prints figures and ratios against a baseline measured in the
+Each module in ``BENCH_MODULES`` defines ``register_bench(bench_subparsers)``. Each benchmark prints figures and ratios against a baseline measured in the
 same process (never a timed assertion in a test).
 """
 
@@ -17,11 +16,4 @@ def register(sub) -> None:
     bench_sub = p.add_subparsers(dest="bench_command", metavar="BENCHMARK", parser_class=type(p))
     bench_sub.required = True
     for name in BENCH_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # that package has no benchmarks (yet)
-            raise
-        if hasattr(module, "register_bench"):
-            module.register_bench(bench_sub)
+        importlib.import_module(name).register_bench(bench_sub)
