@@ -1,7 +1,8 @@
 """``tongguan bench …``: benchmarks registered by the packages that own what they measure.
 
-Each module in ``BENCH_MODULES`` defines ``register_bench(bench_subparsers)``. Each benchmark prints figures and ratios against a baseline measured in the
-same process (never a timed assertion in a test).
+Each module in ``BENCH_MODULES`` defines ``register_bench(bench_subparsers)``. Each benchmark
+prints figures and ratios against a baseline measured in the same process (never a timed
+assertion in a test).
 """
 
 from __future__ import annotations
