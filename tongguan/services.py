@@ -74,6 +74,19 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _managed_status(name: str, pid: int | None, port: int, dead_detail: str) -> ServiceStatus:
+    """State of a managed service from its pid file and its port on 127.0.0.1."""
+    address = f"127.0.0.1:{port}"
+    if pid is None:
+        return ServiceStatus(name, "stopped", address, True)
+    if not _pid_alive(pid):
+        return ServiceStatus(name, "dead", address, True, pid, dead_detail)
+    if not port_open("127.0.0.1", port):
+        return ServiceStatus(name, "unreachable", address, True, pid,
+                             f"process {pid} runs but port {port} does not answer")
+    return ServiceStatus(name, "running", address, True, pid)
+
+
 def _pg_bindir() -> Path:
     """Debian installs server binaries per major version under /usr/lib/postgresql/N/bin."""
     candidates = sorted(
@@ -155,16 +168,8 @@ class Postgres:
             return None
 
     def status(self) -> ServiceStatus:
-        pid = self.pid()
-        if pid is None:
-            return ServiceStatus(self.name, "stopped", self.address, True)
-        if not _pid_alive(pid):
-            return ServiceStatus(self.name, "dead", self.address, True, pid,
-                                 "stale postmaster.pid: the server died; `tongguan up` restarts it")
-        if not port_open("127.0.0.1", self.port):
-            return ServiceStatus(self.name, "unreachable", self.address, True, pid,
-                                 f"process {pid} runs but port {self.port} does not answer")
-        return ServiceStatus(self.name, "running", self.address, True, pid)
+        return _managed_status(self.name, self.pid(), self.port,
+                               "stale postmaster.pid: the server died; `tongguan up` restarts it")
 
     # -- lifecycle -------------------------------------------------------------------------
     def _initdb(self) -> None:
@@ -276,16 +281,8 @@ class Tansu:
             return None
 
     def status(self) -> ServiceStatus:
-        pid = self.pid()
-        if pid is None:
-            return ServiceStatus(self.name, "stopped", self.bootstrap, True)
-        if not _pid_alive(pid):
-            return ServiceStatus(self.name, "dead", self.bootstrap, True, pid,
-                                 "stale pid file: the broker died; `tongguan up` restarts it")
-        if not port_open("127.0.0.1", self.port):
-            return ServiceStatus(self.name, "unreachable", self.bootstrap, True, pid,
-                                 f"process {pid} runs but port {self.port} does not answer")
-        return ServiceStatus(self.name, "running", self.bootstrap, True, pid)
+        return _managed_status(self.name, self.pid(), self.port,
+                               "stale pid file: the broker died; `tongguan up` restarts it")
 
     def start(self) -> None:
         st = self.status()
