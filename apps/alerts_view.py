@@ -6,7 +6,7 @@
 - :func:`filter_alerts`: alerts of a region subtree by theme, levels and statuses (the read goes
   through :func:`apps.data.alerts_list`, under the request's row-level security);
 - :func:`bulk_action`: one handling action on many alerts, each through the same path as the
-  county view's buttons (:func:`apps.actions.handle`: access check, audit, analytics lifecycle).
+  county view's buttons (:func:`apps.handling.handle`: access check, audit, analytics lifecycle).
   An alert the lifecycle or the access check refuses is reported with its reason; the others
   are still handled.
 """
@@ -85,7 +85,7 @@ class Outcome:
 
 def bulk_action(engine, *, alert_ids: list[str], action: str, actor: str, note: str | None = None) -> list[Outcome]:
     """Apply ``action`` to each alert; a refusal (lifecycle or access) is reported, not raised."""
-    from apps import actions
+    from apps import handling
     from tongguan import TongguanError
 
     if action not in BULK_ACTIONS:
@@ -93,7 +93,7 @@ def bulk_action(engine, *, alert_ids: list[str], action: str, actor: str, note: 
     out = []
     for aid in dict.fromkeys(str(a) for a in alert_ids if a):
         try:
-            status = actions.handle(engine, alert_id=aid, action=action, actor=actor, note=note)
+            status = handling.handle(engine, alert_id=aid, action=action, actor=actor, note=note)
             out.append(Outcome(aid, True, str(status)))
         except TongguanError as exc:
             out.append(Outcome(aid, False, str(exc)))

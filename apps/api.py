@@ -89,11 +89,11 @@ def _paged(items, total, page, per_page) -> dict:
 
 
 def install(server, engine, limiter) -> None:
-    """Register the blueprint on the Flask server (called by ``apps.auth.install``)."""
+    """Register the blueprint on the Flask server (called by ``apps.identity.install``)."""
     import flask
     from flask_limiter.errors import RateLimitExceeded
 
-    from apps.auth import current_user, scope_for_token, scope_of
+    from apps.identity import current_user, scope_for_token, scope_of
 
     bp = flask.Blueprint("tongguan_api", __name__, url_prefix=PREFIX)
 
@@ -131,7 +131,7 @@ def install(server, engine, limiter) -> None:
                 return _error(401, "unauthorized",
                               "send 'Authorization: Bearer <token>' (create one with `tongguan tokens create`) "
                               "or log in at /login")
-            from apps.auth import _same_origin
+            from apps.identity import _same_origin
 
             if flask.request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin():
                 return _error(403, "csrf", "cross-origin request refused")
@@ -312,7 +312,7 @@ def _install_users(bp, engine, me, _audit) -> None:
     """Users of an admin's subtree (list, add, disable, enable), and every user's own API tokens."""
     import flask
 
-    from apps import auth
+    from apps import identity
 
     def _admin_of(home: str) -> None:
         if not me().is_admin:
@@ -320,7 +320,7 @@ def _install_users(bp, engine, me, _audit) -> None:
         scope_mod.require_region(engine, me(), home)
 
     def _target(username: str) -> dict:
-        user = auth.get_user(engine, username)
+        user = identity.get_user(engine, username)
         if user is None or not me().within(scope_mod.tree_for(engine), user["home_adcode"].strip()):
             raise scope_mod.not_found(f"user {username}")
         return user
@@ -330,7 +330,7 @@ def _install_users(bp, engine, me, _audit) -> None:
         if not me().is_admin:
             raise AccessError("listing users needs the admin role", 403, "forbidden")
         page, per_page, offset = _page_args()
-        rows = auth.list_users(engine, within=me().home)
+        rows = identity.list_users(engine, within=me().home)
         return flask.jsonify(_paged([_user_out(r) for r in rows[offset:offset + per_page]], len(rows), page, per_page))
 
     @bp.post("/users")
@@ -347,19 +347,19 @@ def _install_users(bp, engine, me, _audit) -> None:
             raise AccessError("roles is a list of strings", 422, "invalid")
         home = _adcode(fields["home"])
         _admin_of(home)
-        user = auth.add_user(engine, fields["username"], fields["password"], home=home, roles=roles,
+        user = identity.add_user(engine, fields["username"], fields["password"], home=home, roles=roles,
                              display_name=fields["display_name"] or "")
         _audit("user_add", home, user["username"], roles=user["roles"])
-        return flask.jsonify(_user_out({**auth.get_user(engine, user["username"])})), 201
+        return flask.jsonify(_user_out({**identity.get_user(engine, user["username"])})), 201
 
     def _set_active(username: str, active: bool):
         user = _target(username)
         _admin_of(user["home_adcode"].strip())
         if user["username"] == me().username:
             raise AccessError("you cannot disable or enable yourself", 422, "invalid")
-        auth.set_active(engine, username, active)
+        identity.set_active(engine, username, active)
         _audit("user_enable" if active else "user_disable", user["home_adcode"].strip(), username)
-        return flask.jsonify(_user_out(auth.get_user(engine, username)))
+        return flask.jsonify(_user_out(identity.get_user(engine, username)))
 
     @bp.post("/users/<username>/disable")
     def disable_user(username):
@@ -371,7 +371,7 @@ def _install_users(bp, engine, me, _audit) -> None:
 
     @bp.get("/tokens")
     def list_tokens():
-        rows = auth.list_tokens(engine, me().username)
+        rows = identity.list_tokens(engine, me().username)
         items = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in rows]
         return flask.jsonify({"items": items, "total": len(items)})
 
@@ -383,7 +383,7 @@ def _install_users(bp, engine, me, _audit) -> None:
         days = body.get("days")
         if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3650):
             raise AccessError("days is an integer from 1 to 3650", 422, "invalid")
-        t = auth.create_token(engine, me().username, body.get("name") or "api", days=days)
+        t = identity.create_token(engine, me().username, body.get("name") or "api", days=days)
         _audit("token_create", me().home, f"{me().username}#{t['id']}", name=t["name"])
         return flask.jsonify({"id": t["id"], "token": t["token"], "name": t["name"],
                               "expires_at": t["expires_at"].isoformat() if t["expires_at"] else None}), 201
@@ -392,7 +392,7 @@ def _install_users(bp, engine, me, _audit) -> None:
     def revoke_token(token_id):
         if not re.fullmatch(r"\d{1,18}", token_id or ""):
             raise scope_mod.not_found(f"token {token_id}")
-        t = auth.revoke_token(engine, int(token_id), username=me().username)
+        t = identity.revoke_token(engine, int(token_id), username=me().username)
         _audit("token_revoke", me().home, f"{t['user']}#{t['id']}")
         return flask.jsonify({"id": t["id"], "revoked": True})
 

@@ -56,7 +56,7 @@ def create_app(config: AppConfig) -> dash.Dash:
         serve_locally=True,  # offline: government intranets have no CDN
     )
     app.server.config["TONGGUAN"] = config
-    from apps.auth import install as install_access  # log-in, region scope, audit, /api/v1
+    from apps.identity import install as install_access  # log-in, region scope, audit, /api/v1
 
     install_access(app)
     from apps.pages import status  # noqa: F401  (registers its page)

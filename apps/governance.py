@@ -171,7 +171,7 @@ def install(server, engine) -> None:
     """The ``/catalogue`` and ``/quality/<adcode>`` pages (server-rendered, autoescaped)."""
     import flask
 
-    from apps.auth import _STYLE, FORBIDDEN_HTML, current_scope
+    from apps.identity import _STYLE, FORBIDDEN_HTML, current_scope
 
     bp = flask.Blueprint("tongguan_governance", __name__)
 

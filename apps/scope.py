@@ -101,7 +101,7 @@ def current() -> Scope | None:
 def scoped(scope: Scope | None) -> Iterator[None]:
     """Connections checked out inside this block run under ``scope`` (None: unscoped).
 
-    The web server enters it per request (``apps.auth``); the command line uses it for
+    The web server enters it per request (``apps.identity``); the command line uses it for
     ``--as USER``. Connections must be checked out inside the block: a connection already held
     keeps the scope it was checked out with.
     """
@@ -381,7 +381,7 @@ def act(engine, scope: Scope, alert_id: str, action: str, *, note: str | None = 
 
 
 def check_action(engine, *, alert_id: str, action: str, actor: str) -> str:
-    """For the views' handling buttons (``apps.actions``): inside a signed-in request, refuse an
+    """For the views' handling buttons (``apps.handling``): inside a signed-in request, refuse an
     action the user may not take (AccessError, audited) and return the user's name as the actor;
     outside a request (CLI, workers, tests of the views) return ``actor`` unchanged."""
     scope = current()

@@ -98,7 +98,7 @@ def _audit(ctx, action: str, target: str, region: str | None = None, **detail) -
 
 
 def cmd_add(args, ctx) -> int:
-    from apps.auth import add_user
+    from apps.identity import add_user
 
     pw, generated = _password(args)
     u = add_user(_engine(ctx), args.username, pw, home=args.region, roles=args.roles.split(","),
@@ -111,7 +111,7 @@ def cmd_add(args, ctx) -> int:
 
 
 def cmd_list(args, ctx) -> int:
-    from apps.auth import list_users
+    from apps.identity import list_users
 
     rows = list_users(_engine(ctx), within=args.region)
     if args.json:
@@ -126,7 +126,7 @@ def cmd_list(args, ctx) -> int:
 
 
 def cmd_active(args, ctx) -> int:
-    from apps.auth import get_user, set_active
+    from apps.identity import get_user, set_active
 
     set_active(_engine(ctx), args.username, args.active)
     u = get_user(_engine(ctx), args.username)
@@ -136,7 +136,7 @@ def cmd_active(args, ctx) -> int:
 
 
 def cmd_reset(args, ctx) -> int:
-    from apps.auth import get_user, reset_password
+    from apps.identity import get_user, reset_password
 
     pw, generated = _password(args)
     reset_password(_engine(ctx), args.username, pw)
@@ -147,7 +147,7 @@ def cmd_reset(args, ctx) -> int:
 
 
 def cmd_demo(args, ctx) -> int:
-    from apps.auth import create_demo_users, format_logins
+    from apps.identity import create_demo_users, format_logins
 
     logins = create_demo_users(_engine(ctx))
     for u in logins:
@@ -158,7 +158,7 @@ def cmd_demo(args, ctx) -> int:
 
 
 def cmd_token_create(args, ctx) -> int:
-    from apps.auth import create_token, get_user
+    from apps.identity import create_token, get_user
 
     t = create_token(_engine(ctx), args.username, args.name, days=args.days)
     u = get_user(_engine(ctx), args.username)
@@ -170,7 +170,7 @@ def cmd_token_create(args, ctx) -> int:
 
 
 def cmd_token_list(args, ctx) -> int:
-    from apps.auth import list_tokens
+    from apps.identity import list_tokens
 
     for t in list_tokens(_engine(ctx), args.user):
         state = "revoked" if t["revoked_at"] else "active"
@@ -180,7 +180,7 @@ def cmd_token_list(args, ctx) -> int:
 
 
 def cmd_token_revoke(args, ctx) -> int:
-    from apps.auth import revoke_token
+    from apps.identity import revoke_token
 
     t = revoke_token(_engine(ctx), args.token_id)
     _audit(ctx, "token_revoke", f"{t['user']}#{t['id']}", t["region"])
@@ -190,7 +190,7 @@ def cmd_token_revoke(args, ctx) -> int:
 
 def cmd_audit(args, ctx) -> int:
     from apps import audit
-    from apps.auth import get_user, scope_of
+    from apps.identity import get_user, scope_of
     from apps.scope import AccessError
 
     scope = None

@@ -69,7 +69,7 @@ def run_demo(ctx, port: int | None = None) -> int:
         for words, extra_env in WORKERS:
             log.info("starting `tongguan %s`", " ".join(words))
             children.append(subprocess.Popen([*tongguan, *words], env={**env, **extra_env}))
-        from apps.auth import create_demo_users, format_logins
+        from apps.identity import create_demo_users, format_logins
 
         logins = format_logins(create_demo_users(ctx.engine))
         print(f"\n  tongguan demo — open http://{ctx.settings.dash_host}:{port}/  (Ctrl-C stops)\n"

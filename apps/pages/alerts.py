@@ -89,7 +89,7 @@ def _with_lang(path: str, params: dict, lang: str) -> str:
 
 
 def current_scope():
-    from apps.auth import current_scope as cs
+    from apps.identity import current_scope as cs
 
     return cs()
 

@@ -9,7 +9,7 @@ import dash
 import pandas as pd
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from apps import actions, data
+from apps import data, handling
 from apps.catalogue import OPEN_STATUSES, WINDOWS, AppsError, label, theme_label
 from apps.components import alerts_table, error_panel, header, kpi_strip, panel
 from apps.i18n import t
@@ -144,7 +144,7 @@ def _act(clicks, note, params):
     lang = params["lang"]
     eng = engine()
     try:
-        actions.handle(eng, alert_id=trig["alert"], action=trig["action"], actor=f"county:{params['adcode']}",
+        handling.handle(eng, alert_id=trig["alert"], action=trig["action"], actor=f"county:{params['adcode']}",
                        note=note)
         msg = html.Span(t("action.done", lang, action=t(f"action.{trig['action']}", lang)), className="ok")
     except Exception as exc:  # the lifecycle refuses nonsense transitions with a message

@@ -67,7 +67,7 @@ def access(db_url, engine):
     """(engine, app, logins): seeded database, demo users, the Dash app (rate limits raised so
     the tests measure access, not the limiter)."""
     from apps import AppConfig, create_app
-    from apps.auth import create_demo_users
+    from apps.identity import create_demo_users
 
     _seed(engine)
     logins = {u["username"]: u for u in create_demo_users(engine, password=DEMO_PASSWORD)}
@@ -95,7 +95,7 @@ def login(app, username: str, password: str = DEMO_PASSWORD):
 
 
 def token_for(engine, username: str) -> dict:
-    from apps.auth import create_token
+    from apps.identity import create_token
 
     t = create_token(engine, username, "tests")
     return {"Authorization": f"Bearer {t['token']}"}

@@ -25,7 +25,7 @@ def cli(settings, monkeypatch):
 
 
 def test_users_tokens_audit_cli(cli, engine, capsys, monkeypatch):
-    from apps.auth import authenticate, scope_for_token
+    from apps.identity import authenticate, scope_for_token
     from apps.scope import AccessError
 
     monkeypatch.setenv("NEW_PW", "a-long-password-1")

@@ -76,7 +76,7 @@ def test_row_level_security_scopes_queries_written_elsewhere(access):
     """The views' own query functions, asked for the whole city, return only Tianhe's rows when
     they run under a Tianhe user's scope: the database enforces it, not the callers."""
     from apps import data
-    from apps.auth import get_user, scope_of
+    from apps.identity import get_user, scope_of
     from apps.scope import Scope, scoped
 
     engine, _, _ = access
@@ -176,7 +176,7 @@ def test_province_admin_reads_everything_handles_nothing_and_audits(access):
 
 
 def test_lockout_csrf_and_sessions(access):
-    from apps.auth import MAX_FAILURES, reset_password
+    from apps.identity import MAX_FAILURES, reset_password
 
     engine, app, _ = access
     client = app.server.test_client()
@@ -202,13 +202,13 @@ def test_lockout_csrf_and_sessions(access):
     reset_password(engine, "gz-operator", DEMO_PASSWORD + "x")
     assert web.get("/city/440100").status_code == 302
     # Open redirects after log-in are refused.
-    from apps.auth import _safe_next
+    from apps.identity import _safe_next
 
     assert _safe_next("//evil.example/x") is None and _safe_next("/county/440106") == "/county/440106"
 
 
 def test_tokens_are_revocable_and_scoped(access):
-    from apps.auth import create_token, revoke_token, set_active
+    from apps.identity import create_token, revoke_token, set_active
 
     engine, app, _ = access
     api = app.server.test_client()
@@ -302,10 +302,10 @@ def test_openapi_document_is_served_and_valid(access):
 
 
 def test_view_buttons_are_checked_like_the_api(access):
-    """The county view's handling buttons (apps.actions) go through the same rule: inside a
+    """The county view's handling buttons (apps.handling) go through the same rule: inside a
     signed-in request only the handling region's operator acts, under their own name."""
-    from apps import actions
-    from apps.auth import get_user, scope_of
+    from apps import handling
+    from apps.identity import get_user, scope_of
     from apps.scope import AccessError, check_action, scoped
 
     engine, _, _ = access
@@ -320,9 +320,9 @@ def test_view_buttons_are_checked_like_the_api(access):
     with scoped(adm), pytest.raises(AccessError) as e:
         check_action(engine, alert_id="A-TIANHE-1", action="acknowledge", actor="x")
     assert e.value.status == 403
-    if actions.available():
+    if handling.available():
         with scoped(th), pytest.raises(AccessError):
-            actions.handle(engine, alert_id="A-YUEXIU-1", action="ack", actor="county:440104")
+            handling.handle(engine, alert_id="A-YUEXIU-1", action="ack", actor="county:440104")
 
 
 def test_subscriptions_are_scoped_and_audited(access):
@@ -349,7 +349,7 @@ def test_subscriptions_are_scoped_and_audited(access):
 
 
 def test_admins_manage_users_of_their_subtree_and_users_their_tokens(access):
-    from apps.auth import add_user
+    from apps.identity import add_user
 
     engine, app, _ = access
     api = app.server.test_client()

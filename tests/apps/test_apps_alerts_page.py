@@ -44,7 +44,7 @@ def seed_alerts(engine) -> None:
 @pytest.fixture
 def users(engine):
     """Alerts in Tianhe, Yuexiu and Futian, the demo users, and the per-request scoping installed."""
-    from apps.auth import create_demo_users, get_user, scope_of
+    from apps.identity import create_demo_users, get_user, scope_of
     from apps.scope import install
 
     install(engine)

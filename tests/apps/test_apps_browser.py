@@ -59,11 +59,11 @@ def sign_in(driver, base: str, db_url: str, user: str = "e2e-admin", home: str =
     driver.get(base + "/")
     if "/login" not in driver.current_url:
         return
-    from apps import auth
+    from apps import identity
 
     eng = engine_for(db_url)
-    if auth.get_user(eng, user) is None:
-        auth.add_user(eng, user, "e2e-password-123", home=home, roles=("admin", "operator"))
+    if identity.get_user(eng, user) is None:
+        identity.add_user(eng, user, "e2e-password-123", home=home, roles=("admin", "operator"))
     driver.find_element("name", "username").send_keys(user)
     driver.find_element("name", "password").send_keys("e2e-password-123")
     driver.find_element("css selector", "form [type=submit]").click()

@@ -176,18 +176,18 @@ def test_ticker_and_live_update_send_only_changes(seeded_rw):
 
 
 def test_handling_actions_go_through_the_alert_lifecycle(seeded_rw):
-    from apps import actions
+    from apps import handling
 
     eng = engine_for(seeded_rw[0])
     with eng.connect() as conn:
         aid = conn.execute(sa.text("SELECT id FROM alerts WHERE status = 'open' ORDER BY id LIMIT 1")).scalar()
-    assert actions.handle(eng, alert_id=aid, action="ack", actor="tester") == "acknowledged"
-    assert actions.handle(eng, alert_id=aid, action="dispatch", actor="tester", note="排水所") == "dispatched"
+    assert handling.handle(eng, alert_id=aid, action="ack", actor="tester") == "acknowledged"
+    assert handling.handle(eng, alert_id=aid, action="dispatch", actor="tester", note="排水所") == "dispatched"
     with pytest.raises(Exception, match="resolve it first"):
-        actions.handle(eng, alert_id=aid, action="close", actor="tester")
-    assert actions.handle(eng, alert_id=aid, action="resolve", actor="tester", note="done") == "resolved"
+        handling.handle(eng, alert_id=aid, action="close", actor="tester")
+    assert handling.handle(eng, alert_id=aid, action="resolve", actor="tester", note="done") == "resolved"
     with pytest.raises(AppsError, match="unknown action"):
-        actions.handle(eng, alert_id=aid, action="explode", actor="tester")
+        handling.handle(eng, alert_id=aid, action="explode", actor="tester")
     with eng.connect() as conn:
         steps = conn.execute(sa.text(
             "SELECT action FROM alert_history WHERE alert_id = :a ORDER BY ts, id"), {"a": aid}).scalars().all()

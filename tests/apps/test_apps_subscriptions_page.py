@@ -14,7 +14,7 @@ PASSWORD = "subs-page-pass-2026"
 
 @pytest.fixture
 def users(engine):
-    from apps.auth import create_demo_users, get_user, scope_of
+    from apps.identity import create_demo_users, get_user, scope_of
     from apps.scope import install
 
     install(engine)
