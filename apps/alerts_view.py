@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from apps import data
-from apps.catalogue import ALL_THEMES, LEVELS, STATUSES, AppsError
+from apps.catalogue import ALL_THEMES, LEVELS, STATUSES
+from apps.errors import AppsError
 
 BULK_ACTIONS = ("ack", "dispatch", "resolve", "close")
 MAX_ROWS = 300

@@ -20,9 +20,12 @@ import re
 
 import sqlalchemy as sa
 
-from apps import audit, governance
+from apps import api_queries, audit, governance, handling, identity
 from apps import scope as scope_mod
-from apps.scope import AccessError, Scope
+from apps.context import current_user, same_origin
+from apps.errors import AccessError, not_found
+from apps.policy import ACTIONS, require_region, tree_for
+from apps.scope import Scope
 
 PREFIX = "/api/v1"
 ALERT_STATUSES = ("open", "acknowledged", "dispatched", "resolved", "closed")
@@ -89,11 +92,9 @@ def _paged(items, total, page, per_page) -> dict:
 
 
 def install(server, engine, limiter) -> None:
-    """Register the blueprint on the Flask server (called by ``apps.identity.install``)."""
+    """Register the blueprint on the Flask server (called by ``apps.web.install``)."""
     import flask
     from flask_limiter.errors import RateLimitExceeded
-
-    from apps.identity import current_user, scope_for_token, scope_of
 
     bp = flask.Blueprint("tongguan_api", __name__, url_prefix=PREFIX)
 
@@ -122,7 +123,7 @@ def install(server, engine, limiter) -> None:
             if kind.lower() != "bearer" or not secret.strip():
                 return _error(401, "unauthorized", "use the header 'Authorization: Bearer <token>'")
             try:
-                scope = scope_for_token(engine, secret.strip())
+                scope = identity.scope_for_token(engine, secret.strip())
             except AccessError as exc:
                 return _error(exc.status, exc.code, str(exc))
         else:
@@ -131,15 +132,13 @@ def install(server, engine, limiter) -> None:
                 return _error(401, "unauthorized",
                               "send 'Authorization: Bearer <token>' (create one with `tongguan tokens create`) "
                               "or log in at /login")
-            from apps.identity import _same_origin
-
-            if flask.request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin():
+            if flask.request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin():
                 return _error(403, "csrf", "cross-origin request refused")
-            scope = scope_of(user)
+            scope = identity.scope_of(user)
             channel = "web"
         flask.g.tongguan_scope = scope
         flask.g.tongguan_channel = channel
-        flask.g.tongguan_scope_token = scope_mod._current.set(scope)
+        flask.g.tongguan_scope_token = scope_mod.enter(scope)
         return None
 
     @bp.errorhandler(AccessError)
@@ -185,18 +184,18 @@ def install(server, engine, limiter) -> None:
         if level and level not in ("province", "city", "county"):
             raise AccessError("level must be province, city or county", 422, "invalid")
         parent = flask.request.args.get("parent")
-        items = scope_mod.regions(engine, me(), level=level, parent=_adcode(parent) if parent else None)
+        items = api_queries.regions(engine, me(), level=level, parent=_adcode(parent) if parent else None)
         return flask.jsonify(_paged(items[offset:offset + per_page], len(items), page, per_page))
 
     @bp.get("/regions/<adcode>")
     def get_region(adcode):
-        feature = scope_mod.region_feature(engine, me(), _adcode(adcode))
+        feature = api_queries.region_feature(engine, me(), _adcode(adcode))
         _audit("view_region", adcode, flask.request.path)
         return flask.jsonify(feature)
 
     @bp.get("/regions/<adcode>/children")
     def region_children(adcode):
-        return flask.jsonify(scope_mod.children_features(engine, me(), _adcode(adcode)))
+        return flask.jsonify(api_queries.children_features(engine, me(), _adcode(adcode)))
 
     @bp.get("/regions/<adcode>/indicators")
     def region_indicators(adcode):
@@ -204,7 +203,7 @@ def install(server, engine, limiter) -> None:
         resolution = flask.request.args.get("resolution", "hour")
         if resolution not in ("hour", "minute"):
             raise AccessError("resolution must be 'hour' or 'minute'", 422, "invalid")
-        items, total = scope_mod.indicators(engine, me(), _adcode(adcode),
+        items, total = api_queries.indicators(engine, me(), _adcode(adcode),
                                             metric=flask.request.args.get("metric") or None,
                                             resolution=resolution, hours=_int_arg("hours", 24, 1, 24 * 31),
                                             limit=per_page, offset=offset)
@@ -213,7 +212,7 @@ def install(server, engine, limiter) -> None:
 
     @bp.get("/regions/<adcode>/video")
     def region_video(adcode):
-        items = scope_mod.video_counts(engine, me(), _adcode(adcode), hours=_int_arg("hours", 24, 1, 24 * 31))
+        items = api_queries.video_counts(engine, me(), _adcode(adcode), hours=_int_arg("hours", 24, 1, 24 * 31))
         return flask.jsonify({"items": items, "total": len(items)})
 
     @bp.get("/regions/<adcode>/quality")
@@ -224,7 +223,7 @@ def install(server, engine, limiter) -> None:
     def list_alerts():
         page, per_page, offset = _page_args()
         region = flask.request.args.get("region")
-        items, total = scope_mod.alerts(engine, me(), region=_adcode(region) if region else None,
+        items, total = api_queries.alerts(engine, me(), region=_adcode(region) if region else None,
                                         status=_list_arg("status", ALERT_STATUSES),
                                         level=_list_arg("level", ALERT_LEVELS),
                                         theme=flask.request.args.get("theme") or None,
@@ -233,7 +232,7 @@ def install(server, engine, limiter) -> None:
 
     @bp.get("/alerts/<alert_id>")
     def get_alert(alert_id):
-        return flask.jsonify(scope_mod.alert(engine, me(), alert_id))
+        return flask.jsonify(api_queries.alert(engine, me(), alert_id))
 
     @bp.post("/alerts/<alert_id>/actions")
     def act_on_alert(alert_id):
@@ -244,7 +243,7 @@ def install(server, engine, limiter) -> None:
         if note is not None and not isinstance(note, str):
             raise AccessError("note must be a string", 422, "invalid")
         extra = {k: body[k] for k in ("assignee", "due", "false_alarm") if k in body}
-        result = scope_mod.act(engine, me(), alert_id, body["action"], note=note,
+        result = handling.act(engine, me(), alert_id, body["action"], note=note,
                                channel=flask.g.tongguan_channel, ip=flask.request.remote_addr, **extra)
         return flask.jsonify(result)
 
@@ -252,7 +251,7 @@ def install(server, engine, limiter) -> None:
     def get_record(kind, event_id):
         if kind not in ("reading", "video_event"):
             raise AccessError("kind must be 'reading' or 'video_event'", 404, "not_found")
-        rec = scope_mod.record(engine, me(), kind, event_id)
+        rec = api_queries.record(engine, me(), kind, event_id)
         table = "readings" if kind == "reading" else "video_events"
         out = governance.desensitise(me(), table, rec)
         _audit("view_record", rec.get("county"), f"{kind}:{event_id}")
@@ -312,17 +311,15 @@ def _install_users(bp, engine, me, _audit) -> None:
     """Users of an admin's subtree (list, add, disable, enable), and every user's own API tokens."""
     import flask
 
-    from apps import identity
-
     def _admin_of(home: str) -> None:
         if not me().is_admin:
             raise AccessError("managing users needs the admin role", 403, "forbidden")
-        scope_mod.require_region(engine, me(), home)
+        require_region(engine, me(), home)
 
     def _target(username: str) -> dict:
         user = identity.get_user(engine, username)
-        if user is None or not me().within(scope_mod.tree_for(engine), user["home_adcode"].strip()):
-            raise scope_mod.not_found(f"user {username}")
+        if user is None or not me().within(tree_for(engine), user["home_adcode"].strip()):
+            raise not_found(f"user {username}")
         return user
 
     @bp.get("/users")
@@ -391,7 +388,7 @@ def _install_users(bp, engine, me, _audit) -> None:
     @bp.delete("/tokens/<token_id>")
     def revoke_token(token_id):
         if not re.fullmatch(r"\d{1,18}", token_id or ""):
-            raise scope_mod.not_found(f"token {token_id}")
+            raise not_found(f"token {token_id}")
         t = identity.revoke_token(engine, int(token_id), username=me().username)
         _audit("token_revoke", me().home, f"{t['user']}#{t['id']}")
         return flask.jsonify({"id": t["id"], "revoked": True})
@@ -418,7 +415,7 @@ def _install_subscriptions(bp, engine, me, _audit) -> None:
     @bp.get("/subscriptions")
     def list_subscriptions():
         page, per_page, offset = _page_args()
-        tree = scope_mod.tree_for(engine)
+        tree = tree_for(engine)
         rows = [r for r in subs.list_subscriptions(engine) if me().within(tree, str(r["adcode"]).strip())]
         return flask.jsonify(_paged([_sub_out(r) for r in rows[offset:offset + per_page]], len(rows), page, per_page))
 
@@ -428,7 +425,7 @@ def _install_subscriptions(bp, engine, me, _audit) -> None:
         if not isinstance(body, dict):
             raise AccessError("send a JSON object (name, adcode, channels, themes, min_level, …)", 422, "invalid")
         adcode = _adcode(str(body.get("adcode", "")))
-        scope_mod.require_region(engine, me(), adcode)
+        require_region(engine, me(), adcode)
         owner = body.get("owner") or me().username
         if owner != me().username and not me().is_admin:
             raise AccessError("only an admin creates subscriptions for others", 403, "forbidden")
@@ -457,15 +454,15 @@ def _install_subscriptions(bp, engine, me, _audit) -> None:
     @bp.delete("/subscriptions/<sub_id>")
     def delete_subscription(sub_id: str):
         if not re.fullmatch(r"\d{1,18}", sub_id or ""):
-            raise scope_mod.not_found(f"subscription {sub_id}")
+            raise not_found(f"subscription {sub_id}")
         sub_id = int(sub_id)
         try:
             row = subs.get_subscription(engine, sub_id)
         except TongguanError:
-            raise scope_mod.not_found(f"subscription {sub_id}") from None
+            raise not_found(f"subscription {sub_id}") from None
         adcode = str(row["adcode"]).strip()
-        if not me().within(scope_mod.tree_for(engine), adcode):
-            raise scope_mod.not_found(f"subscription {sub_id}")
+        if not me().within(tree_for(engine), adcode):
+            raise not_found(f"subscription {sub_id}")
         if row["owner"] != me().username and not me().is_admin:
             _audit("subscription_remove", adcode, str(sub_id), outcome="denied")
             raise AccessError("only its owner or an admin removes a subscription", 403, "forbidden")
@@ -662,7 +659,7 @@ def openapi_document() -> dict:
                     "history": {"type": "array", "items": {"type": "object"}}}},
                 "AlertPage": paged("Alert"),
                 "AlertAction": {"type": "object", "required": ["action"], "properties": {
-                    "action": {"type": "string", "enum": list(scope_mod.ACTIONS)},
+                    "action": {"type": "string", "enum": list(ACTIONS)},
                     "note": {"type": "string"}, "assignee": {"type": "string"},
                     "due": {"type": "string", "format": "date-time"}, "false_alarm": {"type": "boolean"}}},
                 "Record": {"type": "object", "required": ["event_id"], "properties": {

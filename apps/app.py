@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import dash
 from dash import dcc, html
 
+from apps.context import AppConfig
 from apps.i18n import t
-
-
-@dataclass(frozen=True)
-class AppConfig:
-    """What the pages read at request time (through ``flask.current_app``)."""
-
-    database_url: str
-    kafka_bootstrap: str
-
 
 # The page callbacks (``dash.callback`` at import), as they stood once every page was imported.
 _PAGE_CALLBACKS: tuple[dict, list, list] | None = None
@@ -56,11 +46,17 @@ def create_app(config: AppConfig) -> dash.Dash:
         serve_locally=True,  # offline: government intranets have no CDN
     )
     app.server.config["TONGGUAN"] = config
-    from apps.identity import install as install_access  # log-in, region scope, audit, /api/v1
+    from apps import web  # log-in, region scope, audit, /api/v1
 
-    install_access(app)
-    from apps.pages import status  # noqa: F401  (registers its page)
-    from apps.pages import alerts, city, county, province, subscriptions  # noqa: F401  (register their pages)
+    web.install(app)
+    from apps.pages import (  # noqa: F401  (register their pages)
+        alerts,
+        city,
+        county,
+        province,
+        status,  # noqa: F401  (registers its page)
+        subscriptions,
+    )
 
     # "/" is the province view of Guangdong: the server redirects (below); in-app navigation to
     # "/" lands on this page, which sends the browser on.
@@ -109,8 +105,3 @@ def create_app(config: AppConfig) -> dash.Dash:
 
 HOME = "/province/440000"
 
-
-def current_config() -> AppConfig:
-    import flask
-
-    return flask.current_app.config["TONGGUAN"]

@@ -16,6 +16,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from apps.errors import AccessError
+from apps.policy import require_region, tree_for
+
 log = logging.getLogger(__name__)
 
 
@@ -41,8 +44,6 @@ def query(engine, *, scope=None, region: str | None = None, actor: str | None = 
           offset: int = 0) -> tuple[list[dict], int]:
     """Entries newest first, and the total. With ``scope`` (an admin's), only entries whose region
     lies in the admin's subtree (entries without a region only for province admins)."""
-    from apps.scope import AccessError, require_region, tree_for
-
     where, params = ["true"], {}
     if scope is not None:
         if not scope.is_admin:

@@ -14,12 +14,7 @@ from importlib import resources
 
 import yaml
 
-from tongguan import TongguanError
-
-
-class AppsError(TongguanError):
-    """A view could not be built (bad configuration or bad request); the message says how to fix it."""
-
+from apps.errors import AppsError
 
 # The national four-level warning scale, least to most serious, with the colours the
 # operations centres use. "none" is a region without open alerts.

@@ -24,12 +24,12 @@ from apps.catalogue import (
     LEVELS,
     OPEN_STATUSES,
     WINDOWS,
-    AppsError,
     Indicator,
     theme_event_types,
     theme_metrics,
     worst_level,
 )
+from apps.errors import AppsError
 
 LOCAL_TZ = "Asia/Shanghai"
 ONLINE_WITHIN = timedelta(minutes=15)  # a sensor seen within this is "online"

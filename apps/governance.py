@@ -20,7 +20,9 @@ from pathlib import Path
 import sqlalchemy as sa
 import yaml
 
-from apps.scope import AccessError, Scope, require_region
+from apps.errors import AccessError
+from apps.policy import require_region, tree_for
+from apps.scope import Scope
 
 LEVELS = ("public", "internal", "sensitive")
 ONLINE_WITHIN = timedelta(minutes=15)
@@ -109,7 +111,6 @@ def quality(engine, scope: Scope, adcode: str, *, hours: int = 1) -> dict:
       0: such readings are dead-lettered), and the dead letters of reason out_of_range;
     - dead letters by reason, platform-wide (see module docstring).
     """
-    from apps.scope import tree_for
     from ingest import load_catalogue
 
     code = require_region(engine, scope, adcode)
@@ -164,52 +165,3 @@ def quality(engine, scope: Scope, adcode: str, *, hours: int = 1) -> dict:
 
 def _f(v):
     return None if v is None else round(float(v), 3)
-
-
-# --------------------------------------------------------------------------- pages
-def install(server, engine) -> None:
-    """The ``/catalogue`` and ``/quality/<adcode>`` pages (server-rendered, autoescaped)."""
-    import flask
-
-    from apps.identity import _STYLE, FORBIDDEN_HTML, current_scope
-
-    bp = flask.Blueprint("tongguan_governance", __name__)
-
-    @bp.route("/catalogue")
-    def catalogue_page():
-        scope = current_scope()
-        return flask.render_template_string(_STYLE_HEAD + CATALOGUE_HTML, style=_STYLE,
-                                            datasets=visible_catalogue(scope), scope=scope)
-
-    @bp.route("/quality/<adcode>")
-    def quality_page(adcode: str):
-        scope = current_scope()
-        try:
-            q = quality(engine, scope, adcode, hours=max(1, min(168, int(flask.request.args.get("hours", 1)))))
-        except (AccessError, ValueError) as exc:
-            status = getattr(exc, "status", 400)
-            return flask.render_template_string(FORBIDDEN_HTML, message=str(exc)), status
-        return flask.render_template_string(_STYLE_HEAD + QUALITY_HTML, style=_STYLE, q=q)
-
-    server.register_blueprint(bp)
-
-
-_STYLE_HEAD = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>统管 · 数据治理 Data governance</title>
-{{ style|safe }}</head>"""
-
-CATALOGUE_HTML = """<body><main><h2>数据目录 <span class="muted">Data catalogue</span></h2>
-<table id="catalogue-table"><thead><tr><th>数据集 Dataset</th><th>名称 Name</th><th>责任部门 Owner</th>
-<th>分级 Classification</th><th>更新频率 Update</th><th>字段 Fields</th></tr></thead><tbody>
-{% for d in datasets %}<tr><td>{{ d.id }}</td><td>{{ d.name_zh }} <span class="muted">{{ d.name_en }}</span></td>
-<td>{{ d.owner.zh }} <span class="muted">{{ d.owner.en }}</span></td>
-<td>{{ d.classification }}{% if not d.accessible %} 🔒{% endif %}</td><td>{{ d.update }}</td>
-<td class="muted">{{ d.fields|join(', ') }}</td></tr>{% endfor %}</tbody></table></main></body></html>"""
-
-QUALITY_HTML = """<body><main><h2>数据质量 <span class="muted">Data quality</span> · {{ q.adcode }}</h2>
-<table id="quality-table"><tbody>
-<tr><th>完整性 Completeness</th><td>{{ q.completeness.reporting }} / {{ q.completeness.sensors }} 传感器在报 sensors reporting</td></tr>
-<tr><th>及时性 Timeliness</th><td>p50 {{ q.timeliness.lag_p50_s }} s · p95 {{ q.timeliness.lag_p95_s }} s · {{ q.timeliness.readings }} 条 readings</td></tr>
-<tr><th>超范围 Out of range</th><td>{{ q.out_of_range.stored }} 存储 stored · {{ q.out_of_range.dead_lettered }} 死信 dead-lettered</td></tr>
-<tr><th>死信 Dead letters (全平台 platform)</th><td>{{ q.dead_letters.dead_lettered }} / {{ q.dead_letters.messages_consumed }}
-{% for k, v in q.dead_letters.by_reason.items() %}<br>{{ k }}: {{ v.count }}{% endfor %}</td></tr>
-</tbody></table></main></body></html>"""

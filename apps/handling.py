@@ -1,60 +1,92 @@
-"""Alert handling from the county view (acknowledge, dispatch, resolve with note, close).
-
-The lifecycle and its rules belong to the analytics package (issue 6); the views only call it.
-Until analytics exposes a transition function the buttons answer that handling is not
-available, rather than writing to its tables behind its back.
+"""Alert handling by a signed-in caller, through the analytics lifecycle: from the API
+(``act``) and from the views' buttons (``handle``, the county view's acknowledge, dispatch,
+resolve with note, close). Each checks ``apps.policy.can_handle`` first and is audited.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from apps import audit
+from apps.api_queries import alert
+from apps.errors import AccessError, AppsError
+from apps.policy import ACTIONS, can_handle
+from apps.scope import Scope, current
+from tongguan import TongguanError
+
 DEFAULT_UNIT = "区县值班处置组"
 DISPATCH_DUE = timedelta(hours=4)
-ACTIONS = {"ack": "acknowledge", "dispatch": "dispatch", "resolve": "resolve", "close": "close"}
+# The views' button names and the lifecycle action each applies.
+VIEW_ACTIONS = {"ack": "acknowledge", "dispatch": "dispatch", "resolve": "resolve", "close": "close"}
 
 
-def _transition_function():
-    """analytics' public transition function, when it exists."""
+def act(engine, scope: Scope, alert_id: str, action: str, *, note: str | None = None,
+        channel: str = "web", ip: str | None = None, **kwargs) -> dict:
+    """Apply one handling action through the analytics lifecycle after the scope and role check;
+    audited either way (ok, denied, failed). Returns the alert as it is afterwards."""
+    if action not in ACTIONS:
+        raise AccessError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}", 422, "invalid")
+    row = alert(engine, scope, alert_id, history=False)
+    ok, how = can_handle(engine, scope, row, action)
+    base = dict(actor=scope.username, user_id=scope.user_id, region=row["adcode"], target=str(alert_id),
+                channel=channel, ip=ip)
+    if not ok:
+        audit.record(engine, action=f"alert_{action}", outcome="denied", detail={"reason": how}, **base)
+        raise AccessError(how, 403, "forbidden")
+    from analytics.lifecycle import transition
+
+    kw = {k: v for k, v in kwargs.items() if v is not None}
+    if action == "take_over":
+        kw["region"] = scope.home
     try:
-        import analytics
-    except ImportError:
-        return None
-    for name in ("transition", "transition_alert", "handle_alert"):
-        fn = getattr(analytics, name, None)
-        if callable(fn):
-            return fn
-    try:  # before analytics re-exports it
-        from analytics.lifecycle import transition
-    except ImportError:
-        return None
-    return transition
+        if how == "take_over":  # an ancestor the alert escalated to: take it over, then act
+            transition(engine, alert_id=str(alert_id), action="take_over", actor=scope.username,
+                       note=None, region=scope.home)
+            audit.record(engine, action="alert_take_over", detail={"implicit": True}, **base)
+        transition(engine, alert_id=str(alert_id), action=action, actor=scope.username, note=note, **kw)
+    except TongguanError as exc:
+        audit.record(engine, action=f"alert_{action}", outcome="failed", detail={"error": str(exc)}, **base)
+        raise AccessError(str(exc), 409, "conflict") from None
+    except TypeError as exc:  # a keyword this action does not take
+        raise AccessError(f"bad arguments for {action}: {exc}", 422, "invalid") from None
+    audit.record(engine, action=f"alert_{action}", detail={"note": note, **{k: str(v) for k, v in kw.items()}},
+                 **base)
+    return alert(engine, scope, alert_id)
 
 
-def available() -> bool:
-    return _transition_function() is not None
+def check_action(engine, *, alert_id: str, action: str, actor: str) -> str:
+    """For the views' handling buttons (:func:`handle`): inside a signed-in request, refuse an
+    action the user may not take (AccessError, audited) and return the user's name as the actor;
+    outside a request (CLI, workers, tests of the views) return ``actor`` unchanged."""
+    scope = current()
+    if scope is None:
+        return actor
+    row = alert(engine, scope, alert_id, history=False)
+    ok, how = can_handle(engine, scope, row, action)
+    if not ok or how == "take_over":
+        why = how if not ok else "take the alert over first"
+        audit.record(engine, actor=scope.username, user_id=scope.user_id, action=f"alert_{action}",
+                     region=row["adcode"], target=str(alert_id), outcome="denied", detail={"reason": why})
+        raise AccessError(why, 403, "forbidden")
+    audit.record(engine, actor=scope.username, user_id=scope.user_id, action=f"alert_{action}",
+                 region=row["adcode"], target=str(alert_id))
+    return scope.username
 
 
 def handle(engine, *, alert_id: str, action: str, actor: str, note: str | None = None) -> str:
-    """Apply one handling action; returns the new status. Raises the analytics error (a
-    TongguanError whose message says why) when the transition makes no sense."""
-    from apps.catalogue import AppsError
+    """Apply one of the views' button actions (``VIEW_ACTIONS``); returns the new status. Raises
+    the analytics error (a TongguanError whose message says why) when the transition makes no
+    sense, AccessError when the signed-in user may not take it."""
+    from analytics.lifecycle import transition
 
-    if action not in ACTIONS:
-        raise AppsError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
-    fn = _transition_function()
-    if fn is None:
-        raise AppsError("alert handling is not available yet (the analytics alert lifecycle is missing)")
-    from apps.scope import (
-        check_action,  # signed-in user's region scope and operator role (access)
-    )
-
-    actor = check_action(engine, alert_id=alert_id, action=ACTIONS[action], actor=actor)
+    if action not in VIEW_ACTIONS:
+        raise AppsError(f"unknown action {action!r}; use one of {', '.join(VIEW_ACTIONS)}")
+    actor = check_action(engine, alert_id=alert_id, action=VIEW_ACTIONS[action], actor=actor)
     extra = {}
     if action == "dispatch":
         # The county view dispatches to the unit named in the note field (default: the county's
         # duty team) with the default due time; the alerts page offers the full form.
         extra = {"to_unit": (note or "").strip() or DEFAULT_UNIT,
                  "due_at": datetime.now(UTC) + DISPATCH_DUE}
-    result = fn(engine, alert_id=alert_id, action=ACTIONS[action], actor=actor, note=note, **extra)
+    result = transition(engine, alert_id=alert_id, action=VIEW_ACTIONS[action], actor=actor, note=note, **extra)
     return getattr(result, "status", None) or (result.get("status") if isinstance(result, dict) else str(result))

@@ -1,18 +1,12 @@
-"""Users, roles, log-in, sessions and API tokens (接口鉴权), and the guard in front of the apps.
+"""Who a caller is: users, roles, log-in checks and API tokens (接口鉴权), and the demo's users.
+
+The web server's side of it (sessions, CSRF, the page guard) is ``apps.web``; the log-in pages
+are ``apps.access_pages``.
 
 - Passwords: Argon2id (``argon2-cffi``, its default parameters, rehashed on log-in when they
   change). Unknown user names cost the same verification as known ones.
 - Lock-out: ``MAX_FAILURES`` failed log-ins in a row lock the account for ``LOCK_MINUTES``;
   log-in is also rate-limited per client address (flask-limiter).
-- Sessions: Flask's signed cookie (``TONGGUAN_SECRET_KEY`` from the environment; Settings refuses
-  the development default outside development), HttpOnly, SameSite=Lax, Secure outside
-  development. The session holds the user id and the time the password was last set, so a reset
-  or a disable ends every session at the next request.
-- CSRF: the log-in, log-out forms carry a Flask-WTF token; Dash's JSON callbacks must be
-  same-origin (``Origin`` header) and JSON (a cross-site form cannot send ``application/json``).
-- Every request runs under the caller's region scope (``apps.scope.scoped``): the pages
-  ``/province|city|county/<adcode>`` and Dash navigation to them answer 403 outside the scope,
-  and every database connection of the request is switched to row-level security.
 """
 
 from __future__ import annotations
@@ -22,22 +16,22 @@ import logging
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
+from apps import audit
 from apps.access_models import ROLES
-from apps.scope import AccessError, Scope, tree_for, unscoped
+from apps.errors import AccessError
+from apps.policy import tree_for
+from apps.scope import Scope, unscoped
 
 log = logging.getLogger(__name__)
 
 MAX_FAILURES = 5
 LOCK_MINUTES = 15
 MIN_PASSWORD = 10
-SESSION_HOURS = 12
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
 TOKEN_PREFIX = "tg_"
-REGION_PATH = re.compile(r"^/(province|city|county)/([^/?#]+)")
 
 _hasher = None
 
@@ -150,8 +144,6 @@ def authenticate(engine, username: str, password: str, *, ip: str | None = None,
                  channel: str = "web") -> tuple[Scope, dict]:
     """Check a log-in; audited either way. Raises AccessError(401) on bad credentials, (423) when
     locked. Failures count towards the lock-out; success resets the count."""
-    from apps import audit
-
     user = get_user(engine, username or "")
     now = _now()
     if user is None:
@@ -284,337 +276,3 @@ def create_demo_users(engine, password: str | None = None) -> list[dict]:
 def format_logins(logins: list[dict]) -> str:
     return "\n".join(f"  {u['username']:<16} {u['password']:<20} {u['home']}  {','.join(u['roles'])}  "
                      f"{u['display_name']}" for u in logins)
-
-
-# --------------------------------------------------------------------------- Flask integration
-STATIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/favicon.ico")
-PUBLIC_PREFIXES = ("/login", "/api/", *STATIC_PREFIXES)
-
-
-def install(app) -> None:
-    """Put log-in, sessions, scoping, the page guard, CSRF, rate limits, the audit page and the
-    JSON API on the Dash app's Flask server. Called once by ``apps.app.create_app``."""
-    import flask
-    from flask_limiter import Limiter
-    from flask_limiter.util import get_remote_address
-
-    from apps import api, governance
-    from apps import audit as audit_mod
-    from apps import scope as scope_mod
-    from tongguan.db import engine_for
-    from tongguan.settings import get_settings
-
-    server = app.server if hasattr(app, "server") else app
-    settings = get_settings()
-    config = server.config["TONGGUAN"]
-    engine = scope_mod.install(engine_for(config.database_url))
-    server.config["TONGGUAN_ENGINE"] = engine
-    server.secret_key = settings.secret_key.get_secret_value()
-    server.config.update(
-        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.env != "development",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
-        # The cookie is written only when the session changes: the many concurrent Dash callback
-        # answers must not race to overwrite it (and its CSRF token); sessions end SESSION_HOURS
-        # after log-in, however active.
-        SESSION_REFRESH_EACH_REQUEST=False,
-        WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600,
-    )
-    server.config.setdefault("TONGGUAN_LOGIN_RATE", "10 per minute")
-    server.config.setdefault("TONGGUAN_API_RATE", "300 per minute")
-    from flask_wtf.csrf import generate_csrf
-
-    server.jinja_env.globals["csrf_token"] = generate_csrf
-    limiter = Limiter(get_remote_address, app=server, storage_uri="memory://", default_limits=[],
-                      headers_enabled=True)
-    server.extensions["tongguan_limiter"] = limiter
-
-    @server.before_request
-    def _authenticate():
-        path = flask.request.path
-        flask.g.tongguan_scope_token = None
-        if path.startswith("/api/"):
-            return None  # the API authenticates itself (token or session) in its blueprint
-        if path.startswith(STATIC_PREFIXES):  # scripts and styles: no database, no user lookup
-            flask.g.tongguan_scope_token = scope_mod._current.set(Scope.nobody())
-            return None
-        user = current_user(engine)
-        scope = scope_of(user) if user else Scope.nobody()
-        flask.g.tongguan_user = user
-        flask.g.tongguan_scope = scope
-        flask.g.tongguan_scope_token = scope_mod._current.set(scope)
-        if any(path.startswith(p) for p in PUBLIC_PREFIXES):
-            return None
-        if user is not None and path == "/":  # home: the user's own region, not the province
-            return flask.redirect(_home_path(engine, scope) + (
-                "?" + flask.request.query_string.decode() if flask.request.query_string else ""))
-        if user is None:
-            if flask.request.method == "GET" and not path.startswith("/_dash"):
-                return flask.redirect(flask.url_for("tongguan_auth.login", next=flask.request.full_path.rstrip("?")))
-            return flask.jsonify({"error": {"status": 401, "code": "unauthorized",
-                                            "message": "log in first / 请先登录"}}), 401
-        if flask.request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin():
-            return flask.jsonify({"error": {"status": 403, "code": "csrf",
-                                            "message": "cross-origin request refused"}}), 403
-        return _guard_regions(engine, scope, path)
-
-    @server.teardown_request
-    def _unscope(_exc=None):
-        token = flask.g.pop("tongguan_scope_token", None)
-        if token is not None:
-            scope_mod._current.reset(token)
-
-    @server.after_request
-    def _headers(resp):
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-        resp.headers.setdefault("Referrer-Policy", "same-origin")
-        return resp
-
-    bp = flask.Blueprint("tongguan_auth", __name__)
-
-    @bp.route("/login", methods=["GET", "POST"])
-    @limiter.limit(lambda: flask.current_app.config["TONGGUAN_LOGIN_RATE"], methods=["POST"])
-    def login():
-        from flask_wtf.csrf import CSRFError, validate_csrf
-        from wtforms import ValidationError
-
-        error, status = None, 200
-        nxt = _safe_next(flask.request.values.get("next"))
-        if flask.request.method == "POST":
-            try:
-                validate_csrf(flask.request.form.get("csrf_token"))
-            except (CSRFError, ValidationError):
-                error, status = "表单已过期，请重试 / the form expired, please try again", 400
-            else:
-                try:
-                    with unscoped():
-                        scope, user = authenticate(engine, flask.request.form.get("username", "").strip(),
-                                                   flask.request.form.get("password", ""),
-                                                   ip=flask.request.remote_addr)
-                except AccessError as exc:
-                    error, status = str(exc), exc.status
-                else:
-                    flask.session.clear()
-                    flask.session.permanent = True
-                    flask.session["uid"] = user["id"]
-                    flask.session["pwd"] = user["password_changed_at"].isoformat()
-                    return flask.redirect(nxt or _home_path(engine, scope))
-        return flask.render_template_string(LOGIN_HTML, error=error, next=nxt), status
-
-    @bp.route("/logout", methods=["GET", "POST"])
-    def logout():
-        from flask_wtf.csrf import CSRFError, validate_csrf
-        from wtforms import ValidationError
-
-        user = getattr(flask.g, "tongguan_user", None)
-        if flask.request.method == "POST":
-            try:
-                validate_csrf(flask.request.form.get("csrf_token"))
-            except (CSRFError, ValidationError):
-                return flask.render_template_string(LOGOUT_HTML, user=user), 400
-            if user:
-                audit_mod.record(engine, actor=user["username"], user_id=user["id"], action="logout",
-                                 region=user["home_adcode"].strip(), ip=flask.request.remote_addr)
-            flask.session.clear()
-            return flask.redirect(flask.url_for("tongguan_auth.login"))
-        return flask.render_template_string(LOGOUT_HTML, user=user)
-
-    @bp.route("/audit")
-    def audit_page():
-        scope = flask.g.tongguan_scope
-        args = flask.request.args
-        page = max(1, _int(args.get("page"), 1))
-        try:
-            rows, total = audit_mod.query(engine, scope=scope, region=args.get("region") or None,
-                                          actor=args.get("actor") or None, action=args.get("action") or None,
-                                          limit=100, offset=(page - 1) * 100)
-        except AccessError as exc:
-            return flask.render_template_string(FORBIDDEN_HTML, message=str(exc)), exc.status
-        return flask.render_template_string(AUDIT_HTML, rows=rows, total=total, page=page, args=args,
-                                            scope=scope, pages=max(1, (total + 99) // 100))
-
-    server.register_blueprint(bp)
-    _register_badge()
-    api.install(server, engine, limiter)
-    governance.install(server, engine)
-
-
-_BADGE_STYLE = {"position": "fixed", "top": "8px", "right": "16px", "zIndex": 1000, "fontSize": "13px",
-                "display": "flex", "gap": "12px", "alignItems": "center", "color": "#c9d6e3"}
-
-
-def _user_badge(layout):
-    """Dash layout hook: who is signed in, their region, and links to the catalogue, the audit
-    log (admins) and log-out, on every page (text nodes only: names are never HTML)."""
-    import flask
-    from dash import html
-
-    if not flask.has_request_context():
-        return layout
-    user = getattr(flask.g, "tongguan_user", None)
-    if not user:
-        return layout
-    home = user["home_adcode"].strip()
-    try:
-        region = tree_for(flask.current_app.config["TONGGUAN_ENGINE"]).name(home)
-    except Exception:  # noqa: BLE001 - a badge must never break the page
-        region = home
-    links = [html.Span(f"{user['username']} · {region}", id="access-user-name"),
-             html.A("数据目录 Catalogue", href="/catalogue"), html.A("数据质量 Quality", href=f"/quality/{home}")]
-    if "admin" in (user["roles"] or ()):
-        links.append(html.A("审计 Audit", href="/audit"))
-    links.append(html.A("退出 Log out", href="/logout", id="access-logout"))
-    return html.Div([layout, html.Div(links, id="access-user", style=_BADGE_STYLE)],
-                    style={"display": "contents"})
-
-
-def _register_badge() -> None:
-    import dash
-
-    if not getattr(_register_badge, "done", False):
-        dash.hooks.layout()(_user_badge)
-        _register_badge.done = True
-
-
-def _int(value, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _same_origin() -> bool:
-    import flask
-
-    origin = flask.request.headers.get("Origin") or flask.request.headers.get("Referer")
-    if not origin:
-        return True  # non-browser clients; browsers send Origin on every cross-site POST
-    return urlparse(origin).netloc == flask.request.host
-
-
-def _safe_next(nxt: str | None) -> str | None:
-    """Only local paths: an open redirect after log-in is a phishing aid."""
-    if not nxt or not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
-        return None
-    return nxt
-
-
-def _home_path(engine, scope: Scope) -> str:
-    level = tree_for(engine).level(scope.home)
-    return f"/{level}/{scope.home}"
-
-
-def current_user(engine) -> dict | None:
-    """The signed-in user of this request (None: anonymous, disabled, or password changed)."""
-    import flask
-
-    uid = flask.session.get("uid")
-    if not uid:
-        return None
-    with unscoped(), engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT id, username, display_name, home_adcode, roles, active, "
-                                   "password_changed_at FROM users WHERE id = :id"), {"id": int(uid)}).first()
-    if row is None or not row.active or row.password_changed_at.isoformat() != flask.session.get("pwd"):
-        flask.session.clear()
-        return None
-    return dict(row._mapping)
-
-
-def current_scope() -> Scope:
-    """The scope of the current request (``Scope.nobody()`` outside one or when anonymous)."""
-    import flask
-
-    if flask.has_request_context():
-        return getattr(flask.g, "tongguan_scope", None) or Scope.nobody()
-    return Scope.nobody()
-
-
-def _guard_regions(engine, scope: Scope, path: str):
-    """403 for a region page, or a Dash navigation to one, outside the caller's scope; the
-    views of regions are audited."""
-    import flask
-
-    from apps import audit
-
-    targets: list[str] = []
-    navigation = False
-    m = REGION_PATH.match(path)
-    if m and flask.request.method == "GET":
-        targets.append(m.group(2))
-        navigation = True
-    elif path.endswith("/_dash-update-component") and flask.request.method == "POST":
-        body = flask.request.get_json(silent=True)
-        if body is None:
-            return flask.jsonify({"error": {"status": 400, "code": "invalid", "message": "JSON body expected"}}), 400
-        for item in _flatten(body.get("inputs", [])) + _flatten(body.get("state", [])):
-            if isinstance(item, dict) and item.get("property") in ("pathname", "href") and isinstance(item.get("value"), str):
-                mm = REGION_PATH.match(urlparse(item["value"]).path)
-                if mm:
-                    targets.append(mm.group(2))
-        navigation = "_pages_content" in str(body.get("output", ""))
-    for code in dict.fromkeys(targets):
-        tree = tree_for(engine)
-        allowed = scope.within(tree, code)
-        if navigation or not allowed:
-            audit.record(engine, actor=scope.username, user_id=scope.user_id, action="view_region",
-                         region=code if code in tree else None, target=path, ip=flask.request.remote_addr,
-                         outcome="ok" if allowed else "denied")
-        if not allowed:
-            msg = f"区域 {code} 不在您的权限范围内 / region {code} is outside your region {scope.home}"
-            if path.endswith("/_dash-update-component"):
-                return flask.jsonify({"error": {"status": 403, "code": "forbidden", "message": msg}}), 403
-            return flask.render_template_string(FORBIDDEN_HTML, message=msg), 403
-    return None
-
-
-def _flatten(items) -> list:
-    out = []
-    for it in items or []:
-        out.extend(_flatten(it) if isinstance(it, list) else [it])
-    return out
-
-
-_STYLE = """<style>body{font-family:system-ui,"PingFang SC","Microsoft YaHei",sans-serif;background:#0b1726;color:#e6edf5;margin:0}
-main{max-width:1100px;margin:40px auto;padding:0 16px}.card{background:#13243a;border-radius:8px;padding:24px;max-width:380px;margin:60px auto}
-label{display:block;margin:12px 0 4px}input{width:100%;padding:8px;box-sizing:border-box;border-radius:4px;border:1px solid #2c4766;background:#0b1726;color:#e6edf5}
-button{margin-top:16px;padding:8px 16px;background:#1f6feb;color:#fff;border:0;border-radius:4px;cursor:pointer}
-.err{background:#5a1e1e;padding:8px;border-radius:4px}table{border-collapse:collapse;width:100%;font-size:13px}
-td,th{border-bottom:1px solid #2c4766;padding:4px 6px;text-align:left}a{color:#79b8ff}.muted{color:#8aa0b8}</style>"""
-
-LOGIN_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>登录 Log in · 统管</title>""" + _STYLE + """</head>
-<body><div class="card"><h2>统管 · 登录 <span class="muted">Log in</span></h2>
-{% if error %}<p class="err" id="login-error">{{ error }}</p>{% endif %}
-<form method="post" action="/login">
-<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
-<input type="hidden" name="next" value="{{ next or '' }}">
-<label for="username">用户名 User name</label><input id="username" name="username" autocomplete="username" required autofocus>
-<label for="password">密码 Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit" id="login-submit">登录 Log in</button></form></div></body></html>"""
-
-LOGOUT_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>退出 Log out · 统管</title>""" + _STYLE + """</head>
-<body><div class="card"><h2>退出登录 <span class="muted">Log out</span></h2>
-{% if user %}<p>{{ user.username }}</p>{% endif %}
-<form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
-<button type="submit" id="logout-submit">退出 Log out</button></form></div></body></html>"""
-
-FORBIDDEN_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>无权访问 Forbidden · 统管</title>""" + _STYLE + """</head>
-<body><div class="card"><h2>无权访问 <span class="muted">Forbidden</span></h2><p id="forbidden-message">{{ message }}</p>
-<p><a href="/">返回 Home</a> · <a href="/logout">退出 Log out</a></p></div></body></html>"""
-
-AUDIT_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>审计日志 Audit log · 统管</title>""" + _STYLE + """</head>
-<body><main><h2>审计日志 <span class="muted">Audit log</span> · {{ scope.home }}</h2>
-<form method="get" action="/audit">
-区域 Region <input name="region" value="{{ args.get('region','') }}" style="width:90px">
-用户 User <input name="actor" value="{{ args.get('actor','') }}" style="width:140px">
-操作 Action <input name="action" value="{{ args.get('action','') }}" placeholder="alert_*" style="width:140px">
-<button type="submit">查询 Search</button></form>
-<p class="muted">共 {{ total }} 条 entries · 第 {{ page }}/{{ pages }} 页 page</p>
-<table id="audit-table"><thead><tr><th>时间 Time</th><th>用户 User</th><th>操作 Action</th><th>区域 Region</th>
-<th>对象 Target</th><th>结果 Outcome</th><th>渠道 Channel</th><th>IP</th></tr></thead><tbody>
-{% for r in rows %}<tr><td>{{ r.ts[:19] }}</td><td>{{ r.actor }}</td><td>{{ r.action }}</td><td>{{ r.region or '' }}</td>
-<td>{{ r.target or '' }}</td><td>{{ r.outcome }}</td><td>{{ r.channel }}</td><td>{{ r.ip or '' }}</td></tr>{% endfor %}
-</tbody></table>
-{% if page > 1 %}<a href="?page={{ page - 1 }}&region={{ args.get('region','') }}&actor={{ args.get('actor','') }}&action={{ args.get('action','') }}">上一页 Previous</a>{% endif %}
-{% if page < pages %}<a href="?page={{ page + 1 }}&region={{ args.get('region','') }}&actor={{ args.get('actor','') }}&action={{ args.get('action','') }}">下一页 Next</a>{% endif %}
-</main></body></html>"""

@@ -17,7 +17,9 @@ import sqlalchemy as sa
 
 from apps import audit
 from apps.catalogue import LEVELS
-from apps.scope import AccessError, Scope, tree_for
+from apps.errors import AccessError
+from apps.policy import tree_for
+from apps.scope import Scope
 
 FIELDS = ("name", "adcode", "themes", "min_level", "channels", "webhook_url", "email", "quiet_start",
           "quiet_end", "escalated_only")

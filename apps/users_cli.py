@@ -73,7 +73,7 @@ def _engine(ctx):
 def _password(args, confirm: bool = True) -> tuple[str, bool]:
     import secrets
 
-    from apps.scope import AccessError
+    from apps.errors import AccessError
 
     if getattr(args, "generate", False):
         return secrets.token_urlsafe(12), True
@@ -190,8 +190,8 @@ def cmd_token_revoke(args, ctx) -> int:
 
 def cmd_audit(args, ctx) -> int:
     from apps import audit
+    from apps.errors import AccessError
     from apps.identity import get_user, scope_of
-    from apps.scope import AccessError
 
     scope = None
     if args.as_user:

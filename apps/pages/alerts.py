@@ -23,17 +23,11 @@ from dash import (
 )
 
 from apps import alerts_view as view
-from apps.catalogue import (
-    LEVEL_COLOURS,
-    LEVELS,
-    OPEN_STATUSES,
-    STATUSES,
-    AppsError,
-    norm_theme,
-)
+from apps.catalogue import LEVEL_COLOURS, LEVELS, OPEN_STATUSES, STATUSES, norm_theme
 from apps.components import error_panel, panel, query_string, theme_selector
+from apps.context import current_scope, engine
+from apps.errors import AppsError
 from apps.i18n import norm_lang, t
-from apps.pages.common import engine
 
 PAGE = "alerts"
 
@@ -86,12 +80,6 @@ def _with_lang(path: str, params: dict, lang: str) -> str:
     if lang != "zh":
         q["lang"] = lang
     return path + ("?" + urlencode(q, safe=",") if q else "")
-
-
-def current_scope():
-    from apps.identity import current_scope as cs
-
-    return cs()
 
 
 def _columns(lang: str) -> list[dict]:

@@ -9,7 +9,7 @@ import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from apps import data
-from apps.catalogue import AppsError, indicators, theme_label
+from apps.catalogue import indicators, theme_label
 from apps.components import (
     alerts_table,
     clock,
@@ -22,12 +22,13 @@ from apps.components import (
     ticker_items,
     vital_card,
 )
+from apps.context import engine
+from apps.errors import AppsError
 from apps.i18n import t
 from apps.live import changed_values, next_city
 from apps.maps import MAP_CONFIG, region_map, trend_figure
 from apps.pages.common import (
     empty_note,
-    engine,
     register_region_callbacks,
     stores,
     view_params,

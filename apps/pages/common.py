@@ -1,4 +1,4 @@
-"""What the province and city views share: request parameters, the engine, the region map with
+"""What the province and city views share: request parameters, the region map with
 click-to-drill-down, theme/window selectors that rewrite the link, and the live callback (KPI
 strip, map colours, ticker) that sends only what changed."""
 
@@ -19,6 +19,7 @@ from apps.components import (
     ticker_items,
     view_href,
 )
+from apps.context import engine
 from apps.i18n import norm_lang
 from apps.live import LIVE_INTERVAL_MS, changed_values, map_levels, newest_change
 from apps.maps import level_z
@@ -49,13 +50,6 @@ class ViewParams:
 def view_params(adcode, theme=None, window=None, lang=None, screen=None) -> ViewParams:
     return ViewParams(adcode=(adcode or "").strip(), theme=norm_theme(theme), window=norm_window(window),
                       lang=norm_lang(lang), screen="wall" if screen == "wall" else "desk")
-
-
-def engine():
-    from apps.app import current_config
-    from tongguan.db import engine_for
-
-    return engine_for(current_config().database_url)
 
 
 def stores(page: str, p: ViewParams, *, kpis: dict, state, ticker, codes: list[str]) -> list:

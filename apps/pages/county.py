@@ -10,11 +10,13 @@ import pandas as pd
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from apps import data, handling
-from apps.catalogue import OPEN_STATUSES, WINDOWS, AppsError, label, theme_label
+from apps.catalogue import OPEN_STATUSES, WINDOWS, label, theme_label
 from apps.components import alerts_table, error_panel, header, kpi_strip, panel
+from apps.context import engine
+from apps.errors import AppsError
 from apps.i18n import t
 from apps.maps import EVENT_COLOURS, MAP_CONFIG, county_map, series_figure
-from apps.pages.common import engine, view_params
+from apps.pages.common import view_params
 
 PAGE = "county"
 

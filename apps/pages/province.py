@@ -8,7 +8,7 @@ import dash
 from dash import dcc, html
 
 from apps import data
-from apps.catalogue import AppsError, theme_label
+from apps.catalogue import theme_label
 from apps.components import (
     alerts_table,
     clock,
@@ -19,11 +19,12 @@ from apps.components import (
     ranking,
     ticker_items,
 )
+from apps.context import engine
+from apps.errors import AppsError
 from apps.i18n import t
 from apps.maps import MAP_CONFIG, region_map, trend_figure
 from apps.pages.common import (
     empty_note,
-    engine,
     register_region_callbacks,
     stores,
     view_params,

@@ -11,7 +11,6 @@ from apps.health import probe_broker, probe_database
 from apps.i18n import norm_lang, t
 
 
-
 def layout(lang: str | None = None, **_query):
     lang = norm_lang(lang)
     return html.Div([
@@ -39,7 +38,7 @@ def _badge(up: bool, lang: str):
 
 
 def render(lang: str):
-    from apps.app import current_config
+    from apps.context import current_config
 
     cfg = current_config()
     db = probe_database(cfg.database_url)

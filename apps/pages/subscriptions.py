@@ -11,9 +11,9 @@ from apps import subscriptions_view as view
 from apps.alerts_view import region_options
 from apps.catalogue import LEVEL_COLOURS, LEVELS, theme_label, themes
 from apps.components import _when, error_panel, panel
+from apps.context import current_scope, engine
 from apps.i18n import norm_lang, t
-from apps.pages.alerts import current_scope, nav_links
-from apps.pages.common import engine
+from apps.pages.alerts import nav_links
 
 PAGE = "subs"
 CHANNELS = ("inbox", "webhook", "email")

@@ -25,8 +25,8 @@ def cli(settings, monkeypatch):
 
 
 def test_users_tokens_audit_cli(cli, engine, capsys, monkeypatch):
+    from apps.errors import AccessError
     from apps.identity import authenticate, scope_for_token
-    from apps.scope import AccessError
 
     monkeypatch.setenv("NEW_PW", "a-long-password-1")
     assert cli(["users", "add", "th-viewer", "--region", "440106", "--roles", "viewer",

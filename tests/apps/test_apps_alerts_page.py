@@ -67,7 +67,7 @@ def test_region_tree_picker_is_the_users_subtree(engine, users):
 
 def test_filters_by_region_theme_level_status(engine, users):
     from apps.alerts_view import filter_alerts, table_rows
-    from apps.catalogue import AppsError
+    from apps.errors import AppsError
     from apps.scope import scoped
 
     with scoped(users["gz-operator"]):

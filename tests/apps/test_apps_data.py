@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from dash import no_update
 
 from apps import data
-from apps.catalogue import LEVELS, OPEN_STATUSES, AppsError, indicators
+from apps.catalogue import LEVELS, OPEN_STATUSES, indicators
+from apps.errors import AppsError
 from tongguan.db import engine_for
 
 pytestmark = pytest.mark.integration

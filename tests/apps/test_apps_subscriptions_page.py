@@ -31,7 +31,8 @@ def test_create_edit_remove_scoped_to_the_users_subtree(engine, users):
     from analytics.subscriptions import get_subscription
     from apps import audit
     from apps import subscriptions_view as view
-    from apps.scope import AccessError, scoped
+    from apps.errors import AccessError
+    from apps.scope import scoped
     from tongguan import TongguanError
 
     th, gz = users["tianhe-operator"], users["gz-operator"]
@@ -80,7 +81,8 @@ def test_create_edit_remove_scoped_to_the_users_subtree(engine, users):
 
 def test_test_delivery_and_inbox_read_unread(engine, users):
     from apps import subscriptions_view as view
-    from apps.scope import AccessError, scoped
+    from apps.errors import AccessError
+    from apps.scope import scoped
 
     th, gz = users["tianhe-operator"], users["gz-operator"]
     with scoped(th):

@@ -12,8 +12,9 @@ import apps.data
 import apps.i18n
 import apps.live
 import apps.maps
-from apps.catalogue import AppsError, indicators, parse_indicators, worst_level
+from apps.catalogue import indicators, parse_indicators, worst_level
 from apps.components import parse_search, query_string, view_href
+from apps.errors import AppsError
 from apps.live import changed_values, map_levels, newest_change
 from apps.maps import aggregate_points, level_z, region_map
 

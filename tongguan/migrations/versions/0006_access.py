@@ -170,7 +170,7 @@ def upgrade() -> None:
         op.execute(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
         op.execute(f"CREATE POLICY scope_read ON {name} FOR SELECT TO {ROLE} USING ({expr})")
     # Handling: operators update alerts of their subtree and append to their history; the finer
-    # rule (own region, or an ancestor that took the alert over) is apps.scope.can_handle.
+    # rule (own region, or an ancestor that took the alert over) is apps.policy.can_handle.
     op.execute(f"GRANT UPDATE ON alerts TO {ROLE}")
     op.execute(f"""CREATE POLICY scope_handle ON alerts FOR UPDATE TO {ROLE}
                    USING ({REGIONAL['alerts']} AND tongguan_operator())

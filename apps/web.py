@@ -1,0 +1,195 @@
+"""The web server's wiring: sessions, CSRF, rate limits and the guard in front of every page, on
+the Dash app's Flask server; then the log-in and admin pages (``apps.access_pages``) and the JSON
+API (``apps.api``) beside the views.
+
+- Sessions: Flask's signed cookie (``TONGGUAN_SECRET_KEY`` from the environment; Settings refuses
+  the development default outside development), HttpOnly, SameSite=Lax, Secure outside
+  development. The session holds the user id and the time the password was last set, so a reset
+  or a disable ends every session at the next request.
+- CSRF: the log-in, log-out forms carry a Flask-WTF token; Dash's JSON callbacks must be
+  same-origin (``Origin`` header) and JSON (a cross-site form cannot send ``application/json``).
+- Every request runs under the caller's region scope (``apps.scope``): the pages
+  ``/province|city|county/<adcode>`` and Dash navigation to them answer 403 outside the scope,
+  and every database connection of the request is switched to row-level security.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from urllib.parse import urlparse
+
+from apps import access_pages, api, audit
+from apps import scope as scope_mod
+from apps.context import current_user, same_origin
+from apps.identity import scope_of
+from apps.policy import tree_for
+from apps.scope import Scope
+
+SESSION_HOURS = 12
+REGION_PATH = re.compile(r"^/(province|city|county)/([^/?#]+)")
+STATIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/favicon.ico")
+PUBLIC_PREFIXES = ("/login", "/api/", *STATIC_PREFIXES)
+
+
+def install(app) -> None:
+    """Put log-in, sessions, scoping, the page guard, CSRF, rate limits, the log-in, audit and
+    governance pages and the JSON API on the Dash app's Flask server. Called once by
+    ``apps.app.create_app``."""
+    import flask
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    from tongguan.db import engine_for
+    from tongguan.settings import get_settings
+
+    server = app.server if hasattr(app, "server") else app
+    settings = get_settings()
+    config = server.config["TONGGUAN"]
+    engine = scope_mod.install(engine_for(config.database_url))
+    server.config["TONGGUAN_ENGINE"] = engine
+    server.secret_key = settings.secret_key.get_secret_value()
+    server.config.update(
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.env != "development",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        # The cookie is written only when the session changes: the many concurrent Dash callback
+        # answers must not race to overwrite it (and its CSRF token); sessions end SESSION_HOURS
+        # after log-in, however active.
+        SESSION_REFRESH_EACH_REQUEST=False,
+        WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600,
+    )
+    server.config.setdefault("TONGGUAN_LOGIN_RATE", "10 per minute")
+    server.config.setdefault("TONGGUAN_API_RATE", "300 per minute")
+    from flask_wtf.csrf import generate_csrf
+
+    server.jinja_env.globals["csrf_token"] = generate_csrf
+    limiter = Limiter(get_remote_address, app=server, storage_uri="memory://", default_limits=[],
+                      headers_enabled=True)
+    server.extensions["tongguan_limiter"] = limiter
+
+    @server.before_request
+    def _authenticate():
+        path = flask.request.path
+        flask.g.tongguan_scope_token = None
+        if path.startswith("/api/"):
+            return None  # the API authenticates itself (token or session) in its blueprint
+        if path.startswith(STATIC_PREFIXES):  # scripts and styles: no database, no user lookup
+            flask.g.tongguan_scope_token = scope_mod.enter(Scope.nobody())
+            return None
+        user = current_user(engine)
+        scope = scope_of(user) if user else Scope.nobody()
+        flask.g.tongguan_user = user
+        flask.g.tongguan_scope = scope
+        flask.g.tongguan_scope_token = scope_mod.enter(scope)
+        if any(path.startswith(p) for p in PUBLIC_PREFIXES):
+            return None
+        if user is not None and path == "/":  # home: the user's own region, not the province
+            return flask.redirect(access_pages.home_path(engine, scope) + (
+                "?" + flask.request.query_string.decode() if flask.request.query_string else ""))
+        if user is None:
+            if flask.request.method == "GET" and not path.startswith("/_dash"):
+                return flask.redirect(flask.url_for("tongguan_auth.login", next=flask.request.full_path.rstrip("?")))
+            return flask.jsonify({"error": {"status": 401, "code": "unauthorized",
+                                            "message": "log in first / 请先登录"}}), 401
+        if flask.request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin():
+            return flask.jsonify({"error": {"status": 403, "code": "csrf",
+                                            "message": "cross-origin request refused"}}), 403
+        return guard_regions(engine, scope, path)
+
+    @server.teardown_request
+    def _unscope(_exc=None):
+        token = flask.g.pop("tongguan_scope_token", None)
+        if token is not None:
+            scope_mod.leave(token)
+
+    @server.after_request
+    def _headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        return resp
+
+    access_pages.install(server, engine, limiter)
+    _register_badge()
+    api.install(server, engine, limiter)
+
+
+_BADGE_STYLE = {"position": "fixed", "top": "8px", "right": "16px", "zIndex": 1000, "fontSize": "13px",
+                "display": "flex", "gap": "12px", "alignItems": "center", "color": "#c9d6e3"}
+
+
+def _user_badge(layout):
+    """Dash layout hook: who is signed in, their region, and links to the catalogue, the audit
+    log (admins) and log-out, on every page (text nodes only: names are never HTML)."""
+    import flask
+    from dash import html
+
+    if not flask.has_request_context():
+        return layout
+    user = getattr(flask.g, "tongguan_user", None)
+    if not user:
+        return layout
+    home = user["home_adcode"].strip()
+    try:
+        region = tree_for(flask.current_app.config["TONGGUAN_ENGINE"]).name(home)
+    except Exception:  # noqa: BLE001 - a badge must never break the page
+        region = home
+    links = [html.Span(f"{user['username']} · {region}", id="access-user-name"),
+             html.A("数据目录 Catalogue", href="/catalogue"), html.A("数据质量 Quality", href=f"/quality/{home}")]
+    if "admin" in (user["roles"] or ()):
+        links.append(html.A("审计 Audit", href="/audit"))
+    links.append(html.A("退出 Log out", href="/logout", id="access-logout"))
+    return html.Div([layout, html.Div(links, id="access-user", style=_BADGE_STYLE)],
+                    style={"display": "contents"})
+
+
+def _register_badge() -> None:
+    import dash
+
+    if not getattr(_register_badge, "done", False):
+        dash.hooks.layout()(_user_badge)
+        _register_badge.done = True
+
+
+def guard_regions(engine, scope: Scope, path: str):
+    """403 for a region page, or a Dash navigation to one, outside the caller's scope; the
+    views of regions are audited."""
+    import flask
+
+    targets: list[str] = []
+    navigation = False
+    m = REGION_PATH.match(path)
+    if m and flask.request.method == "GET":
+        targets.append(m.group(2))
+        navigation = True
+    elif path.endswith("/_dash-update-component") and flask.request.method == "POST":
+        body = flask.request.get_json(silent=True)
+        if body is None:
+            return flask.jsonify({"error": {"status": 400, "code": "invalid", "message": "JSON body expected"}}), 400
+        for item in _flatten(body.get("inputs", [])) + _flatten(body.get("state", [])):
+            if isinstance(item, dict) and item.get("property") in ("pathname", "href") and isinstance(item.get("value"), str):
+                mm = REGION_PATH.match(urlparse(item["value"]).path)
+                if mm:
+                    targets.append(mm.group(2))
+        navigation = "_pages_content" in str(body.get("output", ""))
+    for code in dict.fromkeys(targets):
+        tree = tree_for(engine)
+        allowed = scope.within(tree, code)
+        if navigation or not allowed:
+            audit.record(engine, actor=scope.username, user_id=scope.user_id, action="view_region",
+                         region=code if code in tree else None, target=path, ip=flask.request.remote_addr,
+                         outcome="ok" if allowed else "denied")
+        if not allowed:
+            msg = f"区域 {code} 不在您的权限范围内 / region {code} is outside your region {scope.home}"
+            if path.endswith("/_dash-update-component"):
+                return flask.jsonify({"error": {"status": 403, "code": "forbidden", "message": msg}}), 403
+            return flask.render_template_string(access_pages.FORBIDDEN_HTML, message=msg), 403
+    return None
+
+
+def _flatten(items) -> list:
+    out = []
+    for it in items or []:
+        out.extend(_flatten(it) if isinstance(it, list) else [it])
+    return out
