@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-BENCH_MODULES = ("geo.cli", "ingest.cli", "analytics.cli", "analytics.alerts_cli", "apps.bench")
+BENCH_MODULES = ("geo.cli", "ingest.cli", "analytics.cli", "analytics.alerts_cli", "analytics.detect_bench",
+                 "apps.bench")
 
 
 def register(sub) -> None:
