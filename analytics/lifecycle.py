@@ -107,6 +107,42 @@ def rank_in_path(alert: dict, region: str) -> int:
     return -2
 
 
+# What the region an alert is dispatched to may do besides the owner: report it handled. The
+# owner (the county by default, or the city or province that took it over) does everything else,
+# including verifying and closing what it dispatched.
+ASSIGNEE_ACTIONS = ("resolve",)
+
+
+def assignee_region(alert: dict) -> str | None:
+    """The region an active dispatch points at; a grid unit counts as its county.
+
+    >>> assignee_region({"status": "dispatched", "assigned_region": "440106-1000-0001-0002"})
+    '440106'
+    >>> assignee_region({"status": "resolved", "assigned_region": "440106"}) is None
+    True
+    """
+    region = str(alert.get("assigned_region") or "").strip()
+    if alert.get("status") != "dispatched" or not region:
+        return None
+    m = GRID_RE.match(region)
+    return m.group(1) if m else region
+
+
+def may_act(alert: dict, region: str, action: str) -> bool:
+    """Whether an operator of ``region`` may apply ``action`` as far as the handling goes (role
+    and subtree are the access layer's): the owner may do anything, the region the alert is
+    dispatched to may resolve it.
+
+    >>> a = {"owner_region": "440100", "status": "dispatched", "assigned_region": "440106"}
+    >>> may_act(a, "440100", "close"), may_act(a, "440106", "resolve"), may_act(a, "440106", "close")
+    (True, True, False)
+    """
+    owner = str(alert.get("owner_region") or alert.get("handling_region") or alert.get("adcode") or "").strip()
+    if region == owner:
+        return True
+    return action in ASSIGNEE_ACTIONS and region == assignee_region(alert)
+
+
 def _now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
@@ -238,9 +274,11 @@ def dispatch(engine, alert_id: str, *, actor: str, to_unit: str, due_at: datetim
             raise AlertTransitionError(
                 f"cannot dispatch up to {target}: the alert is handled by {a['owner_region']}; dispatch goes "
                 "down (escalation and take-over go up)")
-        owner = a["adcode"] if r == -1 else target
+        # The owner does not change: a city that took an alert over and dispatches it down still
+        # handles the case (it verifies and closes what it dispatched); the region it was
+        # dispatched to reports it resolved (see ASSIGNEE_ACTIONS).
         _update(conn, a["id"], now, status, assigned_unit=to_unit, assigned_region=target, due_at=due_at,
-                dispatched_at=now, dispatched_by=actor, overdue_at=None, owner_region=owner)
+                dispatched_at=now, dispatched_by=actor, overdue_at=None)
         append_history(conn, a, action="dispatched", actor=actor, status=status, ts=now, note=_join(
             f"派往 {to_unit} ({target}), 限期 {_fmt(due_at)} / dispatched to {to_unit} ({target}), "
             f"due {due_at.isoformat()}", note))

@@ -154,12 +154,31 @@ def escalate_immediate(conn, alert: dict, *, now: datetime, config: AlertingConf
     return None
 
 
+def stream_clock(conn, now: datetime) -> datetime:
+    """The time the stream has reached: the newest reading of any sensor (``sensors.last_seen``),
+    never later than ``now``; ``now`` when there are no sensors.
+
+    "Not acknowledged for 15 minutes" is measured on this clock, as the sensors-offline count and
+    the detector's offline rule are: while a restarted platform replays hours of history, the wall
+    clock would find every replayed alert long unacknowledged and escalate it at once — before the
+    replay reaches the readings that clear it. (The price, shared with those rules: when every
+    sensor falls silent, the clock stops.)"""
+    if conn.execute(sa.text("SELECT to_regclass('sensors') IS NULL")).scalar():
+        return now
+    newest = conn.execute(sa.text("SELECT max(last_seen) FROM sensors")).scalar()
+    return min(now, newest) if newest is not None else now
+
+
 def escalate_due(engine, *, now: datetime | None = None, config: AlertingConfig | None = None
                  ) -> list[tuple[str, str]]:
-    """Apply every escalation rule once; returns ``(alert_id, region)`` for each step taken."""
+    """Apply every escalation rule once; returns ``(alert_id, region)`` for each step taken.
+
+    Only active alerts (open, acknowledged, dispatched) escalate, each re-read under its lock, so
+    one resolved or closed meanwhile is left alone; time-based steps use :func:`stream_clock`."""
     now, cfg = _now(now), config or load_alerting()
     done: list[tuple[str, str]] = []
     with engine.begin() as conn:
+        clock = stream_clock(conn, now)
         # 1. Immediate levels (an alert that became red after it opened is caught here too).
         if cfg.immediate_levels:
             ids = conn.execute(sa.text(
@@ -177,11 +196,13 @@ def escalate_due(engine, *, now: datetime | None = None, config: AlertingConfig 
                 "SELECT a.id FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
                 "WHERE a.status = 'open' AND a.level = :lv AND h.visible_at <> trim(a.province) "
                 "AND coalesce(h.escalated_at, a.first_seen) <= :cut ORDER BY a.id"),
-                {"lv": level, "cut": now - timedelta(seconds=after)}).scalars().all()
+                {"lv": level, "cut": clock - timedelta(seconds=after)}).scalars().all()
             for aid in ids:
                 a = load_alert(conn, aid, lock=True)
+                if a["status"] != "open":  # acknowledged (or finished) since it was selected
+                    continue
                 up = next_region_up(a)
-                if up and escalate(conn, a, to_region=up, now=now, reason=(
+                if up and escalate(conn, a, to_region=up, now=clock, reason=(
                         f"{level} 级预警 {after / 60:g} 分钟未确认 / {level} alert not acknowledged "
                         f"within {after / 60:g} min")):
                     done.append((aid, up))

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -234,6 +235,16 @@ def install(server, engine, limiter) -> None:
     def get_alert(alert_id):
         return flask.jsonify(api_queries.alert(engine, me(), alert_id))
 
+    def _due_time(value) -> datetime:
+        try:
+            due = datetime.fromisoformat(str(value))
+        except ValueError:
+            due = None
+        if due is None or due.tzinfo is None:
+            raise AccessError("due must be a date-time with a time-zone offset, e.g. 2026-06-01T18:00:00+08:00",
+                              422, "invalid")
+        return due
+
     @bp.post("/alerts/<alert_id>/actions")
     def act_on_alert(alert_id):
         body = flask.request.get_json(silent=True)
@@ -242,7 +253,13 @@ def install(server, engine, limiter) -> None:
         note = body.get("note")
         if note is not None and not isinstance(note, str):
             raise AccessError("note must be a string", 422, "invalid")
-        extra = {k: body[k] for k in ("assignee", "due", "false_alarm") if k in body}
+        extra = {k: body[k] for k in ("false_alarm",) if k in body}
+        if "assignee" in body:  # the API's names for the lifecycle's dispatch fields
+            if not isinstance(body["assignee"], str):
+                raise AccessError("assignee must be a string (a unit or person)", 422, "invalid")
+            extra["to_unit"] = body["assignee"]
+        if "due" in body:
+            extra["due_at"] = _due_time(body["due"])
         result = handling.act(engine, me(), alert_id, body["action"], note=note,
                                channel=flask.g.tongguan_channel, ip=flask.request.remote_addr, **extra)
         return flask.jsonify(result)

@@ -2,8 +2,8 @@
 handling an alert (``can_handle``).
 
 Handling an alert: the operator role in the region that handles it
-(``alert_handling.owner_region``: the county by default, the region it was dispatched down to, or
-the ancestor that took it over). An operator of the city or province may take it over; where the
+(``alert_handling.owner_region``: the county by default, or the ancestor that took it over; a
+dispatch down does not change it, and the region dispatched to may resolve). An operator of the city or province may take it over; where the
 alert has been escalated to that level, acting on it takes it over implicitly (recorded).
 
 The functions that read for the API still put the scope in their WHERE clauses (it makes the
@@ -54,10 +54,13 @@ def can_handle(engine, scope: Scope, alert_row: dict, action: str) -> tuple[bool
 
     - only operators handle alerts, and only inside their subtree;
     - ``take_over``: an operator of a region above the one handling it (its city or province);
-    - any other action: an operator of the region handling it (the county by default, the region
-      it was dispatched down to, or the ancestor that took it over). An operator of an ancestor
+    - any other action: an operator of the region handling it (the county by default, or the
+      ancestor that took it over; dispatching does not change it); the region it is dispatched
+      down to may resolve it (``analytics.lifecycle.may_act``). An operator of an ancestor
       the alert has been escalated to may act too: the action then takes it over first (recorded).
     """
+    from analytics.lifecycle import may_act
+
     tree = tree_for(engine)
     if not scope.is_operator:
         return False, "handling alerts needs the operator role / 处置预警需要值班员角色"
@@ -71,7 +74,7 @@ def can_handle(engine, scope: Scope, alert_row: dict, action: str) -> tuple[bool
         if mine <= theirs:
             return False, f"the alert is already handled by {owner}"
         return True, ""
-    if scope.home == owner:
+    if may_act(alert_row, scope.home, action):  # the owner, or the region it is dispatched to resolving it
         return True, ""
     visible = _rank(alert_row, str(alert_row.get("visible_at") or "").strip())
     if mine >= 1 and mine > theirs and visible >= mine:

@@ -5,6 +5,7 @@ audit log of what these tests did."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -136,6 +137,34 @@ def test_guangzhou_operator_acts_on_alert_escalated_from_tianhe(access):
     # Shenzhen is not Guangzhou's.
     assert api.post("/api/v1/alerts/A-FUTIAN-1/actions", headers=gz,
                     json={"action": "take_over"}).status_code == 404
+
+
+def test_city_dispatches_what_it_took_over_county_resolves_city_closes(access):
+    """Issue 14: after the city dispatches down, it still handles the case; the county it was
+    dispatched to reports it resolved; only the city verifies and closes it."""
+    engine, app, _ = access
+    api = app.server.test_client()
+    gz, th = token_for(engine, "gz-operator"), token_for(engine, "tianhe-operator")
+    url = "/api/v1/alerts/A-TIANHE-ESC/actions"
+    assert api.post(url, headers=gz, json={"action": "take_over"}).status_code == 200
+    r = api.post(url, headers=gz, json={"action": "dispatch", "assignee": "天河区排水所"})
+    assert r.status_code == 409 and "due" in r.get_json()["error"]["message"]
+    r = api.post(url, headers=gz, json={"action": "dispatch", "assignee": "天河区排水所", "due": "tomorrow"})
+    assert r.status_code == 422
+    due = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    r = api.post(url, headers=gz, json={"action": "dispatch", "assignee": "天河区排水所", "due": due})
+    assert r.status_code == 200, r.get_json()
+    a = r.get_json()
+    assert (a["status"], a["handling_region"], a["assigned_region"], a["assigned_unit"]) == \
+        ("dispatched", "440100", "440106", "天河区排水所")
+    assert api.post(url, headers=th, json={"action": "close"}).status_code == 403
+    r = api.post(url, headers=th, json={"action": "resolve", "note": "泵车排水完成"})
+    assert r.status_code == 200 and r.get_json()["status"] == "resolved"
+    assert api.post(url, headers=th, json={"action": "close"}).status_code == 403
+    r = api.post(url, headers=gz, json={"action": "close", "note": "现场核查"})
+    assert r.status_code == 200 and r.get_json()["status"] == "closed"
+    assert [h["actor"] for h in r.get_json()["history"]][-4:] == ["gz-operator", "gz-operator", "tianhe-operator",
+                                                                  "gz-operator"]
 
 
 def test_province_admin_reads_everything_handles_nothing_and_audits(access):

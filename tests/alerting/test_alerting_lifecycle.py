@@ -14,6 +14,7 @@ from analytics.lifecycle import (
     dispatch,
     flag_overdue,
     history,
+    may_act,
     next_status,
     reopen,
     reopen_if_returning,
@@ -113,12 +114,35 @@ def test_take_over_then_dispatch_down_to_county_and_grid(engine, make_alert, t0)
     with pytest.raises(AlertTransitionError, match="already handles"):
         take_over(engine, aid, actor="city.duty", region="440100", now=t0)
     a = dispatch(engine, aid, actor="city.duty", to_unit="天河区应急管理局", due_at=t0 + timedelta(hours=1),
-                 now=t0)  # no region: down to the county
-    assert a["owner_region"] == "440106" and a["assigned_region"] == "440106"
+                 now=t0)  # no region: down to the county; the city keeps the case (issue 14)
+    assert a["owner_region"] == "440100" and a["assigned_region"] == "440106"
     a = dispatch(engine, aid, actor="county.duty", to_unit="网格员 陈", due_at=t0 + timedelta(hours=1),
                  to_region="440106-1000-0001-0002", now=t0 + timedelta(minutes=5))
-    assert a["assigned_region"] == "440106-1000-0001-0002" and a["owner_region"] == "440106"
+    assert a["assigned_region"] == "440106-1000-0001-0002" and a["owner_region"] == "440100"
     assert [h["action"] for h in history(engine, aid)] == ["taken_over", "dispatched", "dispatched"]
+
+
+def test_city_keeps_what_it_took_over_and_dispatched(engine, make_alert, t0):
+    """The closed loop of an escalated alert: the city takes it over and dispatches it down with a
+    unit and a due time; the county resolves it; only the city verifies and closes it."""
+    aid = make_alert(level="red")
+    take_over(engine, aid, actor="gz-operator", region="440100", now=t0)
+    due = t0 + timedelta(hours=2)
+    a = dispatch(engine, aid, actor="gz-operator", to_unit="天河区排水所", due_at=due, now=t0)
+    assert (a["owner_region"], a["assigned_region"], a["assigned_unit"], a["due_at"]) == \
+        ("440100", "440106", "天河区排水所", due)
+    assert may_act(a, "440106", "resolve") and not may_act(a, "440106", "close")
+    assert not may_act(a, "440106", "dispatch") and may_act(a, "440100", "resolve")
+    assert not may_act(a, "440104", "resolve")  # another county of the city: nothing
+    a = resolve(engine, aid, actor="tianhe-operator", note="泵车排水完成", now=t0 + timedelta(minutes=40))
+    assert a["status"] == "resolved" and a["owner_region"] == "440100"
+    assert may_act(a, "440100", "close") and not may_act(a, "440106", "close")
+    assert not may_act(a, "440106", "resolve")  # no longer dispatched: the assignment no longer counts
+    a = close(engine, aid, actor="gz-operator", note="现场核查无积水", now=t0 + timedelta(minutes=50))
+    assert a["status"] == "closed"
+    assert [(h["action"], h["actor"]) for h in history(engine, aid)] == [
+        ("taken_over", "gz-operator"), ("dispatched", "gz-operator"), ("resolved", "tianhe-operator"),
+        ("closed", "gz-operator")]
 
 
 def test_reopen_within_window_only(engine, make_alert, t0):

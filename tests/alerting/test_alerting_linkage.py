@@ -112,6 +112,41 @@ def test_red_escalates_at_once_orange_after_unacknowledged_time(engine, make_ale
     assert a["owner_region"] == "440000" and a["visible_at"] == "440000"
 
 
+def _sensor_at(engine, ts, sensor_id="s-clock"):
+    """A sensor whose newest reading is ``ts``: where the stream (a replay) has reached."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO sensors (sensor_id, metric, theme, geom, county, city, province, first_seen, last_seen) "
+            "VALUES (:id, 'ponding_depth', 'flood', ST_SetSRID(ST_MakePoint(113.3, 23.1), 4326), '440106', "
+            "'440100', '440000', :t, :t) ON CONFLICT (sensor_id) DO UPDATE SET last_seen = EXCLUDED.last_seen"),
+            {"id": sensor_id, "t": ts})
+
+
+def test_escalation_never_fires_on_finished_alerts_nor_ahead_of_a_replay(engine, make_alert, t0):
+    """Issue 14 item 8: a restarted platform replays history hours behind the wall clock. An
+    orange alert of the replay is not escalated for being "unacknowledged" by the wall clock; once
+    the replay resolves it, no rule escalates it, and resolved or closed alerts never do."""
+    wall = t0 + timedelta(hours=6)  # the replay runs six hours behind
+    for status in ("resolved", "closed"):
+        make_alert(level="orange", first_seen=t0 - timedelta(hours=1), status=status)
+        make_alert(level="red", first_seen=t0 - timedelta(hours=1), status=status)
+    replayed = make_alert(level="orange", first_seen=t0)
+    _sensor_at(engine, t0 + timedelta(minutes=5))  # the replay is 5 min past the alert's start
+    assert escalate_due(engine, now=wall, config=CFG) == []
+    resolve(engine, replayed, actor="system:detect", note="水位回落", now=t0 + timedelta(minutes=10))
+    _sensor_at(engine, t0 + timedelta(minutes=40))  # the replay is well past 15 minutes now
+    assert escalate_due(engine, now=wall, config=CFG) == []
+    assert escalate_due(engine, now=wall + timedelta(hours=1), config=CFG) == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM alert_history WHERE action = 'escalated_up'")).scalar() == 0
+    # Live again: an alert still open 15 stream minutes after it opened does go up, stamped at
+    # the stream's time (so its timeline stays in order).
+    late = make_alert(level="orange", first_seen=t0 + timedelta(minutes=30))
+    _sensor_at(engine, t0 + timedelta(minutes=46))
+    assert escalate_due(engine, now=wall, config=CFG) == [(late, "440100")]
+    assert [h["ts"] for h in history(engine, late) if h["action"] == "escalated_up"] == [t0 + timedelta(minutes=46)]
+
+
 def test_several_counties_same_theme_escalate_to_city(engine, make_alert, t0):
     ids = [make_alert(level="yellow", theme="flood", adcode=ad) for ad in ("440106", "440104")]
     make_alert(level="yellow", theme="traffic", adcode="440111")
@@ -133,7 +168,7 @@ def test_dispatch_down_the_county_sees_it_as_theirs(engine, make_alert, t0):
     dispatch(engine, aid, actor="city", to_unit="天河区三防办", due_at=t0 + timedelta(hours=1), to_region="440106",
              now=t0)
     mine = {a["id"]: a for a in alerts_for_region(engine, "440106")}
-    assert mine[aid]["assigned_unit"] == "天河区三防办" and mine[aid]["owner_region"] == "440106"
+    assert mine[aid]["assigned_unit"] == "天河区三防办" and mine[aid]["owner_region"] == "440100"
     dispatch(engine, aid, actor="county", to_unit="网格员", due_at=t0 + timedelta(hours=1),
              to_region="440106-1000-0001-0001", now=t0)
     assert aid in {a["id"] for a in alerts_for_region(engine, "440106")}

@@ -275,7 +275,7 @@ def test_returning_condition_continues_the_resolved_case(engine, notifier, make_
     with engine.connect() as conn:
         a = load_alert(conn, back)
     assert a["continues"] == old and a["reopened"] == 1
-    assert (a["owner_region"], a["assigned_unit"]) == ("440106", "排水所")
+    assert (a["owner_region"], a["assigned_unit"]) == ("440100", "排水所")  # the city kept the case
     assert "continues alert " + old in history(engine, back)[0]["note"]
     assert history(engine, old)[-1]["action"] == "reopened"
     # Carried over: visible at the city (it took the case over), so the city hears of it as such.
