@@ -8,7 +8,8 @@ Public surface (import from here, not from the modules):
   ``series_features`` / ``frame_features``
 - forecasts and video: ``Forecaster``, ``SurgeDetector``
 - the detection core and alerts: ``DetectorCore``, ``AlertBook``, ``Alert`` (people's handling of
-  alerts — acknowledge, dispatch, resolve, close — is ``analytics.lifecycle``, re-exported below)
+  alerts — acknowledge, dispatch, resolve, close — is ``analytics.alerting``,
+  re-exported below)
 - workers and tools: ``DetectWorker`` / ``DetectConfig`` (``tongguan detect``), ``train_from_db``,
   ``evaluate``, ``LEVELS``, ``LEVEL_LABELS``
 """
@@ -34,19 +35,22 @@ _EXPORTS = {
     "train_from_db": "train",
     "SurgeDetector": "video",
     # Alert handling, linkage and notification (issue 6): the lifecycle the views and the CLI use.
-    "AlertingConfig": "alerting_config", "AlertingError": "alerting_config", "load_alerting": "alerting_config",
-    "AlertTransitionError": "lifecycle", "transition": "lifecycle", "acknowledge": "lifecycle",
-    "dispatch": "lifecycle", "resolve": "lifecycle", "close": "lifecycle", "reopen": "lifecycle",
-    "take_over": "lifecycle", "flag_overdue": "lifecycle", "history": "lifecycle",
-    "reopen_if_returning": "lifecycle",
-    "region_status": "linkage", "children_status": "linkage", "alerts_for_region": "linkage",
-    "escalate_due": "linkage", "refresh_sensors": "linkage", "add_silence": "linkage",
-    "list_silences": "linkage", "expire_silence": "linkage",
-    "add_subscription": "subscriptions", "list_subscriptions": "subscriptions",
-    "remove_subscription": "subscriptions", "inbox": "subscriptions", "mark_read": "subscriptions",
-    "unread_count": "subscriptions",
-    "WebhookReceiver": "channels", "verify": "channels",
-    "Notifier": "notifier",
+    "AlertingConfig": "alerting.config", "AlertingError": "alerting.config",
+    "load_alerting": "alerting.config",
+    "AlertTransitionError": "alerting.lifecycle", "transition": "alerting.lifecycle",
+    "acknowledge": "alerting.lifecycle", "dispatch": "alerting.lifecycle", "resolve": "alerting.lifecycle",
+    "close": "alerting.lifecycle", "reopen": "alerting.lifecycle", "take_over": "alerting.lifecycle",
+    "flag_overdue": "alerting.lifecycle", "history": "alerting.lifecycle",
+    "reopen_if_returning": "alerting.lifecycle",
+    "region_status": "alerting.linkage", "children_status": "alerting.linkage",
+    "alerts_for_region": "alerting.linkage", "escalate_due": "alerting.linkage",
+    "refresh_sensors": "alerting.linkage", "add_silence": "alerting.linkage",
+    "list_silences": "alerting.linkage", "expire_silence": "alerting.linkage",
+    "add_subscription": "alerting.subscriptions", "list_subscriptions": "alerting.subscriptions",
+    "remove_subscription": "alerting.subscriptions", "inbox": "alerting.subscriptions",
+    "mark_read": "alerting.subscriptions", "unread_count": "alerting.subscriptions",
+    "WebhookReceiver": "alerting.channels", "verify": "alerting.channels",
+    "Notifier": "alerting.notifier",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -424,7 +424,7 @@ def _install_subscriptions(bp, engine, me, _audit) -> None:
     import flask
 
     try:
-        from analytics import subscriptions as subs
+        from analytics.alerting import subscriptions as subs
     except ImportError:  # the alerting package has not landed its subscriptions yet
         return
     from tongguan import TongguanError

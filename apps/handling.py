@@ -33,7 +33,7 @@ def act(engine, scope: Scope, alert_id: str, action: str, *, note: str | None = 
     if not ok:
         audit.record(engine, action=f"alert_{action}", outcome="denied", detail={"reason": how}, **base)
         raise AccessError(how, 403, "forbidden")
-    from analytics.lifecycle import transition
+    from analytics.alerting.lifecycle import transition
 
     kw = {k: v for k, v in kwargs.items() if v is not None}
     if action == "take_over":
@@ -77,7 +77,7 @@ def handle(engine, *, alert_id: str, action: str, actor: str, note: str | None =
     """Apply one of the views' button actions (``VIEW_ACTIONS``); returns the new status. Raises
     the analytics error (a TongguanError whose message says why) when the transition makes no
     sense, AccessError when the signed-in user may not take it."""
-    from analytics.lifecycle import transition
+    from analytics.alerting.lifecycle import transition
 
     if action not in VIEW_ACTIONS:
         raise AppsError(f"unknown action {action!r}; use one of {', '.join(VIEW_ACTIONS)}")

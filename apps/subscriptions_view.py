@@ -1,7 +1,7 @@
 """What the subscriptions page (/subscriptions) does, as plain functions of the database and the
 caller's :class:`apps.scope.Scope` (the page's callbacks only call these).
 
-Subscriptions are analytics' (``analytics.subscriptions``): creating one goes through its
+Subscriptions are analytics' (``analytics.alerting.subscriptions``): creating one goes through its
 ``add_subscription`` (one set of rules for CLI, API and page). Editing updates the row in place
 (not remove-and-add), so what a subscriber has already been told — keyed per subscription — is not
 sent again. A user manages their own subscriptions inside their region; an admin any of the
@@ -27,7 +27,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 def _subs():
-    from analytics import subscriptions
+    from analytics.alerting import subscriptions
 
     return subscriptions
 
@@ -120,7 +120,7 @@ def save(engine, scope: Scope, form: dict, sub_id: int | None = None) -> dict:
 
 def _validate(f: dict) -> None:
     """The same rules ``add_subscription`` applies, for an edit."""
-    from analytics.alerting_config import AlertingError
+    from analytics.alerting.config import AlertingError
 
     subs = _subs()
     if not f["name"]:
@@ -152,7 +152,7 @@ def send_test_delivery(engine, scope: Scope, sub_id: int) -> list[tuple[str, boo
     """Send a test notification through each channel of one of the caller's subscriptions now
     (``tongguan subscriptions test``). The delivery log and inbox are written by the notifier's
     role, so after the caller's check the send runs unscoped."""
-    from analytics.alerts_cli import send_test
+    from analytics.alerting.cli import send_test
     from apps.scope import unscoped
     from tongguan.settings import get_settings
 

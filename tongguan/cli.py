@@ -24,7 +24,7 @@ COMMAND_MODULES = (
     "apps.users_cli",
     "ingest.cli",
     "analytics.cli",
-    "analytics.alerts_cli",
+    "analytics.alerting.cli",
 )
 
 

@@ -4,5 +4,5 @@ import tongguan.tables  # noqa: F401
 import geo.models  # noqa: F401
 import ingest.models  # noqa: F401
 import analytics.models  # noqa: F401
-import analytics.alerting_models  # noqa: F401
+import analytics.alerting.models  # noqa: F401
 import apps.access_models  # noqa: F401

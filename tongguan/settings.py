@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Prepended to every topic name; empty in production (the contract's names), unique per test.
     topic_prefix: str = ""
-    # Outgoing e-mail of alert notifications (analytics.channels).
+    # Outgoing e-mail of alert notifications (analytics.alerting.channels).
     smtp_host: str = "localhost"
     smtp_port: int = 25
     smtp_user: str | None = None

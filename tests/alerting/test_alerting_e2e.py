@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from analytics.alerting_config import AlertingConfig
-from analytics.channels import WebhookReceiver
-from analytics.notifier import Notifier
-from analytics.subscriptions import add_subscription, inbox
+from analytics.alerting.channels import WebhookReceiver
+from analytics.alerting.config import AlertingConfig
+from analytics.alerting.notifier import Notifier
+from analytics.alerting.subscriptions import add_subscription, inbox
 from tongguan.cli import main
 
 pytestmark = pytest.mark.integration
@@ -160,15 +160,16 @@ def test_subscriptions_commands(cli, engine):
     assert sorted(logged) == ["ok", "ok"]
 
 
-@pytest.mark.parametrize("module", ["analytics.lifecycle", "analytics.linkage", "analytics.subscriptions",
-                                    "analytics.channels", "analytics.alerting_config", "analytics.alerts_cli"])
+@pytest.mark.parametrize("module", ["analytics.alerting.lifecycle", "analytics.alerting.linkage",
+                                    "analytics.alerting.subscriptions", "analytics.alerting.channels",
+                                    "analytics.alerting.config", "analytics.alerting.cli"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
 
 
 def test_demo_subscriptions_are_idempotent(engine):
-    from analytics.alerts_cli import ensure_demo_subscriptions
+    from analytics.alerting.cli import ensure_demo_subscriptions
 
     a = ensure_demo_subscriptions(engine, region="440100", webhook_url="http://127.0.0.1:8099/hook", email="d@x.org")
     b = ensure_demo_subscriptions(engine, region="440100", webhook_url="http://127.0.0.1:8100/hook", email="d@x.org")
@@ -180,7 +181,7 @@ def test_demo_subscriptions_are_idempotent(engine):
 
 
 def test_demo_configuration_loads():
-    from analytics.alerting_config import ALERTING_FILE, load_alerting
+    from analytics.alerting.config import ALERTING_FILE, load_alerting
 
     demo = load_alerting(str(ALERTING_FILE.with_name("alerting-demo.yaml")))
     assert demo.unacknowledged["orange"] == 120 and load_alerting().unacknowledged["orange"] == 900

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from analytics.lifecycle import (
+from analytics.alerting.lifecycle import (
     AlertTransitionError,
     acknowledge,
     close,

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from analytics.alerting_config import AlertingConfig, InhibitRule
-from analytics.lifecycle import (
+from analytics.alerting.config import AlertingConfig, InhibitRule
+from analytics.alerting.lifecycle import (
     acknowledge,
     close,
     dispatch,
@@ -18,7 +18,7 @@ from analytics.lifecycle import (
     resolve,
     take_over,
 )
-from analytics.linkage import (
+from analytics.alerting.linkage import (
     add_silence,
     alerts_for_region,
     children_status,

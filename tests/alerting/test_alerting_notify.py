@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from analytics.alerting_config import AlertingConfig, InhibitRule
-from analytics.channels import WebhookReceiver, sign, verify
-from analytics.linkage import add_silence
-from analytics.notifier import Notifier
-from analytics.subscriptions import (
+from analytics.alerting.channels import WebhookReceiver, sign, verify
+from analytics.alerting.config import AlertingConfig, InhibitRule
+from analytics.alerting.linkage import add_silence
+from analytics.alerting.notifier import Notifier
+from analytics.alerting.subscriptions import (
     add_subscription,
     inbox,
     mark_read,
@@ -263,7 +263,13 @@ def test_removed_subscription_gets_nothing(engine, notifier, make_alert):
 
 
 def test_returning_condition_continues_the_resolved_case(engine, notifier, make_alert):
-    from analytics.lifecycle import dispatch, history, load_alert, resolve, take_over
+    from analytics.alerting.lifecycle import (
+        dispatch,
+        history,
+        load_alert,
+        resolve,
+        take_over,
+    )
 
     add_subscription(engine, name="gz", owner="gz", adcode="440100", channels=["inbox"])
     old = make_alert(level="orange", dedupe_key="rule:ponding|sensor:s9", first_seen=T0)

@@ -28,7 +28,7 @@ FORM = {"name": "天河积水", "adcode": "440106", "themes": ["flood"], "min_le
 
 
 def test_create_edit_remove_scoped_to_the_users_subtree(engine, users):
-    from analytics.subscriptions import get_subscription
+    from analytics.alerting.subscriptions import get_subscription
     from apps import audit
     from apps import subscriptions_view as view
     from apps.errors import AccessError

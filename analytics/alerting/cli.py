@@ -10,7 +10,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
-from analytics.alerting_config import AlertingError
+from analytics.alerting.config import AlertingError
 from analytics.levels import LEVEL_LABELS, LEVELS
 
 LOCAL = timezone(timedelta(hours=8))
@@ -88,8 +88,8 @@ def cmd_alerts_list(args, ctx) -> int:
 
 
 def cmd_alerts_show(args, ctx) -> int:
-    from analytics.lifecycle import history, load_alert
-    from analytics.notifier import alert_json
+    from analytics.alerting.lifecycle import history, load_alert
+    from analytics.alerting.notifier import alert_json
 
     with ctx.engine.connect() as conn:
         a = alert_json(load_alert(conn, args.id))
@@ -106,47 +106,47 @@ def _done(alert: dict) -> int:
 
 
 def cmd_ack(args, ctx) -> int:
-    from analytics.lifecycle import acknowledge
+    from analytics.alerting.lifecycle import acknowledge
 
     return _done(acknowledge(ctx.engine, args.id, actor=_actor(args), note=args.note))
 
 
 def cmd_dispatch(args, ctx) -> int:
-    from analytics.lifecycle import dispatch
+    from analytics.alerting.lifecycle import dispatch
 
     return _done(dispatch(ctx.engine, args.id, actor=_actor(args), to_unit=args.to_unit, due_at=parse_when(args.due),
                           to_region=args.to_region, note=args.note))
 
 
 def cmd_resolve(args, ctx) -> int:
-    from analytics.lifecycle import resolve
+    from analytics.alerting.lifecycle import resolve
 
     return _done(resolve(ctx.engine, args.id, actor=_actor(args), note=args.note))
 
 
 def cmd_close(args, ctx) -> int:
-    from analytics.lifecycle import close
+    from analytics.alerting.lifecycle import close
 
     return _done(close(ctx.engine, args.id, actor=_actor(args), note=args.note, false_alarm=args.false_alarm))
 
 
 def cmd_reopen(args, ctx) -> int:
-    from analytics.lifecycle import reopen
+    from analytics.alerting.lifecycle import reopen
 
     return _done(reopen(ctx.engine, args.id, actor=_actor(args), note=args.note))
 
 
 def cmd_take_over(args, ctx) -> int:
-    from analytics.lifecycle import take_over
+    from analytics.alerting.lifecycle import take_over
 
     return _done(take_over(ctx.engine, args.id, actor=_actor(args), region=args.region, note=args.note))
 
 
 def cmd_escalate(args, ctx) -> int:
     """One escalation pass; each escalated alert is re-published so running notifiers notify it."""
-    from analytics.lifecycle import load_alert
-    from analytics.linkage import escalate_due
-    from analytics.notifier import alert_json
+    from analytics.alerting.lifecycle import load_alert
+    from analytics.alerting.linkage import escalate_due
+    from analytics.alerting.notifier import alert_json
 
     done = escalate_due(ctx.engine)
     if done:
@@ -169,7 +169,11 @@ def cmd_escalate(args, ctx) -> int:
 
 
 def cmd_rollup(args, ctx) -> int:
-    from analytics.linkage import children_status, refresh_sensors, region_status
+    from analytics.alerting.linkage import (
+        children_status,
+        refresh_sensors,
+        region_status,
+    )
 
     refresh_sensors(ctx.engine)
     me = region_status(ctx.engine, args.region)
@@ -192,7 +196,7 @@ def cmd_rollup(args, ctx) -> int:
 
 
 def cmd_silence_add(args, ctx) -> int:
-    from analytics.linkage import add_silence
+    from analytics.alerting.linkage import add_silence
 
     start = parse_when(args.start) if args.start else datetime.now(UTC)
     sid = add_silence(ctx.engine, adcode=args.region, starts_at=start, ends_at=parse_when(args.until, now=start),
@@ -203,7 +207,7 @@ def cmd_silence_add(args, ctx) -> int:
 
 
 def cmd_silence_list(args, ctx) -> int:
-    from analytics.linkage import list_silences
+    from analytics.alerting.linkage import list_silences
 
     rows = list_silences(ctx.engine, include_expired=args.all)
     if args.json:
@@ -218,7 +222,7 @@ def cmd_silence_list(args, ctx) -> int:
 
 
 def cmd_silence_remove(args, ctx) -> int:
-    from analytics.linkage import expire_silence
+    from analytics.alerting.linkage import expire_silence
 
     expire_silence(ctx.engine, args.id)
     print(f"silence {args.id} ended")
@@ -227,7 +231,7 @@ def cmd_silence_remove(args, ctx) -> int:
 
 # ------------------------------------------------------------------------------ subscriptions
 def cmd_sub_add(args, ctx) -> int:
-    from analytics.subscriptions import add_subscription
+    from analytics.alerting.subscriptions import add_subscription
 
     qs = qe = None
     if args.quiet:
@@ -246,7 +250,7 @@ def cmd_sub_add(args, ctx) -> int:
 
 
 def cmd_sub_list(args, ctx) -> int:
-    from analytics.subscriptions import list_subscriptions
+    from analytics.alerting.subscriptions import list_subscriptions
 
     rows = list_subscriptions(ctx.engine, owner=args.owner, active_only=not args.all)
     for r in rows:
@@ -265,7 +269,7 @@ def cmd_sub_list(args, ctx) -> int:
 
 
 def cmd_sub_remove(args, ctx) -> int:
-    from analytics.subscriptions import remove_subscription
+    from analytics.alerting.subscriptions import remove_subscription
 
     remove_subscription(ctx.engine, args.id)
     print(f"subscription {args.id} removed")
@@ -276,9 +280,14 @@ def send_test(engine, settings, sub_id: int) -> list[tuple[str, bool, str]]:
     """Send a test notification through every channel of a subscription now (logged like any other)."""
     import sqlalchemy as sa
 
-    from analytics.alerting_config import load_alerting
-    from analytics.channels import Outcome, render_text, send_email, send_webhook
-    from analytics.subscriptions import get_subscription
+    from analytics.alerting.channels import (
+        Outcome,
+        render_text,
+        send_email,
+        send_webhook,
+    )
+    from analytics.alerting.config import load_alerting
+    from analytics.alerting.subscriptions import get_subscription
 
     sub = get_subscription(engine, sub_id)
     now = datetime.now(UTC)
@@ -325,7 +334,7 @@ def cmd_sub_test(args, ctx) -> int:
 
 
 def cmd_sub_inbox(args, ctx) -> int:
-    from analytics.subscriptions import inbox, mark_read
+    from analytics.alerting.subscriptions import inbox, mark_read
 
     rows = inbox(ctx.engine, args.owner, unread_only=args.unread, limit=args.limit)
     for r in rows:
@@ -389,11 +398,11 @@ def _serve_forever(receiver=None) -> None:
 
 def cmd_receiver(args, ctx) -> int:
     """Print verified deliveries (the demo's webhook subscriber)."""
-    from analytics.channels import WebhookReceiver
+    from analytics.alerting.channels import WebhookReceiver
 
     secret = args.secret
     if args.subscription:
-        from analytics.subscriptions import get_subscription
+        from analytics.alerting.subscriptions import get_subscription
 
         secret = get_subscription(ctx.engine, args.subscription)["secret"]
     if not secret:
@@ -423,7 +432,7 @@ def ensure_demo_subscriptions(engine, *, region: str, webhook_url: str, email: s
     and an inbox for user ``demo``. Returns them by channel."""
     import sqlalchemy as sa
 
-    from analytics.subscriptions import add_subscription, list_subscriptions
+    from analytics.alerting.subscriptions import add_subscription, list_subscriptions
 
     wanted = {
         "webhook": {"name": f"演示 webhook {region}", "channels": ["webhook"], "webhook_url": webhook_url},
@@ -447,7 +456,7 @@ def ensure_demo_subscriptions(engine, *, region: str, webhook_url: str, email: s
 def cmd_sub_demo(args, ctx) -> int:
     """The demo's subscribers, live: for each city a signed webhook (``/hook/<city>``, its own
     secret), an e-mail and an inbox subscription; a receiver and an SMTP sink print what arrives."""
-    from analytics.channels import WebhookReceiver
+    from analytics.alerting.channels import WebhookReceiver
 
     regions = _csv(args.region)
     secrets: dict[str, str] = {}
@@ -473,7 +482,7 @@ def cmd_sub_demo(args, ctx) -> int:
 
 # ------------------------------------------------------------------------------------- notify
 def cmd_notify(args, ctx) -> int:
-    from analytics.notifier import Notifier
+    from analytics.alerting.notifier import Notifier
     from tongguan.services import ensure_topics
     from tongguan.settings import TOPICS
 
@@ -481,7 +490,7 @@ def cmd_notify(args, ctx) -> int:
     settings = ctx.settings.model_copy(update={"database_url": ctx.database_url,
                                                "kafka_bootstrap": ctx.kafka_bootstrap})
     ensure_topics(settings.kafka_bootstrap, settings.partitions, tuple(settings.topic(t) for t in TOPICS))
-    from analytics.alerting_config import ALERTING_FILE, load_alerting
+    from analytics.alerting.config import ALERTING_FILE, load_alerting
 
     path = ALERTING_FILE.with_name("alerting-demo.yaml") if args.config == "demo" else args.config
     n = Notifier(settings, engine=ctx.engine, group_id=args.group_id, config=load_alerting(str(path) if path else None))
@@ -641,10 +650,10 @@ def cmd_bench_notify(args, ctx) -> int:
     import sqlalchemy as sa
     from kafka import KafkaProducer
 
-    from analytics.alerting_config import load_alerting
-    from analytics.channels import WebhookReceiver, send_webhook
-    from analytics.notifier import Notifier
-    from analytics.subscriptions import add_subscription
+    from analytics.alerting.channels import WebhookReceiver, send_webhook
+    from analytics.alerting.config import load_alerting
+    from analytics.alerting.notifier import Notifier
+    from analytics.alerting.subscriptions import add_subscription
     from tongguan.db import engine_for, upgrade
     from tongguan.services import ensure_topics
 

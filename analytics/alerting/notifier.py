@@ -38,17 +38,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from analytics.alerting_config import AlertingConfig, load_alerting
-from analytics.channels import Outcome, render_text, send_email, send_webhook
-from analytics.levels import LEVEL_LABELS, rank
-from analytics.lifecycle import (
+from analytics.alerting.channels import Outcome, render_text, send_email, send_webhook
+from analytics.alerting.config import AlertingConfig, load_alerting
+from analytics.alerting.lifecycle import (
     ACTIVE,
     continue_returning,
     flag_overdue,
     load_alert,
     load_alerts,
 )
-from analytics.linkage import (
+from analytics.alerting.linkage import (
     escalate_due,
     escalate_immediate,
     inhibitor_of,
@@ -56,7 +55,8 @@ from analytics.linkage import (
     refresh_sensors,
     silence_for,
 )
-from analytics.subscriptions import events_for, in_quiet_hours
+from analytics.alerting.subscriptions import events_for, in_quiet_hours
+from analytics.levels import LEVEL_LABELS, rank
 
 log = logging.getLogger(__name__)
 GROUP_ID = "tongguan-notify"

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
-from analytics.alerting_config import AlertingError
+from analytics.alerting.config import AlertingError
+from analytics.alerting.lifecycle import ACTIVE, region_path
 from analytics.levels import LEVELS, rank
-from analytics.lifecycle import ACTIVE, region_path
 
 CHANNELS = ("inbox", "webhook", "email")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from analytics.alerting_config import AlertingConfig, AlertingError, load_alerting
+from analytics.alerting.config import AlertingConfig, AlertingError, load_alerting
 
 ACTIVE = ("open", "acknowledged", "dispatched")
 STATUS_ZH = {"open": "待处置", "acknowledged": "已确认", "dispatched": "已派发", "resolved": "已处置",
@@ -59,7 +59,7 @@ def next_status(status: str, action: str) -> str:
     >>> next_status("closed", "resolve")
     Traceback (most recent call last):
     ...
-    analytics.lifecycle.AlertTransitionError: cannot resolve an alert that is closed (已办结): it is already finished; reopen it if the condition returned
+    analytics.alerting.lifecycle.AlertTransitionError: cannot resolve an alert that is closed (已办结): it is already finished; reopen it if the condition returned
     """
     if action not in TRANSITIONS:
         raise AlertTransitionError(f"unknown action {action!r}; use one of {', '.join(TRANSITIONS)}")

@@ -23,9 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from analytics.alerting_config import AlertingConfig, AlertingError, load_alerting
-from analytics.levels import LEVELS, rank
-from analytics.lifecycle import (
+from analytics.alerting.config import AlertingConfig, AlertingError, load_alerting
+from analytics.alerting.lifecycle import (
     ACTIVE,
     _now,
     append_history,
@@ -33,6 +32,7 @@ from analytics.lifecycle import (
     rank_in_path,
     region_path,
 )
+from analytics.levels import LEVELS, rank
 
 log = logging.getLogger(__name__)
 ESCALATION_ACTOR = "system:escalation"
