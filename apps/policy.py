@@ -56,10 +56,10 @@ def can_handle(engine, scope: Scope, alert_row: dict, action: str) -> tuple[bool
     - ``take_over``: an operator of a region above the one handling it (its city or province);
     - any other action: an operator of the region handling it (the county by default, or the
       ancestor that took it over; dispatching does not change it); the region it is dispatched
-      down to may resolve it (``analytics.lifecycle.may_act``). An operator of an ancestor
+      down to may resolve it (``analytics.alerting.lifecycle.may_act``). An operator of an ancestor
       the alert has been escalated to may act too: the action then takes it over first (recorded).
     """
-    from analytics.lifecycle import may_act
+    from analytics.alerting.lifecycle import may_act
 
     tree = tree_for(engine)
     if not scope.is_operator:
