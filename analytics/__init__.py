@@ -49,7 +49,7 @@ _EXPORTS = {
     "add_subscription": "alerting.subscriptions", "list_subscriptions": "alerting.subscriptions",
     "remove_subscription": "alerting.subscriptions", "inbox": "alerting.subscriptions",
     "mark_read": "alerting.subscriptions", "unread_count": "alerting.subscriptions",
-    "WebhookReceiver": "alerting.channels", "verify": "alerting.channels",
+    "WebhookReceiver": "alerting.channels.webhook", "verify": "alerting.channels.webhook",
     "Notifier": "alerting.notifier",
 }
 __all__ = sorted(_EXPORTS)

@@ -280,7 +280,7 @@ def send_test(engine, settings, sub_id: int) -> list[tuple[str, bool, str]]:
     """Send a test notification through every channel of a subscription now (logged like any other)."""
     import sqlalchemy as sa
 
-    from analytics.alerting.channels import (
+    from analytics.alerting.channels.webhook import (
         Outcome,
         render_text,
         send_email,
@@ -398,7 +398,7 @@ def _serve_forever(receiver=None) -> None:
 
 def cmd_receiver(args, ctx) -> int:
     """Print verified deliveries (the demo's webhook subscriber)."""
-    from analytics.alerting.channels import WebhookReceiver
+    from analytics.alerting.channels.webhook import WebhookReceiver
 
     secret = args.secret
     if args.subscription:
@@ -456,7 +456,7 @@ def ensure_demo_subscriptions(engine, *, region: str, webhook_url: str, email: s
 def cmd_sub_demo(args, ctx) -> int:
     """The demo's subscribers, live: for each city a signed webhook (``/hook/<city>``, its own
     secret), an e-mail and an inbox subscription; a receiver and an SMTP sink print what arrives."""
-    from analytics.alerting.channels import WebhookReceiver
+    from analytics.alerting.channels.webhook import WebhookReceiver
 
     regions = _csv(args.region)
     secrets: dict[str, str] = {}
@@ -650,7 +650,7 @@ def cmd_bench_notify(args, ctx) -> int:
     import sqlalchemy as sa
     from kafka import KafkaProducer
 
-    from analytics.alerting.channels import WebhookReceiver, send_webhook
+    from analytics.alerting.channels.webhook import WebhookReceiver, send_webhook
     from analytics.alerting.config import load_alerting
     from analytics.alerting.notifier import Notifier
     from analytics.alerting.subscriptions import add_subscription

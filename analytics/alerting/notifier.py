@@ -38,7 +38,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from analytics.alerting.channels import Outcome, render_text, send_email, send_webhook
+from analytics.alerting.channels.webhook import (
+    Outcome,
+    render_text,
+    send_email,
+    send_webhook,
+)
 from analytics.alerting.config import AlertingConfig, load_alerting
 from analytics.alerting.lifecycle import (
     ACTIVE,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from analytics.alerting.channels import WebhookReceiver
+from analytics.alerting.channels.webhook import WebhookReceiver
 from analytics.alerting.config import AlertingConfig
 from analytics.alerting.notifier import Notifier
 from analytics.alerting.subscriptions import add_subscription, inbox
@@ -161,7 +161,7 @@ def test_subscriptions_commands(cli, engine):
 
 
 @pytest.mark.parametrize("module", ["analytics.alerting.lifecycle", "analytics.alerting.linkage",
-                                    "analytics.alerting.subscriptions", "analytics.alerting.channels",
+                                    "analytics.alerting.subscriptions", "analytics.alerting.channels.webhook",
                                     "analytics.alerting.config", "analytics.alerting.cli"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module))

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from analytics.alerting.channels import WebhookReceiver, sign, verify
+from analytics.alerting.channels.webhook import WebhookReceiver, sign, verify
 from analytics.alerting.config import AlertingConfig, InhibitRule
 from analytics.alerting.linkage import add_silence
 from analytics.alerting.notifier import Notifier

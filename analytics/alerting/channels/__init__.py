@@ -1,0 +1,1 @@
+"""Delivery channels of alert notifications, one module each."""
