@@ -149,14 +149,25 @@ def _live_settings(ctx):
     return ctx.settings.model_copy(update={"database_url": ctx.database_url, "kafka_bootstrap": ctx.kafka_bootstrap})
 
 
+EXIT_STALLED = 75  # EX_TEMPFAIL: try again (restart)
+
+
 def cmd_ingest(args, ctx) -> int:
     from ingest.worker import StoreWorker, WorkerConfig
+    from tongguan.consumer import WorkerStalled
 
     settings = _live_settings(ctx)
     worker = StoreWorker(settings, WorkerConfig(batch_size=args.batch_size, until_idle=args.until_idle,
                                                 metrics_port=args.metrics_port))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    stats = worker.run()
+    try:
+        stats = worker.run()
+    except WorkerStalled as exc:
+        # No progress although messages wait, and rejoining did not help: a fresh process (the
+        # supervisor restarts on a non-zero exit) is the remaining remedy.
+        print(f"tongguan ingest: {exc}", file=sys.stderr)
+        print(json.dumps(worker.stats.as_dict()))
+        return EXIT_STALLED
     print(json.dumps(stats.as_dict()))
     return 0
 

@@ -16,9 +16,9 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from ingest.catalogue import Catalogue, load_catalogue
+from tongguan.consumer import HEARTBEAT_SQL
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +162,6 @@ ON CONFLICT (camera_id) DO UPDATE SET last_seen = excluded.last_seen
 WHERE c.last_seen < excluded.last_seen
 """
 
-HEARTBEAT = """
-INSERT INTO worker_heartbeats (worker, role, started_at, last_seen, stats)
-VALUES (%s, %s, %s, now(), %s)
-ON CONFLICT (worker) DO UPDATE SET last_seen = now(), stats = excluded.stats
-"""
-
 # Free-text personal data inside attribute values (mainland mobile numbers, plates).
 PHONE_RE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
 PLATE_RE = re.compile(r"[京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领][A-Z][A-Z0-9]{4,5}[A-Z0-9挂学警港澳]")
@@ -285,13 +279,14 @@ class Store:
     # -- writing ---------------------------------------------------------------------------
     def write(self, reading_rows: Sequence[tuple], video_rows: Sequence[tuple],
               sensor_rows: Sequence[tuple] = (), camera_rows: Sequence[tuple] = (),
-              heartbeat: tuple | None = None) -> tuple[int, int]:
+              heartbeat: dict | None = None) -> tuple[int, int]:
         """Write one batch in one transaction; returns (new readings, new video events).
 
         ``reading_rows`` follow ``READING_COLUMNS``, ``video_rows`` ``VIDEO_COLUMNS``;
         ``sensor_rows``: (sensor_id, metric, theme, gateway_id, lon, lat, county, city, province,
         grid_id, ts, value); ``camera_rows``: (camera_id, lon, lat, county, city, province,
-        grid_id, ts). On any error the transaction is rolled back and the error re-raised.
+        grid_id, ts); ``heartbeat``: the parameters of ``tongguan.consumer.HEARTBEAT_SQL``, written
+        in the same transaction. On any error the transaction is rolled back and the error re-raised.
         """
         import time
 
@@ -325,8 +320,7 @@ class Store:
                 if camera_rows:
                     cur.execute(UPSERT_CAMERAS, [list(c) for c in zip(*camera_rows)])
                 if heartbeat is not None:
-                    worker, role, started, stats = heartbeat
-                    cur.execute(HEARTBEAT, (worker, role, started, Jsonb(stats)))
+                    cur.execute(HEARTBEAT_SQL, heartbeat)
             conn.commit()
         except BaseException:
             try:
@@ -336,11 +330,12 @@ class Store:
             raise
         return stored_r, stored_v
 
-    def heartbeat(self, worker: str, role: str, started: datetime, stats: dict) -> None:
+    def heartbeat(self, params: dict) -> None:
+        """Write the worker's row of ``worker_heartbeats`` (``tongguan.consumer.heartbeat_params``)."""
         conn = self.connect()
         try:
             with conn.cursor() as cur:
-                cur.execute(HEARTBEAT, (worker, role, started, Jsonb(stats)))
+                cur.execute(HEARTBEAT_SQL, params)
             conn.commit()
         except BaseException:
             self.close()

@@ -31,8 +31,6 @@ each carrying the whole original message; the good readings of the batch are sto
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import os
 import socket
@@ -49,13 +47,20 @@ import psycopg
 
 from ingest.catalogue import Catalogue, load_catalogue
 from ingest.errors import IngestError
-from ingest.schemas import Parsed, Problem, parse_message
+from ingest.schemas import Parsed, Problem, Reading, parse_message
 from ingest.store import Desensitiser, Store
+from tongguan.consumer import (DeadLetterSink, Progress, RecordFailure, WorkerStalled, isolated,
+                               partition_lag)
 
 log = logging.getLogger(__name__)
 
 GROUP_ID = "tongguan-store"
-DEADLETTER_MAX_ORIGINAL = 256 * 1024  # bytes of the original kept in a dead letter
+# SQLSTATE classes of errors the database raises about the *data* of a batch (data exception,
+# integrity constraint, program limit exceeded such as an index row too large, feature not
+# supported, PostGIS internal errors): bisect the batch to the offending rows. Anything else
+# (lost connection, shutdown, deadlock, timeouts, missing tables) is about the database, not
+# the rows: pause and retry, never dead-letter good data for it.
+DATA_SQLSTATE_CLASSES = ("22", "23", "54", "0A", "XX")
 
 
 @dataclass
@@ -68,7 +73,12 @@ class WorkerConfig:
     join_timeout_s: float = 120.0
     group_id: str | None = None  # default: settings.topic_prefix + "tongguan-store"
     metrics_port: int | None = None
-    max_backoff_s: float = 30.0
+    # A database back after an outage is found within this (each probe costs one connect).
+    max_backoff_s: float = 2.0
+    stall_after_s: float | None = None  # default TONGGUAN_STALL_AFTER_S: lag, no commit → stalled
+    wedge_after_s: float = 15.0  # nothing assigned while messages wait and nobody commits: rejoin
+    max_rejoins: int = 3         # consecutive rejoins without progress before exiting non-zero
+    observe_every_s: float = 2.0
     pause_after_s: float = 10.0  # a write slower than this pauses fetching (well inside max_poll_interval)
     log_every_s: float = 10.0
     heartbeat_every_s: float = 5.0
@@ -86,6 +96,9 @@ class Stats:
     dead_lettered: int = 0
     batches: int = 0
     db_retries: int = 0
+    internal_errors: int = 0    # records isolated after an unexpected exception
+    rejected_by_database: int = 0
+    rejoins: int = 0
     lag: int = 0
     last_batch_s: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
@@ -111,6 +124,11 @@ class _Metrics:
         self.latency = Histogram("tongguan_ingest_batch_seconds", "poll-to-commit time of a batch",
                                  buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=self.registry)
         self.db_retries = Counter("tongguan_ingest_db_retries", "database write retries", registry=self.registry)
+        self.internal_errors = Counter("tongguan_ingest_internal_errors",
+                                       "records isolated after an unexpected exception", ["stage"],
+                                       registry=self.registry)
+        self.rejected = Counter("tongguan_ingest_rejected_by_database",
+                                "rows the database refused, found by bisecting their batch", registry=self.registry)
 
     def serve(self, port: int) -> None:
         from prometheus_client import start_http_server
@@ -164,6 +182,10 @@ class StoreWorker:
         # first poll is small rather than one giant transaction; it adapts within a few polls.
         self._rows_per_message = 50.0
         self.last_commit_at: float | None = None
+        stall = self.config.stall_after_s if self.config.stall_after_s is not None else settings.stall_after_s
+        self.progress = Progress(self.role, self.worker_id, stall_after_s=stall,
+                                 wedge_after_s=self.config.wedge_after_s)
+        self._rejoins_without_progress = 0
 
     # -- life cycle ------------------------------------------------------------------------
     @property
@@ -178,7 +200,14 @@ class StoreWorker:
         self._stop.set()
 
     def _connect_kafka(self) -> None:
-        from kafka import KafkaConsumer, KafkaProducer
+        from kafka import KafkaProducer
+
+        self._connect_consumer()
+        self.producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap,
+                                      client_id=self.worker_id + ":dlq", acks="all", linger_ms=5, retries=10)
+
+    def _connect_consumer(self) -> None:
+        from kafka import KafkaConsumer
 
         bs = self.settings.kafka_bootstrap
         self.consumer = KafkaConsumer(
@@ -194,8 +223,6 @@ class StoreWorker:
             # msg/s); when idle the wait goes back up (see _tune_fetch_wait) to spare the CPU.
             fetch_max_wait_ms=self.IDLE_FETCH_WAIT_MS,
         )
-        self.producer = KafkaProducer(bootstrap_servers=bs, client_id=self.worker_id + ":dlq", acks="all",
-                                      linger_ms=5, retries=10)
 
     def close(self) -> None:
         for c in (self.consumer, self.producer):
@@ -230,7 +257,7 @@ class StoreWorker:
         pending = None
         idle = 0
         t_start = time.monotonic()
-        last_log = time.monotonic()
+        last_log = last_observe = time.monotonic()
         try:
             while not self._stop.is_set():
                 polled = self.consumer.poll(timeout_ms=0 if pending else self.config.poll_timeout_ms,
@@ -238,9 +265,14 @@ class StoreWorker:
                 records = [r for recs in polled.values() for r in recs]
                 if records or self.consumer.assignment():
                     t_start = time.monotonic()
+                if time.monotonic() - last_observe > self.config.observe_every_s:
+                    last_observe = time.monotonic()
+                    state = self._observe()
+                    if state in ("stalled", "wedged") and pending is None:
+                        self._rejoin(state)
+                        continue
                 if time.monotonic() - last_log > self.config.log_every_s:
                     last_log = time.monotonic()
-                    self._lag()
                     self._log_stats()
                 self._tune_fetch_wait(bool(records) or pending is not None)
                 if records:
@@ -263,7 +295,7 @@ class StoreWorker:
                         if time.monotonic() - t_start > self.config.join_timeout_s:
                             raise IngestError(f"no partitions assigned after {self.config.join_timeout_s:.0f} s; "
                                               "is another worker of the group holding them?")
-                    elif self._lag() == 0:
+                    elif self._observe() == "idle":
                         idle += 1
                         if idle >= self.config.idle_polls:
                             log.info("caught up: every assigned partition is at its end")
@@ -278,7 +310,7 @@ class StoreWorker:
             executor.shutdown(wait=True)
             self._log_stats()
             try:
-                self.store.heartbeat(self.worker_id, self.role, self.started_at, self.stats.as_dict())
+                self.store.heartbeat(self._heartbeat_params())
             except Exception:  # noqa: BLE001 - the database may be the reason we stop
                 pass
             self.close()
@@ -330,6 +362,7 @@ class StoreWorker:
                     # A slow or unavailable database: stop fetching, keep polling for membership.
                     if not paused:
                         paused = True
+                        self.progress.state = "waiting_for_database"
                         self.consumer.pause(*self.consumer.assignment())
                         log.warning("database write is taking long; consumption paused")
                     extra = self.consumer.poll(timeout_ms=200)
@@ -341,7 +374,7 @@ class StoreWorker:
         if paused:
             self.consumer.resume(*self.consumer.paused())
             log.info("database write done; consumption resumed")
-        self._send_deadletters(prepared.dead)
+        self._send_deadletters(prepared.dead + prepared.rejected)
         self._commit(records)
         self.last_commit_at = time.monotonic()
         dt = time.perf_counter() - t0
@@ -358,23 +391,42 @@ class StoreWorker:
                  "batches=%d batch_p50=%.3fs", s.consumed, s.stored_readings, s.stored_events, s.duplicates,
                  s.dead_lettered, s.lag, s.batches, p50)
 
-    def _lag(self) -> int:
-        assigned = list(self.consumer.assignment())
-        if not assigned:
-            return 0
-        ends = self.consumer.end_offsets(assigned)
-        lag = 0
-        for tp in assigned:
-            lag += max(0, ends.get(tp, 0) - self.consumer.position(tp))
-        self.stats.lag = lag
-        self.metrics.lag.set(lag)
-        return lag
+    def _observe(self) -> str:
+        """Lag (from the high watermark, see ``tongguan.consumer.partition_lag``) and state."""
+        try:
+            state = self.progress.observe(self.consumer, self.topics)
+        except Exception as exc:  # noqa: BLE001 - the broker may be gone; say so, try again later
+            self.progress.error(f"broker: {_first_line(exc)}")
+            return self.progress.state
+        self.stats.lag = self.progress.lag
+        self.metrics.lag.set(self.progress.lag)
+        return state
+
+    def _rejoin(self, state: str) -> None:
+        """Leave the group and join again as a new member (a fresh member id); after
+        ``max_rejoins`` rejoins without a commit in between, exit non-zero for the supervisor."""
+        if self._rejoins_without_progress >= self.config.max_rejoins:
+            raise WorkerStalled(f"{state}: lag {self.progress.lag}, no commit for "
+                                f"{self.progress.since_commit_s():.0f} s after {self._rejoins_without_progress} "
+                                "rejoin(s); exiting so the supervisor restarts the worker")
+        self._rejoins_without_progress += 1
+        log.warning("consumer %s (lag %d, assigned %d, no commit for %.0f s): leaving the group and joining "
+                    "again with a fresh member id", state, self.progress.lag, self.progress.assigned,
+                    self.progress.since_commit_s())
+        self.progress.error(f"{state}: rejoined the group (lag {self.progress.lag})")
+        try:
+            self.consumer.close(autocommit=False)
+        except Exception:  # noqa: BLE001 - a wedged or gone coordinator
+            pass
+        self._connect_consumer()
+        self.progress.rejoined()
+        self.stats.rejoins = self.progress.rejoins
 
     def _maybe_heartbeat(self) -> None:
         if time.monotonic() - self._last_heartbeat < self.config.heartbeat_every_s:
             return
         try:
-            self.store.heartbeat(self.worker_id, self.role, self.started_at, self.stats.as_dict())
+            self.store.heartbeat(self._heartbeat_params())
             self._last_heartbeat = time.monotonic()
         except psycopg.Error as exc:
             log.warning("heartbeat failed: %s", exc)
@@ -391,18 +443,27 @@ class StoreWorker:
         self._finish((f, records, prepared, t0))
 
     def prepare(self, records: list) -> "_Prepared":
-        """Validate, de-duplicate, assign regions and build the rows of one polled batch (pure CPU)."""
+        """Validate, de-duplicate, assign regions and build the rows of one polled batch (pure CPU).
+
+        Every step that looks at one record runs isolated: an unexpected exception dead-letters
+        that record (reason ``internal_error``) and the rest of the batch goes on."""
         now = time.time()
         cat = self.catalogue
-        out = _Prepared()
+        out = _Prepared(source=records)
         readings: list[tuple] = []   # (Reading, record)
         events: list[tuple] = []     # (VideoEvent, record)
         seen_r: set[str] = set()
         seen_v: set[str] = set()
+        def parse(value):
+            return parse_message(value, now=now, catalogue=cat)
+
         for rec in records:
-            parsed: Parsed = parse_message(rec.value, now=now, catalogue=cat)
+            parsed: Parsed | None = isolated(parse, rec.value, stage="decode",
+                                             on_failure=lambda f, rec=rec: self._failed(out, rec, f))
+            if parsed is None:
+                continue
             for p in parsed.problems:
-                out.dead.append((rec, p))
+                out.dead.append((rec, p, None))
             for r in parsed.readings:
                 if r.event_id in seen_r:
                     out.duplicates += 1
@@ -417,29 +478,35 @@ class StoreWorker:
                 events.append((e, rec))
         self.stats.consumed += len(records)
         self.metrics.consumed.inc(len(records))
-        rpm = (len(readings) + len(events) + len(out.dead)) / len(records)
-        self._rows_per_message = 0.5 * self._rows_per_message + 0.5 * rpm
+        if records:
+            rpm = (len(readings) + len(events) + len(out.dead)) / len(records)
+            self._rows_per_message = 0.5 * self._rows_per_message + 0.5 * rpm
 
         items = readings + events
         if not items:
             return out
-        lon = np.fromiter((it[0].lon for it in items), dtype=float, count=len(items))
-        lat = np.fromiter((it[0].lat for it in items), dtype=float, count=len(items))
-        a = self.region_index.assign(lon, lat)
-        outside = np.asarray(a.outside, dtype=bool)
-        swapped = np.zeros(len(items), dtype=bool)
-        if outside.any():
-            idx = np.flatnonzero(outside)
-            b = self.region_index.assign(lat[idx], lon[idx])
-            swapped[idx] = ~np.asarray(b.outside, dtype=bool)
-        county, city, province, grid = a.county, a.city, a.province, a.grid_id
+        assigned = isolated(self._assign, items, stage="assign", on_failure=lambda f: None)
+        if assigned is None:
+            # The vectorised assignment failed on something in the batch: place each item alone,
+            # so only the items that fail are dead-lettered.
+            kept, parts = [], []
+            for it in items:
+                one = isolated(self._assign, [it], stage="assign",
+                               on_failure=lambda f, it=it: self._failed(out, it[1], f, it[0]))
+                if one is not None:
+                    kept.append(it)
+                    parts.append(one)
+            if not kept:
+                return out
+            readings = [it for it in kept if isinstance(it[0], Reading)]
+            items = kept
+            assigned = tuple(np.concatenate([p[k] for p in parts]) for k in range(6))
+        outside, swapped, county, city, province, grid = assigned
         n_r = len(readings)
         mono = time.monotonic()
-        sensor_refresh = self.config.sensor_refresh_s
         for i, (item, rec) in enumerate(items):
             if outside[i]:
-                reading = i < n_r
-                idx = item.index if reading else None
+                idx = item.index if i < n_r else None
                 prefix = f"readings[{idx}]." if idx is not None else ""
                 if swapped[i]:
                     p = Problem("swapped_coordinates", prefix + "lon",
@@ -447,62 +514,105 @@ class StoreWorker:
                 else:
                     p = Problem("outside_regions", prefix + "lon",
                                 f"lon={item.lon} lat={item.lat} is outside every loaded region", idx)
-                out.dead.append((rec, p))
+                out.dead.append((rec, p, None))
                 continue
-            g = grid[i] or None
-            c, ci, pr = county[i], city[i], province[i]
-            if i < n_r:
-                r = item
-                out.readings.append((r.ts, r.event_id, r.sensor_id, r.metric, r.value, r.quality, c, ci, pr, g,
-                                     r.lon, r.lat, r.gateway_id, rec.topic, rec.partition, rec.offset))
-                last = self._sensor_seen.get(r.sensor_id)
-                if last is None or mono - last > sensor_refresh:
-                    out.sensors[r.sensor_id] = (r.sensor_id, r.metric, cat.metrics[r.metric].theme, r.gateway_id,
-                                                r.lon, r.lat, c, ci, pr, g or "", r.ts, r.value)
-            else:
-                e = item
-                attrs = orjson.dumps(self.desensitiser.clean(e.attributes)).decode() if e.attributes else None
-                out.events.append((e.event_id, e.camera_id, e.type, cat.video_event_types[e.type].theme,
-                                   e.confidence, e.ts, e.count, attrs, e.snapshot_uri, c, ci, pr, g,
-                                   e.lon, e.lat, rec.topic, rec.partition, rec.offset))
-                last = self._camera_seen.get(e.camera_id)
-                if last is None or mono - last > sensor_refresh:
-                    out.cameras[e.camera_id] = (e.camera_id, e.lon, e.lat, c, ci, pr, g or "", e.ts)
+            place = (county[i], city[i], province[i], grid[i] or None)
+            build = self._reading_row if i < n_r else self._event_row
+            isolated(build, out, item, rec, place, mono, stage="prepare" if i < n_r else "desensitise",
+                     on_failure=lambda f, rec=rec, item=item: self._failed(out, rec, f, item))
         return out
 
+    def _assign(self, items: list) -> tuple:
+        """(outside, swapped, county, city, province, grid) arrays for (item, record) pairs."""
+        n = len(items)
+        lon = np.fromiter((it[0].lon for it in items), dtype=float, count=n)
+        lat = np.fromiter((it[0].lat for it in items), dtype=float, count=n)
+        a = self.region_index.assign(lon, lat)
+        outside = np.asarray(a.outside, dtype=bool)
+        swapped = np.zeros(n, dtype=bool)
+        if outside.any():
+            idx = np.flatnonzero(outside)
+            b = self.region_index.assign(lat[idx], lon[idx])
+            swapped[idx] = ~np.asarray(b.outside, dtype=bool)
+        return (outside, swapped, np.asarray(a.county, dtype=object), np.asarray(a.city, dtype=object),
+                np.asarray(a.province, dtype=object), np.asarray(a.grid_id, dtype=object))
+
+    def _reading_row(self, out: "_Prepared", r, rec, place: tuple, mono: float) -> None:
+        c, ci, pr, g = place
+        theme = self.catalogue.metrics[r.metric].theme
+        row = (r.ts, r.event_id, r.sensor_id, r.metric, r.value, r.quality, c, ci, pr, g,
+               r.lon, r.lat, r.gateway_id, rec.topic, rec.partition, rec.offset)
+        out.readings.append(row)
+        out.reading_index.append(r.index)
+        last = self._sensor_seen.get(r.sensor_id)
+        if last is None or mono - last > self.config.sensor_refresh_s:
+            out.sensors[r.sensor_id] = (r.sensor_id, r.metric, theme, r.gateway_id,
+                                        r.lon, r.lat, c, ci, pr, g or "", r.ts, r.value)
+
+    def _event_row(self, out: "_Prepared", e, rec, place: tuple, mono: float) -> None:
+        c, ci, pr, g = place
+        theme = self.catalogue.video_event_types[e.type].theme
+        attrs = orjson.dumps(self.desensitiser.clean(e.attributes)).decode() if e.attributes else None
+        out.events.append((e.event_id, e.camera_id, e.type, theme,
+                           e.confidence, e.ts, e.count, attrs, e.snapshot_uri, c, ci, pr, g,
+                           e.lon, e.lat, rec.topic, rec.partition, rec.offset))
+        last = self._camera_seen.get(e.camera_id)
+        if last is None or mono - last > self.config.sensor_refresh_s:
+            out.cameras[e.camera_id] = (e.camera_id, e.lon, e.lat, c, ci, pr, g or "", e.ts)
+
+    def _failed(self, out: "_Prepared", rec, failure: RecordFailure, item=None) -> None:
+        """One record (or one reading of a gateway batch) raised: dead-letter it, count it."""
+        idx = getattr(item, "index", None)
+        out.dead.append((rec, Problem(failure.reason, None, failure.detail, idx),
+                         {"exception": {"type": failure.exc_type, "message": failure.message,
+                                        "stage": failure.stage, "where": failure.where}}))
+        self.stats.internal_errors += 1
+        self.metrics.internal_errors.labels(failure.stage).inc()
+        self.progress.failure(failure)
+
+    def _heartbeat_params(self) -> dict:
+        from tongguan.consumer import heartbeat_params
+
+        self.stats.lag = self.progress.lag
+        self.stats.rejoins = self.progress.rejoins
+        return heartbeat_params(self.progress, self.started_at, self.stats.as_dict())
+
     def _write_with_retry(self, prepared: "_Prepared") -> None:
-        """Write the batch (database thread); on a connection problem back off and retry — never
-        drop, never skip. The main thread pauses consumption meanwhile (see ``_finish``)."""
+        """Write the batch (database thread). A connection problem (or any error that is about
+        the database, not the rows) backs off and retries — never drop, never skip; the main
+        thread pauses consumption meanwhile (see ``_finish``). An error about the rows' data
+        bisects the batch: the rows the database refuses are dead-lettered
+        (``rejected_by_database``), the rest is stored in the same pass."""
         if not (prepared.readings or prepared.events or prepared.sensors or prepared.cameras):
             return
-        backoff = 0.5
+        backoff = 0.2
         heartbeat = None
         if time.monotonic() - self._last_heartbeat > self.config.heartbeat_every_s:
-            heartbeat = (self.worker_id, self.role, self.started_at, self.stats.as_dict())
+            heartbeat = self._heartbeat_params()
         while True:
             try:
-                stored_r, stored_v = self.store.write(prepared.readings, prepared.events,
-                                                      list(prepared.sensors.values()),
-                                                      list(prepared.cameras.values()), heartbeat)
+                try:
+                    stored_r, stored_v = self.store.write(prepared.readings, prepared.events,
+                                                          list(prepared.sensors.values()),
+                                                          list(prepared.cameras.values()), heartbeat)
+                except Exception as exc:  # noqa: BLE001 - sorted into data vs. database below
+                    if not _about_the_data(exc):
+                        raise
+                    log.warning("the database refused the batch (%s); bisecting it to the offending rows",
+                                _first_line(exc))
+                    self.store.close()
+                    stored_r, stored_v = self._write_bisect(prepared)
                 break
-            except (psycopg.OperationalError, psycopg.errors.DeadlockDetected,
-                    psycopg.errors.SerializationFailure) as exc:
+            except (psycopg.Error, OSError) as exc:
                 self.store.close()
                 self.stats.db_retries += 1
                 self.metrics.db_retries.inc()
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                log.warning("database write failed (%s); retrying in %.1f s", first, backoff)
+                self.progress.error(f"database: {_first_line(exc)}")
+                log.warning("database write failed (%s); retrying in %.1f s", _first_line(exc), backoff)
                 if self._stop.wait(backoff):
                     raise IngestError("stopped while the database was unavailable; the batch will be "
                                       "re-read (offsets were not committed)") from exc
                 backoff = min(backoff * 2, self.config.max_backoff_s)
-            except (psycopg.DataError, psycopg.IntegrityError):
-                # Data the database refuses although it passed validation: isolate it record by
-                # record so one bad row never blocks the stream. (Other errors are bugs: they stop
-                # the worker with the offsets uncommitted, so nothing is lost.)
-                self.store.close()
-                stored_r, stored_v = self._write_one_by_one(prepared)
-                break
         if heartbeat is not None:
             self._last_heartbeat = time.monotonic()
         mono = time.monotonic()
@@ -511,66 +621,83 @@ class StoreWorker:
         for cid in prepared.cameras:
             self._camera_seen[cid] = mono
         s = self.stats
+        n_rejected = len(prepared.rejected)
         s.readings_valid += len(prepared.readings)
         s.stored_readings += stored_r
         s.stored_events += stored_v
-        dups = prepared.duplicates + len(prepared.readings) - stored_r + len(prepared.events) - stored_v
+        dups = (prepared.duplicates + len(prepared.readings) - stored_r + len(prepared.events) - stored_v
+                - n_rejected)
         s.duplicates += dups
         self.metrics.stored.labels("readings").inc(stored_r)
         self.metrics.stored.labels("video_events").inc(stored_v)
         self.metrics.duplicates.inc(dups)
 
-    def _write_one_by_one(self, prepared: "_Prepared") -> tuple[int, int]:
+    def _write_bisect(self, prepared: "_Prepared") -> tuple[int, int]:
+        """Write the batch in halves, recursively, until every refused row stands alone.
+
+        k bad rows among n cost about k·log2(n) extra transactions; the good rows are stored in
+        this pass. A database error that is not about the data (the connection went away)
+        propagates to the retry loop, which then writes the whole batch again: the stored rows
+        are idempotent and the dead letters found here are only kept once the pass completes."""
+        units = [("r", i) for i in range(len(prepared.readings))] + [("v", i) for i in range(len(prepared.events))]
+        rejected: list[tuple[tuple, Exception]] = []
         total_r = total_v = 0
-        for kind, rows in (("reading", prepared.readings), ("video", prepared.events)):
-            for row in rows:
-                try:
-                    r, v = self.store.write([row] if kind == "reading" else [],
-                                            [row] if kind == "video" else [])
-                    total_r += r
-                    total_v += v
-                except (psycopg.DataError, psycopg.IntegrityError) as exc:
-                    self.store.close()
-                    topic, partition, offset = row[-3:]
-                    prepared.dead.append((_Ref(topic, partition, offset), Problem(
-                        "db_rejected", None, f"the database refused the record: {str(exc).splitlines()[0]}")))
-        self.store.write([], [], list(prepared.sensors.values()), list(prepared.cameras.values()))
+        stack = [units]
+        while stack:
+            chunk = stack.pop()
+            rows_r = [prepared.readings[i] for k, i in chunk if k == "r"]
+            rows_v = [prepared.events[i] for k, i in chunk if k == "v"]
+            sensors = [prepared.sensors[sid] for sid in dict.fromkeys(row[2] for row in rows_r)
+                       if sid in prepared.sensors]
+            cameras = [prepared.cameras[cid] for cid in dict.fromkeys(row[1] for row in rows_v)
+                       if cid in prepared.cameras]
+            try:
+                r, v = self.store.write(rows_r, rows_v, sensors, cameras)
+                total_r += r
+                total_v += v
+            except Exception as exc:  # noqa: BLE001 - sorted as in _write_with_retry
+                if not _about_the_data(exc):
+                    raise
+                self.store.close()
+                if len(chunk) == 1:
+                    rejected.append((chunk[0], exc))
+                    continue
+                mid = len(chunk) // 2
+                stack += [chunk[mid:], chunk[:mid]]
+        by_ref = {(r.topic, r.partition, r.offset): r for r in prepared.source}
+        prepared.rejected = []
+        for (kind, i), exc in rejected:
+            row = prepared.readings[i] if kind == "r" else prepared.events[i]
+            rec = by_ref.get(tuple(row[-3:])) or _Ref(*row[-3:])
+            index = prepared.reading_index[i] if kind == "r" else None
+            state = getattr(exc, "sqlstate", None)
+            detail = f"the database refused the record: {_first_line(exc)}"
+            prepared.rejected.append((rec, Problem("rejected_by_database", None, detail, index),
+                                      {"database": {"sqlstate": state, "message": _first_line(exc),
+                                                    "exception": type(exc).__name__}}))
+        self.stats.rejected_by_database += len(rejected)
+        self.metrics.rejected.inc(len(rejected))
+        if rejected:
+            self.progress.error(f"rejected_by_database: {_first_line(rejected[-1][1])}")
         return total_r, total_v
 
     def _send_deadletters(self, dead: list) -> None:
         if not dead:
             return
-        now = datetime.now(timezone.utc).isoformat()
-        originals: dict[int, tuple[str, int, bool, str]] = {}
-        for rec, problem in dead:
-            value = getattr(rec, "value", None) or b""
-            key = id(rec)
-            if key not in originals:
-                truncated = len(value) > DEADLETTER_MAX_ORIGINAL
-                originals[key] = (base64.b64encode(value[:DEADLETTER_MAX_ORIGINAL]).decode(), len(value), truncated,
-                                  hashlib.sha256(value).hexdigest())
-            b64, size, truncated, sha = originals[key]
+        sink = DeadLetterSink(self.producer, self.deadletter_topic, self.worker_id,
+                              count=lambda reason: self.metrics.dead.labels(reason).inc())
+        for rec, problem, extra in dead:
             item = None
             if problem.index is not None:
                 try:
-                    item = orjson.loads(value)["readings"][problem.index]
+                    item = orjson.loads(rec.value)["readings"][problem.index]
                 except Exception:  # noqa: BLE001 - the original is in the envelope anyway
                     item = None
-            envelope = {"schema": "deadletter/1", **problem.as_dict(), "item": item,
-                        "source": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
-                                   "timestamp": getattr(rec, "timestamp", None)},
-                        "original_b64": b64, "original_size": size, "original_truncated": truncated,
-                        "original_sha256": sha, "worker": self.worker_id, "dead_lettered_at": now}
-            headers = [("reason", problem.reason.encode()), ("source_topic", rec.topic.encode()),
-                       ("source_partition", str(rec.partition).encode()),
-                       ("source_offset", str(rec.offset).encode())]
-            self.producer.send(self.deadletter_topic, key=getattr(rec, "key", None),
-                               value=orjson.dumps(envelope), headers=headers)
+            sink.add(rec, problem.reason, problem.detail, field_name=problem.field, index=problem.index,
+                     item=item, extra=extra)
             self.stats.reasons[problem.reason] = self.stats.reasons.get(problem.reason, 0) + 1
-            self.metrics.dead.labels(problem.reason).inc()
         # The dead letters are part of the batch's outcome: durable before the offsets move.
-        self.producer.flush(timeout=60)
-        self.stats.dead_lettered += len(dead)
+        self.stats.dead_lettered += sink.flush(timeout=60)
 
     def _commit(self, records: list) -> None:
         from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -582,10 +709,31 @@ class StoreWorker:
                 offsets[tp] = rec.offset + 1
         try:
             self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            self.progress.committed()
+            self._rejoins_without_progress = 0
         except Exception as exc:  # noqa: BLE001 - e.g. a rebalance took the partitions away
             # The rows are committed and idempotent: whoever owns the partitions now re-reads
             # them and inserts nothing twice.
+            self.progress.error(f"offset commit: {_first_line(exc)}")
             log.warning("offset commit failed (%s); the batch will be re-read and de-duplicated", exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def _about_the_data(exc: BaseException) -> bool:
+    """Whether a write error is about the rows (bisect them) rather than the database (retry).
+
+    A psycopg error says so by its SQLSTATE class; an exception that is not a database error at
+    all came from encoding a row for COPY on our side — also about that row."""
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate or ""
+        return state[:2] in DATA_SQLSTATE_CLASSES
+    if isinstance(exc, (OSError, IngestError)):
+        return False
+    return isinstance(exc, Exception)
 
 
 @dataclass
@@ -594,8 +742,11 @@ class _Prepared:
     events: list = field(default_factory=list)
     sensors: dict = field(default_factory=dict)
     cameras: dict = field(default_factory=dict)
-    dead: list = field(default_factory=list)   # (record, Problem)
+    dead: list = field(default_factory=list)   # (record, Problem, extra envelope fields | None)
     duplicates: int = 0
+    source: list = field(default_factory=list)          # the polled records
+    reading_index: list = field(default_factory=list)   # per reading row: its index in a gateway batch
+    rejected: list = field(default_factory=list)        # dead letters found by bisecting, like ``dead``
 
 
 @dataclass

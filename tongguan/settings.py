@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     dash_host: str = "127.0.0.1"
     dash_port: int = 8050
     log_level: str = "INFO"
+    # A consumer with lag that has not committed for this long is stalled: it rejoins its group
+    # (then exits non-zero for its supervisor) and `status` and /status show it red.
+    stall_after_s: float = 60.0
     # Prepended to every topic name; empty in production (the contract's names), unique per test.
     topic_prefix: str = ""
     # Outgoing e-mail of alert notifications (analytics.alerting.channels).
