@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -16,22 +17,28 @@ log = logging.getLogger("tongguan.ingest")
 
 
 def _positive(kind):
+    """An argparse type: a positive number of ``kind``; the error says what was wrong."""
+    what = "a whole number" if kind is int else "a number"
+
     def parse(text):
         try:
             v = kind(text)
         except ValueError:
-            raise ValueError(text) from None
-        if v <= 0:
-            raise ValueError(text)
+            raise argparse.ArgumentTypeError(f"must be {what} greater than 0, got {text!r}") from None
+        if not v > 0 or v == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be {what} greater than 0, got {text!r}")
         return v
     parse.__name__ = kind.__name__
     return parse
 
 
 def _non_negative(text: str) -> float:
-    v = float(text)
-    if v < 0 or v != v:
-        raise ValueError(text)
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more, got {text!r}")
     return v
 
 
@@ -39,9 +46,10 @@ def _iso(text: str) -> datetime:
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(text) from None
-    if t.tzinfo is None:
-        raise ValueError(text)
+        t = None
+    if t is None or t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"must be a time with a time-zone offset, e.g. 2026-06-01T08:00:00+08:00, "
+                                         f"got {text!r}")
     return t
 
 

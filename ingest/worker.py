@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import orjson
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ingest.catalogue import Catalogue, load_catalogue
 from ingest.errors import IngestError
@@ -61,6 +62,11 @@ GROUP_ID = "tongguan-store"
 # (lost connection, shutdown, deadlock, timeouts, missing tables) is about the database, not
 # the rows: pause and retry, never dead-letter good data for it.
 DATA_SQLSTATE_CLASSES = ("22", "23", "54", "0A", "XX")
+
+
+def _as_is(text: str) -> str:
+    return text
+
 
 
 @dataclass
@@ -552,7 +558,10 @@ class StoreWorker:
     def _event_row(self, out: "_Prepared", e, rec, place: tuple, mono: float) -> None:
         c, ci, pr, g = place
         theme = self.catalogue.video_event_types[e.type].theme
-        attrs = orjson.dumps(self.desensitiser.clean(e.attributes)).decode() if e.attributes else None
+        # Serialised here (inside this record's isolation), handed to COPY as jsonb text as it is:
+        # a plain str would be dumped as a JSON *string* (attributes->>'phone' would be NULL).
+        attrs = (Jsonb(orjson.dumps(self.desensitiser.clean(e.attributes)).decode(), dumps=_as_is)
+                 if e.attributes else None)
         out.events.append((e.event_id, e.camera_id, e.type, theme,
                            e.confidence, e.ts, e.count, attrs, e.snapshot_uri, c, ci, pr, g,
                            e.lon, e.lat, rec.topic, rec.partition, rec.offset))

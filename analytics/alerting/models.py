@@ -1,4 +1,4 @@
-"""Tables of alert handling, linkage and notification (schema: migrations 0005 and 0007).
+"""Tables of alert handling, linkage and notification (schema: migrations 0005, 0007 and 0009).
 
 The ``alerts`` and ``alert_history`` tables belong to ``analytics.models`` (migration 0004); these
 tables sit beside them:
@@ -12,7 +12,8 @@ tables sit beside them:
   and the worst level, and "N of M sensors offline".
 - ``alert_silences``, ``subscriptions``, ``notification_items`` (one row per subscription, alert
   and event: the idempotency key), ``notification_deliveries`` (one message to one channel, with
-  its retry state), ``delivery_attempts`` (every attempt and its outcome), ``inbox_messages``.
+  its retry state), ``delivery_attempts`` (every attempt and its outcome), ``inbox_messages`` (one
+  item per recipient and alert, updated by the alert's later events).
 """
 
 import sqlalchemy as sa
@@ -189,5 +190,12 @@ inbox_messages = sa.Table(
     sa.Column("top_level", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("read_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Index("ix_inbox_messages_recipient", "recipient", "created_at"),
+    # 0009: one item per recipient and alert; later events of the alert update it.
+    sa.Column("alert_id", sa.Text, nullable=True, comment="the alert this item is about (NULL: a test message)"),
+    sa.Column("events", ARRAY(sa.Text), nullable=False, server_default="{}",
+              comment="level:<lv> | escalated:<adcode> | reopened:<n>"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_inbox_messages_recipient", "recipient", "updated_at"),
+    sa.Index("uq_inbox_messages_recipient_alert", "recipient", "alert_id", unique=True,
+             postgresql_where=sa.text("alert_id IS NOT NULL")),
 )

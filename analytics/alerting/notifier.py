@@ -14,7 +14,8 @@ second) notifier neither loses nor repeats a notification:
    together as one digest (a storm of forty alerts in a city: one message, then one digest).
    Red goes out after ``group_wait`` whatever the interval; in quiet hours only red goes out, the
    rest waits for the morning. A group becomes one ``notification_deliveries`` row per channel
-   with a deterministic key; the inbox is written in the same transaction.
+   with a deterministic key; the inbox is written in the same transaction (one item per
+   recipient and alert, which the alert's later events update).
 3. **Send**: due deliveries are claimed (``FOR UPDATE SKIP LOCKED``, with a lease so a crash
    mid-send is retried), sent, and every attempt is logged in ``delivery_attempts``. Failures
    retry with exponential backoff, then the delivery is parked as ``failed``.
@@ -262,13 +263,7 @@ class Notifier:
                 {"k": key, "s": sub["id"], "c": channel, "ids": list(events), "p": json.dumps(body, default=str),
                  "now": now}).rowcount
             if inserted and channel == "inbox":
-                subject, text = render_text(body)
-                conn.execute(sa.text(
-                    "INSERT INTO inbox_messages (delivery_key, subscription_id, recipient, title, body, alert_ids, "
-                    "top_level, created_at) VALUES (:k, :s, :r, :t, :b, :ids, :top, :now) "
-                    "ON CONFLICT (delivery_key) DO NOTHING"),
-                    {"k": key, "s": sub["id"], "r": sub["owner"], "t": subject, "b": text, "ids": list(events),
-                     "top": top, "now": now})
+                self._to_inbox(conn, sub, body, key, now)
                 conn.execute(sa.text("UPDATE notification_deliveries SET status = 'sent', attempts = 1, sent_at = :now "
                                      "WHERE key = :k"), {"k": key, "now": now})
                 conn.execute(sa.text("INSERT INTO delivery_attempts (delivery_key, attempt, at, duration_ms, outcome, "
@@ -279,6 +274,29 @@ class Notifier:
                      {"g": group, "ids": [it["id"] for it in items]})
         self._next_check = 0.0
         return keys
+
+    @staticmethod
+    def _to_inbox(conn, sub: dict, body: dict, key: str, now: datetime) -> None:
+        """One inbox item per recipient and alert (not per message): the alert's later events
+        (escalated to the recipient's region, reopened, a higher level) update that item and make it
+        unread again, so one alert never sits in one inbox twice."""
+        rows = []
+        for aj in body["alerts"]:
+            one = {**body, "kind": "alert", "count": 1, "top_level": aj["level"], "alerts": [aj]}
+            subject, text = render_text(one)
+            if any(e.startswith("escalated:") for e in aj.get("events") or ()):
+                subject += " · 已上报至本级 / escalated to you"
+            rows.append({"k": f"{key}:{aj['id']}", "s": sub["id"], "r": sub["owner"], "t": subject, "b": text,
+                         "a": aj["id"], "ev": list(aj.get("events") or ()), "top": aj["level"], "now": now})
+        if rows:
+            conn.execute(sa.text(
+                "INSERT INTO inbox_messages (delivery_key, subscription_id, recipient, title, body, alert_ids, "
+                "alert_id, events, top_level, created_at, updated_at) VALUES (:k, :s, :r, :t, :b, ARRAY[:a], :a, "
+                ":ev, :top, :now, :now) ON CONFLICT (recipient, alert_id) WHERE alert_id IS NOT NULL DO UPDATE SET "
+                "title = EXCLUDED.title, body = EXCLUDED.body, top_level = EXCLUDED.top_level, "
+                "subscription_id = EXCLUDED.subscription_id, updated_at = EXCLUDED.updated_at, read_at = NULL, "
+                "events = ARRAY(SELECT DISTINCT e FROM unnest(inbox_messages.events || EXCLUDED.events) AS e "
+                "ORDER BY e)"), rows)
 
     # -------------------------------------------------------------------------------- sending
     def send_due(self, *, now: datetime | None = None, limit: int = 100) -> int:

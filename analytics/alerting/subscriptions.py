@@ -176,7 +176,7 @@ def events_for(sub: dict, alert: dict) -> list[str]:
 def inbox(engine, recipient: str, *, unread_only: bool = False, limit: int = 50) -> list[dict]:
     sql = "SELECT * FROM inbox_messages WHERE recipient = :r" + (" AND read_at IS NULL" if unread_only else "")
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.text(sql + " ORDER BY created_at DESC, id DESC LIMIT :n"),
+        return [dict(r) for r in conn.execute(sa.text(sql + " ORDER BY updated_at DESC, id DESC LIMIT :n"),
                                               {"r": recipient, "n": limit}).mappings()]
 
 

@@ -219,6 +219,34 @@ def test_inbox_read_unread(engine, notifier, make_alert):
     assert unread_count(engine, "li") == 0
 
 
+def test_one_alert_is_one_inbox_item_new_then_escalated(engine, notifier, make_alert):
+    """Issue 14 item 7: the Guangzhou desk hears of a Tianhe alert when it is new and again when it
+    is escalated to the city: one item, updated (unread again, both events), linked to the alert."""
+    add_subscription(engine, name="gz all", owner="gz-operator", adcode="440100", channels=["inbox"])
+    add_subscription(engine, name="gz desk", owner="gz-operator", adcode="440100", channels=["inbox"],
+                     escalated_only=True)
+    aid = make_alert(level="orange", first_seen=T0)
+    other = make_alert(level="yellow", adcode="440104", first_seen=T0)
+    notifier.step([aid, other], now=T0)
+    msgs = inbox(engine, "gz-operator")
+    assert sorted(m["alert_id"] for m in msgs) == sorted([aid, other])  # a digest: one item per alert
+    mark_read(engine, "gz-operator")
+    out = notifier.tick(now=T0 + timedelta(minutes=16))
+    assert (aid, "440100") in out["escalated"]
+    notifier.step([], now=T0 + timedelta(minutes=17))
+    msgs = {m["alert_id"]: m for m in inbox(engine, "gz-operator")}
+    assert len(msgs) == 2 and unread_count(engine, "gz-operator") == 1
+    item = msgs[aid]
+    assert item["read_at"] is None and item["alert_ids"] == [aid]
+    assert item["events"] == ["escalated:440100", "level:orange"] and "escalated" in item["title"]
+    assert inbox(engine, "gz-operator")[0]["alert_id"] == aid  # the update brings it to the top
+    # Three deliveries were made (new; escalated, for each of the two subscriptions) and the log
+    # keeps them all; the inbox shows one item.
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM notification_deliveries WHERE channel = 'inbox' "
+                                    "AND :a = ANY(alert_ids)"), {"a": aid}).scalar() == 3
+
+
 def test_email_arrives_at_a_real_smtp_server(settings_factory, engine, make_alert):
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Message

@@ -158,6 +158,10 @@ def test_confluent_kafka_producer_and_video_desensitisation(settings, engine):
         assert tuple(r) == ("pm25", 35.0, "440106")
         ev = conn.execute(sa.text("SELECT attributes::text, county, theme FROM video_events")).one()
         assert "粤A12345" not in ev[0] and "13812345678" not in ev[0] and "white" in ev[0]
+        # Stored as a JSON object, so its fields can be queried (issue 14: it was a JSON string).
+        got = conn.execute(sa.text("SELECT jsonb_typeof(attributes), attributes->>'colour', "
+                                   "attributes->>'owner_phone' FROM video_events")).one()
+        assert got[:2] == ("object", "white") and got[2] and got[2] != "13812345678"
         assert ev[1:] == ("440106", "citymgmt")
         assert conn.execute(sa.text("SELECT n FROM video_rollups_hour WHERE adcode = '440000'")).scalar() == 1
         assert conn.execute(sa.text("SELECT county FROM cameras WHERE camera_id = 'cam-9'")).scalar() == "440106"

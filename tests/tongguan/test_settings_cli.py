@@ -65,3 +65,18 @@ def test_bad_environment_through_the_real_command_has_no_traceback():
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("tongguan: error: bad settings: TONGGUAN_PG_PORT")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["simulate", "--rate", "-5"], "--rate: must be a number greater than 0, got '-5'"),
+    (["simulate", "--rate", "nan"], "--rate: must be a number greater than 0, got 'nan'"),
+    (["simulate", "--sensors", "1.5"], "--sensors: must be a whole number greater than 0, got '1.5'"),
+    (["simulate", "--duration", "-1"], "--duration: must be a number of seconds, 0 or more, got '-1'"),
+    (["simulate", "--start", "2026-06-01"], "--start: must be a time with a time-zone offset"),
+])
+def test_bad_simulate_values_say_what_is_wrong(argv, says, capsys):
+    """Issue 14: `simulate --rate -5` said "invalid float value" (a negative number is a float)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and says in err and "invalid" not in err
