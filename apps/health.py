@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from tongguan.consumer import read_worker_health
 from tongguan.db import engine_for
 from tongguan.services import port_open
 
@@ -15,9 +16,8 @@ def probe_database(url: str) -> dict:
             postgis = conn.execute(sa.text("SELECT postgis_lib_version()")).scalar()
             server = conn.execute(sa.text("SHOW server_version")).scalar()
             revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-            workers = [dict(r._mapping) for r in conn.execute(sa.text(
-                "SELECT worker, role, last_seen, stats FROM worker_heartbeats "
-                "WHERE last_seen > now() - interval '2 minutes' ORDER BY worker"))]
+            # Health by progress (lag, last commit, last error), not by a process answering.
+            workers = read_worker_health(conn)
         return {"up": True, "postgres": server, "postgis": postgis, "revision": revision,
                 "workers": workers}
     except Exception as exc:  # the page reports the failure instead of failing itself

@@ -21,6 +21,22 @@ MESSAGES: dict[str, dict[str, str]] = {
     "status.workers": {"zh": "处理进程", "en": "Workers"},
     "status.no_workers": {"zh": "暂无运行中的处理进程", "en": "No workers running"},
     "status.updated": {"zh": "更新于", "en": "Updated"},
+    "status.role": {"zh": "角色", "en": "Role"},
+    "status.worker": {"zh": "进程", "en": "Worker"},
+    "status.health": {"zh": "健康", "en": "Health"},
+    "status.health.green": {"zh": "正常", "en": "OK"},
+    "status.health.red": {"zh": "异常", "en": "Failing"},
+    "status.lag": {"zh": "积压消息", "en": "Lag"},
+    "status.last_commit": {"zh": "距上次提交", "en": "Since last commit"},
+    "status.heartbeat": {"zh": "距上次心跳", "en": "Since last heartbeat"},
+    "status.problem": {"zh": "问题", "en": "Problem"},
+    "status.broker_down": {"zh": "消息总线不可达：处理进程暂停，恢复后自动重连。",
+                           "en": "The message bus is unreachable: workers wait and reconnect by themselves."},
+    "status.log_lost": {"zh": "消息总线于 {at} 丢失了日志（内置内存代理重启）：{worker} 至少有 {n} 条尚未消费的消息随之丢失。"
+                              "生产环境请使用 docker/ 中的 Apache Kafka。",
+                        "en": "The message bus lost its log at {at} (the embedded memory broker restarted): at least "
+                              "{n} message(s) {worker} had not consumed yet were lost. Production uses Apache Kafka "
+                              "from docker/."},
     "state.up": {"zh": "运行中", "en": "up"},
     "state.down": {"zh": "未运行", "en": "down"},
     "lang.switch": {"zh": "English", "en": "中文"},

@@ -46,9 +46,33 @@ def cmd_down(args, ctx) -> int:
 
 def cmd_status(args, ctx) -> int:
     status = ctx.services.status()
-    print(json.dumps(status, ensure_ascii=False, indent=2))
     healthy = all(s["state"] in ("running", "external") for s in status.values())
-    return 0 if healthy else 3
+    if status["postgres"]["state"] in ("running", "external"):
+        status["workers"] = _workers(ctx.services.database_url)
+    print(json.dumps(status, ensure_ascii=False, indent=2))
+    if not healthy:
+        return 3
+    # Services up but a worker makes no progress (lag without commits, or silent): also unhealthy.
+    red = isinstance(status.get("workers"), list) and any(w["health"] == "red" for w in status["workers"])
+    return 4 if red else 0
+
+
+def _workers(url: str):
+    """Per worker: lag, age of its last commit, last error, green/red (tongguan.consumer)."""
+    import sqlalchemy as sa
+
+    from tongguan.consumer import read_worker_health
+    from tongguan.db import normalise_url
+
+    engine = sa.create_engine(normalise_url(url), poolclass=sa.pool.NullPool,
+                              connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            return read_worker_health(conn)
+    except sa.exc.SQLAlchemyError as exc:  # not migrated yet, or gone meanwhile: say so
+        return {"error": str(exc).strip().splitlines()[0]}
+    finally:
+        engine.dispose()
 
 
 def cmd_env(args, ctx) -> int:

@@ -174,7 +174,8 @@ def rewind_reset_logs(consumer) -> list:
     A healthy log never has a consumer ahead of its end: that happens when the broker lost the log
     (the embedded memory broker restarted) while this consumer kept its old position. Its fetches
     then return nothing forever and the lag looks like 0; start again from the new log's beginning
-    (the store writes are idempotent, so nothing is doubled). Returns the partitions rewound."""
+    (the store writes are idempotent, so nothing is doubled). Returns (partition, old position) of
+    each partition rewound."""
     rewound = []
     for tp in list(consumer.assignment()):
         hw = consumer.highwater(tp)
@@ -183,7 +184,7 @@ def rewind_reset_logs(consumer) -> list:
             log.warning("%s[%d]: position %d is past the log end %d (the broker lost its log); "
                         "reading the new log from its beginning", tp.topic, tp.partition, position, hw)
             consumer.seek_to_beginning(tp)
-            rewound.append(tp)
+            rewound.append((tp, position))
     return rewound
 
 
@@ -213,6 +214,8 @@ class Progress:
     _group_offsets: int | None = None
     _group_offsets_since: float = field(default_factory=time.monotonic)
     _last_group_check: float = 0.0
+    _seen: dict = field(default_factory=dict)   # partition -> (high watermark, position) last observed
+    log_lost: dict | None = None                # the broker lost its log: when, and a lower bound of the loss
 
     def committed(self) -> None:
         self.last_commit_at = datetime.now(timezone.utc)
@@ -231,12 +234,13 @@ class Progress:
 
     def observe(self, consumer, topics=()) -> str:
         """Update lag and state from ``consumer``; returns the state."""
-        rewind_reset_logs(consumer)
+        rewound = dict(rewind_reset_logs(consumer))
         assigned = list(consumer.assignment())
         self.assigned = len(assigned)
         now = time.monotonic()
         if assigned:
             self._unassigned_since = None
+            self._notice_lost_log(consumer, assigned, rewound)
             self.lag = partition_lag(consumer, assigned)
             if self.lag == 0:
                 self._last_commit_mono = now  # caught up counts as progress
@@ -255,6 +259,29 @@ class Progress:
             self._last_group_check = now
             self._check_group(consumer, topics, now)
         return self.state
+
+    def _notice_lost_log(self, consumer, assigned, rewound: dict) -> None:
+        """A partition whose log end went backwards (or that had to be rewound) lost its log: the
+        broker restarted without its data (the embedded memory broker does). What this worker had
+        seen but not consumed then is gone; record it so `status` and /status announce it."""
+        lost_parts = []
+        lost = 0
+        for tp in assigned:
+            hw = consumer.highwater(tp)
+            before = self._seen.get(tp)
+            if before is not None and (tp in rewound or (hw is not None and hw < before[0])):
+                lost_parts.append(tp)
+                lost += max(0, before[0] - before[1])
+            position = consumer.position(tp, timeout_ms=1000)
+            if hw is not None and position is not None:
+                self._seen[tp] = (hw, position)
+        if lost_parts:
+            self.log_lost = {"at": datetime.now(timezone.utc).isoformat(), "partitions": len(lost_parts),
+                             "unconsumed_lower_bound": lost}
+            self.error(f"the broker lost its log on {len(lost_parts)} partition(s); at least {lost} message(s) "
+                       "not yet consumed were lost with it (embedded memory broker restarted?)")
+            log.error("the broker lost its log on %d partition(s): at least %d unconsumed message(s) lost",
+                      len(lost_parts), lost)
 
     def _check_group(self, consumer, topics, now: float) -> None:
         """Unassigned for a while: is the group stuck (messages wait, nobody commits) or is this
@@ -292,7 +319,7 @@ class Progress:
         return {"lag": self.lag, "assigned": self.assigned, "state": self.state, "rejoins": self.rejoins,
                 "internal_errors": self.internal_errors, "stall_after_s": self.stall_after_s,
                 "last_commit_at": self.last_commit_at.isoformat() if self.last_commit_at else None,
-                "last_error": self.last_error,
+                "last_error": self.last_error, "log_lost": self.log_lost,
                 "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None}
 
 
@@ -368,3 +395,20 @@ def worker_health(row: dict, *, now: datetime | None = None, stall_after_s: floa
 WORKERS_SQL = """SELECT worker, role, started_at, last_seen, stats, lag, last_commit_at, last_error, last_error_at,
        state, stall_after_s FROM worker_heartbeats WHERE last_seen > now() - interval '10 minutes'
        ORDER BY role, worker"""
+
+
+def read_worker_health(conn, *, stall_after_s: float | None = None) -> list[dict]:
+    """Health of every worker seen in the last ten minutes (a SQLAlchemy connection), with the
+    figures the worker recorded: lag, age of its last commit, last error, and whether the broker
+    lost its log under it (``log_lost``)."""
+    import sqlalchemy as sa
+
+    out = []
+    now = conn.execute(sa.text("SELECT now()")).scalar()
+    for r in conn.execute(sa.text(WORKERS_SQL)):
+        row = dict(r._mapping)
+        health = worker_health(row, now=now, stall_after_s=stall_after_s)
+        progress = (row.get("stats") or {}).get("progress") or {}
+        health["log_lost"] = progress.get("log_lost")
+        out.append(health)
+    return out

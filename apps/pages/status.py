@@ -64,14 +64,40 @@ def render(lang: str):
                     for name, info in (kb.get("topics") or {}).items()]),
     ], className="grid-table")
     workers = db.get("workers") or []
-    worker_list = (html.Ul([html.Li(f"{w['role']} · {w['worker']} · {w['last_seen']:%H:%M:%S}")
-                            for w in workers]) if workers else html.P(t("status.no_workers", lang)))
+    worker_list = _workers_table(workers, lang) if workers else html.P(t("status.no_workers", lang))
+    lost = [w for w in workers if w.get("log_lost")]
+    notices = [html.P(t("status.log_lost", lang).format(at=w["log_lost"]["at"][:19].replace("T", " "),
+                                                       n=w["log_lost"]["unconsumed_lower_bound"], worker=w["worker"]),
+                      className="notice notice-red", id=f"status-log-lost-{i}")
+               for i, w in enumerate(lost)]
+    if not kb["up"]:
+        notices.insert(0, html.P(t("status.broker_down", lang), className="notice notice-red",
+                                 id="status-broker-down"))
     return [
+        *notices,
         services,
         html.H3(t("status.topics", lang)), topics,
         html.H3(t("status.workers", lang)), worker_list,
         html.P(f"{t('status.updated', lang)} {datetime.now():%Y-%m-%d %H:%M:%S}", className="muted"),
     ]
+
+
+def _workers_table(workers: list[dict], lang: str):
+    """One row per worker: green when it makes progress, red with the reasons when not."""
+    def age(v):
+        return "—" if v is None else f"{v:.0f} s"
+
+    rows = [html.Tr([
+        html.Td(w["role"]), html.Td(w["worker"]),
+        html.Td(html.Span(t(f"status.health.{w['health']}", lang), className=f"badge badge-{w['health']}",
+                          **{"data-health": w["health"]})),
+        html.Td(f"{w['lag']:,}"), html.Td(age(w["last_commit_age_s"])), html.Td(age(w["heartbeat_age_s"])),
+        html.Td("; ".join(w["reasons"]) or (w.get("last_error") or "")),
+    ], id=f"status-worker-{i}") for i, w in enumerate(workers)]
+    head = ("status.role", "status.worker", "status.health", "status.lag", "status.last_commit",
+            "status.heartbeat", "status.problem")
+    return html.Table([html.Thead(html.Tr([html.Th(t(k, lang)) for k in head])), html.Tbody(rows)],
+                      className="grid-table", id="status-workers")
 
 
 # Registered explicitly with their layout: pages here are imported by the frame, not discovered.

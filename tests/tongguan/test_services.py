@@ -50,7 +50,8 @@ def test_up_status_down_up_keeps_the_database(own_home):
     up = _cli(env, "up")
     assert up.returncode == 0, up.stderr
     status = json.loads(_cli(env, "status").stdout)
-    assert {s["state"] for s in status.values()} == {"running"}
+    assert {status[s]["state"] for s in ("postgres", "kafka")} == {"running"}
+    assert status["workers"] == []  # none has run against this database yet
     assert status["postgres"]["address"] == f"127.0.0.1:{env['TONGGUAN_PG_PORT']}"
 
     again = _cli(env, "up")  # idempotent: finds them running
@@ -94,7 +95,8 @@ def test_killed_processes_are_noticed_and_up_recovers(own_home):
     assert _cli(env, "env").returncode == 1  # refuses to print addresses of dead services
 
     assert _cli(env, "up").returncode == 0
-    assert {s["state"] for s in json.loads(_cli(env, "status").stdout).values()} == {"running"}
+    status = json.loads(_cli(env, "status").stdout)
+    assert {status[s]["state"] for s in ("postgres", "kafka")} == {"running"}
 
 
 def test_port_already_taken_is_a_clear_error_not_a_hang(own_home):
