@@ -21,6 +21,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from analytics.alerting.channels import channel_names, setting_fields
 from apps import api_queries, audit, governance, handling, identity
 from apps import scope as scope_mod
 from apps.context import current_user, same_origin
@@ -423,11 +424,10 @@ def _install_subscriptions(bp, engine, me, _audit) -> None:
     subtree. Webhook secrets are shown once, at creation."""
     import flask
 
-    try:
-        from analytics.alerting import subscriptions as subs
-    except ImportError:  # the alerting package has not landed its subscriptions yet
-        return
+    from analytics.alerting import subscriptions as subs
     from tongguan import TongguanError
+
+    settings = tuple(f.name for f in setting_fields())  # each channel's (the channel registry)
 
     @bp.get("/subscriptions")
     def list_subscriptions():
@@ -446,13 +446,13 @@ def _install_subscriptions(bp, engine, me, _audit) -> None:
         owner = body.get("owner") or me().username
         if owner != me().username and not me().is_admin:
             raise AccessError("only an admin creates subscriptions for others", 403, "forbidden")
-        allowed = ("name", "channels", "themes", "min_level", "webhook_url", "email", "quiet_start", "quiet_end",
+        allowed = ("name", "channels", "themes", "min_level", *settings, "quiet_start", "quiet_end",
                    "timezone", "escalated_only")
         kw = {k: body[k] for k in allowed if k in body}
         for k in ("channels", "themes"):
             if k in kw and not (isinstance(kw[k], list) and all(isinstance(x, str) for x in kw[k])):
                 raise AccessError(f"{k} must be a list of strings", 422, "invalid")
-        for k in ("name", "min_level", "webhook_url", "email", "quiet_start", "quiet_end", "timezone"):
+        for k in ("name", "min_level", *settings, "quiet_start", "quiet_end", "timezone"):
             if k in kw and not isinstance(kw[k], str):
                 raise AccessError(f"{k} must be a string", 422, "invalid")
         if not isinstance(owner, str):
@@ -716,10 +716,11 @@ def openapi_document() -> dict:
                 "SubscriptionPage": paged("Subscription"),
                 "SubscriptionNew": {"type": "object", "required": ["name", "adcode", "channels"], "properties": {
                     "name": {"type": "string"}, "adcode": {"type": "string"}, "owner": {"type": "string"},
-                    "channels": {"type": "array", "items": {"type": "string", "enum": ["inbox", "webhook", "email"]}},
+                    "channels": {"type": "array", "items": {"type": "string", "enum": list(channel_names())}},
                     "themes": {"type": "array", "items": {"type": "string"}},
                     "min_level": {"type": "string", "enum": list(ALERT_LEVELS)},
-                    "webhook_url": {"type": "string"}, "email": {"type": "string"},
+                    **{f.name: {"type": "string", "description": f.label_en}
+                       for f in setting_fields()},
                     "quiet_start": {"type": "string"}, "quiet_end": {"type": "string"},
                     "timezone": {"type": "string"}, "escalated_only": {"type": "boolean"}}},
             },

@@ -1,41 +1,35 @@
 """What the subscriptions page (/subscriptions) does, as plain functions of the database and the
 caller's :class:`apps.scope.Scope` (the page's callbacks only call these).
 
-Subscriptions are analytics' (``analytics.alerting.subscriptions``): creating one goes through its
-``add_subscription`` (one set of rules for CLI, API and page). Editing updates the row in place
-(not remove-and-add), so what a subscriber has already been told — keyed per subscription — is not
-sent again. A user manages their own subscriptions inside their region; an admin any of the
+Subscriptions are analytics' (``analytics.alerting.subscriptions``): creating and editing go
+through its ``add_subscription`` and ``update_subscription`` (one set of rules for CLI, API and
+page; this module never writes analytics' tables itself). A user manages their own subscriptions inside their region; an admin any of the
 subtree (the same rule as the API). Every change is audited. The inbox is the user's own.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import time
 
-import sqlalchemy as sa
-
+from analytics.alerting import subscriptions as subs
+from analytics.alerting.channels import setting_fields
 from apps import audit
-from apps.catalogue import LEVELS
 from apps.errors import AccessError
 from apps.policy import tree_for
 from apps.scope import Scope
-
-FIELDS = ("name", "adcode", "themes", "min_level", "channels", "webhook_url", "email", "quiet_start",
-          "quiet_end", "escalated_only")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+from tongguan import TongguanError
 
 
-def _subs():
-    from analytics.alerting import subscriptions
-
-    return subscriptions
+def fields() -> tuple[str, ...]:
+    """The form's fields: the rule, every channel's settings (the channel registry), quiet hours."""
+    return ("name", "adcode", "themes", "min_level", "channels", *(f.name for f in setting_fields()),
+            "quiet_start", "quiet_end", "escalated_only")
 
 
 def _clean(form: dict) -> dict:
     """The form's fields, trimmed; empty strings become None."""
     out = {}
-    for k in FIELDS:
+    for k in fields():
         v = form.get(k)
         if isinstance(v, str):
             v = v.strip() or None
@@ -57,15 +51,13 @@ def _may_manage(engine, scope: Scope, row: dict) -> bool:
 
 def list_mine(engine, scope: Scope) -> list[dict]:
     """Active subscriptions the caller manages: their own, or (admins) all of their subtree."""
-    rows = _subs().list_subscriptions(engine, owner=None if scope.is_admin else scope.username)
+    rows = subs.list_subscriptions(engine, owner=None if scope.is_admin else scope.username)
     return [{**r, "adcode": str(r["adcode"]).strip()} for r in rows if _may_manage(engine, scope, r)]
 
 
 def get_mine(engine, scope: Scope, sub_id: int) -> dict:
-    from tongguan import TongguanError
-
     try:
-        row = _subs().get_subscription(engine, int(sub_id))
+        row = subs.get_subscription(engine, int(sub_id))
     except (TongguanError, TypeError, ValueError):
         raise AccessError(f"subscription {sub_id} not found (or not in your region)", 404, "not_found") from None
     if not row["active"] or not _may_manage(engine, scope, row):
@@ -84,66 +76,24 @@ def save(engine, scope: Scope, form: dict, sub_id: int | None = None) -> dict:
                      region=None, target=str(sub_id or ""), outcome="denied",
                      detail={"adcode": f["adcode"]})
         raise AccessError(f"region {f['adcode']} is outside your region {scope.home}", 403, "forbidden")
-    subs = _subs()
+    values = {k: f[k] for k in fields() if k != "name"}
     if sub_id is None:
-        row = subs.add_subscription(engine, owner=scope.username, name=f["name"] or "", adcode=f["adcode"],
-                                    channels=f["channels"], themes=f["themes"], min_level=f["min_level"],
-                                    webhook_url=f["webhook_url"], email=f["email"],
-                                    quiet_start=f["quiet_start"], quiet_end=f["quiet_end"],
-                                    escalated_only=f["escalated_only"])
+        row = subs.add_subscription(engine, owner=scope.username, name=f["name"] or "", **values)
         audit.record(engine, actor=scope.username, user_id=scope.user_id, action="subscription_create",
                      region=f["adcode"], target=str(row["id"]))
         return row
     old = get_mine(engine, scope, sub_id)
-    _validate(f)
-    secret = old.get("secret")
-    if "webhook" in f["channels"] and not secret:
-        import secrets as _secrets
-
-        secret = _secrets.token_hex(32)
-    with engine.begin() as conn:
-        row = conn.execute(sa.text(
-            "UPDATE subscriptions SET name = :name, adcode = :adcode, themes = :themes, min_level = :min_level, "
-            "channels = :channels, webhook_url = :url, email = :email, quiet_start = :qs, quiet_end = :qe, "
-            "escalated_only = :esc, secret = :secret WHERE id = :id AND active RETURNING *"),
-            {"name": f["name"], "adcode": f["adcode"], "themes": f["themes"], "min_level": f["min_level"],
-             "channels": f["channels"], "url": f["webhook_url"], "email": f["email"],
-             "qs": subs.parse_time(f["quiet_start"]), "qe": subs.parse_time(f["quiet_end"]),
-             "esc": f["escalated_only"], "secret": secret, "id": int(sub_id)}).mappings().first()
-    if row is None:
-        raise AccessError(f"subscription {sub_id} not found (or not in your region)", 404, "not_found")
-    changed = {k: str(f[k]) for k in FIELDS if str(f[k]) != str(old.get(k) if k != "adcode" else old["adcode"])}
+    row = subs.update_subscription(engine, int(sub_id), name=f["name"] or "", **values)
+    changed = {k: str(f[k]) for k in fields()
+               if str(f[k]) != str(old.get(k) if k != "adcode" else old["adcode"])}
     audit.record(engine, actor=scope.username, user_id=scope.user_id, action="subscription_update",
                  region=f["adcode"], target=str(sub_id), detail={"changed": changed})
-    return dict(row)
-
-
-def _validate(f: dict) -> None:
-    """The same rules ``add_subscription`` applies, for an edit."""
-    from analytics.alerting.config import AlertingError
-
-    subs = _subs()
-    if not f["name"]:
-        raise AlertingError("a subscription needs a name")
-    if not f["channels"] or set(f["channels"]) - set(subs.CHANNELS):
-        raise AlertingError(f"channels must be some of {', '.join(subs.CHANNELS)}")
-    if f["min_level"] not in LEVELS:
-        raise AlertingError(f"min level {f['min_level']!r} unknown; use one of {', '.join(LEVELS)}")
-    known = subs._themes()
-    if known is not None and set(f["themes"]) - known:
-        raise AlertingError(f"unknown theme(s) {', '.join(sorted(set(f['themes']) - known))}")
-    if "webhook" in f["channels"] and not re.match(r"^https?://", f["webhook_url"] or ""):
-        raise AlertingError("the webhook channel needs a webhook URL http(s)://…")
-    if "email" in f["channels"] and not _EMAIL.match(f["email"] or ""):
-        raise AlertingError("the email channel needs an e-mail address name@example.org")
-    qs, qe = subs.parse_time(f["quiet_start"]), subs.parse_time(f["quiet_end"])
-    if (qs is None) != (qe is None):
-        raise AlertingError("give both ends of the quiet hours (e.g. 22:00 and 07:00)")
+    return row
 
 
 def remove(engine, scope: Scope, sub_id: int) -> None:
     row = get_mine(engine, scope, sub_id)
-    _subs().remove_subscription(engine, int(sub_id))
+    subs.remove_subscription(engine, int(sub_id))
     audit.record(engine, actor=scope.username, user_id=scope.user_id, action="subscription_remove",
                  region=row["adcode"], target=str(sub_id))
 
@@ -152,7 +102,7 @@ def send_test_delivery(engine, scope: Scope, sub_id: int) -> list[tuple[str, boo
     """Send a test notification through each channel of one of the caller's subscriptions now
     (``tongguan subscriptions test``). The delivery log and inbox are written by the notifier's
     role, so after the caller's check the send runs unscoped."""
-    from analytics.alerting.cli import send_test
+    from analytics.alerting.notifier import send_test
     from apps.scope import unscoped
     from tongguan.settings import get_settings
 
@@ -166,16 +116,16 @@ def send_test_delivery(engine, scope: Scope, sub_id: int) -> list[tuple[str, boo
 
 
 def inbox(engine, scope: Scope, *, unread_only: bool = False, limit: int = 50) -> list[dict]:
-    return _subs().inbox(engine, scope.username, unread_only=unread_only, limit=limit)
+    return subs.inbox(engine, scope.username, unread_only=unread_only, limit=limit)
 
 
 def unread(engine, scope: Scope) -> int:
-    return _subs().unread_count(engine, scope.username)
+    return subs.unread_count(engine, scope.username)
 
 
 def set_read(engine, scope: Scope, message_ids: list[int] | None, read: bool = True) -> int:
     """Mark the caller's messages read or unread (all of them when ``message_ids`` is None)."""
-    return _subs().mark_read(engine, scope.username, message_ids, read=read)
+    return subs.mark_read(engine, scope.username, message_ids, read=read)
 
 
 def fmt_time(v: time | None) -> str:

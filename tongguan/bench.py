@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCH_MODULES = ("geo.cli", "ingest.cli", "analytics.cli", "analytics.alerting.cli", "analytics.detect_bench",
+BENCH_MODULES = ("geo.cli", "ingest.cli", "analytics.cli", "analytics.alerting.bench", "analytics.detect_bench",
                  "apps.bench")
 
 

@@ -1,5 +1,5 @@
-"""``tongguan notify``, ``tongguan alerts …``, ``tongguan subscriptions …`` and
-``tongguan bench notify-latency``: alert handling and delivery without the apps."""
+"""``tongguan notify``, ``tongguan alerts …`` and ``tongguan subscriptions …``: alert handling
+and delivery without the apps."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import getpass
 import json
 import re
 import sys
-import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from analytics.alerting.config import AlertingError
+from analytics.alerting import demo
+from analytics.alerting.channels import channel_names, setting_fields
+from analytics.alerting.config import LOCAL, AlertingError
 from analytics.levels import LEVEL_LABELS, LEVELS
-
-LOCAL = timezone(timedelta(hours=8))
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -29,7 +28,7 @@ def _actor(args) -> str:
 def parse_when(text: str, *, now: datetime | None = None) -> datetime:
     """``+2h`` / ``+30m`` / ``+1d`` from now, or RFC 3339 with an offset (a bare time is UTC+8).
 
-    >>> parse_when("+90m", now=datetime(2026, 6, 1, tzinfo=timezone.utc)).isoformat()
+    >>> parse_when("+90m", now=datetime(2026, 6, 1, tzinfo=UTC)).isoformat()
     '2026-06-01T01:30:00+00:00'
     """
     now = now or datetime.now(UTC)
@@ -239,10 +238,11 @@ def cmd_sub_add(args, ctx) -> int:
         if len(parts) != 2:
             raise AlertingError("write quiet hours as 22:00-07:00")
         qs, qe = parts
+    settings = {f.name: getattr(args, f.name) for f in setting_fields()}
     sub = add_subscription(ctx.engine, name=args.name, owner=args.owner or _actor(args), adcode=args.region,
                            channels=_csv(args.channels), themes=_csv(args.themes), min_level=args.min_level,
-                           webhook_url=args.webhook_url, email=args.email, quiet_start=qs, quiet_end=qe,
-                           timezone=args.tz, escalated_only=args.escalated_only, secret=args.secret)
+                           quiet_start=qs, quiet_end=qe, timezone=args.tz, escalated_only=args.escalated_only,
+                           secret=args.secret, **settings)
     print(f"subscription {sub['id']}")
     if sub.get("secret"):
         print(f"webhook secret (HMAC-SHA256 key; keep it): {sub['secret']}")
@@ -276,57 +276,9 @@ def cmd_sub_remove(args, ctx) -> int:
     return 0
 
 
-def send_test(engine, settings, sub_id: int) -> list[tuple[str, bool, str]]:
-    """Send a test notification through every channel of a subscription now (logged like any other)."""
-    import sqlalchemy as sa
-
-    from analytics.alerting.channels.webhook import (
-        Outcome,
-        render_text,
-        send_email,
-        send_webhook,
-    )
-    from analytics.alerting.config import load_alerting
-    from analytics.alerting.subscriptions import get_subscription
-
-    sub = get_subscription(engine, sub_id)
-    now = datetime.now(UTC)
-    cfg = load_alerting()
-    out = []
-    for channel in sub["channels"]:
-        key = f"test-s{sub['id']}-{int(now.timestamp() * 1000)}-{channel}"
-        payload = {"schema": "notification/1", "kind": "test", "delivery": key, "count": 0, "top_level": "blue",
-                   "subscription": {"id": sub["id"], "name": sub["name"], "adcode": sub["adcode"]},
-                   "created_at": now.isoformat(), "alerts": []}
-        t = time.perf_counter()
-        if channel == "webhook":
-            res = send_webhook(sub["webhook_url"], sub["secret"] or "", payload, delivery_key=key,
-                               timeout=cfg.webhook_timeout)
-        elif channel == "email":
-            res = send_email(settings, sub["email"], payload, delivery_key=key)
-        else:
-            res = Outcome(True, "inbox")
-        ms = (time.perf_counter() - t) * 1000
-        with engine.begin() as conn:
-            conn.execute(sa.text(
-                "INSERT INTO notification_deliveries (key, subscription_id, channel, alert_ids, payload, status, "
-                "attempts, sent_at, last_error) VALUES (:k, :s, :c, '{}', CAST(:p AS jsonb), :st, 1, :sent, :err)"),
-                {"k": key, "s": sub["id"], "c": channel, "p": json.dumps(payload), "st": "sent" if res.ok else "failed",
-                 "sent": now if res.ok else None, "err": None if res.ok else res.detail})
-            conn.execute(sa.text("INSERT INTO delivery_attempts (delivery_key, attempt, duration_ms, outcome, detail) "
-                                 "VALUES (:k, 1, :ms, :o, :d)"),
-                         {"k": key, "ms": ms, "o": "ok" if res.ok else "error", "d": res.detail})
-            if channel == "inbox":
-                _, text = render_text({**payload, "alerts": []})
-                conn.execute(sa.text(
-                    "INSERT INTO inbox_messages (delivery_key, subscription_id, recipient, title, body, alert_ids, "
-                    "top_level) VALUES (:k, :s, :r, :t, :b, '{}', 'blue')"),
-                    {"k": key, "s": sub["id"], "r": sub["owner"], "t": "测试通知 / test notification", "b": text})
-        out.append((channel, res.ok, res.detail))
-    return out
-
-
 def cmd_sub_test(args, ctx) -> int:
+    from analytics.alerting.notifier import send_test
+
     results = send_test(ctx.engine, ctx.settings, args.id)
     for channel, ok, detail in results:
         print(f"{channel:<8} {'ok' if ok else 'FAILED'}  {detail}")
@@ -346,56 +298,6 @@ def cmd_sub_inbox(args, ctx) -> int:
     return 0
 
 
-def _show_delivery(payload, headers) -> None:
-    alerts = payload.get("alerts") or []
-    print(f"[{datetime.now(LOCAL):%H:%M:%S}] webhook: verified signed {payload.get('kind')} "
-          f"{payload.get('delivery')}: {len(alerts)} alert(s), top {payload.get('top_level')}", flush=True)
-    for a in alerts[:20]:
-        print(f"    {a.get('level'):<6} {a.get('adcode')} {a.get('theme'):<9} {a.get('title')} "
-              f"{','.join(a.get('events') or [])}", flush=True)
-    if len(alerts) > 20:
-        print(f"    … and {len(alerts) - 20} more", flush=True)
-
-
-def _smtp_sink(host: str, port: int):
-    """A started aiosmtpd controller that prints each message it accepts."""
-    try:
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.handlers import Message
-    except ImportError:
-        raise AlertingError("the SMTP sink needs aiosmtpd: pip install -e '.[test]'") from None
-    import email.header
-    import logging
-
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every connection at INFO
-
-    class Show(Message):
-        def handle_message(self, message):
-            subject = str(email.header.make_header(email.header.decode_header(message["Subject"] or "")))
-            print(f"[{datetime.now(LOCAL):%H:%M:%S}] e-mail to {message['To']}: {subject}", flush=True)
-
-    ctl = Controller(Show(), hostname=host, port=port)
-    ctl.start()
-    return ctl
-
-
-def _serve_forever(receiver=None) -> None:
-    import signal
-
-    def interrupt(*_):
-        raise KeyboardInterrupt
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, interrupt)
-    try:
-        while True:
-            time.sleep(1)
-            while receiver is not None and receiver.rejected:
-                print(f"webhook: rejected: {receiver.rejected.pop(0)}", flush=True)
-    except KeyboardInterrupt:
-        pass
-
-
 def cmd_receiver(args, ctx) -> int:
     """Print verified deliveries (the demo's webhook subscriber)."""
     from analytics.alerting.channels.webhook import WebhookReceiver
@@ -407,10 +309,10 @@ def cmd_receiver(args, ctx) -> int:
         secret = get_subscription(ctx.engine, args.subscription)["secret"]
     if not secret:
         raise AlertingError("give the subscription's secret (--secret) or its id (--subscription)")
-    r = WebhookReceiver(secret, host=args.host, port=args.port, on_delivery=_show_delivery).start()
+    r = WebhookReceiver(secret, host=args.host, port=args.port, on_delivery=demo.show_delivery).start()
     print(f"receiving signed deliveries on {r.url} (Ctrl-C to stop)", flush=True)
     try:
-        _serve_forever(r)
+        demo.serve_forever(r)
     finally:
         r.stop()
     return 0
@@ -418,39 +320,13 @@ def cmd_receiver(args, ctx) -> int:
 
 def cmd_smtp_sink(args, ctx) -> int:
     """A local SMTP server printing what it receives (the demo's e-mail subscriber's mailbox)."""
-    ctl = _smtp_sink(args.host, args.port)
+    ctl = demo.smtp_sink(args.host, args.port)
     print(f"SMTP sink on {args.host}:{args.port} (set TONGGUAN_SMTP_HOST/PORT to it; Ctrl-C to stop)", flush=True)
     try:
-        _serve_forever()
+        demo.serve_forever()
     finally:
         ctl.stop()
     return 0
-
-
-def ensure_demo_subscriptions(engine, *, region: str, webhook_url: str, email: str) -> dict:
-    """The demo's subscribers (idempotent, by name): a signed webhook and an e-mail for the city,
-    and an inbox for user ``demo``. Returns them by channel."""
-    import sqlalchemy as sa
-
-    from analytics.alerting.subscriptions import add_subscription, list_subscriptions
-
-    wanted = {
-        "webhook": {"name": f"演示 webhook {region}", "channels": ["webhook"], "webhook_url": webhook_url},
-        "email": {"name": f"演示 e-mail {region}", "channels": ["email"], "email": email, "min_level": "yellow"},
-        "inbox": {"name": f"演示 inbox {region}", "channels": ["inbox"]},
-    }
-    existing = {s["name"]: s for s in list_subscriptions(engine)}
-    out = {}
-    for channel, spec in wanted.items():
-        sub = existing.get(spec["name"])
-        if sub is None:
-            sub = add_subscription(engine, owner="demo", adcode=region, **spec)
-        elif channel == "webhook" and sub["webhook_url"] != webhook_url:
-            with engine.begin() as conn:
-                conn.execute(sa.text("UPDATE subscriptions SET webhook_url = :u WHERE id = :id"),
-                             {"u": webhook_url, "id": sub["id"]})
-        out[channel] = sub
-    return out
 
 
 def cmd_sub_demo(args, ctx) -> int:
@@ -461,19 +337,19 @@ def cmd_sub_demo(args, ctx) -> int:
     regions = _csv(args.region)
     secrets: dict[str, str] = {}
     r = WebhookReceiver(lambda path: secrets.get(path.rstrip("/").rsplit("/", 1)[-1]), host="127.0.0.1",
-                        port=args.port, on_delivery=_show_delivery)
+                        port=args.port, on_delivery=demo.show_delivery)
     for region in regions:
         url = f"http://127.0.0.1:{r.port}/hook/{region}"
-        subs = ensure_demo_subscriptions(ctx.engine, region=region, webhook_url=url, email=args.email)
+        subs = demo.ensure_demo_subscriptions(ctx.engine, region=region, webhook_url=url, email=args.email)
         secrets[region] = subs["webhook"]["secret"]
         print(f"demo subscribers for {region}: webhook {url} (subscription {subs['webhook']['id']}), e-mail "
               f"{args.email} (subscription {subs['email']['id']}), inbox of user demo", flush=True)
     r.start()
-    ctl = _smtp_sink("127.0.0.1", args.smtp_port)
+    ctl = demo.smtp_sink("127.0.0.1", args.smtp_port)
     print(f"SMTP sink on 127.0.0.1:{args.smtp_port}: the notifier needs TONGGUAN_SMTP_HOST=127.0.0.1 "
           f"TONGGUAN_SMTP_PORT={args.smtp_port}", flush=True)
     try:
-        _serve_forever(r)
+        demo.serve_forever(r)
     finally:
         r.stop()
         ctl.stop()
@@ -574,12 +450,12 @@ def register(sub) -> None:
     x.add_argument("--name", required=True)
     x.add_argument("--owner", help="user name (inbox recipient); default cli:<user>")
     x.add_argument("--region", required=True, help="adcode; its whole subtree")
-    x.add_argument("--channels", required=True, help="comma list of inbox, webhook, email")
+    x.add_argument("--channels", required=True, help=f"comma list of {', '.join(channel_names())}")
     x.add_argument("--themes", help="comma list (default: all)")
     x.add_argument("--min-level", default="blue", choices=LEVELS)
-    x.add_argument("--webhook-url")
+    for f in setting_fields():  # each channel's settings (analytics/alerting/channels/)
+        x.add_argument("--" + f.name.replace("_", "-"), dest=f.name, help=f"{f.label_en} ({f.placeholder})")
     x.add_argument("--secret", help="webhook HMAC key (default: generated and printed once)")
-    x.add_argument("--email")
     x.add_argument("--quiet", help="quiet hours, e.g. 22:00-07:00 (red still goes through)")
     x.add_argument("--tz", default="Asia/Shanghai")
     x.add_argument("--escalated-only", action="store_true", help="only alerts escalated to this region")
@@ -619,130 +495,3 @@ def register(sub) -> None:
     x.add_argument("--port", type=int, default=8025)
     x.add_argument("--host", default="127.0.0.1")
     x.set_defaults(func=cmd_smtp_sink)
-
-
-# ------------------------------------------------------------------------------------- bench
-def register_bench(bench_sub) -> None:
-    p = bench_sub.add_parser("notify-latency",
-                             help="alert on city.alerts → signed webhook received: p50/p95/p99 (target p95 < 1 s)")
-    p.add_argument("--alerts", type=int, default=200)
-    p.add_argument("--rate", type=float, default=20.0, help="alerts per second")
-    p.set_defaults(func=cmd_bench_notify)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile.
-
-    >>> percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 95)
-    10
-    """
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, int(-(-q * len(s) // 100)) - 1))
-    return s[k]
-
-
-def cmd_bench_notify(args, ctx) -> int:
-    """A throw-away database and topic; a webhook subscription to an in-process receiver; the
-    notifier in a thread; alerts written and published like the detector does, at ``--rate``."""
-    import threading
-    import uuid
-
-    import sqlalchemy as sa
-    from kafka import KafkaProducer
-
-    from analytics.alerting.channels.webhook import WebhookReceiver, send_webhook
-    from analytics.alerting.config import load_alerting
-    from analytics.alerting.notifier import Notifier
-    from analytics.alerting.subscriptions import add_subscription
-    from tongguan.db import engine_for, upgrade
-    from tongguan.services import ensure_topics
-
-    ctx.require()
-    run = uuid.uuid4().hex[:8]
-    dbname = f"tg_bench_notify_{run}"
-    base = sa.make_url(ctx.database_url)
-    admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {dbname}"))
-    url = base.set(database=dbname).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        engine = engine_for(url)
-        settings = ctx.settings.model_copy(update={"database_url": url, "kafka_bootstrap": ctx.kafka_bootstrap,
-                                                   "topic_prefix": f"bench-{run}."})
-        topic = settings.topic("alerts")
-        ensure_topics(settings.kafka_bootstrap, settings.partitions, (topic,))
-        received: dict[str, float] = {}
-        lock = threading.Lock()
-
-        def on_delivery(payload, headers):
-            t = time.perf_counter()
-            with lock:
-                for a in payload.get("alerts") or []:
-                    received.setdefault(a["id"], t)
-
-        secret = "bench-secret"
-        rec = WebhookReceiver(secret, on_delivery=on_delivery).start()
-        # Baseline: a bare signed POST to the same receiver.
-        base_ms = []
-        for i in range(50):
-            t = time.perf_counter()
-            send_webhook(rec.url, secret, {"alerts": []}, delivery_key=f"baseline-{i}")
-            base_ms.append((time.perf_counter() - t) * 1000)
-        add_subscription(engine, name="bench", owner="bench", adcode="440100", channels=["webhook"],
-                         webhook_url=rec.url, secret=secret)
-        # Every alert measured on its own: no group interval (the first alert of a group waits
-        # only group_wait, which is kept as configured).
-        cfg = load_alerting()
-        from dataclasses import replace
-
-        cfg = replace(cfg, group_interval=0.0)
-        notifier = Notifier(settings, engine=engine, config=cfg, group_id=f"bench-{run}")
-        th = threading.Thread(target=notifier.run, daemon=True)
-        th.start()
-        if not notifier.ready.wait(60):
-            raise AlertingError("the bench notifier got no partitions within 60 s")
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=0)
-        sent: dict[str, float] = {}
-        counties = ["440103", "440104", "440105", "440106", "440111", "440112", "440113", "440114"]
-        gap = 1.0 / args.rate
-        t_next = time.perf_counter()
-        for i in range(args.alerts):
-            aid = f"bench-{run}-{i}"
-            now = datetime.now(UTC)
-            with engine.begin() as conn:  # the detector writes the alert, then publishes it
-                conn.execute(sa.text(
-                    "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, "
-                    "province, first_seen, last_seen) VALUES (:id, :id, 'rule:bench', 'yellow', 'flood', "
-                    "'基准测试预警', 'sensor:bench', :c, '440100', '440000', :now, :now)"),
-                    {"id": aid, "c": counties[i % len(counties)], "now": now})
-            sent[aid] = time.perf_counter()
-            producer.send(topic, key=aid.encode(), value=json.dumps({"schema": "alert/1", "id": aid}).encode())
-            producer.flush()
-            t_next += gap
-            time.sleep(max(0.0, t_next - time.perf_counter()))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(received) < len(sent):
-            time.sleep(0.05)
-        notifier.stop()
-        th.join(15)
-        producer.close()
-        rec.stop()
-        lat = [(received[a] - sent[a]) * 1000 for a in sent if a in received]
-        if not lat:
-            raise AlertingError("no alert reached the webhook; is the notifier able to reach the broker?")
-        result = {
-            "alerts": len(sent), "delivered": len(lat), "rate_per_s": args.rate,
-            "group_wait_s": cfg.group_wait,
-            "latency_ms": {"p50": round(percentile(lat, 50), 1), "p95": round(percentile(lat, 95), 1),
-                           "p99": round(percentile(lat, 99), 1), "max": round(max(lat), 1)},
-            "baseline_bare_post_ms_p50": round(percentile(base_ms, 50), 2),
-            "target_p95_ms": 1000, "p95_ok": percentile(lat, 95) < 1000,
-        }
-        print(json.dumps(result, indent=2))
-        return 0 if len(lat) == len(sent) else 1
-    finally:
-        engine_for(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"))
-        admin.dispose()

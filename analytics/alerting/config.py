@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from analytics.levels import LEVELS
 from analytics.rules import parse_duration
 
 ALERTING_FILE = Path(__file__).with_name("alerting.yaml")
+# China Standard Time: how the command line and the demo's receivers print times.
+LOCAL = timezone(timedelta(hours=8))
 
 
 class AlertingError(AnalyticsError):

@@ -14,8 +14,8 @@ second) notifier neither loses nor repeats a notification:
    together as one digest (a storm of forty alerts in a city: one message, then one digest).
    Red goes out after ``group_wait`` whatever the interval; in quiet hours only red goes out, the
    rest waits for the morning. A group becomes one ``notification_deliveries`` row per channel
-   with a deterministic key; the inbox is written in the same transaction (one item per
-   recipient and alert, which the alert's later events update).
+   with a deterministic key; inline channels (the inbox: one item per recipient and alert, which
+   the alert's later events update) are written in the same transaction.
 3. **Send**: due deliveries are claimed (``FOR UPDATE SKIP LOCKED``, with a lease so a crash
    mid-send is retried), sent, and every attempt is logged in ``delivery_attempts``. Failures
    retry with exponential backoff, then the delivery is parked as ``failed``.
@@ -39,13 +39,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from analytics.alerting.channels.webhook import (
-    Outcome,
-    render_text,
-    send_email,
-    send_webhook,
-)
-from analytics.alerting.config import AlertingConfig, load_alerting
+from analytics.alerting.channels import Outcome
+from analytics.alerting.channels import channel as channel_of
+from analytics.alerting.config import AlertingConfig, AlertingError, load_alerting
 from analytics.alerting.lifecycle import (
     ACTIVE,
     continue_returning,
@@ -61,7 +57,11 @@ from analytics.alerting.linkage import (
     refresh_sensors,
     silence_for,
 )
-from analytics.alerting.subscriptions import events_for, in_quiet_hours
+from analytics.alerting.subscriptions import (
+    events_for,
+    get_subscription,
+    in_quiet_hours,
+)
 from analytics.levels import LEVEL_LABELS, rank
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,15 @@ ALERT_FIELDS = ("id", "source", "level", "theme", "title", "detail", "subject", 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _inline(name: str) -> bool:
+    """Whether the channel delivers inside the grouping transaction (unknown ones are attempted,
+    fail and are logged like any failed delivery, instead of breaking the group)."""
+    try:
+        return channel_of(name).inline
+    except AlertingError:
+        return False
 
 
 def alert_json(alert: dict) -> dict:
@@ -262,41 +271,18 @@ class Notifier:
                 "ON CONFLICT (key) DO NOTHING"),
                 {"k": key, "s": sub["id"], "c": channel, "ids": list(events), "p": json.dumps(body, default=str),
                  "now": now}).rowcount
-            if inserted and channel == "inbox":
-                self._to_inbox(conn, sub, body, key, now)
+            if inserted and _inline(channel):
+                channel_of(channel).deliver_inline(conn, sub=sub, payload=body, delivery_key=key, now=now)
                 conn.execute(sa.text("UPDATE notification_deliveries SET status = 'sent', attempts = 1, sent_at = :now "
                                      "WHERE key = :k"), {"k": key, "now": now})
                 conn.execute(sa.text("INSERT INTO delivery_attempts (delivery_key, attempt, at, duration_ms, outcome, "
-                                     "detail) VALUES (:k, 1, :now, 0, 'ok', 'inbox')"), {"k": key, "now": now})
+                                     "detail) VALUES (:k, 1, :now, 0, 'ok', :c)"), {"k": key, "now": now, "c": channel})
             if inserted:
                 keys.append(key)
         conn.execute(sa.text("UPDATE notification_items SET state = 'grouped', delivery_group = :g WHERE id = ANY(:ids)"),
                      {"g": group, "ids": [it["id"] for it in items]})
         self._next_check = 0.0
         return keys
-
-    @staticmethod
-    def _to_inbox(conn, sub: dict, body: dict, key: str, now: datetime) -> None:
-        """One inbox item per recipient and alert (not per message): the alert's later events
-        (escalated to the recipient's region, reopened, a higher level) update that item and make it
-        unread again, so one alert never sits in one inbox twice."""
-        rows = []
-        for aj in body["alerts"]:
-            one = {**body, "kind": "alert", "count": 1, "top_level": aj["level"], "alerts": [aj]}
-            subject, text = render_text(one)
-            if any(e.startswith("escalated:") for e in aj.get("events") or ()):
-                subject += " · 已上报至本级 / escalated to you"
-            rows.append({"k": f"{key}:{aj['id']}", "s": sub["id"], "r": sub["owner"], "t": subject, "b": text,
-                         "a": aj["id"], "ev": list(aj.get("events") or ()), "top": aj["level"], "now": now})
-        if rows:
-            conn.execute(sa.text(
-                "INSERT INTO inbox_messages (delivery_key, subscription_id, recipient, title, body, alert_ids, "
-                "alert_id, events, top_level, created_at, updated_at) VALUES (:k, :s, :r, :t, :b, ARRAY[:a], :a, "
-                ":ev, :top, :now, :now) ON CONFLICT (recipient, alert_id) WHERE alert_id IS NOT NULL DO UPDATE SET "
-                "title = EXCLUDED.title, body = EXCLUDED.body, top_level = EXCLUDED.top_level, "
-                "subscription_id = EXCLUDED.subscription_id, updated_at = EXCLUDED.updated_at, read_at = NULL, "
-                "events = ARRAY(SELECT DISTINCT e FROM unnest(inbox_messages.events || EXCLUDED.events) AS e "
-                "ORDER BY e)"), rows)
 
     # -------------------------------------------------------------------------------- sending
     def send_due(self, *, now: datetime | None = None, limit: int = 100) -> int:
@@ -351,13 +337,9 @@ class Notifier:
         try:
             if sub is None:
                 out = Outcome(False, "subscription gone")
-            elif d["channel"] == "webhook":
-                out = send_webhook(sub["webhook_url"], sub["secret"] or "", d["payload"], delivery_key=d["key"],
-                                   timeout=self.config.webhook_timeout)
-            elif d["channel"] == "email":
-                out = send_email(self.settings, sub["email"], d["payload"], delivery_key=d["key"])
             else:
-                out = Outcome(False, f"unknown channel {d['channel']!r}")
+                out = channel_of(d["channel"]).send(settings=self.settings, config=self.config, sub=sub,
+                                                    payload=d["payload"], delivery_key=d["key"])
         except Exception as exc:  # noqa: BLE001 - one bad delivery must not stop the others
             out = Outcome(False, f"{type(exc).__name__}: {exc}")
         return out, (time.perf_counter() - t) * 1000.0
@@ -491,3 +473,42 @@ class Notifier:
                 log.debug("consumer close: %s", exc)
             self._pool.shutdown(wait=True)
         return self.stats
+
+
+def send_test(engine, settings, sub_id: int) -> list[tuple[str, bool, str]]:
+    """Send a test notification through every channel of a subscription now (logged like any
+    other delivery); returns (channel, ok, detail) per channel."""
+    sub = get_subscription(engine, sub_id)
+    now = datetime.now(UTC)
+    cfg = load_alerting()
+    out = []
+    for name in sub["channels"]:
+        key = f"test-s{sub['id']}-{int(now.timestamp() * 1000)}-{name}"
+        payload = {"schema": "notification/1", "kind": "test", "delivery": key, "count": 0, "top_level": "blue",
+                   "subscription": {"id": sub["id"], "name": sub["name"], "adcode": sub["adcode"]},
+                   "created_at": now.isoformat(), "alerts": []}
+        t = time.perf_counter()
+        inline = _inline(name)
+        if inline:
+            res = Outcome(True, name)
+        else:
+            try:
+                res = channel_of(name).send(settings=settings, config=cfg, sub=sub, payload=payload,
+                                            delivery_key=key)
+            except Exception as exc:  # noqa: BLE001 - reported per channel, like the notifier's attempts
+                res = Outcome(False, f"{type(exc).__name__}: {exc}")
+        ms = (time.perf_counter() - t) * 1000
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO notification_deliveries (key, subscription_id, channel, alert_ids, payload, status, "
+                "attempts, sent_at, last_error) VALUES (:k, :s, :c, '{}', CAST(:p AS jsonb), :st, 1, :sent, :err)"),
+                {"k": key, "s": sub["id"], "c": name, "p": json.dumps(payload), "st": "sent" if res.ok else "failed",
+                 "sent": now if res.ok else None, "err": None if res.ok else res.detail})
+            conn.execute(sa.text("INSERT INTO delivery_attempts (delivery_key, attempt, duration_ms, outcome, detail) "
+                                 "VALUES (:k, 1, :ms, :o, :d)"),
+                         {"k": key, "ms": ms, "o": "ok" if res.ok else "error", "d": res.detail})
+            if inline:
+                channel_of(name).deliver_inline(conn, sub=sub, payload=payload, delivery_key=key, now=now,
+                                                title="测试通知 / test notification")
+        out.append((name, res.ok, res.detail))
+    return out

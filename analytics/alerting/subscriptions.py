@@ -8,19 +8,16 @@ the ``subscriptions test`` command and the tests share one definition.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterable
 from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
+from analytics.alerting.channels import channel, channel_names, setting_fields
 from analytics.alerting.config import AlertingError
 from analytics.alerting.lifecycle import ACTIVE, region_path
 from analytics.levels import LEVELS, rank
-
-CHANNELS = ("inbox", "webhook", "email")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 def _themes() -> set[str] | None:
@@ -46,16 +43,15 @@ def parse_time(text: str | time | None) -> time | None:
     return time(int(m.group(1)), int(m.group(2)))
 
 
-def add_subscription(engine, *, name: str, owner: str, adcode: str, channels: Iterable[str],
-                     themes: Iterable[str] = (), min_level: str = "blue", webhook_url: str | None = None,
-                     email: str | None = None, quiet_start: str | time | None = None,
-                     quiet_end: str | time | None = None, timezone: str = "Asia/Shanghai",
-                     escalated_only: bool = False, secret: str | None = None) -> dict:
-    """Create a subscription; returns it, with the webhook secret (shown once to the subscriber)."""
+def _check(*, name: str, adcode: str, channels: Iterable[str], themes: Iterable[str], min_level: str,
+           quiet_start, quiet_end, timezone: str, settings: dict) -> dict:
+    """The rules every new or changed subscription obeys (CLI, API and page alike); returns the
+    cleaned values, or raises AlertingError saying how to fix the input."""
     channels = [c.strip() for c in channels if c and c.strip()]
     themes = [t.strip() for t in themes if t and t.strip()]
-    if not channels or set(channels) - set(CHANNELS):
-        raise AlertingError(f"channels must be some of {', '.join(CHANNELS)} (got {', '.join(channels) or 'none'})")
+    names = channel_names()
+    if not channels or set(channels) - set(names):
+        raise AlertingError(f"channels must be some of {', '.join(names)} (got {', '.join(channels) or 'none'})")
     if not re.fullmatch(r"\d{6}", adcode or ""):
         raise AlertingError(f"region {adcode!r} is not a six-digit adcode (e.g. 440100 for Guangzhou)")
     if min_level not in LEVELS:
@@ -63,10 +59,12 @@ def add_subscription(engine, *, name: str, owner: str, adcode: str, channels: It
     known = _themes()
     if known is not None and set(themes) - known:
         raise AlertingError(f"unknown theme(s) {', '.join(sorted(set(themes) - known))}; use {', '.join(sorted(known))}")
-    if "webhook" in channels and not re.match(r"^https?://", webhook_url or ""):
-        raise AlertingError("the webhook channel needs --webhook-url http(s)://…")
-    if "email" in channels and not _EMAIL.match(email or ""):
-        raise AlertingError("the email channel needs --email name@example.org")
+    unknown = set(settings) - {f.name for f in setting_fields()}
+    if unknown:
+        raise AlertingError(f"unknown channel setting(s) {', '.join(sorted(unknown))}; "
+                            f"use {', '.join(f.name for f in setting_fields())}")
+    for c in channels:
+        channel(c).validate(settings)
     qs, qe = parse_time(quiet_start), parse_time(quiet_end)
     if (qs is None) != (qe is None):
         raise AlertingError("give both ends of the quiet hours (--quiet 22:00-07:00)")
@@ -74,21 +72,78 @@ def add_subscription(engine, *, name: str, owner: str, adcode: str, channels: It
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise AlertingError(f"unknown time zone {timezone!r}; e.g. Asia/Shanghai") from None
-    if not (name or "").strip() or not (owner or "").strip():
+    if not (name or "").strip():
+        raise AlertingError("a subscription needs a name")
+    return {"name": name.strip(), "adcode": adcode, "channels": channels, "themes": themes,
+            "min_level": min_level, "quiet_start": qs, "quiet_end": qe, "timezone": timezone}
+
+
+def _check_region(conn, adcode: str) -> None:
+    # Checked when the regions are loaded (`tongguan geo load`); before that any code is taken.
+    loaded = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM regions)")).scalar()
+    if loaded and not conn.execute(sa.text("SELECT 1 FROM regions WHERE adcode = :a"), {"a": adcode}).first():
+        raise AlertingError(f"no region {adcode}; find codes with `tongguan geo tree`")
+
+
+def _channel_columns(channels: list[str], settings: dict, given: dict, old: dict | None) -> dict:
+    """The subscription's channel columns: every channel's settings (None when not given) and
+    what the chosen channels generate themselves (a webhook's signing secret)."""
+    cols = {f.name: (settings.get(f.name) or None) for f in setting_fields()}
+    for c in channels:
+        cols.update(channel(c).generate(given, old))
+    return cols
+
+
+def add_subscription(engine, *, name: str, owner: str, adcode: str, channels: Iterable[str],
+                     themes: Iterable[str] = (), min_level: str = "blue", quiet_start: str | time | None = None,
+                     quiet_end: str | time | None = None, timezone: str = "Asia/Shanghai",
+                     escalated_only: bool = False, secret: str | None = None, **settings: str | None) -> dict:
+    """Create a subscription; returns it, with the webhook secret (shown once to the subscriber).
+
+    ``settings`` are the chosen channels' settings, by field name (``webhook_url``, ``email``,
+    …: :func:`analytics.alerting.channels.setting_fields`)."""
+    v = _check(name=name, adcode=adcode, channels=channels, themes=themes, min_level=min_level,
+               quiet_start=quiet_start, quiet_end=quiet_end, timezone=timezone, settings=settings)
+    if not (owner or "").strip():
         raise AlertingError("a subscription needs a name and an owner")
+    cols = _channel_columns(v["channels"], settings, {"secret": secret}, None)
+    names = ", ".join(cols)
     with engine.begin() as conn:
-        # Checked when the regions are loaded (`tongguan geo load`); before that any code is taken.
-        loaded = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM regions)")).scalar()
-        if loaded and not conn.execute(sa.text("SELECT 1 FROM regions WHERE adcode = :a"), {"a": adcode}).first():
-            raise AlertingError(f"no region {adcode}; find codes with `tongguan geo tree`")
+        _check_region(conn, adcode)
         row = conn.execute(sa.text(
-            "INSERT INTO subscriptions (name, owner, adcode, themes, min_level, escalated_only, channels, "
-            "webhook_url, secret, email, quiet_start, quiet_end, timezone) VALUES (:name, :owner, :adcode, :themes, "
-            ":min_level, :esc, :channels, :url, :secret, :email, :qs, :qe, :tz) RETURNING *"),
-            {"name": name.strip(), "owner": owner.strip(), "adcode": adcode, "themes": themes, "min_level": min_level,
-             "esc": bool(escalated_only), "channels": channels, "url": webhook_url,
-             "secret": secret or (secrets.token_hex(32) if "webhook" in channels else None),
-             "email": email, "qs": qs, "qe": qe, "tz": timezone}).mappings().one()
+            f"INSERT INTO subscriptions (name, owner, adcode, themes, min_level, escalated_only, channels, "
+            f"quiet_start, quiet_end, timezone, {names}) VALUES (:name, :owner, :adcode, :themes, :min_level, "
+            f":esc, :channels, :quiet_start, :quiet_end, :timezone, {', '.join(':c_' + k for k in cols)}) "
+            "RETURNING *"),
+            {**v, "owner": owner.strip(), "esc": bool(escalated_only),
+             **{"c_" + k: val for k, val in cols.items()}}).mappings().one()
+    return dict(row)
+
+
+def update_subscription(engine, sub_id: int, *, name: str, adcode: str, channels: Iterable[str],
+                        themes: Iterable[str] = (), min_level: str = "blue", quiet_start: str | time | None = None,
+                        quiet_end: str | time | None = None, escalated_only: bool = False,
+                        **settings: str | None) -> dict:
+    """Change an active subscription in place (not remove-and-add), so what its subscriber has
+    already been told — keyed per subscription — is not sent again; the same rules as
+    :func:`add_subscription`. Its owner, time zone and webhook secret stay."""
+    old = get_subscription(engine, sub_id)
+    if not old["active"]:
+        raise AlertingError(f"no active subscription {sub_id}; list them with `tongguan subscriptions list`")
+    v = _check(name=name, adcode=adcode, channels=channels, themes=themes, min_level=min_level,
+               quiet_start=quiet_start, quiet_end=quiet_end, timezone=old["timezone"], settings=settings)
+    cols = _channel_columns(v["channels"], settings, {}, old)
+    sets = ", ".join(f"{k} = :c_{k}" for k in cols)
+    with engine.begin() as conn:
+        _check_region(conn, adcode)
+        row = conn.execute(sa.text(
+            "UPDATE subscriptions SET name = :name, adcode = :adcode, themes = :themes, min_level = :min_level, "
+            f"channels = :channels, quiet_start = :quiet_start, quiet_end = :quiet_end, escalated_only = :esc, "
+            f"{sets} WHERE id = :id AND active RETURNING *"),
+            {**v, "esc": bool(escalated_only), "id": int(sub_id),
+             **{"c_" + k: val for k, val in cols.items()}}).mappings().first()
+    if row is None:
+        raise AlertingError(f"no active subscription {sub_id}; list them with `tongguan subscriptions list`")
     return dict(row)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
+from analytics.alerting.channels import channel, channels, setting_fields
 from apps import subscriptions_view as view
 from apps.alerts_view import region_options
 from apps.catalogue import LEVEL_COLOURS, LEVELS, theme_label, themes
@@ -14,11 +15,19 @@ from apps.components import _when, error_panel, panel
 from apps.context import current_scope, engine
 from apps.i18n import norm_lang, t
 from apps.pages.alerts import nav_links
+from tongguan import TongguanError
 
 PAGE = "subs"
-CHANNELS = ("inbox", "webhook", "email")
-FORM = ("name", "region", "themes", "level", "channels", "webhook", "email", "quiet-start", "quiet-end",
-        "escalated")
+# The form's inputs; each channel's settings come from the channel registry, in view.fields() order.
+FORM = ("name", "region", "themes", "level", "channels", *(f"set-{f.name}" for f in setting_fields()),
+        "quiet-start", "quiet-end", "escalated")
+
+
+def channel_label(name: str, lang: str) -> str:
+    try:
+        return channel(name).label(lang)
+    except TongguanError:  # a channel no longer offered, on an old subscription
+        return name
 
 
 def _tree_name(eng, adcode: str, lang: str) -> str:
@@ -49,7 +58,7 @@ def subs_list(eng, rows: list[dict], lang: str):
             html.Td([html.Div(r["name"], className="sub-name"),
                      html.Div(_tree_name(eng, r["adcode"], lang), className="muted")]),
             html.Td(rule),
-            html.Td(", ".join(t(f"subs.channel.{c}", lang) for c in r["channels"])),
+            html.Td(", ".join(channel_label(c, lang) for c in r["channels"])),
             html.Td([html.Button(t(f"subs.{a}", lang), n_clicks=0, className=f"action-btn sub-{a}",
                                  id={"type": f"{PAGE}-act", "action": a, "sub": r["id"]})
                      for a in ("edit", "test", "remove")]),
@@ -98,12 +107,10 @@ def form(eng, scope, lang: str):
                                          style={"background": LEVEL_COLOURS[lv]}), "value": lv} for lv in LEVELS])),
         field(t("subs.channels", lang), dcc.Checklist(
             id=f"{PAGE}-channels", value=["inbox"], inline=True, className="chip-list",
-            options=[{"label": t(f"subs.channel.{c}", lang), "value": c} for c in CHANNELS])),
-        html.Div([field(t("subs.webhook_url", lang), dcc.Input(id=f"{PAGE}-webhook", className="text-input",
-                                                                placeholder="https://…", value="")),
-                  field(t("subs.email", lang), dcc.Input(id=f"{PAGE}-email", className="text-input",
-                                                          placeholder="name@example.org", value=""))],
-                 className="f-row"),
+            options=[{"label": c.label(lang), "value": c.name} for c in channels()])),
+        html.Div([field(f.label(lang), dcc.Input(id=f"{PAGE}-set-{f.name}", className="text-input",
+                                                 placeholder=f.placeholder, value=""))
+                  for f in setting_fields()], className="f-row"),
         field(t("subs.quiet", lang), html.Div([
             dcc.Input(id=f"{PAGE}-quiet-start", className="time-input", placeholder="22:00", value=""),
             html.Span("–"),
@@ -150,9 +157,9 @@ def layout(lang=None, **_query):
 
 def _form_values(row: dict | None, home: str) -> list:
     if row is None:
-        return ["", home, [], "yellow", ["inbox"], "", "", "", "", []]
+        return ["", home, [], "yellow", ["inbox"], *("" for _ in setting_fields()), "", "", []]
     return [row["name"], row["adcode"], list(row["themes"]), row["min_level"], list(row["channels"]),
-            row.get("webhook_url") or "", row.get("email") or "", view.fmt_time(row.get("quiet_start")),
+            *(row.get(f.name) or "" for f in setting_fields()), view.fmt_time(row.get("quiet_start")),
             view.fmt_time(row.get("quiet_end")), ["yes"] if row.get("escalated_only") else []]
 
 
@@ -166,8 +173,6 @@ def _form_values(row: dict | None, home: str) -> list:
           + [State(f"{PAGE}-editing", "data"), State(f"{PAGE}-params", "data"), State("inbox-refresh", "data")],
           prevent_initial_call=True)
 def _subs_action(_save, _new, act_clicks, *states):
-    from tongguan import TongguanError
-
     values, editing, params, refresh = list(states[:len(FORM)]), states[-3], states[-2], states[-1]
     lang = params["lang"]
     scope = current_scope()
@@ -179,8 +184,7 @@ def _subs_action(_save, _new, act_clicks, *states):
         if trig == f"{PAGE}-new":
             return _form_values(None, scope.home) + [None, title_new, "", no_update, no_update]
         if trig == f"{PAGE}-save":
-            f = dict(zip(("name", "adcode", "themes", "min_level", "channels", "webhook_url", "email",
-                          "quiet_start", "quiet_end", "escalated_only"), values))
+            f = dict(zip(view.fields(), values))
             f["escalated_only"] = bool(f["escalated_only"])
             row = view.save(eng, scope, f, sub_id=editing)
             msg = [html.Span(t("subs.saved", lang, id=row["id"]), className="ok", id=f"{PAGE}-saved")]
@@ -205,7 +209,7 @@ def _subs_action(_save, _new, act_clicks, *states):
                            subs_list(eng, view.list_mine(eng, scope), lang), no_update])
             if action == "test":
                 results = view.send_test_delivery(eng, scope, sub_id)
-                text = "; ".join(f"{t(f'subs.channel.{c}', lang)} {'✓' if ok else '✗ ' + detail}"
+                text = "; ".join(f"{channel_label(c, lang)} {'✓' if ok else '✗ ' + detail}"
                                  for c, ok, detail in results)
                 ok = all(ok for _, ok, _ in results)
                 return keep + [no_update, no_update,

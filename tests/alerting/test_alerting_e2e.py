@@ -162,14 +162,15 @@ def test_subscriptions_commands(cli, engine):
 
 @pytest.mark.parametrize("module", ["analytics.alerting.lifecycle", "analytics.alerting.linkage",
                                     "analytics.alerting.subscriptions", "analytics.alerting.channels.webhook",
-                                    "analytics.alerting.config", "analytics.alerting.cli"])
+                                    "analytics.alerting.config", "analytics.alerting.cli",
+                                    "analytics.alerting.bench", "analytics.alerting.channels"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
 
 
 def test_demo_subscriptions_are_idempotent(engine):
-    from analytics.alerting.cli import ensure_demo_subscriptions
+    from analytics.alerting.demo import ensure_demo_subscriptions
 
     a = ensure_demo_subscriptions(engine, region="440100", webhook_url="http://127.0.0.1:8099/hook", email="d@x.org")
     b = ensure_demo_subscriptions(engine, region="440100", webhook_url="http://127.0.0.1:8100/hook", email="d@x.org")

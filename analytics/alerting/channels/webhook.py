@@ -1,4 +1,4 @@
-"""Delivery channels: in-app inbox, signed webhook, e-mail over SMTP.
+"""The signed webhook: a JSON POST to the subscriber's URL, and a small receiver that verifies it.
 
 Webhook signature (for receivers; see :func:`verify`)::
 
@@ -15,24 +15,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import smtplib
-import ssl
+import secrets
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import make_msgid
 
-from analytics.levels import LEVEL_LABELS, rank
+from analytics.alerting.channels.base import Channel, Field, Outcome, body_bytes
 
 USER_AGENT = "tongguan-notify/1"
-
-
-@dataclass
-class Outcome:
-    ok: bool
-    detail: str
 
 
 # ------------------------------------------------------------------------------------ signing
@@ -63,30 +53,6 @@ def verify(secret: str, timestamp: str | None, body: bytes, signature: str | Non
     return True, "ok"
 
 
-# ------------------------------------------------------------------------------------ content
-def render_text(payload: dict) -> tuple[str, str]:
-    """Subject and plain-text body (Chinese first, then English) of a notification."""
-    alerts = payload.get("alerts") or []
-    top = payload.get("top_level") or "blue"
-    zh, en = LEVEL_LABELS.get(top, (top, top))
-    if len(alerts) == 1:
-        a = alerts[0]
-        subject = f"[{zh}] {a.get('title')} — {a.get('adcode')} / {en}"
-    else:
-        subject = f"[{zh}] {len(alerts)} 条预警汇总 / digest of {len(alerts)} alerts ({payload.get('subscription', {}).get('name', '')})"
-    lines = [subject, ""]
-    for a in sorted(alerts, key=lambda a: -rank(a.get("level"))):
-        lz = LEVEL_LABELS.get(a.get("level"), ("", ""))[0]
-        lines.append(f"- {lz} {a.get('title')} | {a.get('theme')} | {a.get('adcode')} | "
-                     f"{a.get('first_seen')} | {', '.join(a.get('events') or [])} | id {a.get('id')}")
-    lines += ["", f"delivery {payload.get('delivery')}"]
-    return subject, "\n".join(lines)
-
-
-def body_bytes(payload: dict) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
-
-
 # ------------------------------------------------------------------------------------ webhook
 def send_webhook(url: str, secret: str, payload: dict, *, delivery_key: str, timeout: float = 5.0,
                  now: float | None = None) -> Outcome:
@@ -105,34 +71,6 @@ def send_webhook(url: str, secret: str, payload: dict, *, delivery_key: str, tim
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return Outcome(False, f"{type(exc).__name__}: {reason}")
-
-
-# -------------------------------------------------------------------------------------- email
-def send_email(settings, to: str, payload: dict, *, delivery_key: str) -> Outcome:
-    """One message over SMTP (TONGGUAN_SMTP_*): text body plus the JSON attached."""
-    subject, text = render_text(payload)
-    msg = EmailMessage()
-    msg["Subject"] = subject
-    msg["From"] = settings.smtp_from
-    msg["To"] = to
-    msg["Message-ID"] = make_msgid(idstring=delivery_key.replace(":", "."), domain="tongguan")
-    msg["X-Tongguan-Delivery"] = delivery_key
-    msg.set_content(text)
-    msg.add_attachment(body_bytes(payload), maintype="application", subtype="json", filename="alerts.json")
-    try:
-        cls = smtplib.SMTP_SSL if settings.smtp_ssl else smtplib.SMTP
-        with cls(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout) as smtp:
-            if settings.smtp_starttls and not settings.smtp_ssl:
-                smtp.starttls(context=ssl.create_default_context())
-            if settings.smtp_user:
-                pw = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
-                smtp.login(settings.smtp_user, pw)
-            refused = smtp.send_message(msg)
-        if refused:
-            return Outcome(False, f"refused: {refused}")
-        return Outcome(True, f"SMTP accepted by {settings.smtp_host}:{settings.smtp_port}")
-    except (smtplib.SMTPException, OSError) as exc:
-        return Outcome(False, f"{type(exc).__name__}: {exc}")
 
 
 # ----------------------------------------------------------------------------------- receiver
@@ -213,3 +151,26 @@ class WebhookReceiver:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class WebhookChannel(Channel):
+    name = "webhook"
+    label_zh = "Webhook"
+    label_en = "Webhook"
+    order = 20
+    fields = (Field("webhook_url", "Webhook 地址", "Webhook URL", r"^https?://",
+                    "the webhook channel needs a webhook URL http(s)://… (--webhook-url)",
+                    placeholder="https://…"),)
+    generated = ("secret",)
+
+    def generate(self, values, old=None) -> dict:
+        # The signing secret is made once and kept across edits (the subscriber stored it).
+        secret = (old or {}).get("secret") or values.get("secret") or secrets.token_hex(32)
+        return {"secret": secret}
+
+    def send(self, *, settings, config, sub, payload, delivery_key) -> Outcome:
+        return send_webhook(sub["webhook_url"], sub["secret"] or "", payload, delivery_key=delivery_key,
+                            timeout=config.webhook_timeout)
+
+
+CHANNEL = WebhookChannel()
