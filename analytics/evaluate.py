@@ -11,6 +11,7 @@ the live detector does, and compares the alerts with the simulator's ground trut
 - false alarms per 100 sensor-days: alerts matching nothing, per 100 x sensors x days;
 - lead time: the moment harm begins (the incident's first reading past its harm threshold, e.g.
   ponding above 15 cm per GB 51222-2017) minus the first matching alert; positive = warned before.
+  ``median_lead_by_source_min`` gives it per alert source (``rule:…``, ``model:forecast/…``, …).
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ def _cmp(op: str, x: float, thr: float) -> bool:
 
 
 def evaluate(*, seed: int, days: float = 1.0, sensors: int = 400, cameras: int = 80, interval_s: float = 60.0,
-             start: datetime | None = None, train_days: float = 1.0, core_factory=None) -> dict:
+             start: datetime | None = None, train_days: float = 1.0, core_factory=None, counties=None) -> dict:
     """Run and score one simulated period; returns the JSON-ready report.
 
     With ``train_days`` > 0 the models are first trained, as `tongguan analytics train` would, on
     a history of that length simulated with another seed (``seed + 1000``, the days before), so
     the evaluated seed is never seen in training; with 0 the detectors run untrained.
+    ``counties``: where the simulator places its devices (default: stand-in squares, no database).
     """
 
     from analytics.engine import DetectorCore
@@ -68,7 +70,7 @@ def evaluate(*, seed: int, days: float = 1.0, sensors: int = 400, cameras: int =
     if days <= 0 or sensors <= 0:
         raise AnalyticsError("days and sensors must be positive")
     start = start or datetime(2026, 6, 1, 0, 0, tzinfo=timezone(timedelta(hours=8)))  # a Monday
-    sim = Simulator(seed=seed, counties=stand_in_counties(), start=start, duration_s=days * 86400.0,
+    sim = Simulator(seed=seed, counties=counties or stand_in_counties(), start=start, duration_s=days * 86400.0,
                     interval_s=interval_s, sensors=sensors, cameras=cameras)
     counties = sim.counties
     places = {}
@@ -158,7 +160,8 @@ def _matches(inc, alert: dict) -> bool:
 
 
 def score(truth, opened: dict, harm_t: dict, *, sensors: int, days: float, seed: int, n_readings: int) -> dict:
-    by_type = defaultdict(lambda: {"incidents": 0, "detected": 0, "leads": [], "delays": []})
+    by_type = defaultdict(lambda: {"incidents": 0, "detected": 0, "leads": [], "delays": [],
+                                   "source_leads": defaultdict(list)})
     matched_alerts = set()
     for k, inc in enumerate(truth):
         kind = inc.type
@@ -172,6 +175,13 @@ def score(truth, opened: dict, harm_t: dict, *, sensors: int, days: float, seed:
             row["delays"].append(first - inc.start.timestamp())
             if k in harm_t:
                 row["leads"].append(harm_t[k] - first)
+                # which sources warn, and how early: a rule, an anomaly model, a forecast (预警)
+                firsts: dict[str, float] = {}
+                for t, aid in hits:
+                    family = opened[aid]["source"].split("@")[0]
+                    firsts[family] = min(t, firsts.get(family, t))
+                for family, t in firsts.items():
+                    row["source_leads"][family].append(harm_t[k] - t)
     # alerts per theme that matched nothing, to see where false alarms come from
     false_by = defaultdict(int)
     examples = []
@@ -195,6 +205,8 @@ def score(truth, opened: dict, harm_t: dict, *, sensors: int, days: float, seed:
             "recall": round(row["detected"] / row["incidents"], 3),
             "median_lead_min": round(statistics.median(row["leads"]) / 60, 1) if row["leads"] else None,
             "median_delay_after_onset_min": round(statistics.median(row["delays"]) / 60, 1) if row["delays"] else None,
+            "median_lead_by_source_min": {f: round(statistics.median(v) / 60, 1)
+                                          for f, v in sorted(row["source_leads"].items())},
         }
     out["overall"] = {
         "recall": round(tot_det / tot_inc, 3) if tot_inc else None,

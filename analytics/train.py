@@ -1,8 +1,9 @@
 """Training: per metric (and per sensor where its history allows) on stored history.
 
 ``train_models(frames)`` is pure (DataFrames in, fitted estimators out); ``train_from_db`` reads
-``readings`` and writes the registry; ``simulated_history`` gives the evaluation a clean history
-from the simulator (another seed, no incidents, no faults) to train on.
+``readings`` and writes the registry; ``simulated_history`` gives the evaluation a history from the
+simulator (another seed) to train on, and ``episode_history`` gives the demo the history its own
+continuous simulation would have streamed the day before it started.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from analytics.errors import AnalyticsError
 log = logging.getLogger("tongguan.analytics.train")
 MIN_METRIC_ROWS = 200
 MIN_SENSOR_ROWS = 2000
+HISTORY_EPISODES = 1_000_000  # first episode number of a simulated history (see episode_history)
 VIDEO = "video"  # the frames key of video-event history: columns place, type, ts  # about 1.5 days of minute readings: enough for a per-hour profile of its own
 
 
@@ -86,12 +88,18 @@ def history_frames(engine, *, days: float = 7.0, metrics: list[str] | None = Non
 def train_from_db(engine, home, *, days: float = 7.0, metrics: list[str] | None = None,
                   per_sensor: bool = True, random_state: int = 0, kinds: list[str] | None = None) -> list[dict]:
     """Train on stored history and register every model; returns what was saved."""
-    from analytics.registry import save_model
-
     frames = history_frames(engine, days=days, metrics=metrics)
     if not frames:
         raise AnalyticsError(f"no readings in the last {days:g} days to train on; run the simulator and "
                              "the store worker first (`tongguan simulate`, `tongguan ingest`)")
+    return train_and_register(engine, home, frames, per_sensor=per_sensor, random_state=random_state, kinds=kinds)
+
+
+def train_and_register(engine, home, frames: dict[str, pd.DataFrame], *, per_sensor: bool = True,
+                       random_state: int = 0, kinds: list[str] | None = None) -> list[dict]:
+    """Train on history frames and register every model; returns what was saved."""
+    from analytics.registry import save_model
+
     saved = []
     for (kind, metric, sensor), (model, info) in train_models(frames, per_sensor=per_sensor, random_state=random_state,
                                                                kinds=kinds).items():
@@ -105,27 +113,51 @@ def simulated_history(*, seed: int, days: float, sensors: int, start: datetime, 
                       cameras: int = 80, counties=None, incidents: bool = True, faults: bool = True) -> dict[str, pd.DataFrame]:
     """A history from the simulator (by default with its incidents and faults, like any stored
     history), as training frames."""
-    import orjson
-
     from analytics.evaluate import stand_in_counties
     from ingest.simulator import Simulator
 
     sim = Simulator(seed=seed, counties=counties or stand_in_counties(), start=start, duration_s=days * 86400.0,
                     interval_s=interval_s, sensors=sensors, cameras=cameras, incidents=incidents, faults=faults)
+    return _frames_of([sim])
+
+
+def episode_history(*, seed: int, episodes: int, sensors: int, cameras: int, interval_s: float, end: datetime,
+                    counties, episode_s: float = 3600.0) -> dict[str, pd.DataFrame]:
+    """The history a continuous simulation (``simulate --duration 0``, the demo's) of ``seed``
+    would have streamed in the ``episodes`` episodes before ``end``: the same devices, its own
+    incidents. Their episode numbers start at ``HISTORY_EPISODES`` (the stream itself plays 0, 1,
+    2, …), so no hour of the history is an hour the stream will play."""
+    from ingest.simulator import Simulator
+
+    if episodes < 1:
+        raise AnalyticsError(f"need at least one episode of history (got {episodes})")
+    sims = [Simulator(seed=seed, episode=HISTORY_EPISODES + j, counties=counties,
+                      start=end - timedelta(seconds=(episodes - j) * episode_s), duration_s=episode_s,
+                      interval_s=interval_s, sensors=sensors, cameras=cameras)
+            for j in range(episodes)]
+    return _frames_of(sims)
+
+
+def _frames_of(sims) -> dict[str, pd.DataFrame]:
+    """Training frames ({metric: series, timestamp, value, area} and the video events) of what
+    simulators stream."""
+    import orjson
+
     from analytics.video import place_of
 
-    county_of = {sid: sim.counties[int(sim.s_county[i])].adcode for i, sid in enumerate(sim.sensor_ids)}
-    cam_county = {cid: sim.counties[int(sim.c_county[i])].adcode for i, cid in enumerate(sim.camera_ids)}
     rows, video = [], []
-    for msg in sim.iter_messages():
-        d = orjson.loads(msg.value)
-        if msg.topic != "readings":
-            video.append((place_of(d["lon"], d["lat"], cam_county[d["camera_id"]]), d["type"],
-                          datetime.fromisoformat(d["ts"]).timestamp()))
-            continue
-        for r in d.get("readings") or [d]:
-            rows.append((r["metric"], r["sensor_id"], datetime.fromisoformat(r["ts"]).timestamp(), r["value"],
-                         county_of[r["sensor_id"]]))
+    for sim in sims:
+        county_of = {sid: sim.counties[int(sim.s_county[i])].adcode for i, sid in enumerate(sim.sensor_ids)}
+        cam_county = {cid: sim.counties[int(sim.c_county[i])].adcode for i, cid in enumerate(sim.camera_ids)}
+        for msg in sim.iter_messages():
+            d = orjson.loads(msg.value)
+            if msg.topic != "readings":
+                video.append((place_of(d["lon"], d["lat"], cam_county[d["camera_id"]]), d["type"],
+                              datetime.fromisoformat(d["ts"]).timestamp()))
+                continue
+            for r in d.get("readings") or [d]:
+                rows.append((r["metric"], r["sensor_id"], datetime.fromisoformat(r["ts"]).timestamp(), r["value"],
+                             county_of[r["sensor_id"]]))
     df = pd.DataFrame(rows, columns=["metric", "series", "timestamp", "value", "area"])
     out = {m: g.drop(columns="metric").reset_index(drop=True) for m, g in df.groupby("metric")}
     out[VIDEO] = pd.DataFrame(video, columns=["place", "type", "ts"])

@@ -81,17 +81,24 @@ def register(sub) -> None:
 def build_simulator(engine, *, seed: int, rate: float, duration: float, speedup: float,
                     start: datetime | None, sensors: int, cameras: int):
     """A Simulator whose stream fills ``duration`` wall seconds at ``rate`` messages/s."""
-    from ingest.simulator import GATEWAY_SIZE, Simulator, counties_from_db
+    from ingest.simulator import Simulator, counties_from_db
 
     sim_duration = duration * speedup
     if start is None:
         now = datetime.now(timezone.utc).replace(microsecond=0)
         # Real time: start now. Faster than real time: end now, so no reading lies in the future.
         start = now if speedup <= 1 else now - timedelta(seconds=sim_duration)
-    msgs_per_tick = sensors * 0.5 + sensors * 0.5 / GATEWAY_SIZE + 1
-    interval = max(0.5, msgs_per_tick * speedup / rate)
     return Simulator(seed=seed, counties=counties_from_db(engine), start=start, duration_s=sim_duration,
-                     interval_s=interval, sensors=sensors, cameras=cameras)
+                     interval_s=tick_interval(sensors, rate, speedup), sensors=sensors, cameras=cameras)
+
+
+def tick_interval(sensors: int, rate: float, speedup: float) -> float:
+    """Simulated seconds between two readings of a sensor, so that ``sensors`` (half of them
+    behind gateways) fill ``rate`` messages per wall second at ``speedup``."""
+    from ingest.simulator import GATEWAY_SIZE
+
+    msgs_per_tick = sensors * 0.5 + sensors * 0.5 / GATEWAY_SIZE + 1
+    return max(0.5, msgs_per_tick * speedup / rate)
 
 
 def cmd_simulate(args, ctx) -> int:
@@ -122,7 +129,7 @@ def cmd_simulate(args, ctx) -> int:
 
 def _simulate_forever(args, ctx) -> int:
     """Continuous simulation (the demo): consecutive one-hour episodes, never ahead of the clock."""
-    from ingest.simulator import GATEWAY_SIZE, Simulator, counties_from_db, make_producer, produce, write_truth
+    from ingest.simulator import Simulator, counties_from_db, make_producer, produce, write_truth
 
     if args.output:
         raise IngestError("--duration 0 runs until stopped; it cannot write a file (give a duration)")
@@ -130,8 +137,7 @@ def _simulate_forever(args, ctx) -> int:
     counties = counties_from_db(ctx.engine)
     episode_s = 3600.0
     start = args.start or datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
-    msgs_per_tick = args.sensors * 0.5 + args.sensors * 0.5 / GATEWAY_SIZE + 1
-    interval = max(0.5, msgs_per_tick * args.speedup / args.rate)
+    interval = tick_interval(args.sensors, args.rate, args.speedup)
     producer = make_producer(settings.kafka_bootstrap)
     total = 0
     k = 0

@@ -1,7 +1,8 @@
 """``tongguan demo``: bring up everything and run the product in the foreground.
 
-Order: services and migrations → regions (loaded once, kept across runs) → the workers as child
-processes (store, detect, …) → the simulator → the Dash server. Ctrl-C stops the children and the
+Order: services and migrations → regions (loaded once, kept across runs) → the forecast models,
+trained once on the demo's own history (the day its simulator would have streamed before it starts)
+→ the workers as child processes (store, detect, …) → the simulator → the Dash server. Ctrl-C stops the children and the
 services this command started; `tongguan up` beforehand keeps the services running afterwards.
 """
 
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -28,13 +30,18 @@ SETUP_STEPS = (
 # `subscriptions demo` runs a webhook receiver (:8099) and an SMTP sink (:8025) that print what
 # they receive, and subscribes them (plus an in-app inbox) to Guangzhou and Shenzhen.
 DEMO_SMTP = {"TONGGUAN_SMTP_HOST": "127.0.0.1", "TONGGUAN_SMTP_PORT": "8025"}
+# The demo's simulator: one set of parameters for the stream and for the history its forecasts
+# are trained on, so both have the same devices and the same reading interval.
+DEMO_SIM = {"seed": 7, "rate": 300.0, "sensors": 2000, "cameras": 300, "speedup": 60.0}
 WORKERS = (
     (["ingest"], {}),
     (["detect"], {}),
     (["subscriptions", "demo"], DEMO_SMTP),
     (["notify", "--config", "demo"], DEMO_SMTP),
-    (["simulate", "--rate", "300", "--duration", "0", "--seed", "7"], {}),
+    (["simulate", "--duration", "0", *(a for k, v in DEMO_SIM.items() for a in (f"--{k}", f"{v:g}"))], {}),
 )
+TRAIN_EPISODES = 24  # hours of the demo's own history the forecasts learn from (about 20 s)
+FORECASTS_REGISTERED = "SELECT count(*) > 0 FROM models WHERE kind = 'forecast'"
 
 
 def _already_done(engine, check_sql: str) -> bool:
@@ -43,6 +50,31 @@ def _already_done(engine, check_sql: str) -> bool:
             return bool(conn.execute(sa.text(check_sql)).scalar())
     except sa.exc.ProgrammingError:
         return False
+
+
+def ensure_forecasts(engine, home, *, now: datetime | None = None, counties=None) -> list[dict]:
+    """Train and register the forecast models (flood, gas) unless one is registered already.
+
+    They learn from the demo's own history: the ``TRAIN_EPISODES`` hours that its simulator (same
+    seed, devices, counties and reading interval; incidents of their own) would have streamed
+    before the stream starts, two hours before ``now``. Returns what was saved ([] when skipped).
+    """
+    if _already_done(engine, FORECASTS_REGISTERED):
+        log.info("skip training the forecasts: a forecast model is registered")
+        return []
+    from analytics.train import episode_history, train_and_register
+    from ingest.cli import tick_interval
+    from ingest.simulator import counties_from_db
+
+    log.info("training the forecasts on the demo's own history (%d simulated hours; once)", TRAIN_EPISODES)
+    stream_start = (now or datetime.now(UTC)).replace(microsecond=0) - timedelta(hours=2)
+    frames = episode_history(seed=DEMO_SIM["seed"], episodes=TRAIN_EPISODES, sensors=DEMO_SIM["sensors"],
+                             cameras=DEMO_SIM["cameras"], end=stream_start,
+                             interval_s=tick_interval(DEMO_SIM["sensors"], DEMO_SIM["rate"], DEMO_SIM["speedup"]),
+                             counties=counties or counties_from_db(engine))
+    saved = train_and_register(engine, home, frames, per_sensor=False, kinds=["forecast"])
+    log.info("registered %s", ", ".join(f"{s['kind']}/{s['metric']}@v{s['version']}" for s in saved) or "nothing")
+    return saved
 
 
 def run_demo(ctx, port: int | None = None) -> int:
@@ -58,6 +90,8 @@ def run_demo(ctx, port: int | None = None) -> int:
             continue
         log.info("running `tongguan %s`", " ".join(words))
         subprocess.run([*tongguan, *words], env=env, check=True)
+    # before `detect` starts: the live detector loads the registered models when it starts
+    ensure_forecasts(ctx.engine, ctx.settings.home)
 
     children: list[subprocess.Popen] = []
 

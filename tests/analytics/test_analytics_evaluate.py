@@ -35,7 +35,8 @@ def test_scoring_counts_matches_false_alarms_and_leads():
               "c": {"t": 99999, "subject": "sensor:p1", "county": "440106", "theme": "flood", "source": "rule:ponding"}}
     r = score(truth, opened, {0: 2600.0}, sensors=10, days=1.0, seed=0, n_readings=1)
     assert r["types"]["rainstorm"] == {"incidents": 1, "detected": 1, "recall": 1.0, "median_lead_min": 10.0,
-                                       "median_delay_after_onset_min": 16.7}
+                                       "median_delay_after_onset_min": 16.7,
+                                       "median_lead_by_source_min": {"rule:rainstorm": 10.0}}
     assert r["types"]["fault_stuck"]["recall"] == 0.0  # a fault matches only its own sensor
     assert r["overall"]["false_alarms"] == 2 and r["overall"]["false_alarms_per_100_sensor_days"] == 20.0
     s = summarise([r, r])
