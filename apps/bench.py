@@ -31,19 +31,19 @@ def register_bench(bench_sub) -> None:
     p.set_defaults(func=cmd_bench_views)
 
 
-def _bench_url(ctx, fresh: bool) -> tuple[str, bool]:
+def _bench_url(ctx, fresh: bool, name: str = BENCH_DB) -> tuple[str, bool]:
     base = sa.make_url(ctx.database_url)
     admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT",
                              poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
-        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": BENCH_DB}).first()
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": name}).first()
         if exists and fresh:
-            conn.execute(sa.text(f"DROP DATABASE {BENCH_DB} WITH (FORCE)"))
+            conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
             exists = None
         if not exists:
-            conn.execute(sa.text(f"CREATE DATABASE {BENCH_DB}"))
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
     admin.dispose()
-    return base.set(database=BENCH_DB).render_as_string(hide_password=False), not exists
+    return base.set(database=name).render_as_string(hide_password=False), not exists
 
 
 def prepare(url: str, *, readings: int, days: int, log=print) -> dict:

@@ -1,25 +1,128 @@
-"""``tongguan serve``: the Dash server."""
+"""``tongguan serve``: the Dash server, under gunicorn (production) or Werkzeug (``--dev``).
+
+Why gunicorn with gthread workers (and not waitress): the views are CPU-bound Python (pandas,
+Plotly's JSON encoder) plus database waits. One Python process serves about one core whatever
+its threads, because of the GIL, so using both cores needs several processes; gunicorn's
+pre-fork master gives that (and restarts a worker that dies), while waitress is one process
+with a thread pool. gthread workers add threads per process so the database waits of one
+request overlap with another's Python. gunicorn runs on Linux/Unix only, which is where the
+product is deployed (docker/ and the Debian development machines).
+
+State and the processes (each worker is a separate process with its own memory):
+- sessions: the signed cookie, or PostgreSQL when the server keeps them (apps.identity, apps.web): shared.
+- users, scope, audit, alerts: PostgreSQL: shared.
+- rate-limit counters (flask-limiter, ``memory://``): per process by design for now; the
+  log-in limit is the access layer's (apps.web) to move into PostgreSQL.
+- caches (region tree, display boundaries, table list, short-lived view results in
+  ``apps.data``): per process by design; they hold data that is the same for every process
+  (boundaries) or only lives a few seconds, so a process that misses one reads the database.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+
+log = logging.getLogger("tongguan.serve")
+
+
+def default_workers(cpus: int | None = None) -> int:
+    """One worker per core plus one, so a worker blocked on the database or on garbage
+    collection does not leave a core idle; at least 2."""
+    return max(2, (cpus or os.cpu_count() or 1) + 1)
+
+
+DEFAULT_THREADS = 4
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
 
 def register(sub) -> None:
-    p = sub.add_parser("serve", help="run the Dash server (province/city/county views, status)")
+    p = sub.add_parser("serve", help="run the Dash server (gunicorn; --dev: the development server)")
     p.add_argument("--host", help="bind address (default TONGGUAN_DASH_HOST)")
     p.add_argument("--port", type=int, help="port (default TONGGUAN_DASH_PORT, 8050)")
-    p.add_argument("--debug", action="store_true", help="Dash dev tools and reloading")
+    p.add_argument("--workers", type=_positive,
+                   help=f"gunicorn worker processes (default CPUs + 1, here {default_workers()})")
+    p.add_argument("--threads", type=_positive, default=DEFAULT_THREADS,
+                   help=f"threads per worker (default {DEFAULT_THREADS})")
+    p.add_argument("--dev", action="store_true",
+                   help="Werkzeug's development server in this process (one process, threaded)")
+    p.add_argument("--debug", action="store_true", help="Dash dev tools and reloading (implies --dev)")
     p.set_defaults(func=cmd_serve)
 
 
-def serve(ctx, host: str | None = None, port: int | None = None, debug: bool = False) -> None:
-    from apps.app import AppConfig, create_app
+def serve(ctx, host: str | None = None, port: int | None = None, *, dev: bool = False, debug: bool = False,
+          workers: int | None = None, threads: int = DEFAULT_THREADS) -> None:
+    from apps.app import AppConfig
 
     services = ctx.require()
-    app = create_app(AppConfig(database_url=services.database_url,
-                               kafka_bootstrap=services.kafka_bootstrap))
-    app.run(host=host or ctx.settings.dash_host, port=port or ctx.settings.dash_port, debug=debug)
+    config = AppConfig(database_url=services.database_url, kafka_bootstrap=services.kafka_bootstrap)
+    host = host or ctx.settings.dash_host
+    port = port or ctx.settings.dash_port
+    if dev or debug:
+        from apps.app import create_app
+
+        create_app(config).run(host=host, port=port, debug=debug)
+        return
+    from tongguan.db import engine_for
+
+    # The workers are forked from this process: a pooled connection made here (the demo creates
+    # its users before serving) must not be inherited, or two processes would talk on one socket.
+    engine_for(services.database_url).dispose()
+    ProductionServer(config, bind=f"{host}:{port}", workers=workers or default_workers(), threads=threads).run()
+
+
+def _production_server_class():
+    from gunicorn.app.base import BaseApplication
+
+    class _Server(BaseApplication):
+        """gunicorn with its options from here, not from the command line or a config file."""
+
+        def __init__(self, config, **options):
+            self.config_app = config
+            self.options = options
+            super().__init__()
+
+        def load_config(self):
+            for key, value in self.options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            # Runs in each worker after the fork (no preload): every worker builds its own app,
+            # engines and pools.
+            from apps.app import create_app
+
+            return create_app(self.config_app).server
+
+    return _Server
+
+
+def ProductionServer(config, *, bind: str, workers: int, threads: int):  # noqa: N802 - a class factory
+    """The gunicorn application serving ``config`` (gunicorn imported only when used)."""
+    log.info("serving on http://%s/ with gunicorn: %d workers x %d threads (gthread)", bind, workers, threads)
+    return _production_server_class()(
+        config, bind=bind, workers=workers, threads=threads, worker_class="gthread",
+        # A page view is a few callbacks of under a second; 60 s only catches a stuck worker.
+        timeout=60, graceful_timeout=10,
+        # Browsers keep the connection for the 2 s live tick.
+        keepalive=5,
+        # Worker temp files in memory, not on a possibly slow disk (gunicorn's advice for Docker).
+        worker_tmp_dir="/dev/shm" if os.path.isdir("/dev/shm") else None,
+        accesslog=None, errorlog="-", loglevel="info",
+        proc_name="tongguan-serve")
 
 
 def cmd_serve(args, ctx) -> int:
-    serve(ctx, args.host, args.port, args.debug)
+    serve(ctx, args.host, args.port, dev=args.dev, debug=args.debug, workers=args.workers,
+          threads=args.threads)
     return 0

@@ -36,7 +36,7 @@ DEFAULT_SHOTS = (
 )
 
 
-def browser(width: int = 1920, height: int = 1080):
+def browser(width: int = 1920, height: int = 1080, *, performance_log: bool = False):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -47,6 +47,8 @@ def browser(width: int = 1920, height: int = 1080):
     for flag in CHROME_FLAGS:
         opts.add_argument(flag)
     opts.add_argument(f"--window-size={width},{height}")
+    if performance_log:  # the network events, for recording the requests a page sends
+        opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
