@@ -380,10 +380,8 @@ class Servers:
         # Half the sensors send single readings, half through gateways (GATEWAY_SIZE readings a
         # message): messages/s for the requested readings/s.
         msgs = readings_per_s * (0.5 + 0.5 / GATEWAY_SIZE)
-        env = {"TONGGUAN_TOPIC_PREFIX": TOPIC_PREFIX}
-        worker = self._spawn("ingest", ["ingest"], env)
-        sim = self._spawn("simulate", ["simulate", "--rate", f"{msgs:.0f}", "--duration", "0",
-                                       "--seed", str(seed)], env)
+        worker = self._spawn("ingest", ["ingest"])
+        sim = self._spawn("simulate", ["simulate", "--rate", f"{msgs:.0f}", "--duration", "0", "--seed", str(seed)])
         return [worker, sim]
 
 
@@ -439,23 +437,33 @@ def _accounts(engine, n: int, rng: random.Random) -> list[tuple[Profile, str, st
     return out
 
 
-def bench(ctx, *, users: list[int], duration: float, stress: bool, ingest_rate: float, readings: int,
-          workers: int | None, threads: int | None, baseline: bool, fresh: bool, log=print) -> dict:
+def prepare_db(ctx, *, readings: int, fresh: bool, log=print) -> str:
+    """The benchmark database, filled as for ``bench views`` (kept between runs)."""
     from apps.bench import _bench_url, prepare
-    from tongguan.db import engine_for
-    from tongguan.services import free_port
 
     url, created = _bench_url(ctx, fresh, name=BENCH_DB)
     log(f"tongguan bench load — database {BENCH_DB} ({'new' if created else 'reused'})")
     t = time.perf_counter()
     sz = prepare(url, readings=readings, days=7, log=log)
     log(f"  prepared in {time.perf_counter() - t:.1f} s: readings {sz['readings']:,}, db {sz['db_size']}")
+    return url
+
+
+def bench(ctx, url: str, *, users: list[int], duration: float, stress: bool, ingest_rate: float,
+          workers: int | None = None, threads: int | None = None, baseline: bool = True,
+          topic_prefix: str = TOPIC_PREFIX, log_dir: Path | None = None, log=print) -> dict:
+    """Run the load against the production server and (``baseline``) the development server,
+    on the prepared database at ``url``; returns the figures (see ``format_run``)."""
+    from tongguan.db import engine_for
+    from tongguan.services import free_port
+
     eng = engine_for(url)
     rng = random.Random(16)
     accounts = _accounts(eng, max(users), rng)
     env = {**os.environ, "TONGGUAN_DATABASE_URL": url, "TONGGUAN_KAFKA_BOOTSTRAP": ctx.kafka_bootstrap,
+           "TONGGUAN_HOME": str(ctx.settings.home), "TONGGUAN_TOPIC_PREFIX": topic_prefix,
            "TONGGUAN_ENV": os.environ.get("TONGGUAN_ENV", "development")}
-    servers = Servers(env, Path(ctx.settings.home) / "bench-load")
+    servers = Servers(env, log_dir or Path(ctx.settings.home) / "bench-load")
     result: dict = {"users": users, "duration_s": duration, "ingest_target": ingest_rate, "servers": {},
                     "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}
     plan = [("production", ["--workers", str(workers)] if workers else [])]
@@ -565,9 +573,9 @@ def cmd_bench_load(args, ctx) -> int:
         from tongguan import TongguanError
 
         raise TongguanError("--duration must be positive seconds")
-    result = bench(ctx, users=users, duration=args.duration, stress=args.stress, ingest_rate=args.ingest_rate,
-                   readings=args.readings, workers=args.workers, threads=args.threads,
-                   baseline=not args.no_baseline, fresh=args.fresh)
+    url = prepare_db(ctx, readings=args.readings, fresh=args.fresh)
+    result = bench(ctx, url, users=users, duration=args.duration, stress=args.stress, ingest_rate=args.ingest_rate,
+                   workers=args.workers, threads=args.threads, baseline=not args.no_baseline)
     print(format_comparison(result))
     print(f"\n  machine: {result['cpus']} CPUs, load average (1 min) {result['loadavg_before'][0]:.1f} before / "
           f"{result['loadavg_after'][0]:.1f} after; latency is from when a request was due, client included.")
