@@ -91,9 +91,9 @@ def _is_live(body: dict) -> bool:
 
 def capture(base: str, username: str, password: str, pages=PAGES, *, wait_live_s: float = 6.0) -> dict[str, Captured]:
     """Open each page in headless Chromium (logged in) and record its Dash callback requests."""
-    from apps.screenshot import _wait, browser, sign_in
-
     from urllib.parse import urlsplit
+
+    from apps.screenshot import _wait, browser, sign_in
 
     def dash_posts(driver) -> list[tuple[float, str, dict]]:
         out = []
@@ -202,7 +202,7 @@ class Tally:
 
 
 def _pct(sorted_ms: list[float], q: float) -> float:
-    return sorted_ms[min(len(sorted_ms) - 1, int(round(q * (len(sorted_ms) - 1))))]
+    return sorted_ms[min(len(sorted_ms) - 1, round(q * (len(sorted_ms) - 1)))]
 
 
 @dataclass
@@ -251,9 +251,11 @@ class Operator:
             self.shown[self.page] = new_shown
 
     def _send(self, body: bytes, out: dict | None = None) -> str | None:
+        from urllib3.exceptions import HTTPError
+
         try:
             resp = self.client.callback(self.captured[self.page].endpoint, body, self.page)
-        except Exception as exc:  # a refused or dropped connection is an error of this request
+        except (HTTPError, OSError) as exc:  # a refused or dropped connection is an error of this request
             return f"{type(exc).__name__}: {exc}"
         if resp.status not in (200, 204):
             return f"HTTP {resp.status}: {resp.data[:160]!r}"
@@ -327,6 +329,7 @@ def _tongguan(*words: str) -> list[str]:
 
 def _wait_http(port: int, timeout: float = 90.0, proc: subprocess.Popen | None = None) -> None:
     import urllib3
+    from urllib3.exceptions import HTTPError
 
     deadline = time.monotonic() + timeout
     pool = urllib3.HTTPConnectionPool("127.0.0.1", port, retries=False, timeout=2)
@@ -336,8 +339,8 @@ def _wait_http(port: int, timeout: float = 90.0, proc: subprocess.Popen | None =
         try:
             if pool.request("GET", "/login").status == 200:
                 return
-        except Exception:
-            pass
+        except (HTTPError, OSError):
+            pass  # not listening yet
         time.sleep(0.3)
     raise RuntimeError(f"no answer on port {port} within {timeout:.0f} s")
 
@@ -361,9 +364,9 @@ class Servers:
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, name: str, words: list[str], extra_env: dict | None = None) -> subprocess.Popen:
-        out = open(self.log_dir / f"{name}.log", "ab")
-        return subprocess.Popen(_tongguan(*words), env={**self.env, **(extra_env or {})}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.log_dir / f"{name}.log", "ab") as out:  # the child keeps its own descriptor
+            return subprocess.Popen(_tongguan(*words), env={**self.env, **(extra_env or {})}, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
 
     def serve(self, name: str, port: int, extra: list[str]) -> subprocess.Popen:
         proc = self._spawn(name, ["serve", "--host", "127.0.0.1", "--port", str(port), *extra])
@@ -480,7 +483,7 @@ def bench(ctx, url: str, *, users: list[int], duration: float, stress: bool, ing
             try:
                 if captured is None:
                     t = time.perf_counter()
-                    prof, user, pw = accounts[0]
+                    _, user, pw = accounts[0]
                     captured = capture(f"http://127.0.0.1:{port}", user, pw)
                     log(f"  captured the callbacks of {len(captured)} pages in Chromium in "
                         f"{time.perf_counter() - t:.1f} s: " + ", ".join(
@@ -526,9 +529,9 @@ def _bench_server(port: int, accounts, captured, *, users, duration, stress, eng
 
 def format_run(server: str, run: dict) -> str:
     mode = "stress (no think time)" if run["stress"] else "operators"
-    lines = [f"\n  {server}: {run['users']} {mode}, {run['wall_s']:.0f} s — {run['callbacks_per_s']:.1f} callbacks/s, "
-             f"ingest {run['ingested_per_s']:,.0f} readings/s stored, load average "
-             f"{run['loadavg'][0]:.1f} → {run['loadavg'][1]:.1f}",
+    lines = [(f"\n  {server}: {run['users']} {mode}, {run['wall_s']:.0f} s — {run['callbacks_per_s']:.1f} callbacks/s, "
+              f"ingest {run['ingested_per_s']:,.0f} readings/s stored, load average "
+              f"{run['loadavg'][0]:.1f} → {run['loadavg'][1]:.1f}"),
              f"    {'request':<22} {'n':>6} {'per s':>7} {'p50':>8} {'p95':>8} {'p99':>8} {'errors':>6}  target p95"]
     for r in run["rows"]:
         target = next((v for k, v in TARGETS_MS.items() if r["kind"].endswith(k)), None)

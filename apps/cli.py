@@ -107,7 +107,7 @@ def _production_server_class():
     return _Server
 
 
-def ProductionServer(config, *, bind: str, workers: int, threads: int):  # noqa: N802 - a class factory
+def ProductionServer(config, *, bind: str, workers: int, threads: int):
     """The gunicorn application serving ``config`` (gunicorn imported only when used)."""
     log.info("serving on http://%s/ with gunicorn: %d workers x %d threads (gthread)", bind, workers, threads)
     return _production_server_class()(
