@@ -1,8 +1,10 @@
-"""Tables of alert handling, linkage and notification (schema: migrations 0005, 0007 and 0009).
+"""Tables of alert handling, linkage and notification (schema: migrations 0005, 0007, 0009, 0010).
 
 The ``alerts`` and ``alert_history`` tables belong to ``analytics.models`` (migration 0004); these
 tables sit beside them:
 
+- ``alert_incidents`` (0010): repeated alerts of one sensor, place and theme grouped into one
+  incident, by a trigger on ``alerts`` (see that migration for the rule).
 - ``alert_handling``: one row per alert (created by a trigger when the alert is inserted): who
   owns it now, where it is visible (escalation up), to whom it is dispatched and by when, the
   overdue flag (督办), the resolution, the false-alarm mark, reopen count, inhibition.
@@ -21,6 +23,22 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 import analytics.models  # noqa: F401  (alerts must be on the metadata first: foreign keys)
 from tongguan.db import metadata
+
+alert_incidents = sa.Table(
+    "alert_incidents", metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("incident_key", sa.Text, nullable=False, comment="subject|county|theme"),
+    sa.Column("subject", sa.Text, nullable=False, comment="sensor:<id> or camera:<id>"),
+    sa.Column("adcode", sa.Text, nullable=False),
+    sa.Column("city", sa.Text, nullable=False),
+    sa.Column("province", sa.Text, nullable=False),
+    sa.Column("theme", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False, comment="the first alert's title"),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("ix_alert_incidents_key", "incident_key"),
+    sa.Index("ix_alert_incidents_adcode", "adcode"),
+)
 
 alert_handling = sa.Table(
     "alert_handling", metadata,
@@ -47,6 +65,9 @@ alert_handling = sa.Table(
     # 0007: the resolved alert of the same condition this one continues (reopen window).
     sa.Column("continues", sa.Text, nullable=True),
     sa.Column("continuity_checked", sa.Boolean, nullable=False, server_default=sa.false()),
+    # 0010: the incident grouping this alert with the other alerts of its sensor, place and theme.
+    sa.Column("incident_id", sa.BigInteger, sa.ForeignKey("alert_incidents.id", ondelete="SET NULL"), nullable=True),
+    sa.Index("ix_alert_handling_incident_id", "incident_id"),
     sa.Index("ix_alert_handling_visible_at", "visible_at"),
     sa.Index("ix_alert_handling_owner_region", "owner_region"),
     sa.Index("ix_alert_handling_assigned_region", "assigned_region"),
