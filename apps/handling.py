@@ -1,6 +1,7 @@
 """Alert handling by a signed-in caller, through the analytics lifecycle: from the API
-(``act``) and from the views' buttons (``handle``, the county view's acknowledge, dispatch,
-resolve with note, close). Each checks ``apps.policy.can_handle`` first and is audited.
+(``act``) and from the views' buttons and forms (``handle``: take over, acknowledge, dispatch with
+unit and due time, resolve with note, verify and close, close as a false alarm, reopen). Both
+check ``apps.policy.can_handle`` first and are audited.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from tongguan import TongguanError
 DEFAULT_UNIT = "区县值班处置组"
 DISPATCH_DUE = timedelta(hours=4)
 # The views' button names and the lifecycle action each applies.
-VIEW_ACTIONS = {"ack": "acknowledge", "dispatch": "dispatch", "resolve": "resolve", "close": "close"}
+VIEW_ACTIONS = {"ack": "acknowledge", "take_over": "take_over", "dispatch": "dispatch", "resolve": "resolve",
+                "close": "close", "false_alarm": "false_alarm", "reopen": "reopen"}
 
 
 def act(engine, scope: Scope, alert_id: str, action: str, *, note: str | None = None,
@@ -73,20 +75,29 @@ def check_action(engine, *, alert_id: str, action: str, actor: str) -> str:
     return scope.username
 
 
-def handle(engine, *, alert_id: str, action: str, actor: str, note: str | None = None) -> str:
-    """Apply one of the views' button actions (``VIEW_ACTIONS``); returns the new status. Raises
-    the analytics error (a TongguanError whose message says why) when the transition makes no
-    sense, AccessError when the signed-in user may not take it."""
+def handle(engine, *, alert_id: str, action: str, actor: str, note: str | None = None,
+           to_unit: str | None = None, due_at: datetime | None = None) -> str:
+    """Apply one of the views' actions (``VIEW_ACTIONS``); returns the new status.
+
+    Inside a signed-in request this is :func:`act` (the API's path): the same access rule, the
+    same audit, and acting on an alert escalated to the caller's level takes it over first. A
+    dispatch goes to ``to_unit`` by ``due_at`` — its own fields, never the note; without them (the
+    tables' quick button) to the county's duty team within four hours. Raises the lifecycle's
+    error (a TongguanError saying why) for a transition that makes no sense, AccessError when the
+    user may not take it."""
     from analytics.alerting.lifecycle import transition
 
     if action not in VIEW_ACTIONS:
         raise AppsError(f"unknown action {action!r}; use one of {', '.join(VIEW_ACTIONS)}")
-    actor = check_action(engine, alert_id=alert_id, action=VIEW_ACTIONS[action], actor=actor)
-    extra = {}
-    if action == "dispatch":
-        # The county view dispatches to the unit named in the note field (default: the county's
-        # duty team) with the default due time; the alerts page offers the full form.
-        extra = {"to_unit": (note or "").strip() or DEFAULT_UNIT,
-                 "due_at": datetime.now(UTC) + DISPATCH_DUE}
-    result = transition(engine, alert_id=alert_id, action=VIEW_ACTIONS[action], actor=actor, note=note, **extra)
-    return getattr(result, "status", None) or (result.get("status") if isinstance(result, dict) else str(result))
+    lifecycle_action = VIEW_ACTIONS[action]
+    extra: dict = {}
+    if lifecycle_action == "dispatch":
+        extra = {"to_unit": (to_unit or "").strip() or DEFAULT_UNIT,
+                 "due_at": due_at or datetime.now(UTC) + DISPATCH_DUE}
+    scope = current()
+    if scope is not None:
+        return act(engine, scope, alert_id, lifecycle_action, note=note, **extra)["status"]
+    if lifecycle_action == "take_over":
+        extra["region"] = actor.split(":", 1)[-1]
+    result = transition(engine, alert_id=alert_id, action=lifecycle_action, actor=actor, note=note, **extra)
+    return result["status"]

@@ -244,6 +244,34 @@ def alerts_for_region(engine, region: str, *, statuses: Iterable[str] = ACTIVE, 
     return [dict(r) for r in rows]
 
 
+def escalated_to(engine, region: str, *, limit: int = 200) -> list[dict]:
+    """Active alerts escalated to ``region`` that it does not handle yet: what its duty desk must
+    take over (or leave with the region below), oldest escalation first."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT a.id, a.level, a.theme, a.title, a.status, trim(a.adcode) AS adcode, a.first_seen, a.last_seen, "
+            "h.owner_region, h.visible_at, h.escalated_at, h.escalation_reason, h.assigned_unit, h.due_at "
+            "FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
+            "WHERE a.status IN ('open','acknowledged','dispatched') AND h.visible_at = :r AND h.owner_region <> :r "
+            "ORDER BY h.escalated_at NULLS LAST, a.id LIMIT :n"), {"r": region, "n": limit}).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def overdue(engine, region: str, *, now: datetime | None = None, limit: int = 200) -> list[dict]:
+    """Dispatched alerts of ``region``'s subtree past their due time (督办), most overdue first,
+    with ``overdue_min`` (whole minutes past the due time at ``now``)."""
+    now = _now(now)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT a.id, a.level, a.theme, a.title, a.status, trim(a.adcode) AS adcode, h.owner_region, "
+            "h.assigned_unit, h.assigned_region, h.dispatched_at, h.dispatched_by, h.due_at, h.overdue_at, "
+            "floor(extract(epoch FROM :now - h.due_at) / 60)::int AS overdue_min "
+            "FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
+            "WHERE a.status = 'dispatched' AND h.due_at < :now AND :r IN (a.adcode, a.city, a.province) "
+            "ORDER BY h.due_at, a.id LIMIT :n"), {"r": region, "now": now, "n": limit}).mappings().all()
+    return [dict(r) for r in rows]
+
+
 # ----------------------------------------------------------------------------------- silences
 def add_silence(engine, *, adcode: str, starts_at: datetime, ends_at: datetime, reason: str, created_by: str,
                 themes: Iterable[str] = (), metrics: Iterable[str] = ()) -> int:

@@ -355,6 +355,36 @@ def test_view_buttons_are_checked_like_the_api(access):
         handling.handle(engine, alert_id="A-YUEXIU-1", action="ack", actor="county:440104")
 
 
+def test_view_actions_of_the_city_on_an_escalated_alert(access):
+    """Issue 14 items 1 and 3 in the views: the Guangzhou operator's 确认 on an alert escalated from
+    Tianhe takes it over (it answered "take the alert over first"); an explicit take-over works on
+    one not escalated; a dispatch stores its own unit and due time, never the note."""
+    import sqlalchemy as sa
+
+    from apps import handling
+    from apps.errors import AccessError
+    from apps.identity import get_user, scope_of
+    from apps.scope import scoped
+
+    engine, _, _ = access
+    gz = scope_of(get_user(engine, "gz-operator"))
+    due = datetime.now(UTC) + timedelta(hours=3)
+    with scoped(gz):
+        assert handling.handle(engine, alert_id="A-TIANHE-ESC", action="ack", actor="x") == "acknowledged"
+        with pytest.raises(AccessError):  # not escalated: no implicit take-over
+            handling.handle(engine, alert_id="A-TIANHE-2", action="ack", actor="x")
+        assert handling.handle(engine, alert_id="A-TIANHE-2", action="take_over", actor="x") == "open"
+        assert handling.handle(engine, alert_id="A-TIANHE-2", action="dispatch", actor="x",
+                               note="值班员已确认, 请尽快处置", to_unit="白云区水务局", due_at=due) == "dispatched"
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT owner_region, assigned_unit, due_at FROM alert_handling "
+                                   "WHERE alert_id = 'A-TIANHE-2'")).one()
+        hist = conn.execute(sa.text("SELECT action, actor FROM alert_history WHERE alert_id = 'A-TIANHE-ESC' "
+                                    "ORDER BY ts, id")).all()
+    assert tuple(row) == ("440100", "白云区水务局", due)
+    assert [tuple(h) for h in hist][-2:] == [("taken_over", "gz-operator"), ("acknowledged", "gz-operator")]
+
+
 def test_subscriptions_are_scoped_and_audited(access):
     engine, app, _ = access
     api = app.server.test_client()

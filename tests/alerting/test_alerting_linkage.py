@@ -23,9 +23,11 @@ from analytics.alerting.linkage import (
     alerts_for_region,
     children_status,
     escalate_due,
+    escalated_to,
     expire_silence,
     inhibitor_of,
     list_silences,
+    overdue,
     refresh_sensors,
     region_status,
     silence_for,
@@ -265,3 +267,23 @@ def test_rollup_follows_detector_style_upserts(engine, make_alert):
     with engine.begin() as conn:
         conn.execute(upsert, {"id": aid, "lv": "orange", "st": "resolved"})
     assert _status_row(engine, "440000")[:2] == (1, 1) and _status_row(engine, "440000")[3] == "red"
+
+
+def test_escalated_to_the_city_and_overdue_dispatches(engine, make_alert, t0):
+    """The city desk's two lists: escalations waiting for it, and dispatches past their due time."""
+    red = make_alert(level="red")
+    calm = make_alert(level="yellow", adcode="440104")
+    escalate_due(engine, now=t0, config=CFG)
+    assert [a["id"] for a in escalated_to(engine, "440100")] == [red]
+    assert escalated_to(engine, "440106") == []  # Tianhe handles it already: nothing "waiting" there
+    take_over(engine, red, actor="gz", region="440100", now=t0)
+    assert escalated_to(engine, "440100") == []  # taken over: no longer waiting
+    dispatch(engine, red, actor="gz", to_unit="天河区排水所", due_at=t0 + timedelta(hours=1), now=t0)
+    dispatch(engine, calm, actor="yx", to_unit="越秀区城管", due_at=t0 + timedelta(hours=3), now=t0)
+    assert overdue(engine, "440100", now=t0 + timedelta(minutes=59)) == []
+    late = overdue(engine, "440100", now=t0 + timedelta(hours=1, minutes=30))
+    assert [(a["id"], a["assigned_unit"], a["overdue_min"]) for a in late] == [(red, "天河区排水所", 30)]
+    assert [a["id"] for a in overdue(engine, "440100", now=t0 + timedelta(hours=4))] == [red, calm]
+    assert [a["id"] for a in overdue(engine, "440104", now=t0 + timedelta(hours=4))] == [calm]
+    resolve(engine, red, actor="th", note="完成", now=t0 + timedelta(hours=4))
+    assert [a["id"] for a in overdue(engine, "440100", now=t0 + timedelta(hours=5))] == [calm]
