@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from analytics.levels import LEVEL_LABELS, rank
+from analytics.statuses import ACTIVE_STATUSES
 
-ACTIVE = ("open", "acknowledged", "dispatched")
 # How often an ongoing, unchanged alert is re-published with its new last_seen and count.
 UPDATE_EVERY_S = 60.0
 
@@ -48,7 +48,7 @@ class Alert:
 
     @property
     def active(self) -> bool:
-        return self.status in ACTIVE
+        return self.status in ACTIVE_STATUSES
 
     def message(self, action: str, note: str | None = None, actor: str = "system:detect") -> dict:
         """The JSON on ``city.alerts`` (the Alert contract plus the action that produced it)."""

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 LEVELS: tuple[str, ...] = ("blue", "yellow", "orange", "red")
 RANK: dict[str | None, int] = {None: 0, "": 0, "blue": 1, "yellow": 2, "orange": 3, "red": 4}
+# Short names (maps, chips, tables) and the full labels (notifications, the CLI).
+LEVEL_NAMES: dict[str, tuple[str, str]] = {
+    "blue": ("蓝色", "Blue"),
+    "yellow": ("黄色", "Yellow"),
+    "orange": ("橙色", "Orange"),
+    "red": ("红色", "Red"),
+}
 LEVEL_LABELS = {
     "blue": ("蓝色预警 (IV级, 一般)", "Blue (IV, general)"),
     "yellow": ("黄色预警 (III级, 较重)", "Yellow (III, heavier)"),

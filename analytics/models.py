@@ -7,9 +7,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from tongguan.db import metadata
 
-ALERT_STATUSES = ("open", "acknowledged", "dispatched", "resolved", "closed")
-ACTIVE_STATUSES = ("open", "acknowledged", "dispatched")
-
 models = sa.Table(
     "models", metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),

@@ -345,7 +345,9 @@ class RuleEvent:
 
 
 def _adcodes(reading: Mapping) -> tuple[str, ...]:
-    return tuple(str(reading.get(k) or "") for k in ("county", "city", "province"))
+    from geo import region_path  # geo (and SQLAlchemy) only when a sensor is first seen
+
+    return tuple(region_path(reading.get("county"), reading.get("city"), reading.get("province")))
 
 
 class RuleEngine:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from analytics import LEVELS, STATUSES
 from apps import data
-from apps.catalogue import ALL_THEMES, LEVELS, STATUSES
+from apps.catalogue import ALL_THEMES
 from apps.errors import AppsError
 
 BULK_ACTIONS = ("ack", "dispatch", "resolve", "close")

@@ -21,6 +21,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from analytics import LEVELS, STATUSES
 from analytics.alerting.channels import channel_names, setting_fields
 from apps import api_queries, audit, governance, handling, identity
 from apps import scope as scope_mod
@@ -30,8 +31,6 @@ from apps.policy import ACTIONS, require_region, tree_for
 from apps.scope import Scope
 
 PREFIX = "/api/v1"
-ALERT_STATUSES = ("open", "acknowledged", "dispatched", "resolved", "closed")
-ALERT_LEVELS = ("blue", "yellow", "orange", "red")
 ADCODE_RE = re.compile(r"^\d{6}$")
 MAX_PAGE = 100_000
 MAX_ID = 2**63 - 1
@@ -226,8 +225,8 @@ def install(server, engine, limiter) -> None:
         page, per_page, offset = _page_args()
         region = flask.request.args.get("region")
         items, total = api_queries.alerts(engine, me(), region=_adcode(region) if region else None,
-                                        status=_list_arg("status", ALERT_STATUSES),
-                                        level=_list_arg("level", ALERT_LEVELS),
+                                        status=_list_arg("status", STATUSES),
+                                        level=_list_arg("level", LEVELS),
                                         theme=flask.request.args.get("theme") or None,
                                         limit=per_page, offset=offset)
         return flask.jsonify(_paged(items, total, page, per_page))
@@ -556,8 +555,8 @@ def openapi_document() -> dict:
             f"{PREFIX}/alerts": {"get": {
                 "summary": "Alerts of the caller's subtree, newest change first",
                 "parameters": [_param("region", schema={"type": "string", "pattern": r"^\d{6}$"}),
-                               _param("status", schema={"type": "string", "enum": list(ALERT_STATUSES)}),
-                               _param("level", schema={"type": "string", "enum": list(ALERT_LEVELS)}),
+                               _param("status", schema={"type": "string", "enum": list(STATUSES)}),
+                               _param("level", schema={"type": "string", "enum": list(LEVELS)}),
                                _param("theme"), *PAGE_PARAMS],
                 "responses": {**_ok("AlertPage"), **std_errors}}},
             f"{PREFIX}/alerts/{{alert_id}}": {"get": {
@@ -664,14 +663,14 @@ def openapi_document() -> dict:
                                            "dead_letters": {"type": "object"}}},
                 "Alert": {"type": "object", "required": ["id", "level", "status", "adcode"], "properties": {
                     "id": {"type": "string"}, "source": {"type": "string"},
-                    "level": {"type": "string", "enum": list(ALERT_LEVELS)},
+                    "level": {"type": "string", "enum": list(LEVELS)},
                     "theme": {"type": "string"}, "title": {"type": "string"}, "detail": {"type": "object"},
                     "subject": {"type": "string"}, "confidence": {"type": "number"},
                     "adcode": {"type": "string"}, "city": {"type": "string"}, "province": {"type": "string"},
                     "grid_id": {"type": "string", "nullable": True},
                     "geometry": {"type": "object", "nullable": True},
                     "first_seen": {"type": "string"}, "last_seen": {"type": "string"},
-                    "count": {"type": "integer"}, "status": {"type": "string", "enum": list(ALERT_STATUSES)},
+                    "count": {"type": "integer"}, "status": {"type": "string", "enum": list(STATUSES)},
                     "handling_region": {"type": "string"},
                     "history": {"type": "array", "items": {"type": "object"}}}},
                 "AlertPage": paged("Alert"),
@@ -718,7 +717,7 @@ def openapi_document() -> dict:
                     "name": {"type": "string"}, "adcode": {"type": "string"}, "owner": {"type": "string"},
                     "channels": {"type": "array", "items": {"type": "string", "enum": list(channel_names())}},
                     "themes": {"type": "array", "items": {"type": "string"}},
-                    "min_level": {"type": "string", "enum": list(ALERT_LEVELS)},
+                    "min_level": {"type": "string", "enum": list(LEVELS)},
                     **{f.name: {"type": "string", "description": f.label_en}
                        for f in setting_fields()},
                     "quiet_start": {"type": "string"}, "quiet_end": {"type": "string"},

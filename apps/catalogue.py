@@ -14,16 +14,13 @@ from importlib import resources
 
 import yaml
 
+from analytics.levels import RANK
 from apps.errors import AppsError
 
-# The national four-level warning scale, least to most serious, with the colours the
-# operations centres use. "none" is a region without open alerts.
-LEVELS = ("blue", "yellow", "orange", "red")
-LEVEL_RANK = {"none": 0, "blue": 1, "yellow": 2, "orange": 3, "red": 4}
+# The colours the operations centres use for the national warning levels (the levels and
+# their names are analytics'). "none" is a region without open alerts.
 LEVEL_COLOURS = {"none": "#1d3b5e", "blue": "#2f7bff", "yellow": "#f5c518",
                  "orange": "#ff7f0e", "red": "#e5242b"}
-OPEN_STATUSES = ("open", "acknowledged", "dispatched")
-STATUSES = ("open", "acknowledged", "dispatched", "resolved", "closed")
 
 WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
            "7d": timedelta(days=7)}
@@ -40,6 +37,15 @@ def norm_window(window: str | None) -> str:
     return window if window in WINDOWS else DEFAULT_WINDOW
 
 
+def level_rank(level: str | None) -> int:
+    """A level's rank on the national scale; 0 for "none" (no open alerts) and unknown values.
+
+    >>> level_rank("red"), level_rank("none")
+    (4, 0)
+    """
+    return RANK.get(level, 0)
+
+
 def worst_level(levels) -> str:
     """The most serious level among ``levels`` ("none" when empty).
 
@@ -48,7 +54,7 @@ def worst_level(levels) -> str:
     """
     best = "none"
     for lv in levels:
-        if LEVEL_RANK.get(lv, 0) > LEVEL_RANK[best]:
+        if level_rank(lv) > level_rank(best):
             best = lv
     return best
 

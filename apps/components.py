@@ -12,11 +12,11 @@ from urllib.parse import parse_qsl, urlencode
 import pandas as pd
 from dash import dcc, html
 
+from analytics import LEVELS
 from apps.catalogue import (
     ALL_THEMES,
     DEFAULT_WINDOW,
     LEVEL_COLOURS,
-    LEVELS,
     WINDOWS,
     theme_label,
     themes,

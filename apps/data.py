@@ -18,13 +18,12 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
+from analytics import ACTIVE_STATUSES, LEVELS
 from apps.catalogue import (
     ALL_THEMES,
-    LEVEL_RANK,
-    LEVELS,
-    OPEN_STATUSES,
     WINDOWS,
     Indicator,
+    level_rank,
     theme_event_types,
     theme_metrics,
     worst_level,
@@ -238,7 +237,7 @@ def region_state(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.DataFrame
         sql = (f"SELECT {_q(region_col)} AS adcode, level, count(*) AS n FROM alerts "
                f"WHERE {where} AND status = ANY(:statuses)" + _theme_sql(alerts, theme, params)
                + f" GROUP BY {_q(region_col)}, level")
-        params["statuses"] = list(OPEN_STATUSES)
+        params["statuses"] = list(ACTIVE_STATUSES)
         with engine.connect() as conn:
             for adcode, level, n in conn.execute(sa.text(sql), params):
                 child = child_of(tree, str(adcode).strip(), scope)
@@ -249,7 +248,7 @@ def region_state(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.DataFrame
         lv = counts[c]
         worst = worst_level([k for k, v in lv.items() if v])
         rows.append({"adcode": c, "name": tree.name(c), "name_en": tree.name(c, lang="en"), **lv,
-                     "open": sum(lv.values()), "worst": worst, "rank": LEVEL_RANK[worst]})
+                     "open": sum(lv.values()), "worst": worst, "rank": level_rank(worst)})
     df = pd.DataFrame(rows, columns=["adcode", "name", "name_en", *LEVELS, "open", "worst", "rank"])
     if df.empty:
         return df
@@ -284,7 +283,7 @@ def _alerts_from(engine) -> tuple[Table | None, Table | None, str]:
     return alerts, handling, sql
 
 
-def alerts_list(engine, *, scope: str, theme: str = ALL_THEMES, statuses=OPEN_STATUSES,
+def alerts_list(engine, *, scope: str, theme: str = ALL_THEMES, statuses=ACTIVE_STATUSES,
                 window: str | None = None, limit: int = 200, newest_first_seen: bool = False,
                 escalated_to: str | None = None) -> pd.DataFrame:
     """Alerts inside ``scope`` (newest change first, or newest first sighting), optionally by
@@ -321,7 +320,7 @@ def alerts_list(engine, *, scope: str, theme: str = ALL_THEMES, statuses=OPEN_ST
     df["adcode"] = df["adcode"].astype(str).str.strip()
     df["region_name"] = [_safe_name(tree, a) for a in df["adcode"]]
     df["region_name_en"] = [_safe_name(tree, a, "en") for a in df["adcode"]]
-    df["level_rank"] = df["level"].map(LEVEL_RANK).fillna(0).astype(int)
+    df["level_rank"] = df["level"].map(level_rank).fillna(0).astype(int)
     return df
 
 
@@ -343,7 +342,7 @@ def ticker(engine, *, scope: str, theme: str = ALL_THEMES, since: datetime | Non
 
     The ``kind`` column says "new" (first seen after ``since``) or "escalated".
     """
-    df = alerts_list(engine, scope=scope, theme=theme, statuses=OPEN_STATUSES, limit=limit,
+    df = alerts_list(engine, scope=scope, theme=theme, statuses=ACTIVE_STATUSES, limit=limit,
                      newest_first_seen=True)
     if df.empty:
         df["kind"] = []
@@ -371,7 +370,7 @@ def open_alert_counts(engine, *, scope: str, theme: str = ALL_THEMES) -> dict[st
     where, params = _alert_scope_sql(alerts, region_tree(engine), scope)
     sql = (f"SELECT level, count(*) FROM alerts WHERE {where} AND status = ANY(:statuses)"
            + _theme_sql(alerts, theme, params) + " GROUP BY level")
-    params["statuses"] = list(OPEN_STATUSES)
+    params["statuses"] = list(ACTIVE_STATUSES)
     with engine.connect() as conn:
         for level, n in conn.execute(sa.text(sql), params):
             if level in out:
@@ -717,7 +716,7 @@ def _open_alerts_by_theme(engine, *, scope: str) -> dict[str, int]:
     if alerts is None:
         return {}
     where, params = _alert_scope_sql(alerts, region_tree(engine), scope)
-    params["statuses"] = list(OPEN_STATUSES)
+    params["statuses"] = list(ACTIVE_STATUSES)
     with engine.connect() as conn:
         return {th: int(n) for th, n in conn.execute(sa.text(
             f"SELECT theme, count(*) FROM alerts WHERE {where} AND status = ANY(:statuses) GROUP BY 1"), params)}
@@ -768,7 +767,7 @@ def county_sensors(engine, *, county: str, theme: str = ALL_THEMES,
     if alerts is None:
         alerts = alerts_list(engine, scope=county, theme=theme)
     elif not alerts.empty:
-        alerts = alerts[alerts["status"].isin(OPEN_STATUSES)]
+        alerts = alerts[alerts["status"].isin(ACTIVE_STATUSES)]
     subject = "subject" if "subject" in alerts else ("sensor_id" if "sensor_id" in alerts else None)
     if not alerts.empty and subject:
         worst: dict[str, str] = {}

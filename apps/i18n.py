@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from analytics import LEVEL_NAMES, STATUS_LABELS
+
 DEFAULT_LANG = "zh"
 LANGS = ("zh", "en")
 
@@ -61,16 +63,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "window.24h": {"zh": "近24小时", "en": "Last 24 h"},
     "window.7d": {"zh": "近7天", "en": "Last 7 days"},
     # warning levels and alert states
-    "alert.level.blue": {"zh": "蓝色", "en": "Blue"},
-    "alert.level.yellow": {"zh": "黄色", "en": "Yellow"},
-    "alert.level.orange": {"zh": "橙色", "en": "Orange"},
-    "alert.level.red": {"zh": "红色", "en": "Red"},
+    # (the levels' and statuses' names are analytics': LEVEL_NAMES, STATUS_LABELS, below)
     "alert.level.none": {"zh": "正常", "en": "Normal"},
-    "alert.status.open": {"zh": "待处置", "en": "Open"},
-    "alert.status.acknowledged": {"zh": "已确认", "en": "Acknowledged"},
-    "alert.status.dispatched": {"zh": "已派单", "en": "Dispatched"},
-    "alert.status.resolved": {"zh": "已办结", "en": "Resolved"},
-    "alert.status.closed": {"zh": "已关闭", "en": "Closed"},
     "alert.escalated": {"zh": "升级", "en": "Escalated"},
     "alert.new": {"zh": "新增", "en": "New"},
     # KPI strip
@@ -179,6 +173,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "inbox.empty": {"zh": "收件箱为空", "en": "Inbox empty"},
     "error.signin": {"zh": "请先登录", "en": "Log in first"},
 }
+MESSAGES.update({f"alert.level.{lv}": {"zh": zh, "en": en} for lv, (zh, en) in LEVEL_NAMES.items()})
+MESSAGES.update({f"alert.status.{st}": {"zh": zh, "en": en} for st, (zh, en) in STATUS_LABELS.items()})
 
 
 def norm_lang(lang: str | None) -> str:

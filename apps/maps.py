@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from apps.catalogue import LEVEL_COLOURS, LEVEL_RANK
+from apps.catalogue import LEVEL_COLOURS, level_rank
 from apps.i18n import t
 
 # plotly.js fetches a world topojson for every geo plot, even with the base layers hidden;
@@ -34,7 +34,7 @@ def level_z(levels) -> list[float]:
     >>> level_z(["none", "red"])
     [0.5, 4.5]
     """
-    return [LEVEL_RANK.get(lv, 0) + 0.5 for lv in levels]
+    return [level_rank(lv) + 0.5 for lv in levels]
 
 
 def _hover(row, lang: str) -> str:

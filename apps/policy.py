@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from apps.errors import AccessError
 from apps.scope import Scope
+from geo import region_path
 
 # The handling actions a caller can ask for (the API's ``/alerts/<id>/actions``).
 ACTIONS = ("acknowledge", "dispatch", "resolve", "close", "false_alarm", "reopen", "take_over")
@@ -41,11 +42,7 @@ def require_region(engine, scope: Scope, adcode: str) -> str:
 
 def _rank(alert_row: dict, region: str) -> int:
     """0 county, 1 city, 2 province on the alert's path; -1 when not on it."""
-    path: list[str] = []
-    for k in ("adcode", "city", "province"):
-        code = str(alert_row.get(k) or "").strip()
-        if code and code not in path:
-            path.append(code)
+    path = region_path(alert_row.get("adcode"), alert_row.get("city"), alert_row.get("province"))
     return path.index(region) if region in path else -1
 
 

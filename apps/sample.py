@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import sqlalchemy as sa
 
-from apps.catalogue import LEVELS, ingest_catalogue
+from analytics import LEVELS
+from apps.catalogue import ingest_catalogue
 
 
 @dataclass

@@ -7,6 +7,7 @@ Public surface (the contract with ingest, analytics and apps)::
     RegionTree.from_db(engine)      # cached; pure navigation afterwards
     RegionIndex.from_db(engine)     # build once, then index.assign(lon, lat) -> Assignment
     display_geojson(engine, parent_adcode) -> dict
+    region_path(county, city, province) -> [county, city, province] without repeats
 """
 
 from geo.display import display_geojson
@@ -14,7 +15,7 @@ from geo.errors import GeoError
 from geo.grid import generate_grid, parse_size
 from geo.index import Assignment, RegionIndex
 from geo.regions import load_regions
-from geo.tree import RegionInfo, RegionTree
+from geo.tree import RegionInfo, RegionTree, region_path
 
 __all__ = ["Assignment", "GeoError", "RegionIndex", "RegionInfo", "RegionTree", "display_geojson",
-           "generate_grid", "load_regions", "parse_size"]
+           "generate_grid", "load_regions", "parse_size", "region_path"]

@@ -22,6 +22,24 @@ _GRID_RE = re.compile(r"^([0-9]{6})-[0-9]+-[0-9]+-[0-9]+$")
 _LEVEL_ORDER = {"province": 0, "city": 1, "county": 2}
 
 
+def region_path(county: str | None, city: str | None = None, province: str | None = None) -> list[str]:
+    """A record's regions from its county up — [county, city, province] — as stored on readings,
+    events and alerts, without blanks or repeats (a city without counties, such as Dongguan, is
+    its own county-level unit). The one definition of the path the product scopes and escalates by.
+
+    >>> region_path("440106", "440100", "440000")
+    ['440106', '440100', '440000']
+    >>> region_path("441900 ", "441900", "440000")
+    ['441900', '440000']
+    """
+    out: list[str] = []
+    for code in (county, city, province):
+        code = str(code or "").strip()
+        if code and code not in out:
+            out.append(code)
+    return out
+
+
 @dataclass(frozen=True)
 class RegionInfo:
     adcode: str

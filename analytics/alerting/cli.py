@@ -13,6 +13,7 @@ from analytics.alerting import demo
 from analytics.alerting.channels import channel_names, setting_fields
 from analytics.alerting.config import LOCAL, AlertingError
 from analytics.levels import LEVEL_LABELS, LEVELS
+from analytics.statuses import ACTIVE_STATUSES, STATUSES
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -58,7 +59,7 @@ def _print_json(obj) -> None:
 def cmd_alerts_list(args, ctx) -> int:
     import sqlalchemy as sa
 
-    statuses = ["open", "acknowledged", "dispatched", "resolved", "closed"] if args.status == "all" else _csv(args.status)
+    statuses = list(STATUSES) if args.status == "all" else _csv(args.status)
     sql = ("SELECT a.id, a.level, a.theme, a.title, a.status, trim(a.adcode) AS adcode, a.first_seen, h.visible_at, "
            "h.owner_region, h.assigned_unit, h.due_at, h.overdue_at FROM alerts a JOIN alert_handling h "
            "ON h.alert_id = a.id WHERE a.status = ANY(:st)")
@@ -392,7 +393,7 @@ def register(sub) -> None:
     asub.required = True
     x = asub.add_parser("list", help="alerts, newest first")
     x.add_argument("--region", help="adcode: alerts in it, escalated to it or owned by it")
-    x.add_argument("--status", default="open,acknowledged,dispatched", help="comma list or 'all'")
+    x.add_argument("--status", default=",".join(ACTIVE_STATUSES), help="comma list or 'all'")
     x.add_argument("--theme")
     x.add_argument("--limit", type=int, default=50)
     x.add_argument("--json", action="store_true")

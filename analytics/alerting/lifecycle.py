@@ -18,11 +18,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+import geo
 from analytics.alerting.config import AlertingConfig, AlertingError, load_alerting
+from analytics.statuses import ACTIVE_STATUSES, status_label
 
-ACTIVE = ("open", "acknowledged", "dispatched")
-STATUS_ZH = {"open": "待处置", "acknowledged": "已确认", "dispatched": "已派发", "resolved": "已处置",
-             "closed": "已办结"}
 GRID_RE = re.compile(r"^(\d{6})-")
 
 
@@ -38,7 +37,7 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "close": (("resolved",), "closed"),
     "close_false_alarm": (("open", "acknowledged", "dispatched", "resolved"), "closed"),
     "reopen": (("resolved", "closed"), "open"),
-    "take_over": (ACTIVE, ""),  # status unchanged
+    "take_over": (ACTIVE_STATUSES, ""),  # status unchanged
 }
 
 _WHY = {
@@ -76,7 +75,7 @@ def next_status(status: str, action: str) -> str:
         else:
             why = f"{action} is allowed only from {', '.join(allowed)}"
     verb = action.replace("_", " ").replace("close false alarm", "close as a false alarm")
-    raise AlertTransitionError(f"cannot {verb} an alert that is {status} ({STATUS_ZH.get(status, status)}): {why}")
+    raise AlertTransitionError(f"cannot {verb} an alert that is {status} ({status_label(status)}): {why}")
 
 
 def region_path(alert: dict) -> list[str]:
@@ -87,12 +86,7 @@ def region_path(alert: dict) -> list[str]:
     >>> region_path({"adcode": "441900", "city": "441900", "province": "440000"})
     ['441900', '440000']
     """
-    out: list[str] = []
-    for key in ("adcode", "city", "province"):
-        code = str(alert.get(key) or "").strip()
-        if code and code not in out:
-            out.append(code)
-    return out
+    return geo.region_path(alert.get("adcode"), alert.get("city"), alert.get("province"))
 
 
 def rank_in_path(alert: dict, region: str) -> int:
@@ -236,7 +230,7 @@ def acknowledge(engine, alert_id: str, *, actor: str, note: str | None = None,
         status = next_status(a["status"], "acknowledge")
         _update(conn, a["id"], now, status, acknowledged_at=now, acknowledged_by=actor)
         append_history(conn, a, action="acknowledged", actor=actor, status=status, ts=now,
-                       note=_join("已确认 / acknowledged", note))
+                       note=_join("已签收 / acknowledged", note))
         return load_alert(conn, a["id"])
 
 
@@ -372,7 +366,7 @@ def continue_returning(conn, alert: dict, *, now: datetime | None = None,
     if alert.get("continuity_checked"):
         return None
     prev = None
-    if alert["status"] in ACTIVE:
+    if alert["status"] in ACTIVE_STATUSES:
         prev = conn.execute(sa.text(
             "SELECT a.id, a.level, a.status, coalesce(h.resolved_at, h.closed_at, a.updated_at) AS ended, "
             "h.owner_region, h.visible_at, h.escalated_at, h.escalation_reason, h.assigned_unit, h.assigned_region, "

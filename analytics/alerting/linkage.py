@@ -25,7 +25,6 @@ import sqlalchemy as sa
 
 from analytics.alerting.config import AlertingConfig, AlertingError, load_alerting
 from analytics.alerting.lifecycle import (
-    ACTIVE,
     _now,
     append_history,
     load_alert,
@@ -33,6 +32,7 @@ from analytics.alerting.lifecycle import (
     region_path,
 )
 from analytics.levels import LEVELS, rank
+from analytics.statuses import ACTIVE_STATUSES
 
 log = logging.getLogger(__name__)
 ESCALATION_ACTOR = "system:escalation"
@@ -128,7 +128,7 @@ def escalate(conn, alert: dict, *, to_region: str, reason: str, now: datetime,
              actor: str = ESCALATION_ACTOR) -> bool:
     """Make the alert visible (and notified) at ``to_region``; recorded in its history. False when
     it is already visible there or higher, or no longer active."""
-    if alert["status"] not in ACTIVE:
+    if alert["status"] not in ACTIVE_STATUSES:
         return False
     if rank_in_path(alert, to_region) <= rank_in_path(alert, alert["visible_at"]):
         return False
@@ -143,7 +143,7 @@ def escalate(conn, alert: dict, *, to_region: str, reason: str, now: datetime,
 
 def escalate_immediate(conn, alert: dict, *, now: datetime, config: AlertingConfig) -> str | None:
     """Red (the configured immediate levels) goes one level up at once; returns the region."""
-    if alert["status"] not in ACTIVE or alert["level"] not in config.immediate_levels:
+    if alert["status"] not in ACTIVE_STATUSES or alert["level"] not in config.immediate_levels:
         return None
     if rank_in_path(alert, alert["visible_at"]) > 0:
         return None  # already above its county
@@ -230,7 +230,7 @@ def escalate_due(engine, *, now: datetime | None = None, config: AlertingConfig 
     return done
 
 
-def alerts_for_region(engine, region: str, *, statuses: Iterable[str] = ACTIVE, limit: int = 200) -> list[dict]:
+def alerts_for_region(engine, region: str, *, statuses: Iterable[str] = ACTIVE_STATUSES, limit: int = 200) -> list[dict]:
     """Alerts a region must see as its own: owned by it, dispatched to it (or to one of its grid
     units), or escalated to it."""
     with engine.connect() as conn:
@@ -339,7 +339,7 @@ def _matches(source: str, patterns: Iterable[str]) -> bool:
 def inhibitor_of(conn, alert: dict, *, config: AlertingConfig) -> dict | None:
     """The active umbrella alert inhibiting ``alert`` (same county), if any."""
     rules = [r for r in config.inhibit if _matches(alert["source"], r.target_sources)]
-    if not rules or alert["status"] not in ACTIVE:
+    if not rules or alert["status"] not in ACTIVE_STATUSES:
         return None
     rows = conn.execute(sa.text(
         "SELECT id, source, level, title FROM alerts WHERE adcode = :ad AND id <> :id "

@@ -43,7 +43,6 @@ from analytics.alerting.channels import Outcome
 from analytics.alerting.channels import channel as channel_of
 from analytics.alerting.config import AlertingConfig, AlertingError, load_alerting
 from analytics.alerting.lifecycle import (
-    ACTIVE,
     continue_returning,
     flag_overdue,
     load_alert,
@@ -63,6 +62,7 @@ from analytics.alerting.subscriptions import (
     in_quiet_hours,
 )
 from analytics.levels import LEVEL_LABELS, rank
+from analytics.statuses import ACTIVE_STATUSES
 
 log = logging.getLogger(__name__)
 GROUP_ID = "tongguan-notify"
@@ -170,7 +170,7 @@ class Notifier:
             subs = self._subscriptions(conn)
             rows = []
             for a in alerts:
-                if a["status"] not in ACTIVE:
+                if a["status"] not in ACTIVE_STATUSES:
                     continue
                 continue_returning(conn, a, now=now, config=cfg)
                 escalate_immediate(conn, a, now=now, config=cfg)

@@ -16,8 +16,9 @@ import sqlalchemy as sa
 
 from analytics.alerting.channels import channel, channel_names, setting_fields
 from analytics.alerting.config import AlertingError
-from analytics.alerting.lifecycle import ACTIVE, region_path
+from analytics.alerting.lifecycle import region_path
 from analytics.levels import LEVELS, rank
+from analytics.statuses import ACTIVE_STATUSES
 
 
 def _themes() -> set[str] | None:
@@ -195,7 +196,7 @@ def in_quiet_hours(sub: dict, now: datetime) -> bool:
 def matches(sub: dict, alert: dict) -> bool:
     """Region subtree, themes and minimum level (not silences or quiet hours: those hold or drop
     a notification later, and are logged)."""
-    if not sub.get("active", True) or alert.get("status") not in ACTIVE:
+    if not sub.get("active", True) or alert.get("status") not in ACTIVE_STATUSES:
         return False
     if sub["themes"] and alert["theme"] not in sub["themes"]:
         return False

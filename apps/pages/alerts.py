@@ -22,8 +22,9 @@ from dash import (
     no_update,
 )
 
+from analytics import ACTIVE_STATUSES, LEVELS, STATUSES
 from apps import alerts_view as view
-from apps.catalogue import LEVEL_COLOURS, LEVELS, OPEN_STATUSES, STATUSES, norm_theme
+from apps.catalogue import LEVEL_COLOURS, norm_theme
 from apps.components import error_panel, panel, query_string, theme_selector
 from apps.context import current_scope, engine
 from apps.errors import AppsError
@@ -131,7 +132,7 @@ def layout(region=None, theme=None, level=None, status=None, lang=None, **_query
     eng = engine()
     theme = norm_theme(theme)
     levels = _csv(level, LEVELS)
-    statuses = _csv(status, STATUSES) if status is not None else list(OPEN_STATUSES)
+    statuses = _csv(status, STATUSES) if status is not None else list(ACTIVE_STATUSES)
     try:
         region = view.check_region(eng, scope.home, region)
         df = view.filter_alerts(eng, home=scope.home, region=region, theme=theme, levels=levels, statuses=statuses)

@@ -9,8 +9,9 @@ import dash
 import pandas as pd
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
+from analytics import ACTIVE_STATUSES
 from apps import data, handling
-from apps.catalogue import OPEN_STATUSES, WINDOWS, label, theme_label
+from apps.catalogue import WINDOWS, label, theme_label
 from apps.components import alerts_table, error_panel, header, kpi_strip, panel
 from apps.context import engine
 from apps.errors import AppsError
@@ -80,7 +81,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     fig, sensors, events = build_map(eng, p, selected=sensor, alerts=alerts, focus=focus)
     if not alerts.empty:
         recent = alerts["last_seen"] >= pd.Timestamp.now(tz="UTC") - WINDOWS[p.window]
-        alerts = alerts[recent | alerts["status"].isin(OPEN_STATUSES)]
+        alerts = alerts[recent | alerts["status"].isin(ACTIVE_STATUSES)]
     table = alerts_table(PAGE, alerts, lang=p.lang, actions=True, search=p.search,
                          focus=focus["id"] if focus else None)
     series = (series_panel(eng, sensor, p, sensors) if sensor

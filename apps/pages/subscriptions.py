@@ -7,10 +7,11 @@ from __future__ import annotations
 import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
+from analytics import LEVELS
 from analytics.alerting.channels import channel, channels, setting_fields
 from apps import subscriptions_view as view
 from apps.alerts_view import region_options
-from apps.catalogue import LEVEL_COLOURS, LEVELS, theme_label, themes
+from apps.catalogue import LEVEL_COLOURS, theme_label, themes
 from apps.components import _when, error_panel, panel
 from apps.context import current_scope, engine
 from apps.i18n import norm_lang, t

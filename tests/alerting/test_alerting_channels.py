@@ -8,7 +8,14 @@ import argparse
 import pytest
 
 from analytics.alerting import channels as registry
-from analytics.alerting.channels import Channel, Field, Outcome, channel, channel_names, setting_fields
+from analytics.alerting.channels import (
+    Channel,
+    Field,
+    Outcome,
+    channel,
+    channel_names,
+    setting_fields,
+)
 from analytics.alerting.config import AlertingError
 
 

@@ -186,7 +186,7 @@ def test_county_sensor_series_and_acknowledge_an_alert(server, browser):
     row.find_element("css selector", ".action-ack").click()
     result = wait_for(browser, lambda d: d.find_element("id", "county-action-result").text, what="action result")
     assert "已处理" in result, result
-    wait_for(browser, lambda d: "已确认" in d.find_element("id", "county-alert-row-e2e-ack").text,
+    wait_for(browser, lambda d: "已签收" in d.find_element("id", "county-alert-row-e2e-ack").text,
              what="the alert shown as acknowledged")
     with engine_for(url).connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM alerts WHERE id = 'e2e-ack'")).scalar() == "acknowledged"

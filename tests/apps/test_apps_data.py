@@ -7,8 +7,9 @@ import pytest
 import sqlalchemy as sa
 from dash import no_update
 
+from analytics import ACTIVE_STATUSES, LEVELS
 from apps import data
-from apps.catalogue import LEVELS, OPEN_STATUSES, indicators
+from apps.catalogue import indicators
 from apps.errors import AppsError
 from tongguan.db import engine_for
 
@@ -40,7 +41,7 @@ def test_region_state_matches_the_alerts_table_and_lists_every_city(eng):
     with eng.connect() as conn:
         expected = dict(conn.execute(sa.text(
             "SELECT city, count(*) FROM alerts WHERE province = '440000' AND status = ANY(:s) GROUP BY city"),
-            {"s": list(OPEN_STATUSES)}).all())
+            {"s": list(ACTIVE_STATUSES)}).all())
     got = {r.adcode: r.open for r in state.itertuples() if r.open}
     assert got == {k.strip(): v for k, v in expected.items()}
     ranks = state["rank"].tolist()
@@ -53,7 +54,7 @@ def test_theme_filter_narrows_the_state(eng):
     with eng.connect() as conn:
         n_flood = conn.execute(sa.text(
             "SELECT count(*) FROM alerts WHERE theme = 'flood' AND status = ANY(:s)"),
-            {"s": list(OPEN_STATUSES)}).scalar()
+            {"s": list(ACTIVE_STATUSES)}).scalar()
     assert flood == n_flood and flood < all_open
 
 
