@@ -117,6 +117,12 @@ def test_table_rows_for_documents(tmp_path):
     assert all(len(r) == len(db.COLUMNS) for r in rows)
     text = db.format_table(result)
     assert text.count("\n| ") == len(rows) and "published, not run here" in text
+    assert db.simulator_rows(result) == []  # run without the simulator: no second table
+    result["simulator"] = {"seed": 3, "days": 1.0, "sensors": 400, "recall": 0.93, "precision": 0.9,
+                           "false_alarms_per_100_sensor_days": 0.5, "median_flood_lead_min": 21.0}
+    sim = db.simulator_rows(result)
+    assert sim[0] == list(db.SIM_COLUMNS) and sim[1][1:4] == ["0.930", "0.50", "21.0"]
+    assert db.format_table(result).count("\n| ") == len(rows) + len(sim)
 
 
 @pytest.mark.parametrize("layout", ["missing", "no-metrics", "no-valve2"])
