@@ -10,7 +10,8 @@ Reasons: ``not_json``, ``not_object``, ``oversized``, ``unknown_schema``, ``miss
 ``wrong_type``, ``not_finite``, ``unknown_metric``, ``wrong_unit``, ``out_of_range``,
 ``unknown_event_type``, ``bad_coordinates``, ``swapped_coordinates``, ``outside_regions``
 (decided by the worker with the region index), ``ts_without_offset``, ``bad_timestamp``,
-``ts_in_future``, ``ts_too_old``, ``too_long``, ``empty_batch``, ``duplicate_in_message``.
+``ts_in_future``, ``ts_too_old``, ``too_long``, ``empty_batch``, ``duplicate_in_message``,
+``too_deep`` (JSON nested deeper than 1024 levels).
 
 >>> from datetime import datetime, timezone
 >>> now = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc).timestamp()
@@ -275,6 +276,10 @@ def _decode(raw: bytes) -> tuple[Any, Problem | None]:
     try:
         return orjson.loads(raw), None
     except orjson.JSONDecodeError as exc:
+        if "recursion" in str(exc).lower():
+            # Nested deeper than orjson's 1024 levels: no contract message comes near that, and
+            # the stdlib parser below would exhaust the interpreter's stack on it.
+            return None, Problem("too_deep", None, f"JSON nested deeper than 1024 levels: {exc}")
         # orjson refuses NaN/Infinity literals and overflowing numbers; tell them apart from
         # garbage so the producer learns the real problem.
         import json
@@ -286,7 +291,7 @@ def _decode(raw: bytes) -> tuple[Any, Problem | None]:
             json.loads(raw, parse_constant=bad_constant)
         except _Bad as bad:
             return None, bad.problem
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             pass
         if "infinity" in str(exc):
             return None, Problem("not_finite", None, f"a number overflows a double: {exc}")
