@@ -154,9 +154,11 @@ def partition_lag(consumer, partitions) -> int:
     missing = []
     lag = 0
     for tp in partitions:
-        position = consumer.position(tp, timeout_ms=1000) if hasattr(consumer, "position") else None
+        position = consumer.position(tp, timeout_ms=1000)
         if position is None:
-            continue
+            # Not known yet (the committed offset is still being fetched): count from the
+            # group's committed offset, never as "caught up".
+            position = consumer.committed(tp) or 0
         hw = consumer.highwater(tp)
         if hw is None:
             missing.append((tp, position))

@@ -244,22 +244,35 @@ def test_fuzzed_stream_from_two_client_lineages_through_the_running_worker(setti
         # Random draws (not a shrunk minimal example): a stream, not a property to shrink.
         warnings.simplefilter("ignore", NonInteractiveExampleWarning)
         batch = [(MESSAGES.example(), bool(i % 3 == 0)) for i in range(120)]
+    # Below the broker's 1 MiB message limit, so every message is delivered (the worker's own
+    # size limit, 'oversized', is well below that and is exercised here).
+    batch = [(v, video) for v, video in batch if len(v) < 900_000]
     ck = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 20, "message.max.bytes": 2_000_000})
     kp = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, max_request_size=2_000_000)
     goods = 0
+    failed: list = []
+    futures = []
+
+    def delivered(err, _msg):
+        if err is not None:
+            failed.append(err)
+
     for i, (value, to_video) in enumerate(batch):
         topic = settings.topic("video" if to_video else "readings")
         if i % 2:
-            ck.produce(topic, value=value, key=str(i).encode())
+            ck.produce(topic, value=value, key=str(i).encode(), on_delivery=delivered)
         else:
-            kp.send(topic, value=value, key=str(i).encode())
+            futures.append(kp.send(topic, value=value, key=str(i).encode()))
         if i % 10 == 0:
-            kp.send(settings.topic("readings"), value=_good(i, "stream"))
+            futures.append(kp.send(settings.topic("readings"), value=_good(i, "stream")))
             goods += 1
     assert ck.flush(30) == 0
     del ck
     kp.flush()
+    for f in futures:
+        f.get(timeout=30)
     kp.close()
+    assert not failed, failed
 
     stats = StoreWorker(settings, WorkerConfig(until_idle=True, batch_size=37)).run()
 
