@@ -26,8 +26,12 @@ def register(sub) -> None:
     asub.required = True
 
     p = asub.add_parser("detect", help="score one series: timestamp,value -> timestamp,value,anomaly_score,level")
-    p.add_argument("--input", required=True, help="CSV with columns timestamp,value (sorted by time)")
+    p.add_argument("--input", required=True, help="CSV with columns timestamp,value (timestamps that go "
+                                                   "back, repeat or jump are scored and counted)")
     p.add_argument("--output", required=True, help="CSV to write")
+    p.add_argument("--columns", type=_column_list,
+                   help="several value columns of one site, scored jointly (e.g. --columns a,b,c); "
+                        "writes timestamp,a,b,c,anomaly_score,level")
     p.add_argument("--metric", help="catalogue metric name: its detector configuration and, if trained, "
                                     "its latest model from the registry files")
     p.add_argument("--tz", help="offset for timestamps that have none, e.g. +08:00")
@@ -57,14 +61,29 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_live)
 
 
+def _column_list(text: str) -> list[str]:
+    cols = [c.strip() for c in text.split(",")]
+    if not cols or any(not c for c in cols) or len(set(cols)) != len(cols):
+        raise ValueError(text)
+    return cols
+
+
+_column_list.__name__ = "column list"
+
+
 def cmd_detect(args, ctx) -> int:
     from analytics.registry import detector_for_offline
     from analytics.series import parse_tz, score_csv
 
-    detector, version = detector_for_offline(args.metric, ctx.settings.home)
-    n = score_csv(args.input, args.output, detector, tz=parse_tz(args.tz))
-    print(json.dumps({"rows": n, "output": args.output, "metric": args.metric, "model": version},
-                     ensure_ascii=False), file=sys.stderr)
+    if args.columns and args.metric:
+        from analytics.errors import AnalyticsError
+
+        raise AnalyticsError("--metric applies to one series; a site (--columns) is scored without one")
+    detector, version = (None, None) if args.columns else detector_for_offline(args.metric, ctx.settings.home)
+    summary: dict = {}
+    n = score_csv(args.input, args.output, detector, tz=parse_tz(args.tz), columns=args.columns, summary=summary)
+    print(json.dumps({"rows": n, "output": args.output, "metric": args.metric, "model": version,
+                      "columns": args.columns, **summary}, ensure_ascii=False), file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,9 @@ Scoring is separate from deciding: ``ScoreThresholder`` turns scores into warnin
 
 from __future__ import annotations
 
+import math
+from array import array
+from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,10 +29,15 @@ import yaml
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from analytics.calibration import TailCalibrator, level_points, level_score
 from analytics.errors import AnalyticsError
 from analytics.features import (
+    LOCAL_TZ_OFFSET_S,
+    LONG,
+    REPEATS_LEARNED,
     FeatureState,
     frame_features,
+    hour_of_day,
     learn,
     series_features,
 )
@@ -251,7 +259,7 @@ def metric_config(metric: str | None) -> MetricConfig:
     data = _anomaly_config()
     cfg = dict(data.get("defaults") or {})
     cfg.update((data.get("metrics") or {}).get(metric or "", {}))
-    span = 1000.0
+    span = 0.0  # a series of unknown metric (a file, a test rig) has no known resolution
     if metric:
         try:
             from ingest import load_catalogue
@@ -262,30 +270,199 @@ def metric_config(metric: str | None) -> MetricConfig:
         if m is None:
             raise AnalyticsError(f"unknown metric {metric!r}; see ingest/catalogue.yaml for the names")
         span = m.max - m.min
-    return MetricConfig(components=tuple(cfg["components"]), floor=float(cfg["floor_fraction"]) * span,
+    return MetricConfig(components=tuple(cfg["components"]), floor=max(float(cfg["floor_fraction"]) * span, 1e-9),
                         stuck_ignore_zero=bool(cfg.get("stuck_ignore_zero", False)))
 
 
 # ---------------------------------------------------------------------------- the composite
+CALIBRATED = ("spike", "level_shift", "drift", "time_of_day")
+QUARANTINE = 30  # regime readings kept to re-learn from
+DRIFT_WARM_S = 2 * 86400.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How calibrated scores become a regime (``anomaly.yaml`` ``tail_rates`` and ``decision``).
+
+    ``points``: the p -> score curve (each level's tail rate lands on its score cut). A sensor
+    enters an abnormal regime when ``enter_k`` of its last ``enter_m`` readings reach the lowest
+    level, or at once on a reading at the ``strong`` level; it leaves once the mean score of about
+    its last ``exit_n`` readings (exponentially weighted) is below ``exit_score``, or when
+    ``exit_n`` readings in a row are. While in a regime nothing is learned (baselines and
+    calibration are frozen), so a long abnormal regime stays flagged; one that lasts longer than
+    both ``relearn_s`` and ``relearn_n`` readings is taken as the new normal and re-learned.
+    """
+
+    points: tuple
+    low_cut: float
+    strong_cut: float
+    enter_k: int
+    enter_m: int
+    exit_n: int
+    exit_score: float
+    relearn_s: float
+    relearn_n: int
+
+
+@lru_cache(maxsize=4)
+def decision_config(path: str | None = None) -> Decision:
+    data = _anomaly_config(path)
+    cuts = data["thresholds"]
+    rates = data.get("tail_rates") or {}
+    d = data.get("decision") or {}
+    try:
+        points = tuple(level_points({k: float(v) for k, v in rates.items()}, cuts))
+        out = Decision(points=points, low_cut=min(float(c) for c in cuts.values()),
+                       strong_cut=max(float(c) for c in cuts.values()),
+                       enter_k=int(d.get("enter_k", 3)), enter_m=int(d.get("enter_m", 5)),
+                       exit_n=int(d.get("exit_n", 10)), exit_score=float(d.get("exit_score", 0.3)),
+                       relearn_s=float(d.get("relearn_minutes", 10.0)) * 60.0, relearn_n=int(d.get("relearn_n", 600)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnalyticsError(f"anomaly configuration: bad tail_rates/decision: {exc}") from exc
+    if not 1 <= out.enter_k <= out.enter_m <= 30:
+        raise AnalyticsError("anomaly configuration: need 1 <= enter_k <= enter_m <= 30")
+    return out
+
+
+@dataclass
+class Regime:
+    """Hysteresis state of one sensor or site (see :class:`Decision`)."""
+
+    active: bool = False
+    since: float = 0.0
+    n: int = 0
+    hits: int = 0  # bit mask of the last enter_m readings at the lowest level
+    calm: float = 0.0  # mean score in the regime, exponentially weighted
+    quiet: int = 0  # readings in a row below the exit score
+    entered: int = 0  # regimes entered so far
+    relearned: int = 0  # regimes so long they were taken as the new normal
+
+
+def decide(reg: Regime, dec: Decision, score: float, t: float) -> tuple[float, bool]:
+    """Calibrated ``score`` -> (reported score, learn this reading?). Pure but for ``reg``.
+
+    >>> dec = decision_config(); reg = Regime()
+    >>> [round(decide(reg, dec, s, i)[0], 2) for i, s in enumerate([0.7, 0.1, 0.7, 0.7, 0.1])]
+    [0.59, 0.1, 0.59, 0.7, 0.6]
+    """
+    hit = score >= dec.low_cut
+    reg.hits = ((reg.hits << 1) | hit) & ((1 << dec.enter_m) - 1)
+    if not reg.active:
+        if score >= dec.strong_cut or reg.hits.bit_count() >= dec.enter_k:
+            reg.active, reg.since, reg.n, reg.calm, reg.quiet = True, t, 0, score, 0
+            reg.entered += 1
+        else:
+            # not (yet) confirmed: reported just below the lowest level; learned unless strong
+            return (min(score, dec.low_cut - 0.01) if hit else score), True
+    reg.n += 1
+    # calm: the exponentially weighted mean score over about exit_n readings (a noisy or
+    # quantised signal never gives exit_n quiet readings in a row, yet is plainly back)
+    if reg.n > 1:
+        reg.calm += (score - reg.calm) / dec.exit_n
+    reg.quiet = reg.quiet + 1 if score < dec.exit_score else 0
+    if reg.quiet >= dec.exit_n or (reg.n >= dec.exit_n and reg.calm < dec.exit_score):
+        reg.active = False
+        reg.hits = 0
+        return score, True
+    return max(score, dec.low_cut), False
+
+
+def _local_day_hour(t: float) -> tuple[int, int]:
+    local = t + LOCAL_TZ_OFFSET_S
+    day = int(local // 86400)
+    return day, int((local % 86400) // 3600)
+
+
+SEASON_BINS = 48  # hour of day x (weekday, weekend)
+SEASON_DAYS = 3  # distinct days a bin needs before it is scored
+SEASON_MEMORY = 2000.0  # readings per bin the profile averages over, at most
+
+
+class SeasonProfile:
+    """Hour-of-day (weekdays and weekends apart) level and spread, learned online from accepted
+    readings: exponentially weighted mean and mean absolute deviation per bin, scored only once a
+    bin has seen ``SEASON_DAYS`` different days. ``4 * SEASON_BINS`` doubles."""
+
+    __slots__ = ("mean", "mad", "count", "days", "last_day")
+
+    def __init__(self) -> None:
+        z = bytes(8 * SEASON_BINS)
+        self.mean, self.mad, self.count = array("d", z), array("d", z), array("d", z)
+        self.days = array("i", bytes(4 * SEASON_BINS))
+        self.last_day = array("i", [-1] * SEASON_BINS)
+
+    @property
+    def nbytes(self) -> int:
+        return 8 * 3 * SEASON_BINS + 4 * 2 * SEASON_BINS
+
+    @staticmethod
+    def bin(t: float) -> tuple[int, int]:
+        day, hour = _local_day_hour(t)
+        weekend = (day + 3) % 7 >= 5  # day 0 (1970-01-01) was a Thursday
+        return 24 * weekend + hour, day
+
+    def learn(self, t: float, v: float) -> None:
+        b, day = self.bin(t)
+        c = self.count[b] + 1.0
+        self.count[b] = c
+        a = 1.0 / min(c, SEASON_MEMORY)
+        d = v - self.mean[b]
+        self.mean[b] += a * d
+        self.mad[b] += a * (abs(d) - self.mad[b]) if c > 1 else 0.0
+        if day != self.last_day[b]:
+            self.last_day[b] = day
+            self.days[b] += 1
+
+    def z(self, t: float, v: float, noise: float) -> float | None:
+        b, _ = self.bin(t)
+        if self.days[b] < SEASON_DAYS:
+            return None
+        return abs(v - self.mean[b]) / max(self.mad[b] * 1.2533, noise)  # mean |dev| -> sd
+
+
 @dataclass
 class SeriesState:
-    """Per-series state of a :class:`SeriesDetector`."""
+    """Per-series state of a :class:`SeriesDetector` (bounded: see :meth:`nbytes`)."""
 
     features: FeatureState = field(default_factory=FeatureState)
     last_t: float | None = None
+    first_t: float | None = None  # when the drift reference was set
     tod_offset: float = 0.0  # a level the series adapted to, relative to the trained profile
-    prev_shift: float = 0.0
+    calibrators: dict = field(default_factory=lambda: {c: TailCalibrator() for c in CALIBRATED})
+    season: SeasonProfile = field(default_factory=SeasonProfile)
+    regime: Regime = field(default_factory=Regime)
+    quarantine: deque = field(default_factory=lambda: deque(maxlen=QUARANTINE))
+    # messy time, counted: readings earlier than the one before, at the same time, after a gap
+    late: int = 0
+    repeated: int = 0
+    gaps: int = 0
+    last_dt: float = 0.0
+
+    def nbytes(self) -> int:
+        """Upper bound of the memory this state holds, in bytes (CPython 3.11, 64-bit)."""
+        fs = self.features
+        floats = 24 + 8  # a float object plus its slot in a deque
+        deques = sum(d.maxlen for d in (fs.short, fs.long, fs.diffs, fs.recent)) * floats + 4 * 640
+        quarantine = self.quarantine.maxlen * (56 + 2 * floats) + 640
+        cal = sum(c.nbytes + 64 for c in self.calibrators.values()) + 232
+        return deques + quarantine + cal + self.season.nbytes + 5 * 64 + 2 * 600  # + objects, dicts
+
+    def time_counts(self) -> dict:
+        return {"late": self.late, "repeated": self.repeated, "gaps": self.gaps}
 
 
 class SeriesDetector(BaseEstimator):
     """All component detectors over one series of readings, with explicit streaming state.
 
-    ``fit(frame)`` takes a ``timestamp,value`` DataFrame of history (with a ``series`` column,
-    several sensors' histories at once: a metric-wide model). Untrained use starts from
-    ``prior()``: standardised features and a 6 h stuck limit, adapting as readings arrive.
-    ``accept_below``: readings scoring at or above it are not learned (the detector does not
-    learn from points it flags) — unless ``adapt_after`` of them come in a row, which is a new
-    normal (a re-installed sensor, a changed set-point): the baselines restart from them.
+    Each reading gets raw component scores (robust z of a spike against the last few accepted
+    readings, of a level against the accepted long window, of the slow average's drift, of the
+    hour-of-day profile learned online; the stuck run length), each raw score is calibrated to a
+    tail probability against the series' own history of that score (:mod:`analytics.calibration`),
+    the smallest (Bonferroni-corrected) is mapped to the 0..1 score, and :func:`decide` applies
+    the hysteresis and decides what is learned. No training is needed.
+
+    ``fit(frame)`` (``tongguan analytics train``) may improve a metric: it learns the stuck limit
+    and an hour-of-day profile from history (with a ``series`` column, several sensors at once).
     """
 
     def __init__(self, metric: str | None = None, accept_below: float = 0.3, adapt_after: int = 30,
@@ -301,6 +478,8 @@ class SeriesDetector(BaseEstimator):
         self.components_ = cfg.components
         self.floor_ = cfg.floor
         self.stuck_ignore_zero_ = cfg.stuck_ignore_zero
+        self.decision_ = decision_config()
+        self.calibrated_ = tuple(c for c in CALIBRATED if c in cfg.components)
         self.spike_ = SpikeDetector()
         self.level_shift_ = LevelShiftDetector()
         self.drift_ = DriftDetector()
@@ -331,9 +510,8 @@ class SeriesDetector(BaseEstimator):
         self.level_shift_.set_params(min_scale=0.5).fit(F[["shift_z"]].to_numpy())
         self.drift_.set_params(min_scale=1.0).fit(F[["drift"]].to_numpy())
         self.stuck_.fit(F[["run_s"]].to_numpy())
-        # Refit every component without the rows any of them flags: no learning from anomalies.
-        scores = self._frame_scores(F)
-        keep = scores < self.accept_below
+        # Refit without the rows any component flags: no learning from anomalies in the history.
+        keep = self._frame_scores(F) < 0.3
         if keep.sum() >= 50:
             F = F[keep]
         if len(F) > 50_000:  # the per-hour profile needs no more; subsample reproducibly
@@ -365,58 +543,119 @@ class SeriesDetector(BaseEstimator):
         check_is_fitted(self, "floor_")  # once per series, not per reading (the hot path)
         return SeriesState()
 
-    def step(self, state: SeriesState, t: float, v: float) -> tuple[float, dict]:
-        """Score reading ``(t, v)`` from the readings before it, then learn from it unless
-        flagged. Returns ``(score, {component: score})``; readings out of time order score 0
-        and are not learned."""
-        if state.last_t is not None and t < state.last_t:
-            return 0.0, {}
-        state.last_t = t
+    def raw_scores(self, state: SeriesState, t: float, v: float) -> tuple[dict, dict]:
+        """(raw component scores, features) of reading ``(t, v)``; updates only the raw parts of
+        the state (recent values, run length), never what is learned."""
         fs = state.features
         f = series_features(fs, t, v, self.floor_)
-        parts = {}
         comps = self.components_
-        warm = fs.n >= WARMUP  # the noise scale needs some history before z-scores mean anything
-        if "spike" in comps and warm:
-            parts["spike"] = self.spike_.score_one(f["spike_z"])
-        if "level_shift" in comps and warm:
-            # a shift is a new level that stays: confirmed by two readings in a row
-            shift = self.level_shift_.score_one(f["shift_z"])
-            parts["level_shift"] = min(shift, state.prev_shift)
-            state.prev_shift = shift
-        if "drift" in comps and fs.reference is not None:
-            parts["drift"] = self.drift_.score_one(f["drift"])
-        if "stuck" in comps and not (self.stuck_ignore_zero_ and v == 0):
-            parts["stuck"] = self.stuck_.score_one(f["run_s"])
-        if self.time_of_day_ is not None:
-            parts["time_of_day"] = self.time_of_day_.score_one(v - state.tod_offset, f["hour"])
-        score = max(parts.values()) if parts else 0.0
-        if score < self.accept_below:
-            learn(fs, t, v)
-            fs.rejected_run = 0
-            fs.quarantine.clear()
-        else:
-            fs.rejected_run += 1
-            fs.quarantine.append((t, v))
-            if fs.rejected_run >= self.adapt_after and parts.get("stuck", 0.0) < self.accept_below:
-                # A sustained new level: restart the baselines from it (stuck values never are).
-                fs.short.clear()
-                fs.long.clear()
-                for qt, qv in fs.quarantine:
-                    learn(fs, qt, qv)
-                fs.reference = median(q for _, q in fs.quarantine)
-                if self.time_of_day_ is not None:
-                    from analytics.features import hour_of_day
+        raw = {}
+        if fs.n >= WARMUP:  # the noise scale needs some history before z-scores mean anything
+            if "spike" in comps:
+                raw["spike"] = abs(f["spike_z"])
+            if "level_shift" in comps:
+                center, spread = fs.level_baseline(self.floor_)
+                raw["level_shift"] = abs(median(fs.recent) - center) / spread
+            if "drift" in comps and fs.reference is not None:
+                # the slow average swings with the daily cycle: its normal range is only known
+                # once the calibration has seen whole days
+                if state.first_t is None:
+                    state.first_t = t
+                elif t - state.first_t >= DRIFT_WARM_S:
+                    raw["drift"] = abs(f["drift"])
+            if "time_of_day" in comps:
+                tod = self.time_of_day_
+                if tod is not None:
+                    h = f["hour"]
+                    z = None if tod.scale_[h] == np.inf else abs(v - state.tod_offset - tod.center_[h]) / tod.scale_[h]
+                else:
+                    z = state.season.z(t, v, fs.noise_scale(self.floor_))
+                if z is not None:
+                    raw["time_of_day"] = float(z)
+        return raw, f
 
-                    tod = self.time_of_day_.center_
-                    offsets = [q - tod[hour_of_day(qt)] for qt, q in fs.quarantine
-                               if np.isfinite(tod[hour_of_day(qt)])]
-                    if offsets:
-                        state.tod_offset = median(offsets)
-                fs.ewm = fs.reference
-                fs.quarantine.clear()
-                fs.rejected_run = 0
-        return float(score), parts
+    def step(self, state: SeriesState, t: float, v: float) -> tuple[float, dict]:
+        """Score reading ``(t, v)`` from the readings before it, then learn from it unless the
+        series is in an abnormal regime. Returns ``(score, {component: score})``.
+
+        Messy time is scored, never refused: a reading earlier than the one before (a clock
+        resync) is scored at the latest time seen and counted in ``state.late``; one at the same
+        time in ``state.repeated`` (an exact replay is not learned twice); a jump of more than ten
+        typical intervals in ``state.gaps``."""
+        last = state.last_t
+        replay = False
+        if last is not None:
+            dt = t - last
+            if dt < 0:
+                state.late += 1
+                t = last
+            elif dt == 0:
+                state.repeated += 1
+                replay = v == state.features.last_accepted
+            else:
+                if state.last_dt > 0 and dt > 10 * state.last_dt:
+                    state.gaps += 1
+                state.last_dt = dt if state.last_dt == 0 else 0.9 * state.last_dt + 0.1 * min(dt, 10 * state.last_dt)
+        state.last_t = t
+        raw, f = self.raw_scores(state, t, v)
+        dec = self.decision_
+        cals = state.calibrators
+        parts = {}
+        k = len(raw)
+        for c, x in raw.items():
+            # Bonferroni over the components: the combined score keeps the configured tail rates
+            parts[c] = level_score(min(1.0, cals[c].p(x) * k), dec.points)
+        if "stuck" in self.components_ and not (self.stuck_ignore_zero_ and v == 0):
+            parts["stuck"] = self.stuck_.score_one(f["run_s"])
+        score = max(parts.values()) if parts else 0.0
+        reg = state.regime
+        if any(cals[c].prior for c in raw):
+            # cold start: the series' own score history is still being gathered; its scores are
+            # shown but raise no level and freeze nothing (a regime entered on a guess would stick)
+            reported, learn_ok = min(score, dec.low_cut - 0.01), True
+        else:
+            reported, learn_ok = decide(reg, dec, score, t)
+        if learn_ok:
+            state.quarantine.clear()
+            if not replay:
+                fs = state.features
+                learn(fs, t, v)
+                if fs.run_n <= REPEATS_LEARNED:
+                    for c, x in raw.items():
+                        cals[c].add(x)
+                    if "time_of_day" in self.components_:
+                        state.season.learn(t, v)
+        else:
+            state.quarantine.append((t, v))
+            if reg.n >= dec.relearn_n and t - reg.since >= dec.relearn_s and parts.get("stuck", 0.0) < dec.low_cut:
+                self._relearn(state)
+        return float(reported), parts
+
+    def _relearn(self, state: SeriesState) -> None:
+        """A regime far longer than any incident: the new normal (a re-installed sensor, a
+        changed set-point). The baselines restart from the regime's recent readings; counted in
+        ``state.regime.relearned``. Stuck values never are."""
+        fs = state.features
+        fs.short.clear()
+        fs.long.clear()
+        fs.diffs.clear()
+        fs.last_accepted = None
+        fs.scale_n = fs.level_n = -1
+        for qt, qv in state.quarantine:
+            learn(fs, qt, qv)
+        fs.reference = median(q for _, q in state.quarantine)
+        if self.time_of_day_ is not None:
+            tod = self.time_of_day_.center_
+            offsets = [q - tod[hour_of_day(qt)] for qt, q in state.quarantine if np.isfinite(tod[hour_of_day(qt)])]
+            if offsets:
+                state.tod_offset = median(offsets)
+        else:
+            state.season = SeasonProfile()
+        fs.ewm = fs.reference
+        state.quarantine.clear()
+        reg = state.regime
+        reg.active, reg.hits, reg.calm = False, 0, 0.0
+        reg.relearned += 1
 
     def score_frame(self, X) -> pd.DataFrame:
         """Scores of a whole ``timestamp,value`` series, streaming (row k uses rows <= k)."""
@@ -427,8 +666,195 @@ class SeriesDetector(BaseEstimator):
         out = []
         for ts, v in zip(frame["timestamp"], frame["value"].to_numpy(dtype=float)):
             score, parts = self.step(st, to_epoch(ts), float(v))
-            out.append((score, max(parts, key=parts.get) if score > 0 else ""))
+            out.append((score, max(parts, key=parts.get) if score > 0 and parts else ""))
         return pd.DataFrame(out, columns=["anomaly_score", "component"], index=frame.index)
+
+
+# ------------------------------------------------------------------------------------ sites
+SITE_REFRESH = 32  # accepted rows between re-inverting a site's covariance
+SITE_SHRINK = 0.2  # largest weight of the identity in the shrinkage covariance of a site's residuals
+SITE_MEMORY = 2000.0  # rows the covariance averages over, at most
+
+
+@dataclass
+class SiteState:
+    """Per-site state of a :class:`SiteDetector`: each channel's series state, the running mean and
+    second moment of the channels' standardised level residuals on accepted rows, the cached
+    inverse of their shrinkage covariance, the joint score's calibrator and the site's regime."""
+
+    channels: list
+    mean: list
+    second: list  # k x k, row-major
+    inverse: list  # k x k, row-major; identity until estimated
+    rows: float = 0.0
+    since_inverse: int = 0
+    calibrator: TailCalibrator = field(default_factory=TailCalibrator)
+    regime: Regime = field(default_factory=Regime)
+    last_t: float | None = None
+    late: int = 0
+    repeated: int = 0
+    gaps: int = 0
+    missing: int = 0
+
+    def nbytes(self) -> int:
+        k = len(self.channels)
+        return sum(c.nbytes() for c in self.channels) + (3 * k * k + k) * 32 + self.calibrator.nbytes + 1024
+
+    def time_counts(self) -> dict:
+        return {"late": self.late, "repeated": self.repeated, "gaps": self.gaps, "missing": self.missing}
+
+
+class SiteDetector(BaseEstimator):
+    """Co-located channels (one station, one grid cell, a configured group: SKAB's eight pump
+    channels) scored jointly through the same path as one series.
+
+    Each row: every channel's raw components as in :class:`SeriesDetector`, and the vector of its
+    standardised level residuals (the median of the last readings against the accepted long
+    window). The joint raw score is Hotelling's T² of that vector under a shrinkage covariance
+    (toward the identity, ``SITE_SHRINK`` at most, less as rows accumulate) estimated on accepted rows only; it is calibrated like
+    any component, combined (Bonferroni) with the channels' own calibrated components, and one
+    site regime decides what every channel learns. A missing channel value (``None`` or NaN)
+    counts as at its baseline and is counted in ``state.missing``.
+    """
+
+    def __init__(self, channels: tuple = (), metrics: tuple | None = None):
+        self.channels = channels
+        self.metrics = metrics
+
+    def prior(self):
+        if not self.channels:
+            raise AnalyticsError("a site needs at least one channel")
+        metrics = self.metrics or (None,) * len(self.channels)
+        if len(metrics) != len(self.channels):
+            raise AnalyticsError("give one metric per channel (or none)")
+        self.detectors_ = [SeriesDetector(metric=m).prior() for m in metrics]
+        self.decision_ = decision_config()
+        return self
+
+    def new_state(self) -> SiteState:
+        if not hasattr(self, "detectors_"):
+            raise AnalyticsError("call prior() first: a site learns online, from its own rows")
+        k = len(self.detectors_)
+        ident = [1.0 if i == j else 0.0 for i in range(k) for j in range(k)]
+        return SiteState(channels=[d.new_state() for d in self.detectors_], mean=[0.0] * k,
+                         second=list(ident), inverse=list(ident))
+
+    def _reinvert(self, st: SiteState) -> None:
+        k = len(st.mean)
+        m = np.array(st.mean)
+        cov = np.array(st.second).reshape(k, k) - np.outer(m, m)
+        sd = np.sqrt(np.clip(np.diag(cov), 1e-12, None))
+        corr = cov / np.outer(sd, sd)
+        lam = min(SITE_SHRINK, SITE_SHRINK * 20 * k / max(st.rows, 1.0))  # less as rows accumulate
+        shrunk = (1.0 - lam) * corr + lam * np.eye(k)
+        inv = np.linalg.pinv(shrunk) / np.outer(sd, sd)
+        st.inverse = inv.ravel().tolist()
+        st.since_inverse = 0
+
+    def step(self, state: SiteState, t: float, values) -> tuple[float, dict]:
+        """Score one row of channel values (in ``channels`` order). Returns ``(score, parts)``
+        with parts ``{"joint": score, channel: its highest component score}``."""
+        if len(values) != len(self.detectors_):
+            raise AnalyticsError(f"expected {len(self.detectors_)} values, got {len(values)}")
+        last = state.last_t
+        if last is not None:
+            if t < last:
+                state.late += 1
+                t = last
+            elif t == last:
+                state.repeated += 1
+            elif state.channels[0].last_dt > 0 and t - last > 10 * state.channels[0].last_dt:
+                state.gaps += 1
+        state.last_t = t
+        dec = self.decision_
+        k = len(self.detectors_)
+        r = [0.0] * k
+        raws, ps, cold = [], [], False
+        names = self.channels
+        parts = {}
+        n_comp = 0
+        for i, (det, cs, v) in enumerate(zip(self.detectors_, state.channels, values)):
+            if v is None or v != v:
+                state.missing += 1
+                raws.append(None)
+                continue
+            v = float(v)
+            if cs.last_t is not None and t > cs.last_t:
+                dt = t - cs.last_t
+                cs.last_dt = dt if cs.last_dt == 0 else 0.9 * cs.last_dt + 0.1 * min(dt, 10 * cs.last_dt)
+            cs.last_t = t
+            raw, f = det.raw_scores(cs, t, v)
+            raws.append((raw, v))
+            fs = cs.features
+            if fs.n >= WARMUP:
+                # in units of the channel's short-term noise (steadier than the window's spread,
+                # which swings with the wander the covariance is there to explain)
+                # (against the window's plain median: the shared wander is the covariance's to
+                # explain, not each channel's trend line)
+                fs.level_baseline(det.floor_)
+                r[i] = (median(fs.recent) - fs.window_median()) / fs.noise_scale(det.floor_)
+            pmin = 1.0
+            for c, x in raw.items():
+                cal = cs.calibrators[c]
+                cold = cold or cal.prior
+                p = cal.p(x)
+                pmin = p if p < pmin else pmin
+                n_comp += 1
+            ps.append((names[i], pmin))
+        # Hotelling's T² of the residual vector (plain floats: k is small, rows are many)
+        inv = state.inverse
+        d = [r[i] - state.mean[i] for i in range(k)]
+        t2 = 0.0
+        for i in range(k):
+            row = inv[i * k:(i + 1) * k]
+            t2 += d[i] * sum(row[j] * d[j] for j in range(k))
+        joint_raw = math.sqrt(max(t2, 0.0) / k)
+        cold = cold or state.calibrator.prior or state.rows < 4 * k
+        m = n_comp + 1
+        parts["joint"] = level_score(min(1.0, state.calibrator.p(joint_raw) * 2), dec.points)
+        for name, p in ps:
+            parts[name] = level_score(min(1.0, p * 2 * m), dec.points)
+        score = max(parts.values())
+        if cold:
+            reported, learn_ok = min(score, dec.low_cut - 0.01), True
+        else:
+            reported, learn_ok = decide(state.regime, dec, score, t)
+        if learn_ok:
+            for det, cs, item in zip(self.detectors_, state.channels, raws):
+                cs.quarantine.clear()
+                if item is None:
+                    continue
+                raw, v = item
+                learn(cs.features, t, v)
+                if cs.features.run_n <= REPEATS_LEARNED:
+                    for c, x in raw.items():
+                        cs.calibrators[c].add(x)
+            if state.rows >= 4 * k:
+                state.calibrator.add(joint_raw)
+            n = state.rows = state.rows + 1.0
+            a = 1.0 / min(n, SITE_MEMORY)
+            mean, second = state.mean, state.second
+            for i in range(k):
+                mean[i] += a * (r[i] - mean[i])
+                ri = r[i]
+                base = i * k
+                for j in range(k):
+                    second[base + j] += a * (ri * r[j] - second[base + j])
+            state.since_inverse += 1
+            if state.since_inverse >= SITE_REFRESH:
+                self._reinvert(state)
+        else:
+            for cs, item in zip(state.channels, raws):
+                if item is not None:
+                    cs.quarantine.append((t, item[1]))
+            reg = state.regime
+            if reg.n >= dec.relearn_n and t - reg.since >= dec.relearn_s:
+                for det, cs in zip(self.detectors_, state.channels):
+                    if cs.quarantine:
+                        det._relearn(cs)
+                reg.active, reg.hits, reg.calm = False, 0, 0.0
+                reg.relearned += 1
+        return float(reported), parts
 
 
 def _as_frame(X, sort: bool = True) -> pd.DataFrame:
@@ -470,3 +896,34 @@ class ScoreThresholder(BaseEstimator):
 
     def levels(self, scores) -> np.ndarray:
         return np.array([self.level(float(s)) for s in np.asarray(scores, dtype=float).ravel()], dtype=object)
+
+
+class SitePool:
+    """The latest calibrated tail probability of every member of every site (live sensors
+    arrive one reading at a time, so a site is judged on its members' most recent readings),
+    and their combination by the Cauchy rule (valid under the dependence co-located sensors have).
+    Memory: one (time, p) pair per sensor.
+
+    >>> pool = SitePool(max_age=600)
+    >>> pool.update("grid:1", "a", 0.0, 1e-5); pool.update("grid:1", "b", 10.0, 1e-4)
+    >>> p, n = pool.combined("grid:1", 20.0, exclude="c"); n, p < 1e-4
+    (2, True)
+    >>> pool.combined("grid:1", 2000.0)
+    (1.0, 0)
+    """
+
+    def __init__(self, max_age: float = 1800.0):
+        self.max_age = max_age
+        self.sites: dict[str, dict[str, tuple[float, float]]] = {}
+
+    def update(self, site: str, member: str, t: float, p: float) -> None:
+        self.sites.setdefault(site, {})[member] = (t, p)
+
+    def combined(self, site: str, t: float, exclude: str | None = None) -> tuple[float, int]:
+        """(combined p, members counted) of the site's fresh members other than ``exclude``."""
+        members = self.sites.get(site) or {}
+        ps = [p for m, (tm, p) in members.items() if m != exclude and t - tm <= self.max_age]
+        if not ps:
+            return 1.0, 0
+        stat = sum(math.tan((0.5 - max(min(p, 1.0 - 1e-12), 1e-15)) * math.pi) for p in ps) / len(ps)
+        return max(0.5 - math.atan(stat) / math.pi, 0.0), len(ps)

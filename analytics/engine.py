@@ -14,6 +14,14 @@ What raises alerts
 - video surges: more events of a type in a cell than its baseline allows.
 Multi-source corroboration (多源校核): a flood-theme sensor alert with road-ponding video events
 within ``CORROBORATION_M`` metres and ``CORROBORATION_S`` seconds gains confidence and one level.
+A sensor's anomaly is corroborated (not a possible fault) by another alerting source nearby, or by
+its site — the sensors of its grid cell, or at its very place (one station) — scored jointly:
+the Cauchy combination of the other members' latest calibrated tail probabilities
+(:class:`analytics.detectors.SitePool`) at or below the lowest level's tail rate.
+
+Readings that arrive out of time order are counted (``time_stats``: ``late``, ``repeated``,
+``gaps``); a late one is still scored by its anomaly detector, only the rules (which need time
+order) skip it; a repeated timestamp is a replay and is skipped.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from analytics.alerts import AlertBook, Change
-from analytics.detectors import ScoreThresholder, SeriesDetector, SeriesState
+from analytics.calibration import score_p
+from analytics.detectors import ScoreThresholder, SeriesDetector, SeriesState, SitePool, decision_config
 from analytics.levels import step
 from analytics.rules import RuleEngine, SensorState
 from analytics.video import SurgeDetector, SurgeWindows, place_of
@@ -79,6 +88,7 @@ class SensorCtx:
     last_flag_t: float | None = None
     rule_alerts: set = field(default_factory=set)
     forecast: object | None = None
+    site: str = ""
 
 
 class DetectorCore:
@@ -105,6 +115,10 @@ class DetectorCore:
         self._priors: dict[str, SeriesDetector] = {}
         self._area_rain: dict[str, deque] = {}
         self._forecast_due: list[SensorCtx] = []
+        self.sites = SitePool(max_age=CORROBORATION_S)
+        self.time_stats = {"late": 0, "repeated": 0, "gaps": 0}
+        dec = decision_config()
+        self._points, self._site_p = dec.points, score_p(dec.low_cut, dec.points)
 
     # ------------------------------------------------------------------------------ sensors
     def _ctx(self, r: Mapping) -> SensorCtx:
@@ -114,6 +128,8 @@ class DetectorCore:
             place = dict(self.locate(sid, r["lon"], r["lat"]))
             place.update(lon=float(r["lon"]), lat=float(r["lat"]))
             ctx = SensorCtx(sensor_id=sid, metric=r["metric"], place=place)
+            grid = place.get("grid_id")
+            ctx.site = f"grid:{grid}" if grid else f"at:{place['lon']:.4f},{place['lat']:.4f}"
             ctx.rules = self.rules.new_state({**r, **place})
             if self.anomalies:
                 found = self.anomaly_models.get((ctx.metric, sid)) or self.anomaly_models.get((ctx.metric, ""))
@@ -138,7 +154,15 @@ class DetectorCore:
         t, v = float(r["ts"]), float(r["value"])
         if ctx.last_t is not None:
             if t <= ctx.last_t:
-                return  # replayed or out of order: already seen
+                if t == ctx.last_t:
+                    self.time_stats["repeated"] += 1  # a replay: already seen
+                else:
+                    self.time_stats["late"] += 1
+                    if ctx.detector is not None:
+                        self._anomaly(ctx, t, v)
+                return
+            if len(ctx.intervals) >= 3 and t - ctx.last_t > 10 * sorted(ctx.intervals)[len(ctx.intervals) // 2]:
+                self.time_stats["gaps"] += 1
             ctx.intervals.append(t - ctx.last_t)
             self._back_online(ctx, t)
         ctx.last_t = t
@@ -178,6 +202,8 @@ class DetectorCore:
 
     def _anomaly(self, ctx: SensorCtx, t: float, v: float) -> None:
         score, parts = ctx.detector.step(ctx.series, t, v)
+        # the site's members are judged on their own calibrated rarity, flagged or not
+        self.sites.update(ctx.site, ctx.sensor_id, t, score_p(max(parts.values()) if parts else 0.0, self._points))
         key = f"anomaly|sensor:{ctx.sensor_id}"
         level = self.thresholder.level(score) if score > 0 else ""
         if not level:
@@ -187,13 +213,16 @@ class DetectorCore:
         ctx.last_flag_t = t
         if ctx.rule_alerts:
             return  # the rules already alert on this sensor; its deviation is explained
-        component = max(parts, key=parts.get)
+        component = max(parts, key=parts.get) if parts else "regime"
         agreeing = self._neighbour_alerting(ctx, t)
-        corroborated = bool(agreeing)
+        site_p, site_n = self.sites.combined(ctx.site, t, exclude=ctx.sensor_id)
+        corroborated = bool(agreeing) or (site_n > 0 and site_p <= self._site_p)
         zh, en = _metric_label(ctx.metric)
         detail = {"title_en": f"Unusual {en} readings ({component.replace('_', ' ')})", "sensor_id": ctx.sensor_id,
                   "metric": ctx.metric, "value": v, "score": round(score, 3), "component": component,
                   "components": {k: round(x, 3) for k, x in parts.items()}, "kind": "anomaly"}
+        if site_n:
+            detail.update(site=ctx.site, site_p=float(f"{site_p:.3g}"), site_members=site_n)
         if not corroborated:
             detail["possible_fault"] = True
         self.book.raise_(key, ts=t, level=level, source=ctx.model, theme=_metric_theme(ctx.metric),

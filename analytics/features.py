@@ -29,10 +29,12 @@ FEATURES = ("spike_z", "shift_z", "run_s", "drift", "value", "hour")
 SHORT = 5  # readings in the local baseline a spike is measured against
 RECENT = 3  # raw readings whose median shows a level shift (one spike cannot move it)
 LONG = 120  # readings in the long baseline and the noise estimate
+REPEATS_LEARNED = 10
 DRIFT_HALF_LIFE_S = 6 * 3600.0
 LOCAL_TZ_OFFSET_S = 8 * 3600  # China Standard Time: the time of day people live by
 # abs first differences -> noise sd (median |N(0, s) - N(0, s)| = 0.6745 * sqrt(2) * s)
 DIFF_TO_SD = 1.0 / (0.6745 * math.sqrt(2.0))
+MEAN_DIFF_TO_SD = math.sqrt(math.pi) / 2.0
 
 
 @dataclass
@@ -45,6 +47,7 @@ class FeatureState:
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
     run_value: float | None = None
     run_start: float | None = None
+    run_n: int = 0  # readings repeating run_value
     ewm: float | None = None
     ewm_t: float | None = None
     reference: float | None = None
@@ -55,11 +58,42 @@ class FeatureState:
     scale_cache: float = 0.0
     scale_n: int = -1
 
+    level_cache: tuple = (0.0, 0.0, 0.0)
+    level_n: int = -1
+
+    def level_baseline(self, floor: float) -> tuple[float, float]:
+        """(expected level now, robust spread) from the accepted long window, refreshed every 8
+        learned readings: a robust line through the window (slope from the medians of its two
+        halves) projected to the newest reading, so a daily cycle's slope or a slow normal drift is
+        not taken for a level shift; the spread of the window about that line is never taken
+        below the short-term noise."""
+        if self.level_n < 0 or self.n - self.level_n >= 8:
+            vals = list(self.long)
+            n = len(vals)
+            if n >= 5:
+                half = n // 2
+                slope = (median(vals[n - half:]) - median(vals[:half])) / (n - half)
+                c = (n - 1) / 2.0
+                res = [x - slope * (i - c) for i, x in enumerate(vals)]
+                a = median(res)
+                spread = median([abs(r - a) for r in res]) * 1.4826
+                self.level_cache = (a + slope * (n - c), spread, median(vals))
+                self.level_n = self.n
+        m, spread, _ = self.level_cache
+        return m, max(spread, self.noise_scale(floor))
+
+    def window_median(self) -> float:
+        """The plain median of the accepted long window (as of the last :meth:`level_baseline`)."""
+        return self.level_cache[2]
+
     def noise_scale(self, floor: float) -> float:
         """Robust noise sd from recent first differences; re-estimated every 8 learned readings
         (a median of 120 numbers per reading would dominate the hot path)."""
         if self.scale_n < 0 or self.n - self.scale_n >= 8:
-            self.scale_cache = median(self.diffs) * DIFF_TO_SD if len(self.diffs) >= 5 else 0.0
+            # the median ignores spikes; half the mean keeps a quantised signal (most differences
+            # exactly 0) from claiming no noise at all (E|x1 - x2| = 2 sd / sqrt(pi))
+            self.scale_cache = (max(median(self.diffs) * DIFF_TO_SD, 0.5 * MEAN_DIFF_TO_SD * sum(self.diffs) / len(self.diffs))
+                                if len(self.diffs) >= 5 else 0.0)
             self.scale_n = self.n if len(self.diffs) >= 5 else -1
         return max(self.scale_cache, floor)
 
@@ -93,9 +127,10 @@ def series_features(state: FeatureState, t: float, v: float, floor: float = 1e-6
     else:
         shift_z = 0.0
     if state.run_value is not None and abs(v - state.run_value) <= 1e-9 * max(1.0, abs(v)):
-        run_s = t - state.run_start
+        run_s = max(t - state.run_start, 0.0)
+        state.run_n += 1
     else:
-        state.run_value, state.run_start, run_s = v, t, 0.0
+        state.run_value, state.run_start, run_s, state.run_n = v, t, 0.0, 0
     ref = reference if reference is not None else state.reference
     drift = 0.0
     if state.ewm is not None and ref is not None:
@@ -105,7 +140,11 @@ def series_features(state: FeatureState, t: float, v: float, floor: float = 1e-6
 
 
 def learn(state: FeatureState, t: float, v: float) -> None:
-    """Admit ``(t, v)`` into the baselines (only readings the detector did not flag)."""
+    """Admit ``(t, v)`` into the baselines (only readings the detector did not flag). A value
+    repeated more than ``REPEATS_LEARNED`` times says nothing new about the sensor's level or
+    noise (a frozen sensor would otherwise teach the baselines that it has none)."""
+    if state.run_n > REPEATS_LEARNED:
+        return
     if state.last_accepted is not None:
         state.diffs.append(abs(v - state.last_accepted))
     state.last_accepted = v

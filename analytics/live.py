@@ -208,7 +208,9 @@ class DetectWorker:
     def _heartbeat(self) -> None:
         """So the status page shows this worker alive, with its counters."""
         stats = {**self.stats, "sensors": len(self.core.sensors) if self.core else 0,
-                 "active_alerts": len(self.core.book.active) if self.core else 0}
+                 "active_alerts": len(self.core.book.active) if self.core else 0,
+                 # readings out of time order: scored and counted, never a reason to drop a sensor
+                 **({f"time_{k}": n for k, n in self.core.time_stats.items()} if self.core else {})}
         try:
             with self.engine.begin() as conn:
                 conn.execute(HEARTBEAT, {"worker": self.worker_id, "started": self.started,
