@@ -25,6 +25,7 @@ printed with the figures.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -81,12 +82,14 @@ class Captured:
 
     path: str
     load: list[dict]
-    live: dict | None  # None: the page has no live callback (the county view)
+    live: list[dict]  # one tick's callbacks, one per output (none: the page does not poll)
     endpoint: str = "/_dash-update-component"  # with the query the renderer adds (Dash 4: endId)
 
 
-def _is_live(body: dict) -> bool:
-    return any(isinstance(i, dict) and str(i.get("id", "")).endswith("-live") for i in body.get("inputs", []))
+def _is_live(body: dict, page: str | None = None) -> bool:
+    """A callback fired by a page's live interval (``<page>-live``)."""
+    return any(isinstance(i, dict) and str(i.get("id", "")).endswith("-live")
+               and (page is None or i["id"] == f"{page}-live") for i in body.get("inputs", []))
 
 
 def capture(base: str, username: str, password: str, pages=PAGES, *, wait_live_s: float = 6.0) -> dict[str, Captured]:
@@ -113,17 +116,19 @@ def capture(base: str, username: str, password: str, pages=PAGES, *, wait_live_s
     try:
         sign_in(driver, base, username, password)
         for path in pages:
-            dash_posts(driver)  # drain what came before
+            driver.get("about:blank")  # the previous page stops polling
+            dash_posts(driver)  # drain what it sent
             driver.get(base + path)
             _wait(driver, lambda d: d.find_elements("css selector", ".js-plotly-plot .main-svg"), 30)
             time.sleep(wait_live_s)  # the page settles and the live interval fires (every 2 s)
             recorded = dash_posts(driver)
             posts = [body for _, _, body in recorded]
-            live = [b for b in posts if _is_live(b)]
+            live = [b for b in posts if _is_live(b, page_kind(path))]
             load = [b for b in posts if not _is_live(b)]
             if not load:
                 raise RuntimeError(f"capturing {path}: no page-load callback recorded (is the page rendering?)")
-            got[path] = Captured(path, load, live[0] if live else None, recorded[0][1])
+            one_tick = list({json.dumps(b.get("outputs", b.get("output")), sort_keys=True): b for b in reversed(live)}.values())
+            got[path] = Captured(path, load, one_tick[::-1], recorded[0][1])
     finally:
         driver.quit()
     return got
@@ -212,7 +217,8 @@ class Operator:
     captured: dict[str, Captured]
     rng: random.Random
     page: str = ""
-    shown: dict = field(default_factory=dict)  # page -> the live callback's last `shown` state
+    shown: dict = field(default_factory=dict)  # (page, store id) -> what the live callbacks last left there
+    ticks: dict = field(default_factory=dict)  # page -> n_intervals of its live interval
     view_i: int = 0
 
     def __post_init__(self):
@@ -229,26 +235,36 @@ class Operator:
                 tally.add(kind, None, err)
                 return
         tally.add(kind, (time.perf_counter() - due) * 1000, callbacks=len(cap.load))
-        self.shown.pop(self.page, None)  # a fresh page shows what its layout rendered
+        # A fresh page shows what its layout rendered, and its interval counts from zero.
+        for key in [k for k in self.shown if k[0] == self.page]:
+            del self.shown[key]
+        self.ticks[self.page] = 0
 
     def live_tick(self, tally: Tally, due: float) -> None:
-        if self.captured[self.page].live is None:
+        """The page's live callbacks of one tick, with the interval's count and the ``shown``
+        stores as the previous answers left them (the browser's state)."""
+        cap = self.captured[self.page]
+        if not cap.live:
             return  # this page does not poll
-        body = json.loads(json.dumps(self.captured[self.page].live))
-        shown_id = next((s["id"] for s in body.get("state", []) if str(s.get("id", "")).endswith("-shown")), None)
-        if shown_id and self.page in self.shown:
-            for s in body["state"]:
-                if s.get("id") == shown_id:
-                    s["value"] = self.shown[self.page]
-        resp_json: dict = {}
-        err = self._send(json.dumps(body).encode(), out=resp_json)
-        if err:
-            tally.add("live tick", None, err)
-            return
-        tally.add("live tick", (time.perf_counter() - due) * 1000, callbacks=1)
-        new_shown = resp_json.get("response", {}).get(shown_id, {}).get("data") if shown_id else None
-        if isinstance(new_shown, dict):
-            self.shown[self.page] = new_shown
+        n = self.ticks.get(self.page, 0) + 1
+        self.ticks[self.page] = n
+        for template in cap.live:
+            body = json.loads(json.dumps(template))
+            for inp in body.get("inputs", []):
+                if str(inp.get("id", "")).endswith("-live") and inp.get("property") == "n_intervals":
+                    inp["value"] = n
+            for st in body.get("state", []):
+                if (self.page, st.get("id")) in self.shown:
+                    st["value"] = self.shown[(self.page, st["id"])]
+            answer: dict = {}
+            err = self._send(json.dumps(body).encode(), out=answer)
+            if err:
+                tally.add("live tick", None, err)
+                return
+            for comp_id, props in (answer.get("response") or {}).items():
+                if isinstance(props, dict) and isinstance(props.get("data"), dict | list):
+                    self.shown[(self.page, comp_id)] = props["data"]
+        tally.add("live tick", (time.perf_counter() - due) * 1000, callbacks=len(cap.live))
 
     def _send(self, body: bytes, out: dict | None = None) -> str | None:
         from urllib3.exceptions import HTTPError
@@ -384,7 +400,10 @@ class Servers:
         # message): messages/s for the requested readings/s.
         msgs = readings_per_s * (0.5 + 0.5 / GATEWAY_SIZE)
         worker = self._spawn("ingest", ["ingest"])
-        sim = self._spawn("simulate", ["simulate", "--rate", f"{msgs:.0f}", "--duration", "0", "--seed", str(seed)])
+        # Real time (speedup 1) for longer than any run: each sensor reports about every second,
+        # stamped now; the bench stops it when it ends.
+        sim = self._spawn("simulate", ["simulate", "--rate", f"{msgs:.0f}", "--duration", "86400", "--speedup", "1",
+                                       "--seed", str(seed)])
         return [worker, sim]
 
 
@@ -405,6 +424,8 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="production server threads per worker")
     p.add_argument("--readings", type=int, default=500_000, help="raw readings in the database before the run")
     p.add_argument("--no-baseline", action="store_true", help="skip the development server")
+    p.add_argument("--no-cache", action="store_true",
+                   help="both servers without the view query cache (TONGGUAN_VIEW_CACHE_S=0)")
     p.add_argument("--fresh", action="store_true", help="drop and rebuild the benchmark database")
     p.add_argument("--json", help="also write the figures as JSON to this file")
     p.set_defaults(func=cmd_bench_load)
@@ -454,7 +475,7 @@ def prepare_db(ctx, *, readings: int, fresh: bool, log=print) -> str:
 
 def bench(ctx, url: str, *, users: list[int], duration: float, stress: bool, ingest_rate: float,
           workers: int | None = None, threads: int | None = None, baseline: bool = True,
-          topic_prefix: str = TOPIC_PREFIX, log_dir: Path | None = None, log=print) -> dict:
+          topic_prefix: str = TOPIC_PREFIX, log_dir: Path | None = None, cache: bool = True, log=print) -> dict:
     """Run the load against the production server and (``baseline``) the development server,
     on the prepared database at ``url``; returns the figures (see ``format_run``)."""
     from tongguan.db import engine_for
@@ -466,8 +487,10 @@ def bench(ctx, url: str, *, users: list[int], duration: float, stress: bool, ing
     env = {**os.environ, "TONGGUAN_DATABASE_URL": url, "TONGGUAN_KAFKA_BOOTSTRAP": ctx.kafka_bootstrap,
            "TONGGUAN_HOME": str(ctx.settings.home), "TONGGUAN_TOPIC_PREFIX": topic_prefix,
            "TONGGUAN_ENV": os.environ.get("TONGGUAN_ENV", "development")}
+    if not cache:
+        env["TONGGUAN_VIEW_CACHE_S"] = "0"
     servers = Servers(env, log_dir or Path(ctx.settings.home) / "bench-load")
-    result: dict = {"users": users, "duration_s": duration, "ingest_target": ingest_rate, "servers": {},
+    result: dict = {"users": users, "duration_s": duration, "ingest_target": ingest_rate, "servers": {}, "cache": cache,
                     "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()}
     plan = [("production", ["--workers", str(workers)] if workers else [])]
     if threads:
@@ -485,9 +508,11 @@ def bench(ctx, url: str, *, users: list[int], duration: float, stress: bool, ing
                     t = time.perf_counter()
                     _, user, pw = accounts[0]
                     captured = capture(f"http://127.0.0.1:{port}", user, pw)
+                    (servers.log_dir / "captured.json").write_text(json.dumps(
+                        {p: dataclasses.asdict(c) for p, c in captured.items()}, indent=1), encoding="utf-8")
                     log(f"  captured the callbacks of {len(captured)} pages in Chromium in "
                         f"{time.perf_counter() - t:.1f} s: " + ", ".join(
-                            f"{p} {len(c.load)}{' + live' if c.live else ''}" for p, c in captured.items()))
+                            f"{p} {len(c.load)} + {len(c.live)} a tick" for p, c in captured.items()))
                 result["servers"][name] = _bench_server(port, accounts, captured, users=users, duration=duration,
                                                         stress=stress, engine=eng, name=name, log=log)
             finally:
@@ -578,7 +603,7 @@ def cmd_bench_load(args, ctx) -> int:
         raise TongguanError("--duration must be positive seconds")
     url = prepare_db(ctx, readings=args.readings, fresh=args.fresh)
     result = bench(ctx, url, users=users, duration=args.duration, stress=args.stress, ingest_rate=args.ingest_rate,
-                   workers=args.workers, threads=args.threads, baseline=not args.no_baseline)
+                   workers=args.workers, threads=args.threads, baseline=not args.no_baseline, cache=not args.no_cache)
     print(format_comparison(result))
     print(f"\n  machine: {result['cpus']} CPUs, load average (1 min) {result['loadavg_before'][0]:.1f} before / "
           f"{result['loadavg_after'][0]:.1f} after; latency is from when a request was due, client included.")

@@ -13,9 +13,10 @@ State and the processes (each worker is a separate process with its own memory):
 - users, scope, audit, alerts: PostgreSQL: shared.
 - rate-limit counters (flask-limiter, ``memory://``): per process by design for now; the
   log-in limit is the access layer's (apps.web) to move into PostgreSQL.
-- caches (region tree, display boundaries, table list, short-lived view results in
-  ``apps.data``): per process by design; they hold data that is the same for every process
-  (boundaries) or only lives a few seconds, so a process that misses one reads the database.
+- caches (region tree, display boundaries, table list in ``apps.data``; the views' query
+  results of the last seconds in ``apps.view_cache``): per process by design; they hold data
+  that is the same for every process (boundaries) or only a few seconds old, so a process
+  that misses one reads the database.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def serve(ctx, host: str | None = None, port: int | None = None, *, dev: bool = 
     config = AppConfig(database_url=services.database_url, kafka_bootstrap=services.kafka_bootstrap)
     host = host or ctx.settings.dash_host
     port = port or ctx.settings.dash_port
+    from apps import view_cache
+
+    # Before the fork, so every worker starts with it on (each with its own, empty, cache).
+    view_cache.enable(ctx.settings.view_cache_s)
     if dev or debug:
         from apps.app import create_app
 
@@ -96,6 +101,10 @@ def _production_server_class():
         def load_config(self):
             for key, value in self.options.items():
                 self.cfg.set(key, value)
+            if "control_socket_disable" in self.cfg.settings:
+                # gunicorn >= 24's control socket is one path per user ($HOME/.gunicorn): two
+                # servers on a machine (a test beside a demo) would take it from each other.
+                self.cfg.set("control_socket_disable", True)
 
         def load(self):
             # Runs in each worker after the fork (no preload): every worker builds its own app,

@@ -29,6 +29,7 @@ from apps.catalogue import (
     worst_level,
 )
 from apps.errors import AppsError
+from apps.view_cache import memo
 
 LOCAL_TZ = "Asia/Shanghai"
 ONLINE_WITHIN = timedelta(minutes=15)  # a sensor seen within this is "online"
@@ -221,6 +222,7 @@ def _theme_sql(table: Table, theme: str, params: dict) -> str:
     return " AND theme = :theme"
 
 
+@memo
 def region_state(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.DataFrame:
     """Open alerts of each child of ``scope`` by level: one row per child (all children, also
     the quiet ones), columns adcode, name, blue, yellow, orange, red, open, worst, rank.
@@ -336,6 +338,7 @@ def escalations_waiting(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.Da
     return alerts_list(engine, scope=scope, theme=theme, statuses=("open",), escalated_to=scope)
 
 
+@memo
 def ticker(engine, *, scope: str, theme: str = ALL_THEMES, since: datetime | None = None,
            limit: int = 20) -> pd.DataFrame:
     """Alerts in ``scope`` first seen or escalated after ``since`` (the live ticker), newest first.
@@ -588,6 +591,7 @@ def local_midnight(engine=None, now: datetime | None = None) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+@memo
 def kpis(engine, *, scope: str, theme: str = ALL_THEMES) -> dict:
     """The KPI strip: sensors online/total, readings today, video events today, open alerts by level."""
     midnight = local_midnight(engine)
@@ -601,6 +605,7 @@ def kpis(engine, *, scope: str, theme: str = ALL_THEMES) -> dict:
     }
 
 
+@memo
 def trend(engine, *, scope: str, theme: str = ALL_THEMES, hours: int = 24) -> pd.DataFrame:
     """Hourly readings, video events and new alerts for the last ``hours`` hours."""
     return pd.DataFrame({
@@ -643,6 +648,7 @@ def indicator_spark(engine, ind: Indicator, *, scope: str, hours: int = 24) -> l
     return [None if pd.isna(v) else float(v) for v in s.tolist()]
 
 
+@memo
 def vitals(engine, *, scope: str, indicators: list[Indicator], spark: bool = True) -> list[dict]:
     """Every configured vital sign of ``scope``: value, status, sparkline.
 
@@ -738,6 +744,7 @@ def _hourly_alerts_by_theme(engine, *, scope: str, index) -> dict[str, dict]:
 
 
 # --------------------------------------------------------------------------- county detail
+@memo
 def county_sensors(engine, *, county: str, theme: str = ALL_THEMES,
                    alerts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Sensors of a county with position, metric, online flag and worst open alert level
@@ -779,6 +786,7 @@ def county_sensors(engine, *, county: str, theme: str = ALL_THEMES,
     return df
 
 
+@memo
 def county_cameras(engine, *, county: str) -> pd.DataFrame:
     cams = _table(engine, "cameras")
     if cams is None:
@@ -791,6 +799,7 @@ def county_cameras(engine, *, county: str) -> pd.DataFrame:
         return pd.DataFrame([dict(r._mapping) for r in rows], columns=["camera_id", "lon", "lat"])
 
 
+@memo
 def county_events(engine, *, county: str, window: str = "24h", theme: str = ALL_THEMES,
                   limit: int = 2000) -> pd.DataFrame:
     """Recent video events of a county (newest first, bounded)."""
@@ -815,6 +824,7 @@ def county_events(engine, *, county: str, window: str = "24h", theme: str = ALL_
         return pd.DataFrame([dict(r._mapping) for r in conn.execute(sa.text(sql), params)], columns=cols)
 
 
+@memo
 def county_event_clusters(engine, *, county: str, window: str = "24h", theme: str = ALL_THEMES) -> pd.DataFrame:
     """Video events of a county in ``window`` aggregated per camera (where they happen): mean
     position, count ``n`` and the most frequent ``type`` — the map draws one marker per camera,
@@ -838,6 +848,7 @@ def county_event_clusters(engine, *, county: str, window: str = "24h", theme: st
         return pd.DataFrame([dict(r._mapping) for r in conn.execute(sa.text(sql), params)], columns=cols)
 
 
+@memo
 def grid_activity(engine, *, county: str, window: str = "24h", theme: str = ALL_THEMES) -> dict:
     """GeoJSON of the county's grid cells that had video events in ``window``, with the count
     (cells without activity are left out: the county boundary is drawn underneath)."""

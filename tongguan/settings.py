@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     dash_host: str = "127.0.0.1"
     dash_port: int = 8050
+    # Seconds `tongguan serve` reuses a view query's result for the same caller scope and
+    # arguments (apps.view_cache); 0 turns the cache off.
+    view_cache_s: float = 2.0
     log_level: str = "INFO"
     # A consumer with lag that has not committed for this long is stalled: it rejoins its group
     # (then exits non-zero for its supervisor) and `status` and /status show it red.

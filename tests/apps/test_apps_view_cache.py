@@ -1,0 +1,95 @@
+"""apps.view_cache: results reused only for the same caller scope and arguments, for the
+enabled time, and never outside a scoped request."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from apps import view_cache
+from apps.scope import Scope, scoped
+
+
+class FakeEngine:
+    url = "postgresql://example/db"
+
+
+@pytest.fixture
+def cache_on():
+    view_cache.enable(0.5)
+    try:
+        yield
+    finally:
+        view_cache.enable(0)
+
+
+def _counting():
+    calls = []
+
+    @view_cache.memo
+    def query(engine, *, scope: str, theme: str = "all"):
+        calls.append((scope, theme))
+        return pd.DataFrame({"scope": [scope], "n": [len(calls)]})
+
+    return query, calls
+
+
+def test_off_by_default_and_outside_a_scoped_request(cache_on):
+    query, calls = _counting()
+    query(FakeEngine(), scope="440100")
+    query(FakeEngine(), scope="440100")
+    assert len(calls) == 2  # no scope in context: never cached
+    view_cache.enable(0)
+    with scoped(Scope(home="440100", roles=frozenset({"operator"}), username="a")):
+        query(FakeEngine(), scope="440100")
+        query(FakeEngine(), scope="440100")
+    assert len(calls) == 4  # disabled: never cached
+
+
+def test_reused_per_scope_and_arguments_until_it_expires(cache_on):
+    query, calls = _counting()
+    gz = Scope(home="440100", roles=frozenset({"operator"}), username="gz")
+    th = Scope(home="440106", roles=frozenset({"operator"}), username="th")
+    with scoped(gz):
+        first = query(FakeEngine(), scope="440100")
+        first.loc[0, "n"] = 99  # a caller changing its copy does not change the cached one
+        again = query(FakeEngine(), scope="440100")
+        assert len(calls) == 1 and again.loc[0, "n"] == 1
+        query(FakeEngine(), scope="440100", theme="flood")  # other arguments: another entry
+        assert len(calls) == 2
+    with scoped(th):
+        query(FakeEngine(), scope="440100")  # another caller scope: never the Guangzhou result
+        assert len(calls) == 3
+    time.sleep(0.6)
+    with scoped(gz):
+        query(FakeEngine(), scope="440100")
+    assert len(calls) == 4  # expired
+
+
+def test_identical_concurrent_calls_run_once(cache_on):
+    calls = []
+    started = threading.Event()
+
+    @view_cache.memo
+    def slow(engine, *, scope: str):
+        calls.append(scope)
+        started.set()
+        time.sleep(0.2)
+        return {"scope": scope}
+
+    scope = Scope(home="440000", roles=frozenset({"admin"}), username="p")
+    results = []
+
+    def call():
+        with scoped(scope):
+            results.append(slow(FakeEngine(), scope="440000"))
+
+    threads = [threading.Thread(target=call) for _ in range(5)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert calls == ["440000"] and results == [{"scope": "440000"}] * 5
