@@ -157,8 +157,16 @@ class Client:
             self.cookies[name.strip()] = rest.split(";", 1)[0]
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        resp = self.pool.request(method, path, body=body, redirect=False, preload_content=True,
-                                 headers={**self._cookie_header(), **(headers or {})})
+        from urllib3.exceptions import ProtocolError
+
+        kwargs = {"body": body, "redirect": False, "preload_content": True,
+                  "headers": {**self._cookie_header(), **(headers or {})}}
+        try:
+            resp = self.pool.request(method, path, **kwargs)
+        except ProtocolError:
+            # The server closed the idle keep-alive connection as this request went out;
+            # browsers then send it again on a new connection, once.
+            resp = self.pool.request(method, path, **kwargs)
         self._keep_cookies(resp)
         return resp
 
@@ -407,6 +415,25 @@ class Servers:
         return [worker, sim]
 
 
+def session_cpu_s(sid: int) -> float:
+    """CPU seconds (user + system) of the live processes of session ``sid`` (a server started
+    with ``start_new_session``: its gunicorn master and workers). Unlike latency, this does not
+    depend on how busy the rest of the machine is."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[3]) == sid:  # fields after "(comm)": state ppid pgrp session … utime stime
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def stored_since(engine, since) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.text("SELECT count(*) FROM readings WHERE ingested_at >= :t"), {"t": since}).scalar()
@@ -514,7 +541,8 @@ def bench(ctx, url: str, *, users: list[int], duration: float, stress: bool, ing
                         f"{time.perf_counter() - t:.1f} s: " + ", ".join(
                             f"{p} {len(c.load)} + {len(c.live)} a tick" for p, c in captured.items()))
                 result["servers"][name] = _bench_server(port, accounts, captured, users=users, duration=duration,
-                                                        stress=stress, engine=eng, name=name, log=log)
+                                                        stress=stress, engine=eng, name=name, log=log,
+                                                        server_sid=proc.pid)
             finally:
                 _stop(proc)
     finally:
@@ -524,7 +552,8 @@ def bench(ctx, url: str, *, users: list[int], duration: float, stress: bool, ing
     return result
 
 
-def _bench_server(port: int, accounts, captured, *, users, duration, stress, engine, name, log) -> dict:
+def _bench_server(port: int, accounts, captured, *, users, duration, stress, engine, name, log,
+                  server_sid: int) -> dict:
     from datetime import UTC, datetime
 
     clients = []
@@ -539,10 +568,13 @@ def _bench_server(port: int, accounts, captured, *, users, duration, stress, eng
             ops = [Operator(c, prof, captured, random.Random(1000 + i)) for i, (prof, c) in enumerate(clients[:n])]
             since = datetime.now(UTC)
             load1 = os.getloadavg()[0]
+            cpu0 = session_cpu_s(server_sid)
             tally, wall = run_load(ops, duration=duration, stress=is_stress)
+            cpu = session_cpu_s(server_sid) - cpu0
             stored = stored_since(engine, since)
             run = {"users": n, "stress": is_stress, "wall_s": wall, "callbacks_per_s": tally.callbacks / wall,
                    "ingested_per_s": stored / wall, "rows": summarise(tally, wall),
+                   "server_cpu_ms_per_callback": cpu * 1000 / max(tally.callbacks, 1),
                    "loadavg": [load1, os.getloadavg()[0]], "error_samples": tally.error_samples}
             out["runs"].append(run)
             log(format_run(name, run))
@@ -555,6 +587,7 @@ def _bench_server(port: int, accounts, captured, *, users, duration, stress, eng
 def format_run(server: str, run: dict) -> str:
     mode = "stress (no think time)" if run["stress"] else "operators"
     lines = [(f"\n  {server}: {run['users']} {mode}, {run['wall_s']:.0f} s — {run['callbacks_per_s']:.1f} callbacks/s, "
+              f"server CPU {run['server_cpu_ms_per_callback']:.1f} ms a callback, "
               f"ingest {run['ingested_per_s']:,.0f} readings/s stored, load average "
               f"{run['loadavg'][0]:.1f} → {run['loadavg'][1]:.1f}"),
              f"    {'request':<22} {'n':>6} {'per s':>7} {'p50':>8} {'p95':>8} {'p99':>8} {'errors':>6}  target p95"]
@@ -576,7 +609,8 @@ def format_comparison(result: dict) -> str:
     if not prod or not base:
         return ""
     lines = ["\n  production vs development server (same run):",
-             f"    {'run':<26} {'callbacks/s':>18} {'page view p95':>22} {'live tick p95':>22}"]
+             f"    {'run':<26} {'callbacks/s':>18} {'page view p95':>22} {'live tick p95':>22} "
+             f"{'server CPU ms/callback':>24}"]
     for a, b in zip(prod["runs"], base["runs"]):
         def p95(run, suffix):
             vals = [r["p95"] for r in run["rows"] if r["kind"].endswith(suffix)]
@@ -586,7 +620,8 @@ def format_comparison(result: dict) -> str:
         lines.append(f"    {label:<26} {a['callbacks_per_s']:>6.1f} vs {b['callbacks_per_s']:>5.1f} "
                      f"(×{a['callbacks_per_s'] / max(b['callbacks_per_s'], 1e-9):.1f}) "
                      f"{p95(a, 'page view'):>6.0f} vs {p95(b, 'page view'):>5.0f} ms "
-                     f"{p95(a, 'live tick'):>6.0f} vs {p95(b, 'live tick'):>5.0f} ms")
+                     f"{p95(a, 'live tick'):>6.0f} vs {p95(b, 'live tick'):>5.0f} ms "
+                     f"{a['server_cpu_ms_per_callback']:>10.1f} vs {b['server_cpu_ms_per_callback']:>5.1f}")
     stress = [r for r in prod["runs"] if r["stress"]]
     if stress:
         got = stress[-1]["callbacks_per_s"]

@@ -123,8 +123,8 @@ def ProductionServer(config, *, bind: str, workers: int, threads: int):
         config, bind=bind, workers=workers, threads=threads, worker_class="gthread",
         # A page view is a few callbacks of under a second; 60 s only catches a stuck worker.
         timeout=60, graceful_timeout=10,
-        # Browsers keep the connection for the 2 s live tick.
-        keepalive=5,
+        # Browsers keep the connection open between the live ticks (every 2 s) and page views.
+        keepalive=30,
         # Worker temp files in memory, not on a possibly slow disk (gunicorn's advice for Docker).
         worker_tmp_dir="/dev/shm" if os.path.isdir("/dev/shm") else None,
         accesslog=None, errorlog="-", loglevel="info",
