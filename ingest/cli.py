@@ -192,6 +192,8 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--events", type=_positive(int), default=200_000, help="readings to produce (default 200000)")
     p.add_argument("--batch-size", type=_positive(int), default=100, help="readings per gateway batch (default 100)")
     p.add_argument("--poll-size", type=_positive(int), default=5000, help="records per poll of the worker")
+    p.add_argument("--target-rows", type=_positive(int), default=None,
+                   help="readings per database transaction the worker aims for (default: the worker's)")
     p.add_argument("--mode", choices=("both", "single", "batched"), default="both")
     p.add_argument("--profile", help="write a pyinstrument profile of the worker's main thread (.html, else text) per mode")
     p.set_defaults(func=cmd_bench_ingest)
@@ -232,7 +234,8 @@ def _bench_messages(engine, n: int, batch: int, run: str):
     return out
 
 
-def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profile: str | None) -> dict:
+def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profile: str | None,
+                target_rows: int | None = None) -> dict:
     import uuid
 
     from ingest.simulator import make_producer
@@ -254,8 +257,9 @@ def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profil
     producer.close()
     produce_s = time.monotonic() - t0
 
+    extra = {"target_rows": target_rows} if target_rows else {}
     worker = StoreWorker(s, WorkerConfig(batch_size=poll, until_idle=True, group_id=f"bench-{run}",
-                                         log_every_s=30))
+                                         log_every_s=30, **extra))
     worker.region_index  # loaded before the clock starts: a worker loads it once per process
     profiler = None
     if profile:
@@ -306,7 +310,7 @@ def cmd_bench_ingest(args, ctx) -> int:
             stem, dot, ext = args.profile.rpartition(".")
             prof = f"{stem}-{mode}.{ext}" if dot else f"{args.profile}-{mode}"
         r = _bench_once(ctx, settings, mode if batch == 1 else f"batched({batch})", args.events, batch,
-                        args.poll_size, prof)
+                        args.poll_size, prof, args.target_rows)
         results.append(r)
         print(f"{r['mode']:>14}: {r['readings_per_s']:>8} readings/s stored "
               f"({r['readings']} readings in {r['messages']} messages, {r['worker_s']} s); "
