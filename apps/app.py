@@ -50,9 +50,11 @@ def create_app(config: AppConfig) -> dash.Dash:
 
     web.install(app)
     from apps.pages import (  # noqa: F401  (register their pages)
+        alert,
         alerts,
         city,
         county,
+        incident,
         province,
         status,  # noqa: F401  (registers its page)
         subscriptions,

@@ -253,7 +253,8 @@ def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool = Fals
         cells = [html.Td(level_badge(r["level"], lang)),
                  html.Td(dcc.Link(r.get("region_name_en" if lang == "en" else "region_name", r["adcode"]),
                                   href=view_href("county", r["adcode"], search)) if len(r["adcode"]) == 6 else r["adcode"]),
-                 html.Td(r.get("title") or ""),
+                 html.Td(dcc.Link(html.Span(r.get("title") or ""), className="alert-link",
+                                  href=f"/alert/{r['id']}" + query_string(lang=lang))),
                  html.Td(tl(r["theme"], lang) if r.get("theme") else ""),
                  html.Td(status_label(r["status"], lang), className=f"status status-{r['status']}"),
                  html.Td(_when(r.get("last_seen")))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from analytics import LEVEL_NAMES, STATUS_LABELS
+from apps.i18n_ops import OPS_MESSAGES
 
 DEFAULT_LANG = "zh"
 LANGS = ("zh", "en")
@@ -107,10 +108,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "empty.escalations": {"zh": "暂无待处置升级事件", "en": "No escalations waiting"},
     "series.pick": {"zh": "点击地图上的设备查看时序", "en": "Click a sensor on the map to see its series"},
     "series.threshold": {"zh": "阈值", "en": "Threshold"},
-    "action.ack": {"zh": "确认", "en": "Acknowledge"},
+    "action.ack": {"zh": "签收", "en": "Acknowledge"},
     "action.dispatch": {"zh": "派单", "en": "Dispatch"},
-    "action.resolve": {"zh": "办结", "en": "Resolve"},
-    "action.close": {"zh": "关闭", "en": "Close"},
+    "action.resolve": {"zh": "处置完成", "en": "Resolve"},
+    "action.close": {"zh": "办结", "en": "Close"},
     "action.note": {"zh": "处置说明", "en": "Note"},
     "action.done": {"zh": "已处理：{action}", "en": "Done: {action}"},
     "action.unavailable": {"zh": "预警处置接口尚未就绪", "en": "Alert handling is not available yet"},
@@ -175,6 +176,7 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 MESSAGES.update({f"alert.level.{lv}": {"zh": zh, "en": en} for lv, (zh, en) in LEVEL_NAMES.items()})
 MESSAGES.update({f"alert.status.{st}": {"zh": zh, "en": en} for st, (zh, en) in STATUS_LABELS.items()})
+MESSAGES.update(OPS_MESSAGES)
 
 
 def norm_lang(lang: str | None) -> str:

@@ -12,7 +12,7 @@ from analytics.alerting.channels import channel, channels, setting_fields
 from apps import subscriptions_view as view
 from apps.alerts_view import region_options
 from apps.catalogue import LEVEL_COLOURS, theme_label, themes
-from apps.components import _when, error_panel, panel
+from apps.components import _when, error_panel, panel, query_string
 from apps.context import current_scope, engine
 from apps.i18n import norm_lang, t
 from apps.pages.alerts import nav_links
@@ -83,6 +83,9 @@ def inbox_list(eng, scope, lang: str, unread_only: bool = False):
                               html.Span(m["title"] or "", className="inbox-title")]),
                 html.Div(m["body"] or "", className="inbox-body"),
             ]),
+            *([dcc.Link(t("nav.inbox_alert", lang), href=f"/alert/{m['alert_id']}" + query_string(lang=lang),
+                        className="head-link inbox-alert-link", id=f"inbox-alert-{m['id']}")]
+              if m.get("alert_id") else []),
             html.Button(t("inbox.read" if unread else "inbox.unread_btn", lang), n_clicks=0,
                         className="action-btn inbox-toggle",
                         id={"type": "inbox-toggle", "msg": m["id"], "read": unread}),

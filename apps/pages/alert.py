@@ -1,0 +1,276 @@
+"""One alert's own page, ``/alert/<id>``: where a duty officer handles it.
+
+Its head (level, title, region, status, who handles it, where it is escalated, the dispatch with
+unit and due time), the handling forms (take over, acknowledge, dispatch with unit and due time,
+resolve with a note, verify and close, close as a false alarm, reopen), the timeline of every
+transition and delivery, the readings that raised it with the rule's thresholds, cameras nearby
+and their recent events, the corroborating alerts, and its incident. The data is
+``apps.alert_detail``; each action is ``apps.handling.handle`` (access rule, audit, lifecycle).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import dash
+import pandas as pd
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from apps import handling
+from apps.alert_detail import alert_detail
+from apps.catalogue import label, theme_label
+from apps.components import (
+    _when,
+    error_panel,
+    level_badge,
+    panel,
+    query_string,
+    status_label,
+)
+from apps.context import current_scope, engine
+from apps.errors import AppsError
+from apps.i18n import MESSAGES, norm_lang, t
+from apps.maps import series_figure
+from apps.pages.subscriptions import channel_label
+from tongguan import TongguanError
+
+PAGE = "alert"
+CHINA = timezone(timedelta(hours=8))
+DUE_FORMAT = "%Y-%m-%d %H:%M"
+# Which actions the page offers in each status (the lifecycle still decides; this keeps the
+# forms that cannot apply out of the way).
+OFFERED = {
+    "open": ("take_over", "ack", "dispatch", "resolve", "false_alarm"),
+    "acknowledged": ("take_over", "dispatch", "resolve", "false_alarm"),
+    "dispatched": ("take_over", "dispatch", "resolve", "false_alarm"),
+    "resolved": ("close", "false_alarm", "reopen"),
+    "closed": ("reopen",),
+}
+
+
+def parse_due(text: str | None, lang: str) -> datetime:
+    """The dispatch form's due time, ``YYYY-MM-DD HH:MM`` in China time (UTC+8)."""
+    try:
+        return datetime.strptime((text or "").strip(), DUE_FORMAT).replace(tzinfo=CHINA)
+    except ValueError:
+        raise AppsError(t("alertpage.bad_due", lang, value=text or "")) from None
+
+
+def county_href(adcode: str, alert_id: str, lang: str) -> str:
+    """The county view centred on the alert (its map and table)."""
+    return f"/county/{adcode}?" + "&".join(x for x in (query_string(lang=lang)[1:], f"alert={alert_id}") if x)
+
+
+def default_due(now: datetime | None = None) -> str:
+    return ((now or datetime.now(CHINA)) + handling.DISPATCH_DUE).astimezone(CHINA).strftime(DUE_FORMAT)
+
+
+def _region(tree, code: str | None, lang: str) -> str:
+    code = str(code or "").strip()
+    if not code:
+        return ""
+    try:
+        return f"{tree.name(code[:6], lang=lang)}{code[6:]}"
+    except Exception:  # noqa: BLE001 - a grid id or unknown code is shown as it is
+        return code
+
+
+def _facts(a: dict, tree, lang: str) -> html.Div:
+    rows = [("alertpage.region", _region(tree, a["adcode"], lang)),
+            ("alertpage.status", status_label(a["status"], lang)),
+            ("alertpage.owner", _region(tree, a.get("handling_region"), lang)),
+            ("alertpage.visible", _region(tree, a.get("visible_at"), lang)),
+            ("alertpage.first_seen", _when(a.get("first_seen"))),
+            ("alertpage.last_seen", _when(a.get("last_seen")))]
+    if a.get("escalation_reason"):
+        rows.append(("alertpage.escalation", a["escalation_reason"]))
+    if a.get("assigned_unit"):
+        rows += [("alertpage.unit", f"{a['assigned_unit']} · {_region(tree, a.get('assigned_region'), lang)}"),
+                 ("alertpage.due", _when(a.get("due_at")) + (" · " + t("alertpage.overdue", lang)
+                                                              if a.get("overdue_at") else ""))]
+    return html.Dl([x for key, value in rows for x in (html.Dt(t(key, lang)), html.Dd(value, id=f"{PAGE}-{key[10:]}"))],
+                   className="alert-facts", id=f"{PAGE}-facts")
+
+
+def _forms(a: dict, lang: str) -> html.Div:
+    """The handling forms. Every input is always in the page (the action callback reads them
+    all); those that do not apply to the alert's status are hidden."""
+    offered = OFFERED.get(a["status"], ())
+
+    def button(action: str, key: str | None = None):
+        return html.Button(t(key or f"action.{action}", lang), n_clicks=0, className=f"action-btn action-{action}",
+                           id={"type": f"{PAGE}-do", "action": action})
+
+    def shown(flag: bool) -> dict:
+        return {} if flag else {"display": "none"}
+
+    notes = [x for x in ("resolve", "close", "false_alarm", "reopen") if x in offered]
+    return html.Div([
+        html.Div([button(x) for x in ("take_over", "ack") if x in offered], className="form-row"),
+        html.Fieldset([
+            html.Legend(t("alertpage.dispatch", lang)),
+            html.Label(t("alertpage.unit", lang), className="f-label"),
+            dcc.Input(id=f"{PAGE}-unit", value="", placeholder=t("alertpage.unit_hint", lang), className="text-input"),
+            html.Label(t("alertpage.due", lang) + " (UTC+8)", className="f-label"),
+            dcc.Input(id=f"{PAGE}-due", value=default_due(), placeholder="YYYY-MM-DD HH:MM",
+                      className="text-input due-input"),
+            button("dispatch"),
+        ], className="form-box", id=f"{PAGE}-dispatch-form", style=shown("dispatch" in offered)),
+        html.Fieldset([
+            html.Legend(t("alertpage.note_title", lang)),
+            dcc.Textarea(id=f"{PAGE}-note", value="", placeholder=t("alertpage.note_hint", lang),
+                         className="note-box"),
+            html.Div([button(x, "action.verify_close" if x == "close" else None) for x in notes], className="form-row"),
+        ], className="form-box", id=f"{PAGE}-note-form", style=shown(bool(notes))),
+    ], id=f"{PAGE}-forms")
+
+
+def _timeline(items: list[dict], lang: str) -> html.Table:
+    rows = []
+    for e in items:
+        if e["kind"] == "history":
+            key = f"history.{e['action']}"
+            what = t(key, lang) if key in MESSAGES else e["action"]
+            rows.append(html.Tr([html.Td(_when(e["ts"])), html.Td(what, className="tl-action"),
+                                 html.Td(e.get("actor") or ""), html.Td(e.get("note") or "")],
+                                className=f"tl-history tl-{e['action']}"))
+        else:
+            channel = channel_label(e["channel"], lang)
+            outcome = t(f"delivery.{e['delivery_status']}", lang)
+            rows.append(html.Tr([html.Td(_when(e["ts"])), html.Td(t("alertpage.delivery", lang), className="tl-action"),
+                                 html.Td(e.get("recipient") or ""),
+                                 html.Td(f"{channel} · {e.get('subscription') or ''} · {outcome}"
+                                         + (f" ({e['last_error']})" if e.get("last_error") else ""))],
+                                className="tl-delivery"))
+    head = html.Thead(html.Tr([html.Th(t(k, lang)) for k in ("col.time", "alertpage.what", "alertpage.who",
+                                                             "alertpage.detail")]))
+    return html.Table([head, html.Tbody(rows)], className="grid-table timeline-table", id=f"{PAGE}-timeline")
+
+
+def _readings(a: dict, lang: str):
+    if not a["readings"]:
+        return html.Div(t("alertpage.no_readings", lang), className="muted empty", id=f"{PAGE}-no-readings")
+    df = pd.DataFrame(a["readings"])
+    df["ts"] = pd.to_datetime(df["ts"], utc=True)
+    metric = a.get("metric") or df["metric"].iloc[-1]
+    title = f"{a.get('sensor_id') or ''} · {label('metric', metric, lang)}"
+    return dcc.Graph(figure=series_figure(df, thresholds=a["thresholds"], lang=lang, title=title),
+                     config={"displayModeBar": False}, id=f"{PAGE}-readings")
+
+
+def _cameras(a: dict, lang: str):
+    if not a["cameras"]:
+        return html.Div(t("alertpage.no_cameras", lang), className="muted empty", id=f"{PAGE}-no-cameras")
+    items = []
+    for cam in a["cameras"]:
+        events = [html.Li([html.Span(_when(e["ts"]), className="tick-time"), " ", label("event", e["type"], lang),
+                           f" · {e['confidence']:.2f}",
+                           *([" · ", html.A(e["snapshot_uri"], href=e["snapshot_uri"], className="snapshot-uri",
+                                            target="_blank")] if e.get("snapshot_uri") else [])])
+                  for e in cam["events"]]
+        items.append(html.Div([html.B(cam["camera_id"]), html.Span(f" · {cam['distance_m']} m", className="muted"),
+                               html.Ul(events) if events else html.Div(t("alertpage.no_events", lang),
+                                                                         className="muted")],
+                              className="camera-item", id=f"{PAGE}-camera-{cam['camera_id']}"))
+    return html.Div(items, id=f"{PAGE}-cameras")
+
+
+def _corroborating(a: dict, lang: str):
+    notes = [e for e in a["timeline"] if e["kind"] == "history" and e["action"] == "corroborated"]
+    if not a["corroborating"] and not notes:
+        return html.Div(t("alertpage.no_corroboration", lang), className="muted empty")
+    rows = [html.Li([level_badge(o["level"], lang), " ", dcc.Link(html.Span(o["title"]), href=f"/alert/{o['id']}"),
+                     f" · {o['subject']} · {o['distance_m']} m · {status_label(o['status'], lang)}"])
+            for o in a["corroborating"]]
+    rows += [html.Li([html.Span(_when(e["ts"]), className="tick-time"), " ", e.get("note") or ""]) for e in notes]
+    return html.Ul(rows, id=f"{PAGE}-corroborating")
+
+
+def _incident(a: dict, lang: str):
+    inc = a.get("incident")
+    if not inc or inc["alerts"] < 2:
+        return html.Div(t("alertpage.single", lang), className="muted", id=f"{PAGE}-incident")
+    return html.Div([dcc.Link(t("alertpage.incident_link", lang, n=inc["alerts"], id=inc["id"]),
+                              href=f"/incident/{inc['id']}" + query_string(lang=lang), id=f"{PAGE}-incident-link")],
+                    id=f"{PAGE}-incident")
+
+
+def body(eng, scope, alert_id: str, lang: str):
+    """The page below its title bar (re-rendered after each action)."""
+    from apps.data import region_tree
+
+    a = alert_detail(eng, scope, alert_id)
+    tree = region_tree(eng)
+    detail = a.get("detail") if isinstance(a.get("detail"), dict) else {}
+    title = (detail.get("title_en") if lang == "en" else None) or a["title"]
+    county = county_href(a["adcode"], a["id"], lang)
+    return html.Div([
+        html.Div([level_badge(a["level"], lang), html.H2(title, className="page-title", id=f"{PAGE}-title"),
+                  html.Span(theme_label(a["theme"], lang), className="muted"),
+                  dcc.Link(t("alertpage.on_map", lang), href=county, className="head-link", id=f"{PAGE}-county-link"),
+                  dcc.Link(t("nav.alerts", lang), href="/alerts" + query_string(lang=lang), className="head-link")],
+                 className="alert-head"),
+        html.Div([
+            html.Div([panel(t("alertpage.facts", lang), _facts(a, tree, lang)),
+                      panel(t("alertpage.handle", lang), _forms(a, lang))], className="side-col"),
+            html.Div([panel(t("alertpage.timeline", lang), _timeline(a["timeline"], lang)),
+                      panel(t("alertpage.readings", lang), _readings(a, lang))], className="main-col"),
+        ], className="main-row alert-main"),
+        html.Div([panel(t("alertpage.cameras", lang), _cameras(a, lang)),
+                  panel(t("alertpage.corroborating", lang), _corroborating(a, lang)),
+                  panel(t("alertpage.incident", lang), _incident(a, lang))], className="main-row alert-extra"),
+    ], id=f"{PAGE}-body")
+
+
+def layout(alert_id: str | None = None, lang=None, **_query):
+    lang = norm_lang(lang)
+    scope = current_scope()
+    if not scope.home:
+        return error_panel(t("error.signin", lang), lang)
+    try:
+        content = body(engine(), scope, str(alert_id or ""), lang)
+    except TongguanError as exc:
+        return error_panel(t("alertpage.not_found", lang, id=alert_id or "") if getattr(exc, "status", 0) == 404
+                           else str(exc), lang)
+    other = "en" if lang == "zh" else "zh"
+    return html.Div([
+        html.Div([dcc.Link(t("lang.switch", lang), href=f"/alert/{alert_id}" + query_string(lang=other),
+                           className="lang-switch", id="lang-switch")], className="head-links"),
+        html.Div(id=f"{PAGE}-result", className="action-result"),
+        html.Div(content, id=f"{PAGE}-content"),
+        dcc.Store(id=f"{PAGE}-params", data={"alert_id": str(alert_id), "lang": lang}),
+    ], className=f"page {PAGE}-page", id=f"{PAGE}-page")
+
+
+def apply(eng, *, alert_id: str, action: str, lang: str, note: str | None, unit: str | None,
+          due: str | None) -> str:
+    """One action of the page's forms; returns the new status (raises with the reason)."""
+    if action == "dispatch":
+        if not (unit or "").strip():
+            raise AppsError(t("alertpage.need_unit", lang))
+        return handling.handle(eng, alert_id=alert_id, action="dispatch", actor="web", note=note or None,
+                               to_unit=unit.strip(), due_at=parse_due(due, lang))
+    return handling.handle(eng, alert_id=alert_id, action=action, actor="web", note=(note or "").strip() or None)
+
+
+@callback(Output(f"{PAGE}-result", "children"), Output(f"{PAGE}-content", "children"),
+          Input({"type": f"{PAGE}-do", "action": ALL}, "n_clicks"),
+          State(f"{PAGE}-note", "value"), State(f"{PAGE}-unit", "value"), State(f"{PAGE}-due", "value"),
+          State(f"{PAGE}-params", "data"), prevent_initial_call=True)
+def _do(clicks, note, unit, due, params):
+    trig = ctx.triggered_id
+    if not trig or not any(clicks):
+        return no_update, no_update
+    lang, aid = params["lang"], params["alert_id"]
+    eng = engine()
+    try:
+        status = apply(eng, alert_id=aid, action=trig["action"], lang=lang, note=note, unit=unit, due=due)
+    except TongguanError as exc:  # refused (access or lifecycle) or bad input: say why, keep the forms
+        return html.Span(str(exc), className="error", id=f"{PAGE}-error"), no_update
+    msg = html.Span(t("alertpage.done", lang, action=t(f"action.{trig['action']}", lang),
+                      status=status_label(status, lang)), className="ok", id=f"{PAGE}-ok")
+    # The forms are rebuilt empty: a note is never carried into the next action.
+    return msg, body(eng, current_scope(), aid, lang)
+
+
+dash.register_page(__name__, path_template="/alert/<alert_id>", name=PAGE, title="统管 · 预警详情", layout=layout)
