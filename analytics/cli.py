@@ -58,6 +58,7 @@ def register(sub) -> None:
     p = sub.add_parser("detect", help="the live detector: readings and video -> alerts (group tongguan-detect)")
     p.add_argument("--until-idle", action="store_true", help="exit once caught up (tests, benchmarks)")
     p.add_argument("--warm-hours", type=float, default=12.0, help="history replayed per sensor after a restart")
+    p.add_argument("--group-id", help="consumer group (default tongguan-detect, after the topic prefix)")
     p.set_defaults(func=cmd_live)
 
 
@@ -112,7 +113,8 @@ def cmd_live(args, ctx) -> int:
     services = ctx.require()
     settings = ctx.settings.model_copy(update={"database_url": services.database_url,
                                                "kafka_bootstrap": services.kafka_bootstrap})
-    worker = DetectWorker(settings, DetectConfig(until_idle=args.until_idle, warm_hours=args.warm_hours))
+    worker = DetectWorker(settings, DetectConfig(until_idle=args.until_idle, warm_hours=args.warm_hours,
+                                                group_id=args.group_id))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     stats = worker.run()
     print(json.dumps(stats), file=sys.stderr)

@@ -22,7 +22,7 @@ from datetime import datetime
 import orjson
 import sqlalchemy as sa
 
-from analytics.alerts import Alert, AlertBook, Change
+from analytics.alerts import Alert, AlertBook, Change, iso
 from analytics.engine import DetectorCore
 from analytics.errors import AnalyticsError
 
@@ -42,6 +42,8 @@ class DetectConfig:
     until_idle: bool = False
     idle_polls: int = 20
     load_models: bool = True
+    evict_after_s: float = 24 * 3600.0  # stream time a silent sensor without active alerts is kept
+    max_sensors: int = 200_000  # per process; the least recently seen go first beyond it
 
 
 _METRICS: frozenset | None = None
@@ -132,21 +134,98 @@ VALUES (:alert_id, to_timestamp(:ts), :action, :actor, :level, :status, :note)
 """)
 
 
-def persist(conn, changes: list[Change], actor: str) -> None:
-    """Write alert changes (one row per alert, its latest state; one history row per change)."""
+ACTIVE_SQL = "('open','acknowledged','dispatched')"
+OUTBOX = sa.text("""
+INSERT INTO alert_outbox (alert_id, dedupe_key, message)
+SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:keys AS text[]), CAST(:messages AS bytea[]))
+RETURNING seq
+""")
+OFFSETS = sa.text("""
+INSERT INTO detect_offsets (group_id, topic, partition, next_offset, updated_at)
+SELECT :group_id, t, p, o, now() FROM unnest(CAST(:topics AS text[]), CAST(:partitions AS int[]),
+                                              CAST(:offsets AS bigint[])) AS x(t, p, o)
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+    SET next_offset = greatest(detect_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()
+""")
+
+
+def _adopt_active(conn, alerts: dict[str, Alert], changes: list[Change]) -> int:
+    """Alerts about to be written as active whose dedupe key the table already holds active
+    under another id (someone reopened an alert; a state rebuilt from incomplete history) take
+    that id: one active alert per condition is the table's rule, and the write must not break it.
+    Returns how many were adopted."""
+    fresh = [a for a in alerts.values() if a.active]
+    if not fresh:
+        return 0
+    rows = conn.execute(sa.text(
+        "SELECT dedupe_key, id, extract(epoch FROM first_seen), count, status FROM alerts "
+        f"WHERE dedupe_key = ANY(:keys) AND status IN {ACTIVE_SQL} AND NOT (id = ANY(:ids)) FOR UPDATE"),
+        {"keys": [a.dedupe_key for a in fresh], "ids": list(alerts)}).all()
+    if not rows:
+        return 0
+    held = {r[0]: r for r in rows}
+    renamed: dict[str, str] = {}
+    for a in fresh:
+        r = held.get(a.dedupe_key)
+        if r is None:
+            continue
+        renamed[a.id] = r[1]
+        a.id, a.first_seen, a.count, a.status = r[1], min(a.first_seen, float(r[2])), a.count + int(r[3]), r[4]
+    for ch in changes:
+        if ch.snapshot.get("id") in renamed:
+            ch.snapshot["id"] = renamed[ch.snapshot["id"]]
+            ch.snapshot["first_seen"] = iso(ch.alert.first_seen)
+            ch.snapshot["status"] = ch.alert.status
+    for old, new in renamed.items():
+        alerts[new] = alerts.pop(old)
+    log.warning("%d alert(s) continue an alert already active in the table under the same dedupe key",
+                len(renamed))
+    return len(renamed)
+
+
+def persist(conn, changes: list[Change], actor: str) -> list[int]:
+    """Write alert changes (one row per alert, its latest state; one history row per change; one
+    outbox message per change); returns the outbox sequence numbers, in order.
+
+    Idempotent and safe against the table's own constraints: an alert whose condition is already
+    active under another id continues that one (:func:`_adopt_active`), and finished alerts are
+    written before active ones, so an alert resolved and its successor opened in the same flush
+    never hold the dedupe key at the same time."""
     latest: dict[str, Alert] = {}
     for ch in changes:
         latest[ch.alert.id] = ch.alert
+    _adopt_active(conn, latest, changes)
     rows = [dict(id=a.id, dedupe_key=a.dedupe_key, source=a.source, level=a.level, theme=a.theme, title=a.title,
                  detail=orjson.dumps(a.detail, option=orjson.OPT_NON_STR_KEYS).decode(), subject=a.subject,
                  confidence=a.confidence, adcode=(a.adcode or "")[:6], city=(a.city or "")[:6],
                  province=(a.province or "")[:6], grid_id=a.grid_id, lon=a.lon, lat=a.lat,
                  first_seen=a.first_seen, last_seen=a.last_seen, count=a.count, status=a.status)
-            for a in latest.values()]
+            for a in sorted(latest.values(), key=lambda a: a.active)]
     conn.execute(UPSERT, rows)
     conn.execute(HISTORY, [dict(alert_id=ch.alert.id, ts=ch.snapshot["action"] and ch.alert.last_seen,
                                 action=ch.action, actor=actor, level=ch.snapshot["level"],
                                 status=ch.snapshot["status"], note=ch.note) for ch in changes])
+    messages = [orjson.dumps(ch.snapshot, option=orjson.OPT_NON_STR_KEYS) for ch in changes]
+    return [r[0] for r in conn.execute(OUTBOX, {"ids": [ch.alert.id for ch in changes],
+                                                "keys": [ch.alert.dedupe_key for ch in changes],
+                                                "messages": messages})]
+
+
+def save_offsets(conn, group_id: str, offsets: dict[tuple[str, int], int]) -> None:
+    """The next offset per input partition, in the transaction of the alert changes they caused."""
+    if offsets:
+        items = sorted(offsets.items())
+        conn.execute(OFFSETS, {"group_id": group_id, "topics": [t for (t, _), _ in items],
+                               "partitions": [p for (_, p), _ in items], "offsets": [o for _, o in items]})
+
+
+def load_offsets(engine, group_id: str) -> dict[tuple[str, int], int]:
+    try:
+        with engine.connect() as conn:
+            return {(t, p): int(o) for t, p, o in conn.execute(sa.text(
+                "SELECT topic, partition, next_offset FROM detect_offsets WHERE group_id = :g"), {"g": group_id})}
+    except sa.exc.ProgrammingError:  # migrations not applied: nothing persisted yet
+        return {}
 
 
 def load_active(engine) -> AlertBook:
@@ -165,6 +244,26 @@ def load_active(engine) -> AlertBook:
                       published_at=float(r[16]))
             book.active[a.dedupe_key] = a
     return book
+
+
+def _impose(core: DetectorCore, alert: Alert) -> None:
+    """Make a sensor's state agree with an alert the table holds active for it: the rule that
+    raised it is at the alert's level (so it is touched, escalated and cleared as a live alert
+    is, even when the stored history no longer shows the condition), an anomaly alert times out
+    from its last sighting."""
+    ctx = core.sensors.get(alert.subject.removeprefix("sensor:"))
+    if ctx is None:
+        return
+    key = alert.dedupe_key
+    if key.startswith("rule:") and "|sensor:" in key:
+        rid = key[len("rule:"):key.index("|sensor:")]
+        rs = ctx.rules.rules.get(rid) if ctx.rules is not None else None
+        if rs is not None:
+            ctx.rule_alerts.add(rid)
+            if rs.level is None:
+                rs.level, rs.started, rs.down_since = alert.level, alert.first_seen, None
+    elif key.startswith("anomaly|"):
+        ctx.last_flag_t = max(ctx.last_flag_t or 0.0, alert.last_seen)
 
 
 def load_models(engine, home):
@@ -196,7 +295,9 @@ class DetectWorker:
         self.alerts_topic = settings.topic("alerts")
         self._locate = locate
         self._stop = threading.Event()
-        self.stats = {"messages": 0, "readings": 0, "video": 0, "changes": 0, "skipped": 0, "warmed": 0}
+        self.stats = {"messages": 0, "readings": 0, "video": 0, "changes": 0, "skipped": 0, "warmed": 0,
+                      "already_done": 0, "evicted": 0}
+        self._resume: dict[tuple[str, int], int] = {}
         self.consumer = self.producer = None
         self.core: DetectorCore | None = None
         self._reset_requested = False
@@ -229,32 +330,79 @@ class DetectWorker:
         core.book = load_active(self.engine)
         return core
 
-    def _warm(self, sensor_ids: list[str], before: float) -> None:
-        """Replay recent stored history of sensors new to this process; what it changes in alerts
-        already in the database is not published again."""
+    def _warm(self, first: dict[str, dict]) -> None:
+        """Rebuild the state of sensors new to this process from their stored history before
+        their first reading here (``first``: sensor id -> that reading), then make it agree with
+        the table: the table says which alerts are active, never the replay.
+
+        An occurrence the replay raises that the table already records (a row with its dedupe
+        key whose time span overlaps it) was written and published when the history happened:
+        nothing of it is written or published again, and when the table has it finished
+        (resolved by the detector or by people) it is not raised again. An alert the table holds
+        active stays active under its id, and the sensor's rule state takes its level, so it
+        continues and clears as a live one would. An occurrence the table does not know (the
+        readings were stored while no detector processed them) is raised now."""
         q = sa.text("""
             SELECT sensor_id, metric, value, extract(epoch FROM ts) AS t, ST_X(geom), ST_Y(geom) FROM (
-                SELECT r.*, row_number() OVER (PARTITION BY sensor_id ORDER BY ts DESC) AS k
-                FROM readings r WHERE sensor_id = ANY(:ids) AND ts >= to_timestamp(:since) AND ts < to_timestamp(:before)
-            ) x WHERE k <= :maxrows ORDER BY ts""")
-        try:
-            with self.engine.connect() as conn:
-                rows = conn.execute(q, {"ids": sensor_ids, "since": before - self.config.warm_hours * 3600,
-                                        "before": before, "maxrows": self.config.warm_max_rows}).all()
-        except sa.exc.ProgrammingError:  # no readings table: nothing to warm from
-            return
-        known = {a.id for a in self.core.book.active.values()}
-        pending = self.core.book.drain()
+                SELECT r.*, row_number() OVER (PARTITION BY r.sensor_id ORDER BY r.ts DESC) AS k
+                FROM readings r JOIN unnest(CAST(:ids AS text[]), CAST(:befores AS float8[])) AS b(sid, before)
+                  ON r.sensor_id = b.sid
+                WHERE r.ts >= to_timestamp(b.before - :span) AND r.ts < to_timestamp(b.before)
+            ) x WHERE k <= :maxrows ORDER BY t""")
+        ids = list(first)
+        rows = []
+        if self.config.warm_hours > 0:
+            try:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(q, {"ids": ids, "befores": [first[i]["ts"] for i in ids],
+                                            "span": self.config.warm_hours * 3600,
+                                            "maxrows": self.config.warm_max_rows}).all()
+            except sa.exc.ProgrammingError:  # no readings table: nothing to warm from
+                rows = []
+        book = self.core.book
+        subjects = {f"sensor:{sid}" for sid in ids}
+        stored = {k: a for k, a in book.active.items() if a.subject in subjects}
+        for k in stored:
+            del book.active[k]
+        pending = book.drain()
         try:
             for sid, metric, value, t, lon, lat in rows:
                 self.core.on_reading({"sensor_id": sid, "metric": metric, "value": value, "ts": float(t),
                                       "lon": lon, "lat": lat})
         finally:
-            # Changes to alerts already in the database were made before; an alert the history
-            # raises that the database lacks was never published (the last process stopped first).
-            replayed = self.core.book.drain()
-            self.core.book.changes = pending + [ch for ch in replayed if ch.alert.id not in known]
+            replayed = book.drain()
+            warm_active = {k: a for k, a in book.active.items() if a.subject in subjects}
+            for k in warm_active:
+                del book.active[k]
+            touched = {ch.alert.id: ch.alert for ch in replayed}
+            unrecorded = self._unrecorded([a for a in touched.values()
+                                           if not (a.active and a.dedupe_key in stored)])
+            for k, a in warm_active.items():
+                if k not in stored and a.id in unrecorded:
+                    book.active[k] = a
+            for sid in ids:
+                if sid not in self.core.sensors:
+                    self.core._ctx(first[sid])  # no history: the state starts here, with its alerts
+            for k, a in stored.items():
+                book.active[k] = a
+                _impose(self.core, a)
+            book.changes = pending + [ch for ch in replayed if ch.alert.id in unrecorded]
         self.stats["warmed"] += len(rows)
+
+    def _unrecorded(self, alerts: list[Alert]) -> set[str]:
+        """Ids of the alerts whose occurrence no table row records: none with the same dedupe
+        key overlaps their time span."""
+        if not alerts:
+            return set()
+        with self.engine.connect() as conn:
+            known = {r[0] for r in conn.execute(sa.text("""
+                SELECT c.id FROM unnest(CAST(:ids AS text[]), CAST(:keys AS text[]), CAST(:firsts AS float8[]),
+                                        CAST(:lasts AS float8[])) AS c(id, key, first, last)
+                WHERE EXISTS (SELECT 1 FROM alerts a WHERE a.dedupe_key = c.key
+                              AND a.first_seen <= to_timestamp(c.last) AND a.last_seen >= to_timestamp(c.first))"""),
+                {"ids": [a.id for a in alerts], "keys": [a.dedupe_key for a in alerts],
+                 "firsts": [a.first_seen for a in alerts], "lasts": [a.last_seen for a in alerts]})}
+        return {a.id for a in alerts} - known
 
     def _refresh(self) -> None:
         """Forget active alerts that people closed (or that another worker resolved)."""
@@ -303,6 +451,8 @@ class DetectWorker:
         from ingest import parse_message
 
         self.core = self._new_core()
+        self._publish_outbox()  # what a killed predecessor wrote but could not publish
+        self._resume = load_offsets(self.engine, self.group_id)
         self._heartbeat()
         last_tick = last_refresh = time.monotonic()
         idle = 0
@@ -314,7 +464,8 @@ class DetectWorker:
                     self._reset_requested = False
                     self.core = self._new_core()
                     self._partition_time.clear()
-                records = [r for recs in batch.values() for r in recs]
+                    self._resume = load_offsets(self.engine, self.group_id)
+                records, done = self._fresh([r for recs in batch.values() for r in recs])
                 if not records:
                     # idle only counts once the group has given us partitions (joins can be slow)
                     if self.consumer.assignment():
@@ -327,13 +478,14 @@ class DetectWorker:
                 now = time.monotonic()
                 if now - last_tick >= self.config.tick_s:
                     self.core.tick(min(self._partition_time.values()) if self._partition_time else None)
+                    self._evict()
                     last_tick = now
                 if now - last_refresh >= self.config.refresh_s:
                     self._refresh()
                     self._heartbeat()
                     last_refresh = now
-                self._flush()
-                if records:
+                self._flush(done)
+                if done:
                     self.consumer.commit()
         finally:
             for c in (self.consumer, self.producer):
@@ -343,10 +495,45 @@ class DetectWorker:
                     pass
         return self.stats
 
+    def _fresh(self, records: list) -> tuple[list, dict[tuple[str, int], int]]:
+        """The records the table does not reflect yet, and the next offset per partition polled.
+
+        Records below the offset stored with the alerts were processed by a predecessor killed
+        before its Kafka commit: their changes are in the table (and the outbox), and the
+        sensors' state is rebuilt from stored history; processing them again would raise copies."""
+        done: dict[tuple[str, int], int] = {}
+        fresh = []
+        for rec in records:
+            tp = (rec.topic, rec.partition)
+            done[tp] = max(done.get(tp, 0), rec.offset + 1)
+            if rec.offset >= self._resume.get(tp, 0):
+                fresh.append(rec)
+        self.stats["already_done"] += len(records) - len(fresh)
+        return fresh, done
+
+    def _evict(self) -> None:
+        """Bound the per-sensor state: a sensor silent for ``evict_after_s`` of stream time with
+        no active alert is forgotten (its state is rebuilt from history if it reports again)."""
+        core = self.core
+        if not core.sensors:
+            return
+        horizon = core.now - self.config.evict_after_s
+        excess = len(core.sensors) - self.config.max_sensors
+        if excess <= 0 and not any((c.last_t or 0) < horizon for c in core.sensors.values()):
+            return
+        busy = {a.subject for a in core.book.active.values()}
+        old = sorted((c.last_t or 0.0, sid) for sid, c in core.sensors.items() if f"sensor:{sid}" not in busy)
+        gone = [sid for t, sid in old if t < horizon]
+        if excess > len(gone):
+            gone += [sid for _, sid in old[len(gone):len(gone) + excess - len(gone)]]
+        for sid in gone:
+            del core.sensors[sid]
+        self.stats["evicted"] += len(gone)
+
     def _process(self, records, parse_message) -> None:
         now = time.time()
         readings, events = [], []
-        new_sensors: dict[str, None] = {}
+        new_sensors: dict[str, dict] = {}
         sensors = self.core.sensors
         for rec in records:
             self.stats["messages"] += 1
@@ -367,10 +554,11 @@ class DetectWorker:
                 if latest > self._partition_time.get(key, 0.0):
                     self._partition_time[key] = latest
             for r in fast:
-                if r["sensor_id"] not in sensors:
-                    new_sensors[r["sensor_id"]] = None
-        if new_sensors and self.config.warm_hours > 0 and readings:
-            self._warm(list(new_sensors), before=min(r["ts"] for r in readings))
+                sid = r["sensor_id"]
+                if sid not in sensors and (sid not in new_sensors or r["ts"] < new_sensors[sid]["ts"]):
+                    new_sensors[sid] = r
+        if new_sensors:
+            self._warm(new_sensors)
         for r in readings:
             self.core.on_reading(r)
         for e in events:
@@ -378,14 +566,51 @@ class DetectWorker:
         self.stats["readings"] += len(readings)
         self.stats["video"] += len(events)
 
-    def _flush(self) -> None:
+    def _flush(self, done: dict[tuple[str, int], int]) -> None:
+        """Alert changes, the outbox and the input offsets in ONE transaction; then publish."""
         changes = self.core.drain()
-        if not changes:
+        if not changes and not done:
             return
-        with self.engine.begin() as conn:
-            persist(conn, changes, actor=f"system:{self.worker_id}")
-        for ch in changes:
-            self.producer.send(self.alerts_topic, key=ch.alert.dedupe_key.encode(),
-                               value=orjson.dumps(ch.snapshot, option=orjson.OPT_NON_STR_KEYS))
-        self.producer.flush(timeout=30)
+        seqs: list[int] = []
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    seqs = persist(conn, changes, actor=f"system:{self.worker_id}") if changes else []
+                    save_offsets(conn, self.group_id, done)
+                break
+            except sa.exc.IntegrityError as exc:
+                # another detector (a rebalance) opened the same condition at the same moment:
+                # the next try adopts its alert
+                if attempt == 2:
+                    raise
+                log.warning("alert write conflicted (%s); retrying", str(exc).splitlines()[0])
+        for tp, o in done.items():
+            self._resume[tp] = max(self._resume.get(tp, 0), o)
+        if seqs:
+            self._publish_outbox(seqs)
         self.stats["changes"] += len(changes)
+
+    def _publish_outbox(self, seqs: list[int] | None = None) -> int:
+        """Publish outbox messages (``seqs``, or all that are left) on ``city.alerts`` in order,
+        and delete them once the broker has them. A kill before the delete publishes them again
+        (the notifier de-duplicates on alert and event): at least once, never lost."""
+        where = "seq = ANY(:seqs)" if seqs is not None else "true"
+        sent = 0
+        while True:
+            with self.engine.begin() as conn:
+                try:
+                    rows = conn.execute(sa.text(
+                        f"SELECT seq, dedupe_key, message FROM alert_outbox WHERE {where} ORDER BY seq "
+                        "LIMIT 5000 FOR UPDATE SKIP LOCKED"), {"seqs": seqs or []}).all()
+                except sa.exc.ProgrammingError:  # migrations not applied yet
+                    return 0
+                if not rows:
+                    return sent
+                futures = [self.producer.send(self.alerts_topic, key=k.encode(), value=bytes(m)) for _, k, m in rows]
+                self.producer.flush(timeout=30)
+                for f in futures:
+                    f.get(timeout=30)  # raises when the broker refused or never answered: kept
+                conn.execute(sa.text("DELETE FROM alert_outbox WHERE seq = ANY(:s)"), {"s": [r[0] for r in rows]})
+            sent += len(rows)
+            if seqs is not None:
+                return sent
