@@ -371,6 +371,14 @@ def cmd_notify(args, ctx) -> int:
 
     path = ALERTING_FILE.with_name("alerting-demo.yaml") if args.config == "demo" else args.config
     n = Notifier(settings, engine=ctx.engine, group_id=args.group_id, config=load_alerting(str(path) if path else None))
+    if args.retry_parked:
+        keys = n.retry_parked(keys=args.key or ())
+        if args.key and len(keys) < len(set(args.key)):
+            missing = sorted(set(args.key) - set(keys))
+            raise AlertingError(f"not parked as failed (or no such delivery key): {', '.join(missing)}")
+        sent = n.send_due()
+        print(json.dumps({"retried": len(keys), "sent": sent, "keys": keys}, ensure_ascii=False))
+        return 0 if sent >= len(keys) else 1
     import signal
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: finish the turn, close the consumer
@@ -386,6 +394,9 @@ def register(sub) -> None:
     p.add_argument("--group-id", default="tongguan-notify")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this long (default: run until Ctrl-C)")
     p.add_argument("--config", help="another alerting.yaml ('demo': short escalation and grouping times)")
+    p.add_argument("--retry-parked", action="store_true",
+                   help="send the deliveries parked as failed again now, print the outcome and exit")
+    p.add_argument("--key", action="append", help="with --retry-parked: only this delivery key (repeatable)")
     p.set_defaults(func=cmd_notify)
 
     a = sub.add_parser("alerts", help="list, show and handle alerts (ack, dispatch, resolve, close, …)")

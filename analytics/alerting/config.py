@@ -52,7 +52,10 @@ class AlertingConfig:
     retry_max_attempts: int = 5
     retry_base: float = 2.0
     retry_max_backoff: float = 300.0
+    retry_parked_every: float = 600.0
+    retry_parked_for: float = 86400.0
     webhook_timeout: float = 5.0
+    send_lease: float = 35.0
     signature_tolerance: float = 300.0
     tick_every: float = 5.0
 
@@ -120,7 +123,10 @@ def parse_alerting(data: Mapping, source: str = "alerting") -> AlertingConfig:
             retry_max_attempts=int(retry.get("max_attempts", 5)),
             retry_base=parse_duration(retry.get("base", "2s")),
             retry_max_backoff=parse_duration(retry.get("max_backoff", "5m")),
+            retry_parked_every=parse_duration(retry.get("parked_every", "10m")),
+            retry_parked_for=parse_duration(retry.get("parked_for", "24h")),
             webhook_timeout=parse_duration(notify.get("webhook_timeout", "5s")),
+            send_lease=parse_duration(notify.get("send_lease", "35s")),
             signature_tolerance=parse_duration(notify.get("signature_tolerance", "5m")),
             tick_every=parse_duration(notify.get("tick_every", "5s")),
         )
@@ -130,6 +136,9 @@ def parse_alerting(data: Mapping, source: str = "alerting") -> AlertingConfig:
         raise AlertingError(f"{source}: {exc}") from None
     if cfg.cluster_min_counties < 2:
         raise AlertingError(f"{source}: escalation.cluster.min_counties must be at least 2")
+    if cfg.send_lease <= cfg.webhook_timeout:
+        raise AlertingError(f"{source}: notify.send_lease must be longer than notify.webhook_timeout "
+                            "(a delivery still being sent must not be claimed again)")
     if cfg.retry_max_attempts < 1:
         raise AlertingError(f"{source}: notify.retry.max_attempts must be at least 1")
     return cfg

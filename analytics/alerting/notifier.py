@@ -286,18 +286,38 @@ class Notifier:
 
     # -------------------------------------------------------------------------------- sending
     def send_due(self, *, now: datetime | None = None, limit: int = 100) -> int:
-        """Attempt every due delivery once; returns how many were sent successfully."""
+        """Attempt every due delivery once; returns how many were sent successfully.
+
+        A delivery is marked ``sending`` (attempt number, lease) in its own transaction BEFORE it
+        goes out, under its stable key. A claim that finds it still ``sending`` after the lease
+        knows the previous attempt's outcome is unknown (the notifier stopped mid-send): that
+        attempt is logged as ``unknown`` and this one goes out marked as a re-send, with the same
+        key — receivers de-duplicate on it. Outcomes are recorded idempotently: a success is
+        final (a late or repeated answer never turns a sent delivery into a failed one), a
+        failure only counts for the latest attempt. Parked (``failed``) deliveries are tried
+        again every ``retry_parked_every`` for ``retry_parked_for`` after they were created."""
         now = now or utcnow()
         cfg = self.config
-        lease = now + timedelta(seconds=cfg.webhook_timeout + 30)
+        lease = now + timedelta(seconds=cfg.send_lease)
         with self.engine.begin() as conn:
             claimed = conn.execute(sa.text(
                 "UPDATE notification_deliveries d SET status = 'sending', attempts = d.attempts + 1, "
-                "next_attempt_at = :lease FROM (SELECT key FROM notification_deliveries WHERE status IN "
-                "('pending','retrying','sending') AND next_attempt_at <= :now ORDER BY next_attempt_at LIMIT :n "
+                "next_attempt_at = :lease FROM (SELECT key, status FROM notification_deliveries WHERE "
+                "(status IN ('pending','retrying','sending') OR (status = 'failed' AND created_at > :give_up)) "
+                "AND next_attempt_at <= :now ORDER BY next_attempt_at LIMIT :n "
                 "FOR UPDATE SKIP LOCKED) due WHERE d.key = due.key "
-                "RETURNING d.key, d.subscription_id, d.channel, d.payload, d.attempts"),
-                {"lease": lease, "now": now, "n": limit}).mappings().all()
+                "RETURNING d.key, d.subscription_id, d.channel, d.payload, d.attempts, due.status AS was"),
+                {"lease": lease, "now": now, "n": limit,
+                 "give_up": now - timedelta(seconds=cfg.retry_parked_for)}).mappings().all()
+            claimed = [dict(c, resend=c["was"] == "sending") for c in claimed]
+            unknown = [c for c in claimed if c["resend"]]
+            if unknown:
+                conn.execute(sa.text(
+                    "INSERT INTO delivery_attempts (delivery_key, attempt, at, duration_ms, outcome, detail) "
+                    "SELECT k, n, :now, 0, 'unknown', 'the notifier stopped during this attempt; re-sent as ' "
+                    "|| 'attempt ' || (n + 1) FROM unnest(CAST(:k AS text[]), CAST(:n AS int[])) AS x(k, n)"),
+                    {"now": now, "k": [c["key"] for c in unknown], "n": [c["attempts"] - 1 for c in unknown]})
+                self.stats["resent"] = self.stats.get("resent", 0) + len(unknown)
             subs = {r["id"]: dict(r) for r in conn.execute(sa.text(
                 "SELECT * FROM subscriptions WHERE id = ANY(:ids)"),
                 {"ids": list({c["subscription_id"] for c in claimed})}).mappings()} if claimed else {}
@@ -312,25 +332,40 @@ class Notifier:
                     "INSERT INTO delivery_attempts (delivery_key, attempt, at, duration_ms, outcome, detail) "
                     "VALUES (:k, :n, :at, :ms, :o, :detail)"),
                     {"k": d["key"], "n": d["attempts"], "at": done_at, "ms": ms,
-                     "o": "ok" if outcome.ok else "error", "detail": outcome.detail[:2000]})
+                     "o": "ok" if outcome.ok else "error",
+                     "detail": (("re-send: " if d["resend"] else "") + outcome.detail)[:2000]})
                 if outcome.ok:
                     ok += 1
-                    conn.execute(sa.text("UPDATE notification_deliveries SET status = 'sent', sent_at = :at, "
-                                         "last_error = NULL WHERE key = :k"), {"k": d["key"], "at": done_at})
-                elif d["attempts"] >= cfg.retry_max_attempts:
+                    conn.execute(sa.text("UPDATE notification_deliveries SET status = 'sent', sent_at = "
+                                         "coalesce(sent_at, :at), last_error = NULL WHERE key = :k"),
+                                 {"k": d["key"], "at": done_at})
+                    continue
+                parked = d["attempts"] >= cfg.retry_max_attempts
+                if parked:
                     self.stats["parked"] += 1
-                    log.warning("delivery %s parked as failed after %d attempts: %s", d["key"], d["attempts"],
-                                outcome.detail)
-                    conn.execute(sa.text("UPDATE notification_deliveries SET status = 'failed', last_error = :e "
-                                         "WHERE key = :k"), {"k": d["key"], "e": outcome.detail})
+                    log.warning("delivery %s parked as failed after %d attempts (tried again every %.0f s): %s",
+                                d["key"], d["attempts"], cfg.retry_parked_every, outcome.detail)
                 else:
                     self.stats["failed_attempts"] += 1
-                    conn.execute(sa.text("UPDATE notification_deliveries SET status = 'retrying', last_error = :e, "
-                                         "next_attempt_at = :next WHERE key = :k"),
-                                 {"k": d["key"], "e": outcome.detail,
-                                  "next": done_at + timedelta(seconds=cfg.backoff(d["attempts"]))})
+                conn.execute(sa.text(
+                    "UPDATE notification_deliveries SET status = :s, last_error = :e, next_attempt_at = :next "
+                    "WHERE key = :k AND attempts = :n AND status = 'sending'"),
+                    {"k": d["key"], "n": d["attempts"], "e": outcome.detail, "s": "failed" if parked else "retrying",
+                     "next": done_at + timedelta(seconds=cfg.retry_parked_every if parked
+                                                 else cfg.backoff(d["attempts"]))})
         self.stats["sent"] += ok
         return ok
+
+    def retry_parked(self, *, keys: Iterable[str] = (), now: datetime | None = None) -> list[str]:
+        """Parked (``failed``) deliveries — all, or those with ``keys`` — are due again now (one
+        attempt; parked again if it fails); returns their keys (``tongguan notify --retry-parked``)."""
+        now = now or utcnow()
+        keys = list(keys)
+        with self.engine.begin() as conn:
+            return [r[0] for r in conn.execute(sa.text(
+                "UPDATE notification_deliveries SET status = 'retrying', next_attempt_at = :now "
+                "WHERE status = 'failed'" + (" AND key = ANY(:keys)" if keys else "") + " RETURNING key"),
+                {"now": now, "keys": keys})]
 
     def _attempt(self, d: dict, sub: dict | None) -> tuple[Outcome, float]:
         t = time.perf_counter()
@@ -338,8 +373,9 @@ class Notifier:
             if sub is None:
                 out = Outcome(False, "subscription gone")
             else:
-                out = channel_of(d["channel"]).send(settings=self.settings, config=self.config, sub=sub,
-                                                    payload=d["payload"], delivery_key=d["key"])
+                out = channel_of(d["channel"]).send_attempt(
+                    settings=self.settings, config=self.config, sub=sub, payload=d["payload"], delivery_key=d["key"],
+                    attempt=d["attempts"], resend=d["resend"])
         except Exception as exc:  # noqa: BLE001 - one bad delivery must not stop the others
             out = Outcome(False, f"{type(exc).__name__}: {exc}")
         return out, (time.perf_counter() - t) * 1000.0

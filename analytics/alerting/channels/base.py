@@ -67,6 +67,12 @@ class Channel:
     def send(self, *, settings, config, sub: Mapping, payload: dict, delivery_key: str) -> Outcome:
         raise NotImplementedError(f"channel {self.name} delivers inline")
 
+    def send_attempt(self, *, attempt: int, resend: bool, **kw) -> Outcome:
+        """One attempt of a delivery: ``attempt`` counts from 1; ``resend`` says an earlier
+        attempt may have reached the subscriber (its outcome is unknown). Channels that can tell
+        the receiver so override this; the others just :meth:`send`."""
+        return self.send(**kw)
+
     def deliver_inline(self, conn, *, sub: Mapping, payload: dict, delivery_key: str, now,
                        title: str | None = None) -> None:
         raise NotImplementedError(f"channel {self.name} is sent, not delivered inline")

@@ -17,7 +17,7 @@ from analytics.alerting.channels.base import (
 )
 
 
-def send_email(settings, to: str, payload: dict, *, delivery_key: str) -> Outcome:
+def send_email(settings, to: str, payload: dict, *, delivery_key: str, resend: bool = False) -> Outcome:
     """One message over SMTP (TONGGUAN_SMTP_*): text body plus the JSON attached."""
     subject, text = render_text(payload)
     msg = EmailMessage()
@@ -26,6 +26,8 @@ def send_email(settings, to: str, payload: dict, *, delivery_key: str) -> Outcom
     msg["To"] = to
     msg["Message-ID"] = make_msgid(idstring=delivery_key.replace(":", "."), domain="tongguan")
     msg["X-Tongguan-Delivery"] = delivery_key
+    if resend:  # an earlier attempt may have arrived: the same message again (same Message-ID)
+        msg["X-Tongguan-Resend"] = "1"
     msg.set_content(text)
     msg.add_attachment(body_bytes(payload), maintype="application", subtype="json", filename="alerts.json")
     try:
@@ -55,6 +57,9 @@ class EmailChannel(Channel):
 
     def send(self, *, settings, config, sub, payload, delivery_key) -> Outcome:
         return send_email(settings, sub["email"], payload, delivery_key=delivery_key)
+
+    def send_attempt(self, *, attempt, resend, settings, config, sub, payload, delivery_key) -> Outcome:
+        return send_email(settings, sub["email"], payload, delivery_key=delivery_key, resend=resend)
 
 
 CHANNEL = EmailChannel()

@@ -5,6 +5,9 @@ Webhook signature (for receivers; see :func:`verify`)::
     X-Tongguan-Timestamp: <unix seconds>
     X-Tongguan-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
     X-Tongguan-Delivery:  <delivery key>   (the same on every retry: de-duplicate on it)
+    X-Tongguan-Attempt:   <attempt number, from 1>
+    X-Tongguan-Resend:    1 when an earlier attempt may have reached you (the notifier stopped
+                          before it recorded the answer): the same delivery again
 
 Signing the timestamp with the body lets a receiver reject replays (a timestamp too far from its
 clock) without keeping state; the delivery key lets it drop a retry it already processed.
@@ -55,14 +58,15 @@ def verify(secret: str, timestamp: str | None, body: bytes, signature: str | Non
 
 # ------------------------------------------------------------------------------------ webhook
 def send_webhook(url: str, secret: str, payload: dict, *, delivery_key: str, timeout: float = 5.0,
-                 now: float | None = None) -> Outcome:
+                 now: float | None = None, attempt: int = 1, resend: bool = False) -> Outcome:
     """POST the JSON, signed; 2xx is success, anything else (or no answer) is an error to retry."""
     body = body_bytes(payload)
     ts = int(time.time() if now is None else now)
     req = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT,
         "X-Tongguan-Timestamp": str(ts), "X-Tongguan-Signature": sign(secret or "", ts, body),
-        "X-Tongguan-Delivery": delivery_key})
+        "X-Tongguan-Delivery": delivery_key, "X-Tongguan-Attempt": str(attempt),
+        **({"X-Tongguan-Resend": "1"} if resend else {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return Outcome(200 <= resp.status < 300, f"HTTP {resp.status}")
@@ -171,6 +175,10 @@ class WebhookChannel(Channel):
     def send(self, *, settings, config, sub, payload, delivery_key) -> Outcome:
         return send_webhook(sub["webhook_url"], sub["secret"] or "", payload, delivery_key=delivery_key,
                             timeout=config.webhook_timeout)
+
+    def send_attempt(self, *, attempt, resend, settings, config, sub, payload, delivery_key) -> Outcome:
+        return send_webhook(sub["webhook_url"], sub["secret"] or "", payload, delivery_key=delivery_key,
+                            timeout=config.webhook_timeout, attempt=attempt, resend=resend)
 
 
 CHANNEL = WebhookChannel()
