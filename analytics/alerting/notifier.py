@@ -306,11 +306,14 @@ class Notifier:
                 "(status IN ('pending','retrying','sending') OR (status = 'failed' AND created_at > :give_up)) "
                 "AND next_attempt_at <= :now ORDER BY next_attempt_at LIMIT :n "
                 "FOR UPDATE SKIP LOCKED) due WHERE d.key = due.key "
-                "RETURNING d.key, d.subscription_id, d.channel, d.payload, d.attempts, due.status AS was"),
+                "RETURNING d.key, d.subscription_id, d.channel, d.payload, d.attempts, due.status AS was, "
+                "EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_key = d.key AND a.outcome = 'unknown') "
+                "AS unknown_before"),
                 {"lease": lease, "now": now, "n": limit,
                  "give_up": now - timedelta(seconds=cfg.retry_parked_for)}).mappings().all()
-            claimed = [dict(c, resend=c["was"] == "sending") for c in claimed]
-            unknown = [c for c in claimed if c["resend"]]
+            # once an attempt's outcome is unknown, every later one may be a second copy
+            claimed = [dict(c, resend=c["was"] == "sending" or c["unknown_before"]) for c in claimed]
+            unknown = [c for c in claimed if c["was"] == "sending"]
             if unknown:
                 conn.execute(sa.text(
                     "INSERT INTO delivery_attempts (delivery_key, attempt, at, duration_ms, outcome, detail) "

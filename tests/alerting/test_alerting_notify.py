@@ -154,7 +154,7 @@ def test_retry_with_backoff_then_success_every_attempt_logged(engine, notifier, 
     assert attempts[0][2] == "HTTP 503"
 
 
-def test_unreachable_webhook_is_parked_as_failed(engine, notifier, make_alert):
+def test_unreachable_webhook_is_parked_as_failed_then_retried_slowly(engine, notifier, make_alert):
     add_subscription(engine, name="dead", owner="x", adcode="440100", channels=["webhook"],
                      webhook_url="http://127.0.0.1:9/nothing-listens-here")
     notifier.step([make_alert()], now=T0)
@@ -162,8 +162,13 @@ def test_unreachable_webhook_is_parked_as_failed(engine, notifier, make_alert):
         notifier.send_due(now=T0 + timedelta(seconds=s))
     d = _deliveries(engine)[0]
     assert d["status"] == "failed" and d["attempts"] == 3
-    notifier.send_due(now=T0 + timedelta(hours=1))
-    assert _deliveries(engine)[0]["attempts"] == 3  # parked: no more attempts
+    notifier.send_due(now=T0 + timedelta(seconds=60))
+    assert _deliveries(engine)[0]["attempts"] == 3  # parked: not before the slower schedule
+    notifier.send_due(now=T0 + timedelta(seconds=9 + CFG.retry_parked_every + 1))
+    d = _deliveries(engine)[0]
+    assert (d["status"], d["attempts"]) == ("failed", 4)  # tried once more, parked again
+    notifier.send_due(now=T0 + timedelta(seconds=CFG.retry_parked_for + 3600))
+    assert _deliveries(engine)[0]["attempts"] == 4  # past retry_parked_for: given up
 
 
 def test_silence_stops_notifications_but_keeps_alert(engine, notifier, receiver, make_alert):
