@@ -70,8 +70,11 @@ def fast_readings(raw: bytes) -> list[dict] | None:
             return None
         out = []
         for r in items:
-            v, ts = r["value"], r["ts"]
+            v, ts, sid, lon, lat = r["value"], r["ts"], r["sensor_id"], r["lon"], r["lat"]
             if (r["metric"] not in _METRICS or type(v) not in (int, float) or not math.isfinite(v)
+                    or type(sid) is not str or not 0 < len(sid) <= 128 or "\x00" in sid
+                    or type(lon) not in (int, float) or type(lat) not in (int, float)
+                    or not (math.isfinite(lon) and math.isfinite(lat))
                     or not isinstance(ts, str) or len(ts) < 20 or ts[-6] not in "+-" and ts[-1] != "Z"):
                 return None
             out.append({"sensor_id": r["sensor_id"], "metric": r["metric"], "value": float(v),
@@ -196,7 +199,7 @@ def persist(conn, changes: list[Change], actor: str) -> list[int]:
         latest[ch.alert.id] = ch.alert
     _adopt_active(conn, latest, changes)
     rows = [dict(id=a.id, dedupe_key=a.dedupe_key, source=a.source, level=a.level, theme=a.theme, title=a.title,
-                 detail=orjson.dumps(a.detail, option=orjson.OPT_NON_STR_KEYS).decode(), subject=a.subject,
+                 detail=orjson.dumps(a.detail, default=str, option=orjson.OPT_NON_STR_KEYS).decode(), subject=a.subject,
                  confidence=a.confidence, adcode=(a.adcode or "")[:6], city=(a.city or "")[:6],
                  province=(a.province or "")[:6], grid_id=a.grid_id, lon=a.lon, lat=a.lat,
                  first_seen=a.first_seen, last_seen=a.last_seen, count=a.count, status=a.status)
@@ -205,7 +208,7 @@ def persist(conn, changes: list[Change], actor: str) -> list[int]:
     conn.execute(HISTORY, [dict(alert_id=ch.alert.id, ts=ch.snapshot["action"] and ch.alert.last_seen,
                                 action=ch.action, actor=actor, level=ch.snapshot["level"],
                                 status=ch.snapshot["status"], note=ch.note) for ch in changes])
-    messages = [orjson.dumps(ch.snapshot, option=orjson.OPT_NON_STR_KEYS) for ch in changes]
+    messages = [orjson.dumps(ch.snapshot, default=str, option=orjson.OPT_NON_STR_KEYS) for ch in changes]
     return [r[0] for r in conn.execute(OUTBOX, {"ids": [ch.alert.id for ch in changes],
                                                 "keys": [ch.alert.dedupe_key for ch in changes],
                                                 "messages": messages})]
@@ -296,7 +299,7 @@ class DetectWorker:
         self._locate = locate
         self._stop = threading.Event()
         self.stats = {"messages": 0, "readings": 0, "video": 0, "changes": 0, "skipped": 0, "warmed": 0,
-                      "already_done": 0, "evicted": 0}
+                      "already_done": 0, "evicted": 0, "internal_errors": 0}
         self._resume: dict[tuple[str, int], int] = {}
         self.consumer = self.producer = None
         self.core: DetectorCore | None = None
@@ -365,10 +368,15 @@ class DetectWorker:
         for k in stored:
             del book.active[k]
         pending = book.drain()
+        from tongguan.consumer import isolated
+
+        def unusable(failure) -> None:  # a stored reading the core cannot take: warm without it
+            self.stats["warm_errors"] = self.stats.get("warm_errors", 0) + 1
+
         try:
             for sid, metric, value, t, lon, lat in rows:
-                self.core.on_reading({"sensor_id": sid, "metric": metric, "value": value, "ts": float(t),
-                                      "lon": lon, "lat": lat})
+                isolated(self.core.on_reading, {"sensor_id": sid, "metric": metric, "value": value, "ts": float(t),
+                                                "lon": lon, "lat": lat}, stage="warm", on_failure=unusable)
         finally:
             replayed = book.drain()
             warm_active = {k: a for k, a in book.active.items() if a.subject in subjects}
@@ -382,7 +390,9 @@ class DetectWorker:
                     book.active[k] = a
             for sid in ids:
                 if sid not in self.core.sensors:
-                    self.core._ctx(first[sid])  # no history: the state starts here, with its alerts
+                    # no history: the state starts here, with its alerts (a reading the core cannot
+                    # take fails again when it is scored, and is dead-lettered there)
+                    isolated(self.core._ctx, first[sid], stage="warm", on_failure=unusable)
             for k, a in stored.items():
                 book.active[k] = a
                 _impose(self.core, a)
@@ -443,6 +453,9 @@ class DetectWorker:
             fetch_max_wait_ms=20, fetch_min_bytes=1)
         self.consumer.subscribe(list(self.topics), listener=Listener())
         self.producer = KafkaProducer(bootstrap_servers=bs, client_id=self.worker_id, acks=1, linger_ms=0)
+        from tongguan.consumer import DeadLetterSink
+
+        self.dead = DeadLetterSink(self.producer, self.settings.topic("deadletter"), self.worker_id)
 
     def run(self) -> dict:
         if self._locate is None:
@@ -485,6 +498,7 @@ class DetectWorker:
                     self._heartbeat()
                     last_refresh = now
                 self._flush(done)
+                self.dead.flush()  # the dead letters are part of the batch's outcome
                 if done:
                     self.consumer.commit()
         finally:
@@ -530,24 +544,51 @@ class DetectWorker:
             del core.sensors[sid]
         self.stats["evicted"] += len(gone)
 
+    def _decode(self, rec, parse_message, now: float) -> tuple[list[dict], list[dict]] | None:
+        """The readings and video events of one record; None when the contract rejects it."""
+        fast = fast_readings(rec.value) if self.topics.get(rec.topic) == "readings" else None
+        events: list[dict] = []
+        if fast is None:  # video, or anything unusual: the full validation of the contract
+            p = parse_message(rec.value, now=now)
+            if p.problems and not (p.readings or p.events):
+                return None  # the store worker dead-letters it with the reason
+            # PostgreSQL text cannot hold NUL: such a device id could never be written with an alert
+            # (the store worker dead-letters the record when the database refuses it)
+            fast = [{"sensor_id": r.sensor_id, "metric": r.metric, "value": r.value, "ts": r.ts.timestamp(),
+                     "lon": r.lon, "lat": r.lat} for r in p.readings if "\x00" not in r.sensor_id]
+            events = [{"camera_id": e.camera_id, "type": e.type, "ts": e.ts.timestamp(), "lon": e.lon,
+                       "lat": e.lat, "count": e.count} for e in p.events if "\x00" not in e.camera_id]
+        return fast, events
+
+    def _score(self, readings: list[dict], events: list[dict]) -> bool:
+        for r in readings:
+            self.core.on_reading(r)
+        for e in events:
+            self.core.on_video(e)
+        return True
+
+    def _isolate(self, rec):
+        """on_failure for one record: dead-lettered (``internal_error``), never the worker."""
+        def failed(failure) -> None:
+            self.stats["internal_errors"] += 1
+            self.dead.add_failure(rec, failure)
+        return failed
+
     def _process(self, records, parse_message) -> None:
+        from tongguan.consumer import isolated
+
         now = time.time()
-        readings, events = [], []
+        decoded = []
         new_sensors: dict[str, dict] = {}
         sensors = self.core.sensors
         for rec in records:
             self.stats["messages"] += 1
-            fast = fast_readings(rec.value) if self.topics.get(rec.topic) == "readings" else None
-            if fast is None:  # video, or anything unusual: the full validation of the contract
-                p = parse_message(rec.value, now=now)
-                if p.problems and not (p.readings or p.events):
-                    self.stats["skipped"] += 1  # the store worker dead-letters it with the reason
-                    continue
-                fast = [{"sensor_id": r.sensor_id, "metric": r.metric, "value": r.value, "ts": r.ts.timestamp(),
-                         "lon": r.lon, "lat": r.lat} for r in p.readings]
-                events += [{"camera_id": e.camera_id, "type": e.type, "ts": e.ts.timestamp(), "lon": e.lon,
-                            "lat": e.lat, "count": e.count} for e in p.events]
-            readings += fast
+            out = isolated(self._decode, rec, parse_message, now, stage="decode", on_failure=self._isolate(rec))
+            if out is None:
+                self.stats["skipped"] += 1
+                continue
+            fast, events = out
+            decoded.append((rec, fast, events))
             if fast:
                 key = (rec.topic, rec.partition)
                 latest = max(r["ts"] for r in fast)
@@ -559,12 +600,10 @@ class DetectWorker:
                     new_sensors[sid] = r
         if new_sensors:
             self._warm(new_sensors)
-        for r in readings:
-            self.core.on_reading(r)
-        for e in events:
-            self.core.on_video(e)
-        self.stats["readings"] += len(readings)
-        self.stats["video"] += len(events)
+        for rec, fast, events in decoded:
+            if isolated(self._score, fast, events, stage="detect", on_failure=self._isolate(rec)):
+                self.stats["readings"] += len(fast)
+                self.stats["video"] += len(events)
 
     def _flush(self, done: dict[tuple[str, int], int]) -> None:
         """Alert changes, the outbox and the input offsets in ONE transaction; then publish."""

@@ -104,9 +104,11 @@ def parse_alert_message(value: bytes | str | None) -> str | None:
         data = json.loads(value)
     except (ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(data, dict) or not data.get("id"):
+    aid = data.get("id") if isinstance(data, dict) else None
+    # alert ids are short strings (UUIDs); PostgreSQL text cannot hold NUL
+    if type(aid) is not str or not 0 < len(aid) <= 200 or "\x00" in aid:
         return None
-    return str(data["id"])
+    return aid
 
 
 class Notifier:
@@ -132,6 +134,7 @@ class Notifier:
         self._pending = False
         self.missing: list[str] = []
         self.consumer = None
+        self._deadletters = None  # created on the first dead letter
         self.ready = threading.Event()  # set once partitions are assigned (tests, bench)
 
     # ------------------------------------------------------------------------------- matching
@@ -459,6 +462,50 @@ class Notifier:
             if pending:
                 time.sleep(0.05)
 
+    def handle(self, records: list) -> None:
+        """Match one poll's ``city.alerts`` records. A record whose handling raises (decoding,
+        matching: anything but a lost database connection, which the caller's retry is for) is
+        dead-lettered with reason ``internal_error`` and the exception; the others are matched."""
+        from tongguan.consumer import isolated
+
+        pairs = []
+        for rec in records:
+            self.stats["messages"] += 1
+            aid = isolated(parse_alert_message, rec.value, stage="decode", on_failure=self._isolate(rec))
+            if aid is None:
+                log.warning("skipping a message that is not an alert at %s[%d]@%d", rec.topic,
+                            rec.partition, rec.offset)
+                continue
+            pairs.append((rec, aid))
+        try:
+            self._process_with_wait([aid for _, aid in pairs])
+        except (sa.exc.OperationalError, sa.exc.InterfaceError):
+            raise  # the database is away: nothing is committed, the poll is read again
+        except Exception:  # noqa: BLE001 - find the record(s) that cause it, one by one
+            if not pairs:
+                raise
+            log.warning("matching %d alert(s) failed; matching them one by one", len(pairs))
+            for rec, aid in pairs:
+                isolated(self._process_with_wait, [aid], stage="notify", on_failure=self._isolate(rec))
+        if self._deadletters is not None:
+            self._deadletters.flush()  # durable before the offsets are committed
+
+    def _isolate(self, rec):
+        def failed(failure) -> None:
+            self.stats["internal_errors"] = self.stats.get("internal_errors", 0) + 1
+            self._dead().add_failure(rec, failure)
+        return failed
+
+    def _dead(self):
+        if self._deadletters is None:
+            from kafka import KafkaProducer
+
+            from tongguan.consumer import DeadLetterSink
+
+            producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, client_id=self.worker_id)
+            self._deadletters = DeadLetterSink(producer, self.settings.topic("deadletter"), self.worker_id)
+        return self._deadletters
+
     def run(self, *, max_seconds: float | None = None) -> dict:
         """Consume ``city.alerts`` until stopped (or for ``max_seconds``)."""
         topic = self._connect()
@@ -484,16 +531,7 @@ class Notifier:
                                     "expire such members) — stop it, or restart the broker, or use --group-id",
                                     topic, self.group_id)
                 records = [r for recs in polled.values() for r in recs]
-                batch = []
-                for rec in records:
-                    self.stats["messages"] += 1
-                    aid = parse_alert_message(rec.value)
-                    if aid is None:
-                        log.warning("skipping a message that is not an alert at %s[%d]@%d", rec.topic,
-                                    rec.partition, rec.offset)
-                        continue
-                    batch.append(aid)
-                self._process_with_wait(batch)
+                self.handle(records)
                 if records:
                     self._commit(records)
                 mono = time.monotonic()
@@ -510,6 +548,8 @@ class Notifier:
                 self.consumer.close()
             except Exception as exc:  # noqa: BLE001 - closing on the way out
                 log.debug("consumer close: %s", exc)
+            if self._deadletters is not None:
+                self._deadletters.producer.close()
             self._pool.shutdown(wait=True)
         return self.stats
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import namedtuple
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +21,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 import yaml
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from analytics.alerting.config import ALERTING_FILE
 from analytics.alerting.subscriptions import add_subscription
@@ -170,3 +172,47 @@ def test_notifier_killed_mid_delivery_and_receiver_outage(settings, engine, make
     assert outcomes[0] == "unknown" and outcomes[-1] == "ok"
     print(f"receiver back -> all delivered in {recovered_s:.1f} s; requests {len(receiver.requests)} "
           f"for {len(deliveries)} deliveries")
+
+
+# ------------------------------------------------------------------------- poison on city.alerts
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20)
+alert_like = st.fixed_dictionaries({"schema": st.just("alert/1")}, optional={"id": json_values | st.text()})
+# json.dumps, not orjson: integers past 64 bits, NaN tokens and NUL characters are part of the fuzz
+poison = (st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode())
+          | alert_like.map(lambda d: json.dumps(d).encode()) | st.just(b"[" * 5000) | st.just(b""))
+Rec = namedtuple("Rec", "topic partition offset value key timestamp")
+
+
+@pytest.fixture
+def fuzz_notifier(settings, engine):
+    from analytics.alerting.config import AlertingConfig
+    from analytics.alerting.notifier import Notifier
+
+    n = Notifier(settings, engine=engine, config=AlertingConfig(group_wait=0.0))
+    yield n
+    if n._deadletters is not None:
+        n._deadletters.producer.close()
+    n._pool.shutdown()
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(poison, min_size=1, max_size=4))
+def test_poison_on_city_alerts_never_stops_the_notifier(fuzz_notifier, settings, engine, make_alert, values):
+    n = fuzz_notifier
+    if not getattr(n, "_subscribed", False):
+        add_subscription(engine, name="inbox", owner="gz.duty", adcode="440100", channels=["inbox"])
+        n._subscribed = True
+    good = make_alert(level="orange", first_seen=datetime.now(UTC))
+    topic = settings.topic("alerts")
+    recs = [Rec(topic, 0, i, v, None, None) for i, v in enumerate(values)]
+    recs.insert(len(recs) // 2, Rec(topic, 0, 99, orjson.dumps({"schema": "alert/1", "id": good}), None, None))
+    before = n.stats.get("internal_errors", 0)
+    n.handle(recs)  # never raises
+    with engine.connect() as conn:
+        matched = conn.execute(sa.text("SELECT count(*) FROM notification_items WHERE alert_id = :a"),
+                               {"a": good}).scalar()
+    assert matched == 1  # the good alert beside the poison was matched
+    assert n.stats.get("internal_errors", 0) - before <= len(values)
