@@ -1,7 +1,7 @@
 """detect: restart-safe detection (persisted input offsets, alert outbox)
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-01
 
 The live detector writes alert changes and then commits its Kafka offsets. A kill between the
@@ -19,8 +19,8 @@ publishes what is left first.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
