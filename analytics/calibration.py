@@ -26,11 +26,12 @@ from __future__ import annotations
 import math
 from array import array
 
-# Bin edges of raw scores (>= 0): [0, E0) then geometric up to about 1e4 (T² of a site is large).
-_E0 = 0.25
+# Bin edges of raw scores (>= 0): [0, E0) then geometric up to about 1e4 (T² of a site is large);
+# small enough at the bottom for a sensor whose noise floor keeps its z-scores well below 1.
+_E0 = 0.01
 _RATIO = 1.15
 _LOG_RATIO = math.log(_RATIO)
-N_BINS = 2 + int(math.log(1e4 / _E0) / _LOG_RATIO)  # 77
+N_BINS = 2 + int(math.log(1e4 / _E0) / _LOG_RATIO)  # 100
 EDGES = [0.0] + [_E0 * _RATIO ** k for k in range(N_BINS)]  # EDGES[k] is the lower edge of bin k
 HALF_LIFE = 5000.0  # readings: the history forgets slowly (a month of minute readings ~ 9 half-lives)
 MIN_COUNT = 25.0  # weighted readings before the sensor's own history is trusted
@@ -107,7 +108,8 @@ class TailCalibrator:
         k = 1
         while k + 1 < N_BINS and tail[k + 1] >= target:
             k += 1
-        self.anchor_x, self.anchor_p = EDGES[k], max(tail[k], P_FLOOR)
+        # (never below one reading's share: n readings cannot show a rarer tail than 1 / (n + 1))
+        self.anchor_x, self.anchor_p = EDGES[k], max(tail[k], 1.0 / (total / self.w + 1.0))
         # Generalised Pareto tail above the anchor, by the method of moments on the excesses
         # (bin mid-points): shape xi > 0 is a heavy tail, 0 an exponential one. xi is never taken
         # below 0 (a short history is no proof of a bounded tail) nor above MAX_XI, and both
