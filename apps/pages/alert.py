@@ -88,25 +88,33 @@ def _facts(a: dict, tree, lang: str) -> html.Div:
         rows += [("alertpage.unit", f"{a['assigned_unit']} · {_region(tree, a.get('assigned_region'), lang)}"),
                  ("alertpage.due", _when(a.get("due_at")) + (" · " + t("alertpage.overdue", lang)
                                                               if a.get("overdue_at") else ""))]
-    return html.Dl([x for key, value in rows for x in (html.Dt(t(key, lang)), html.Dd(value, id=f"{PAGE}-{key[10:]}"))],
+    return html.Dl([x for key, value in rows for x in (html.Dt(t(key, lang)), html.Dd(value, id=f"{PAGE}-fact-{key[10:]}"))],
                    className="alert-facts", id=f"{PAGE}-facts")
 
 
-def _forms(a: dict, lang: str) -> html.Div:
-    """The handling forms. Every input is always in the page (the action callback reads them
-    all); those that do not apply to the alert's status are hidden."""
-    offered = OFFERED.get(a["status"], ())
+def _button(action: str, lang: str, key: str | None = None):
+    return html.Button(t(key or f"action.{action}", lang), n_clicks=0, className=f"action-btn action-{action}",
+                       id={"type": f"{PAGE}-do", "action": action})
 
-    def button(action: str, key: str | None = None):
-        return html.Button(t(key or f"action.{action}", lang), n_clicks=0, className=f"action-btn action-{action}",
-                           id={"type": f"{PAGE}-do", "action": action})
 
-    def shown(flag: bool) -> dict:
-        return {} if flag else {"display": "none"}
-
+def form_state(status: str, lang: str) -> tuple:
+    """The parts of the forms that follow the alert's status: the quick buttons, the dispatch
+    button, the note form's buttons, and whether each fieldset shows."""
+    offered = OFFERED.get(status, ())
     notes = [x for x in ("resolve", "close", "false_alarm", "reopen") if x in offered]
+    return ([_button(x, lang) for x in ("take_over", "ack") if x in offered],
+            [_button("dispatch", lang)] if "dispatch" in offered else [],
+            [_button(x, lang, "action.verify_close" if x == "close" else None) for x in notes],
+            {} if "dispatch" in offered else {"display": "none"},
+            {} if notes else {"display": "none"})
+
+
+def forms(status: str, lang: str) -> html.Div:
+    """The handling forms. The inputs stay in the page (the action callback reads them and
+    empties them); the buttons and fieldsets follow the status."""
+    quick, dispatch, notes, dispatch_style, note_style = form_state(status, lang)
     return html.Div([
-        html.Div([button(x) for x in ("take_over", "ack") if x in offered], className="form-row"),
+        html.Div(quick, className="form-row", id=f"{PAGE}-quick"),
         html.Fieldset([
             html.Legend(t("alertpage.dispatch", lang)),
             html.Label(t("alertpage.unit", lang), className="f-label"),
@@ -114,14 +122,14 @@ def _forms(a: dict, lang: str) -> html.Div:
             html.Label(t("alertpage.due", lang) + " (UTC+8)", className="f-label"),
             dcc.Input(id=f"{PAGE}-due", value=default_due(), placeholder="YYYY-MM-DD HH:MM",
                       className="text-input due-input"),
-            button("dispatch"),
-        ], className="form-box", id=f"{PAGE}-dispatch-form", style=shown("dispatch" in offered)),
+            html.Div(dispatch, id=f"{PAGE}-dispatch-buttons"),
+        ], className="form-box", id=f"{PAGE}-dispatch-form", style=dispatch_style),
         html.Fieldset([
             html.Legend(t("alertpage.note_title", lang)),
             dcc.Textarea(id=f"{PAGE}-note", value="", placeholder=t("alertpage.note_hint", lang),
                          className="note-box"),
-            html.Div([button(x, "action.verify_close" if x == "close" else None) for x in notes], className="form-row"),
-        ], className="form-box", id=f"{PAGE}-note-form", style=shown(bool(notes))),
+            html.Div(notes, className="form-row", id=f"{PAGE}-note-buttons"),
+        ], className="form-box", id=f"{PAGE}-note-form", style=note_style),
     ], id=f"{PAGE}-forms")
 
 
@@ -195,11 +203,11 @@ def _incident(a: dict, lang: str):
                     id=f"{PAGE}-incident")
 
 
-def body(eng, scope, alert_id: str, lang: str):
-    """The page below its title bar (re-rendered after each action)."""
+def body(eng, scope, alert_id: str, lang: str, a: dict | None = None):
+    """The page but its forms (re-rendered after each action)."""
     from apps.data import region_tree
 
-    a = alert_detail(eng, scope, alert_id)
+    a = a or alert_detail(eng, scope, alert_id)
     tree = region_tree(eng)
     detail = a.get("detail") if isinstance(a.get("detail"), dict) else {}
     title = (detail.get("title_en") if lang == "en" else None) or a["title"]
@@ -211,8 +219,7 @@ def body(eng, scope, alert_id: str, lang: str):
                   dcc.Link(t("nav.alerts", lang), href="/alerts" + query_string(lang=lang), className="head-link")],
                  className="alert-head"),
         html.Div([
-            html.Div([panel(t("alertpage.facts", lang), _facts(a, tree, lang)),
-                      panel(t("alertpage.handle", lang), _forms(a, lang))], className="side-col"),
+            html.Div([panel(t("alertpage.facts", lang), _facts(a, tree, lang))], className="side-col"),
             html.Div([panel(t("alertpage.timeline", lang), _timeline(a["timeline"], lang)),
                       panel(t("alertpage.readings", lang), _readings(a, lang))], className="main-col"),
         ], className="main-row alert-main"),
@@ -227,8 +234,9 @@ def layout(alert_id: str | None = None, lang=None, **_query):
     scope = current_scope()
     if not scope.home:
         return error_panel(t("error.signin", lang), lang)
+    eng = engine()
     try:
-        content = body(engine(), scope, str(alert_id or ""), lang)
+        a = alert_detail(eng, scope, str(alert_id or ""))
     except TongguanError as exc:
         return error_panel(t("alertpage.not_found", lang, id=alert_id or "") if getattr(exc, "status", 0) == 404
                            else str(exc), lang)
@@ -236,8 +244,9 @@ def layout(alert_id: str | None = None, lang=None, **_query):
     return html.Div([
         html.Div([dcc.Link(t("lang.switch", lang), href=f"/alert/{alert_id}" + query_string(lang=other),
                            className="lang-switch", id="lang-switch")], className="head-links"),
-        html.Div(id=f"{PAGE}-result", className="action-result"),
-        html.Div(content, id=f"{PAGE}-content"),
+        html.Div(body(eng, scope, str(alert_id), lang, a), id=f"{PAGE}-content"),
+        panel(t("alertpage.handle", lang), html.Div([html.Div(id=f"{PAGE}-result", className="action-result"),
+                                                     forms(a["status"], lang)]), cls="panel-handle"),
         dcc.Store(id=f"{PAGE}-params", data={"alert_id": str(alert_id), "lang": lang}),
     ], className=f"page {PAGE}-page", id=f"{PAGE}-page")
 
@@ -254,23 +263,27 @@ def apply(eng, *, alert_id: str, action: str, lang: str, note: str | None, unit:
 
 
 @callback(Output(f"{PAGE}-result", "children"), Output(f"{PAGE}-content", "children"),
+          Output(f"{PAGE}-quick", "children"), Output(f"{PAGE}-dispatch-buttons", "children"),
+          Output(f"{PAGE}-note-buttons", "children"), Output(f"{PAGE}-dispatch-form", "style"),
+          Output(f"{PAGE}-note-form", "style"),
+          Output(f"{PAGE}-unit", "value"), Output(f"{PAGE}-note", "value"), Output(f"{PAGE}-due", "value"),
           Input({"type": f"{PAGE}-do", "action": ALL}, "n_clicks"),
           State(f"{PAGE}-note", "value"), State(f"{PAGE}-unit", "value"), State(f"{PAGE}-due", "value"),
           State(f"{PAGE}-params", "data"), prevent_initial_call=True)
 def _do(clicks, note, unit, due, params):
     trig = ctx.triggered_id
     if not trig or not any(clicks):
-        return no_update, no_update
+        return (no_update,) * 10
     lang, aid = params["lang"], params["alert_id"]
     eng = engine()
     try:
         status = apply(eng, alert_id=aid, action=trig["action"], lang=lang, note=note, unit=unit, due=due)
-    except TongguanError as exc:  # refused (access or lifecycle) or bad input: say why, keep the forms
-        return html.Span(str(exc), className="error", id=f"{PAGE}-error"), no_update
+    except TongguanError as exc:  # refused (access or lifecycle) or bad input: say why, keep what was typed
+        return (html.Span(str(exc), className="error", id=f"{PAGE}-error"),) + (no_update,) * 9
     msg = html.Span(t("alertpage.done", lang, action=t(f"action.{trig['action']}", lang),
                       status=status_label(status, lang)), className="ok", id=f"{PAGE}-ok")
-    # The forms are rebuilt empty: a note is never carried into the next action.
-    return msg, body(eng, current_scope(), aid, lang)
+    # The forms follow the new status and are emptied: a note is never carried into the next action.
+    return (msg, body(eng, current_scope(), aid, lang), *form_state(status, lang), "", "", default_due())
 
 
 dash.register_page(__name__, path_template="/alert/<alert_id>", name=PAGE, title="统管 · 预警详情", layout=layout)
