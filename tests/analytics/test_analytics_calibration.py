@@ -296,3 +296,28 @@ def test_memory_per_sensor_is_bounded_and_stated():
     fs = st_.features
     assert len(fs.long) <= fs.long.maxlen and len(st_.quarantine) <= st_.quarantine.maxlen
     assert sys.getsizeof(st_.calibrators["spike"].bins) < 1000
+
+
+def test_hour_of_day_profile_is_learned_online_without_training():
+    """After a few days of a daily cycle, a value ordinary for the day but wrong for the hour
+    (the evening peak at 3 a.m.) scores high on the online hour-of-day profile; before three
+    days of that hour nothing is claimed."""
+    import copy
+
+    det = SeriesDetector(metric="water_level").prior()
+    st_ = det.new_state()
+    rng = np.random.default_rng(15)
+    start = 1_780_243_200.0  # a midnight, China Standard Time
+    t = start + np.arange(4 * 1440) * 60.0
+    hour = ((t - start) / 3600.0) % 24
+    v = 3 + np.sin(2 * np.pi * (hour - 9) / 24) + rng.normal(0, 0.03, len(t))
+    for i, (a, b) in enumerate(zip(t, v)):
+        if i == 1440:  # after one day: the profile has not seen enough days of any hour
+            raw, _ = det.raw_scores(copy.deepcopy(st_), float(a), float(b))
+            assert "time_of_day" not in raw
+        det.step(st_, float(a), float(b))
+    at3 = start + 4 * 86400 + 3 * 3600
+    usual = 3 + np.sin(2 * np.pi * (3 - 9) / 24)
+    normal, _ = det.raw_scores(copy.deepcopy(st_), at3, float(usual))
+    wrong, _ = det.raw_scores(copy.deepcopy(st_), at3, float(usual + 1.5))  # the daily peak's value
+    assert normal["time_of_day"] < 3 and wrong["time_of_day"] > 10
