@@ -10,7 +10,6 @@ Public surface (the contract with ingest, analytics and apps)::
     region_path(county, city, province) -> [county, city, province] without repeats
 """
 
-from geo.display import display_geojson
 from geo.errors import GeoError
 from geo.grid import generate_grid, parse_size
 from geo.index import Assignment, RegionIndex
@@ -19,3 +18,13 @@ from geo.tree import RegionInfo, RegionTree, region_path
 
 __all__ = ["Assignment", "GeoError", "RegionIndex", "RegionInfo", "RegionTree", "display_geojson",
            "generate_grid", "load_regions", "parse_size", "region_path"]
+
+
+def __getattr__(name):
+    # geo.display pulls in pandas (about a second on a busy machine); load it on first use, not
+    # in every command that only places points (the store worker's restart).
+    if name == "display_geojson":
+        from geo.display import display_geojson
+
+        return display_geojson
+    raise AttributeError(name)

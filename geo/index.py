@@ -96,6 +96,20 @@ class RegionIndex:
             self._transformer = lattice_transformer()
         self._build_lattice(lattice_step or config()["index"]["lattice_step_deg"])
 
+    # -- pickling (a worker caches its index: building the lattice costs seconds) ----------
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_transformer"] = None  # rebuilt on load; a pyproj transformer is not portable state
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        shapely.prepare(self._geoms)  # preparation is not pickled
+        if self._grid_size.any():
+            from geo.grid import lattice_transformer
+
+            self._transformer = lattice_transformer()
+
     # -- construction -------------------------------------------------------------------
     @classmethod
     def from_db(cls, engine: sa.Engine, *, grid_size_m: int | None = None,

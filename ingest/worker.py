@@ -37,6 +37,7 @@ import socket
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -56,6 +57,7 @@ from tongguan.consumer import (DeadLetterSink, Progress, RecordFailure, WorkerSt
 log = logging.getLogger(__name__)
 
 GROUP_ID = "tongguan-store"
+MAX_POLL_INTERVAL_MS = 8000  # polls come at least every ~1 s, during database waits too
 # SQLSTATE classes of errors the database raises about the *data* of a batch (data exception,
 # integrity constraint, program limit exceeded such as an index row too large, feature not
 # supported, PostGIS internal errors): bisect the batch to the offending rows. Anything else
@@ -143,12 +145,50 @@ class _Metrics:
         log.info("metrics on http://0.0.0.0:%d/metrics (Prometheus text format)", port)
 
 
-def _load_region_index(database_url: str):
-    from geo import RegionIndex
+REGION_FINGERPRINT = """
+SELECT md5(coalesce((SELECT string_agg(adcode || ':' || md5(ST_AsEWKB(geom)), ',' ORDER BY adcode) FROM regions), '')
+           || '|' || coalesce((SELECT string_agg(county || ':' || size_m, ',' ORDER BY county, size_m)
+                               FROM (SELECT DISTINCT county, size_m FROM grid_cells) g), ''))
+"""
 
+
+def _load_region_index(database_url: str, cache_dir=None):
+    """The region index, from a pickle in ``cache_dir`` when the regions and grid are unchanged.
+
+    Building the lattice takes seconds (8-9 s on a busy machine), which every restart of a
+    worker paid before its first stored row; the cache is keyed by a digest of the regions'
+    geometries and the grid sizes, so a `geo load` or `geo grid` invalidates it."""
+    import pickle
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from geo import RegionIndex
     from tongguan.db import engine_for
 
-    return RegionIndex.from_db(engine_for(database_url))
+    engine = engine_for(database_url)
+    path = None
+    if cache_dir is not None:
+        try:
+            with engine.connect() as conn:
+                digest = conn.execute(sa.text(REGION_FINGERPRINT)).scalar()
+            path = Path(cache_dir) / f"region-index-{digest}.pickle"
+            if path.is_file():
+                with open(path, "rb") as f:
+                    return pickle.load(f)
+        except Exception as exc:  # noqa: BLE001 - a cache problem only costs the build below
+            log.warning("region index cache not used (%s)", exc)
+    index = RegionIndex.from_db(engine)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)  # atomic: a concurrent worker reads a whole file or none
+        except OSError as exc:
+            log.warning("region index cache not written (%s)", exc)
+    return index
 
 
 class StoreWorker:
@@ -198,7 +238,8 @@ class StoreWorker:
     def region_index(self):
         if self._region_index is None:
             t = time.perf_counter()
-            self._region_index = _load_region_index(self.settings.database_url)
+            self._region_index = _load_region_index(self.settings.database_url,
+                                                    Path(self.settings.home) / "cache")
             log.info("region index loaded in %.1f s", time.perf_counter() - t)
         return self._region_index
 
@@ -221,8 +262,10 @@ class StoreWorker:
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=self.config.batch_size,
             # Fast joins (Tansu is slow with defaults); a batch including DB retries is covered
-            # because a paused consumer keeps polling.
-            session_timeout_ms=6000, heartbeat_interval_ms=1000, max_poll_interval_ms=30000,
+            # because a paused consumer keeps polling. max_poll_interval_ms is also the rebalance
+            # timeout of JoinGroup: after a member was killed, the group waits up to that long
+            # for it before assigning (30 s made every restart take 18-25 s to its first row).
+            session_timeout_ms=6000, heartbeat_interval_ms=1000, max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024,
             # Tansu answers a fetch that includes an empty partition (the video topic, mostly) only
             # after fetch_max_wait_ms: a short wait keeps fetches flowing (measured: 23k → 69k
@@ -264,12 +307,17 @@ class StoreWorker:
         idle = 0
         t_start = time.monotonic()
         last_log = last_observe = time.monotonic()
+        assigned_once = False
         try:
             while not self._stop.is_set():
                 polled = self.consumer.poll(timeout_ms=0 if pending else self.config.poll_timeout_ms,
                                             max_records=self._max_records())
                 records = [r for recs in polled.values() for r in recs]
                 if records or self.consumer.assignment():
+                    if not assigned_once:
+                        assigned_once = True
+                        log.info("%d partition(s) assigned %.1f s after joining", len(self.consumer.assignment()),
+                                 time.monotonic() - t_start)
                     t_start = time.monotonic()
                 if time.monotonic() - last_observe > self.config.observe_every_s:
                     last_observe = time.monotonic()
