@@ -98,6 +98,14 @@ def test_the_live_detector_is_what_runs():
     assert not flags[:SPIKE.start].any()
 
 
+def test_the_detector_gets_epoch_seconds_whatever_the_index_unit():
+    for unit in ("s", "ms", "us", "ns"):
+        idx = pd.DatetimeIndex(["2020-03-09 10:14:33", "2020-03-09 10:14:34"]).as_unit(unit)
+        assert db.epoch_seconds(idx).tolist() == [1583748873.0, 1583748874.0]
+    parsed = db.read_skab(SKAB / "data" / "valve1" / "0.csv")  # as the harness reads a file
+    assert np.diff(db.epoch_seconds(parsed.index[:3])).tolist() == [1.0, 1.0]
+
+
 def test_changepoints_are_derived_as_skab_does():
     idx = pd.date_range("2020-01-01", periods=6, freq="1s")
     cps = db.changepoints_from_flags(pd.Series([1, 1, 0, 0, 1, 1], index=idx))
