@@ -158,19 +158,34 @@ def epoch_seconds(index: pd.Index) -> np.ndarray:
 
 
 def tongguan_flags(frame: pd.DataFrame) -> np.ndarray:
-    """The live detector's own objects, as ``tongguan detect`` and ``tongguan analytics detect``
-    (no ``--metric``, untrained) build them: one :class:`SeriesDetector` per channel, each row
-    stepped through ``step``; a row is flagged when any channel gets a level."""
+    """The live detector's own objects for one site, as ``tongguan analytics detect --columns
+    a,b,…`` builds them (untrained): SKAB's channels are one pump, scored jointly by a
+    :class:`SiteDetector` row by row through ``step``; a row is flagged when it gets a level."""
+    from analytics.detectors import ScoreThresholder, SiteDetector
+
+    thresholder = ScoreThresholder().fit()
+    detector = SiteDetector(channels=tuple(frame.columns)).prior()
+    state = detector.new_state()
+    flags = np.zeros(len(frame), dtype=bool)
+    for i, (t, row) in enumerate(zip(epoch_seconds(frame.index).tolist(), frame.to_numpy(dtype=float).tolist())):
+        score, _ = detector.step(state, t, row)
+        flags[i] = score > 0 and bool(thresholder.level(score))
+    return flags
+
+
+def tongguan_channel_flags(frame: pd.DataFrame) -> np.ndarray:
+    """The live detector per sensor, as ``tongguan detect`` scores a sensor of no catalogue metric
+    (untrained): one :class:`SeriesDetector` per channel; a row is flagged when any channel gets
+    a level."""
     from analytics.detectors import ScoreThresholder, SeriesDetector
 
     thresholder = ScoreThresholder().fit()
-    times = epoch_seconds(frame.index)
+    times = epoch_seconds(frame.index).tolist()
     flags = np.zeros(len(frame), dtype=bool)
     for name in frame.columns:
-        detector = SeriesDetector(metric=None).prior()  # no catalogue metric, untrained: the prior
+        detector = SeriesDetector(metric=None).prior()
         state = detector.new_state()
-        values = frame[name].to_numpy(dtype=float)
-        for i, (t, v) in enumerate(zip(times.tolist(), values.tolist())):
+        for i, (t, v) in enumerate(zip(times, frame[name].to_numpy(dtype=float).tolist())):
             score, _ = detector.step(state, t, v)
             if score > 0 and thresholder.level(score):
                 flags[i] = True
@@ -205,7 +220,10 @@ def every_row_flags(frame: pd.DataFrame) -> np.ndarray:
 
 
 DETECTORS: dict[str, tuple[str, Detector]] = {
-    "tongguan": ("tongguan live detector (SeriesDetector.step per channel, untrained)", tongguan_flags),
+    "tongguan": ("tongguan live detector (SiteDetector.step, the 8 channels as one site, untrained)",
+                 tongguan_flags),
+    "tongguan_channels": ("tongguan live detector (SeriesDetector.step per channel, untrained)",
+                          tongguan_channel_flags),
     "rolling_z": (f"rolling z-score (window {ROLLING_WINDOW}, flag at {ROLLING_Z:g} sd, any channel)", rolling_z_flags),
     "isolation_forest": ("IsolationForest (fit on the warm-up rows)", isolation_forest_flags),
     "every_row": ('"flag every row"', every_row_flags),

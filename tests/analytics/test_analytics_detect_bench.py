@@ -90,11 +90,12 @@ def test_rolling_z_flags_the_injected_burst_and_nothing_else(tmp_path):
     assert every["free_alarms"] == 1 and every["free_flagged_pct"] == 100.0
 
 
-def test_the_live_detector_is_what_runs():
+@pytest.mark.parametrize("adapter", [db.tongguan_flags, db.tongguan_channel_flags])
+def test_the_live_detector_is_what_runs(adapter):
     frame = _frame(ROWS, SPIKE)[list(CHANNELS)]
-    flags = db.tongguan_flags(frame)
+    flags = adapter(frame)
     assert flags.shape == (ROWS,) and flags.dtype == bool
-    assert flags[SPIKE.start]  # a 20-unit burst on a channel that moves by <= 1 a row
+    assert flags[SPIKE.start:SPIKE.stop].any()  # a 20-unit burst on a channel that moves by <= 1 a row
     assert not flags[:SPIKE.start].any()
 
 
