@@ -1,4 +1,8 @@
-"""Analytics: warning rules, scikit-learn anomaly detectors and forecasts, the alert engine.
+"""Analytics, the early-warning room: warning rules, scikit-learn anomaly detectors and
+forecasts, and the detection core that turns the stream into alerts on the national four-level
+scale — with the shared vocabulary of levels and alert statuses. What people and systems do with
+the alerts (handling, linkage, subscriptions, notification) is the subpackage
+``analytics.alerting``, with its own public surface.
 
 Public surface (import from here, not from the modules):
 
@@ -7,11 +11,11 @@ Public surface (import from here, not from the modules):
   ``StuckDetector``, ``DriftDetector``, ``TimeOfDayDetector``; ``ScoreThresholder``; features
   ``series_features`` / ``frame_features``
 - forecasts and video: ``Forecaster``, ``SurgeDetector``
-- the detection core and alerts: ``DetectorCore``, ``AlertBook``, ``Alert`` (people's handling of
-  alerts — acknowledge, dispatch, resolve, close — is ``analytics.alerting``,
-  re-exported below)
+- the detection core and alerts: ``DetectorCore``, ``AlertBook``, ``Alert``
 - workers and tools: ``DetectWorker`` / ``DetectConfig`` (``tongguan detect``), ``train_from_db``,
-  ``evaluate``, ``LEVELS``, ``LEVEL_LABELS``
+  ``evaluate``
+- vocabulary: ``LEVELS``, ``LEVEL_NAMES``, ``LEVEL_LABELS``, ``rank``, ``max_level``;
+  ``STATUSES``, ``ACTIVE_STATUSES``, ``STATUS_LABELS``, ``status_label``
 """
 
 from importlib import import_module
@@ -37,23 +41,6 @@ _EXPORTS = {
     "parse_duration": "rules", "parse_rules": "rules", "to_epoch": "rules",
     "train_from_db": "train",
     "SurgeDetector": "video",
-    # Alert handling, linkage and notification (issue 6): the lifecycle the views and the CLI use.
-    "AlertingConfig": "alerting.config", "AlertingError": "alerting.config",
-    "load_alerting": "alerting.config",
-    "AlertTransitionError": "alerting.lifecycle", "transition": "alerting.lifecycle",
-    "acknowledge": "alerting.lifecycle", "dispatch": "alerting.lifecycle", "resolve": "alerting.lifecycle",
-    "close": "alerting.lifecycle", "reopen": "alerting.lifecycle", "take_over": "alerting.lifecycle",
-    "flag_overdue": "alerting.lifecycle", "history": "alerting.lifecycle",
-    "reopen_if_returning": "alerting.lifecycle",
-    "region_status": "alerting.linkage", "children_status": "alerting.linkage",
-    "alerts_for_region": "alerting.linkage", "escalate_due": "alerting.linkage",
-    "refresh_sensors": "alerting.linkage", "add_silence": "alerting.linkage",
-    "list_silences": "alerting.linkage", "expire_silence": "alerting.linkage",
-    "add_subscription": "alerting.subscriptions", "list_subscriptions": "alerting.subscriptions",
-    "remove_subscription": "alerting.subscriptions", "inbox": "alerting.subscriptions",
-    "mark_read": "alerting.subscriptions", "unread_count": "alerting.subscriptions",
-    "WebhookReceiver": "alerting.channels.webhook", "verify": "alerting.channels.webhook",
-    "Notifier": "alerting.notifier",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -29,26 +29,6 @@ HARM = {
     "traffic_jam": ("traffic_speed", "<", 20.0),
     "crowd": ("crowd_density", ">", 2.0),
 }
-# Stand-in counties for offline runs: real Guangzhou and Foshan adcodes on 0.1-degree squares
-# (the evaluation needs places and neighbours, not real boundaries, and must run without a database).
-STAND_IN = [("440103", "440100"), ("440104", "440100"), ("440105", "440100"), ("440106", "440100"),
-            ("440111", "440100"), ("440112", "440100"), ("440113", "440100"), ("440114", "440100"),
-            ("440115", "440100"), ("440117", "440100"), ("440118", "440100"), ("440604", "440600"),
-            ("440605", "440600"), ("440606", "440600"), ("440607", "440600"), ("440608", "440600")]
-
-
-def stand_in_counties():
-    from shapely.geometry import box
-
-    from ingest.simulator import County
-
-    out = []
-    for i, (adcode, city) in enumerate(STAND_IN):
-        x0, y0 = 113.0 + 0.1 * (i % 4), 22.8 + 0.1 * (i // 4)
-        out.append(County(adcode, city, "440000", box(x0, y0, x0 + 0.1, y0 + 0.1)))
-    return out
-
-
 def _cmp(op: str, x: float, thr: float) -> bool:
     return x > thr if op == ">" else x >= thr if op == ">=" else x < thr
 
@@ -64,6 +44,7 @@ def evaluate(*, seed: int, days: float = 1.0, sensors: int = 400, cameras: int =
     """
 
     from analytics.engine import DetectorCore
+    from analytics.train import stand_in_counties
     from ingest import parse_message
     from ingest.simulator import Simulator
 

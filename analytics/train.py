@@ -109,11 +109,30 @@ def train_and_register(engine, home, frames: dict[str, pd.DataFrame], *, per_sen
     return saved
 
 
+# Stand-in counties for offline runs: real Guangzhou and Foshan adcodes on 0.1-degree squares
+# (the evaluation needs places and neighbours, not real boundaries, and must run without a database).
+STAND_IN = [("440103", "440100"), ("440104", "440100"), ("440105", "440100"), ("440106", "440100"),
+            ("440111", "440100"), ("440112", "440100"), ("440113", "440100"), ("440114", "440100"),
+            ("440115", "440100"), ("440117", "440100"), ("440118", "440100"), ("440604", "440600"),
+            ("440605", "440600"), ("440606", "440600"), ("440607", "440600"), ("440608", "440600")]
+
+
+def stand_in_counties():
+    from shapely.geometry import box
+
+    from ingest.simulator import County
+
+    out = []
+    for i, (adcode, city) in enumerate(STAND_IN):
+        x0, y0 = 113.0 + 0.1 * (i % 4), 22.8 + 0.1 * (i // 4)
+        out.append(County(adcode, city, "440000", box(x0, y0, x0 + 0.1, y0 + 0.1)))
+    return out
+
+
 def simulated_history(*, seed: int, days: float, sensors: int, start: datetime, interval_s: float = 60.0,
                       cameras: int = 80, counties=None, incidents: bool = True, faults: bool = True) -> dict[str, pd.DataFrame]:
     """A history from the simulator (by default with its incidents and faults, like any stored
     history), as training frames."""
-    from analytics.evaluate import stand_in_counties
     from ingest.simulator import Simulator
 
     sim = Simulator(seed=seed, counties=counties or stand_in_counties(), start=start, duration_s=days * 86400.0,

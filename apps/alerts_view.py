@@ -104,8 +104,9 @@ def bulk_action(engine, *, alert_ids: list[str], action: str, actor: str, note: 
 
 def table_rows(df: pd.DataFrame, lang: str = "zh", engine=None) -> list[dict]:
     """Rows for the page's DataTable (plain strings: the table renders text, never HTML)."""
+    from analytics import status_label
     from apps.catalogue import theme_label
-    from apps.components import _when, status_label
+    from apps.components import fmt_when
     from apps.i18n import t
 
     tree = data.region_tree(engine) if engine is not None else None  # names of the handling regions
@@ -123,6 +124,6 @@ def table_rows(df: pd.DataFrame, lang: str = "zh", engine=None) -> list[dict]:
             "status": r["status"],
             "status_label": status_label(r["status"], lang),
             "owner": _name(tree, owner, lang),
-            "last_seen": _when(r.get("last_seen")),
+            "last_seen": fmt_when(r.get("last_seen")),
         })
     return rows

@@ -31,7 +31,7 @@ def register_bench(bench_sub) -> None:
     p.set_defaults(func=cmd_bench_views)
 
 
-def _bench_url(ctx, fresh: bool, name: str = BENCH_DB) -> tuple[str, bool]:
+def bench_url(ctx, fresh: bool, name: str = BENCH_DB) -> tuple[str, bool]:
     base = sa.make_url(ctx.database_url)
     admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT",
                              poolclass=sa.pool.NullPool)
@@ -252,7 +252,7 @@ def run(url: str, kafka_bootstrap: str, *, repeat: int) -> list[tuple]:
 
 
 def cmd_bench_views(args, ctx) -> int:
-    url, created = _bench_url(ctx, args.fresh)
+    url, created = bench_url(ctx, args.fresh)
     print(f"tongguan bench views — database {BENCH_DB} ({'new' if created else 'reused'})")
     t = time.perf_counter()
     sz = prepare(url, readings=args.readings, days=args.days)

@@ -96,7 +96,7 @@ def capture(base: str, username: str, password: str, pages=PAGES, *, wait_live_s
     """Open each page in headless Chromium (logged in) and record its Dash callback requests."""
     from urllib.parse import urlsplit
 
-    from apps.screenshot import _wait, browser, sign_in
+    from apps.screenshot import browser, sign_in, wait_until
 
     def dash_posts(driver) -> list[tuple[float, str, dict]]:
         out = []
@@ -119,7 +119,7 @@ def capture(base: str, username: str, password: str, pages=PAGES, *, wait_live_s
             driver.get("about:blank")  # the previous page stops polling
             dash_posts(driver)  # drain what it sent
             driver.get(base + path)
-            _wait(driver, lambda d: d.find_elements("css selector", ".js-plotly-plot .main-svg"), 30)
+            wait_until(driver, lambda d: d.find_elements("css selector", ".js-plotly-plot .main-svg"), 30)
             time.sleep(wait_live_s)  # the page settles and the live interval fires (every 2 s)
             recorded = dash_posts(driver)
             posts = [body for _, _, body in recorded]
@@ -490,9 +490,9 @@ def _accounts(engine, n: int, rng: random.Random) -> list[tuple[Profile, str, st
 
 def prepare_db(ctx, *, readings: int, fresh: bool, log=print) -> str:
     """The benchmark database, filled as for ``bench views`` (kept between runs)."""
-    from apps.bench import _bench_url, prepare
+    from apps.bench import bench_url, prepare
 
-    url, created = _bench_url(ctx, fresh, name=BENCH_DB)
+    url, created = bench_url(ctx, fresh, name=BENCH_DB)
     log(f"tongguan bench load — database {BENCH_DB} ({'new' if created else 'reused'})")
     t = time.perf_counter()
     sz = prepare(url, readings=readings, days=7, log=log)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode
 import pandas as pd
 from dash import dcc, html
 
-from analytics import LEVELS
+from analytics import LEVELS, status_label
 from apps.catalogue import (
     ALL_THEMES,
     DEFAULT_WINDOW,
@@ -199,7 +199,7 @@ def ranking(page: str, state: pd.DataFrame, *, level: str, search: str, lang: st
     return html.Table([head, html.Tbody(rows)], className="grid-table ranking", id=f"{page}-ranking")
 
 
-def _when(ts) -> str:
+def fmt_when(ts) -> str:
     if ts is None or (isinstance(ts, float) and pd.isna(ts)) or ts is pd.NaT:
         return ""
     ts = pd.Timestamp(ts)
@@ -216,7 +216,7 @@ def ticker_item(row: dict, *, search: str, lang: str) -> html.Div:
     if href and row.get("id") is not None:
         href += ("&" if "?" in href else "?") + f"alert={row['id']}"
     when = row.get("escalated_at") if kind == "escalated" else row.get("first_seen")
-    body = [html.Span(_when(when if when is not None and not pd.isna(when) else row.get("last_seen")),
+    body = [html.Span(fmt_when(when if when is not None and not pd.isna(when) else row.get("last_seen")),
                       className="tick-time"),
             level_badge(row["level"], lang),
             html.Span(t("alert.escalated" if kind == "escalated" else "alert.new", lang),
@@ -230,13 +230,6 @@ def ticker_item(row: dict, *, search: str, lang: str) -> html.Div:
 
 def ticker_items(df: pd.DataFrame, *, search: str, lang: str) -> list:
     return [ticker_item(r, search=search, lang=lang) for r in df.to_dict("records")]
-
-
-def status_label(status: str, lang: str) -> str:
-    try:
-        return t(f"alert.status.{status}", lang)
-    except KeyError:
-        return status
 
 
 def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool = False,
@@ -257,7 +250,7 @@ def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool = Fals
                                   href=f"/alert/{r['id']}" + query_string(lang=lang))),
                  html.Td(tl(r["theme"], lang) if r.get("theme") else ""),
                  html.Td(status_label(r["status"], lang), className=f"status status-{r['status']}"),
-                 html.Td(_when(r.get("last_seen")))]
+                 html.Td(fmt_when(r.get("last_seen")))]
         if actions:
             cells.append(html.Td([html.Button(t(f"action.{a}", lang), n_clicks=0,
                                               id={"type": f"{page}-action", "action": a, "alert": str(r["id"])},

@@ -1,5 +1,5 @@
-"""The apps package's errors: one root (``AppsError``), and ``AccessError`` for a caller who may not
-do what they asked (it carries the HTTP status the API answers with)."""
+"""The apps package's errors: one root (``AppsError``), and below it ``AccessError`` for a caller
+who may not do what they asked (it carries the HTTP status the API answers with)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ class AppsError(TongguanError):
     """A view could not be built (bad configuration or bad request); the message says how to fix it."""
 
 
-class AccessError(TongguanError):
+class AccessError(AppsError):
     """A caller asked for something outside their scope or role. ``status`` is the HTTP status
     the API answers with (401, 403, 404, 409, 422, 429)."""
 

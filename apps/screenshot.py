@@ -52,7 +52,7 @@ def browser(width: int = 1920, height: int = 1080, *, performance_log: bool = Fa
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
-def _wait(driver, predicate, timeout: float = 30.0) -> bool:
+def wait_until(driver, predicate, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -72,7 +72,7 @@ def _viewport(driver, width: int, height: int) -> None:
 
 def sign_in(driver, base: str, username: str | None, password: str | None) -> None:
     driver.get(base + "/")
-    _wait(driver, lambda d: d.execute_script("return document.readyState") == "complete", 10)
+    wait_until(driver, lambda d: d.execute_script("return document.readyState") == "complete", 10)
     if "/login" not in driver.current_url:
         return
     if not (username and password):
@@ -81,7 +81,7 @@ def sign_in(driver, base: str, username: str | None, password: str | None) -> No
     driver.find_element("name", "username").send_keys(username)
     driver.find_element("name", "password").send_keys(password)
     driver.find_element("css selector", "form [type=submit]").click()
-    if not _wait(driver, lambda d: "/login" not in d.current_url, 15):
+    if not wait_until(driver, lambda d: "/login" not in d.current_url, 15):
         raise AppsError(f"log-in as {username} failed; check the user name and password")
 
 
@@ -96,7 +96,7 @@ def take(base: str, out_dir: Path, shots=DEFAULT_SHOTS, *, username: str | None 
         for shot in shots:
             _viewport(driver, width, height)
             driver.get(base + shot.path)
-            _wait(driver, lambda d: d.find_elements("css selector", ".js-plotly-plot .main-svg")
+            wait_until(driver, lambda d: d.find_elements("css selector", ".js-plotly-plot .main-svg")
                   or d.find_elements("id", "error-message"))
             time.sleep(2.0)  # let the plots finish laying out and the first live tick land
             if shot.click_sensor:
@@ -119,7 +119,7 @@ def _click_first_sensor(driver) -> None:
     points = driver.find_elements("css selector", "#county-map .scattergeo:last-of-type path.point")
     if points:
         ActionChains(driver).move_to_element(points[0]).click().perform()
-        _wait(driver, lambda d: d.find_elements("id", "county-series-graph"), 10)
+        wait_until(driver, lambda d: d.find_elements("id", "county-series-graph"), 10)
         time.sleep(1.5)
 
 

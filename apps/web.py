@@ -29,7 +29,7 @@ from apps.scope import Scope
 SESSION_HOURS = 12
 REGION_PATH = re.compile(r"^/(province|city|county)/([^/?#]+)")
 STATIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/favicon.ico")
-PUBLIC_PREFIXES = ("/login", "/api/", *STATIC_PREFIXES)
+PUBLIC_PREFIXES = ("/login", "/api/", "/healthz", *STATIC_PREFIXES)
 
 
 def install(app) -> None:
@@ -109,6 +109,19 @@ def install(app) -> None:
         resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
         return resp
+
+    @server.get("/healthz")
+    def _healthz():
+        # For the container's health check and load balancers: no log-in, no redirect; 200 only
+        # when the database answers (the log-in page would answer even with the database down).
+        import sqlalchemy as sa
+
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            return flask.jsonify({"status": "unavailable", "database": str(exc).splitlines()[0]}), 503
+        return flask.jsonify({"status": "ok"})
 
     access_pages.install(server, engine, limiter)
     _register_badge()

@@ -105,7 +105,7 @@ def cell_of(lon, lat, size_m: int) -> tuple[np.ndarray, np.ndarray]:
 
 def county_cells(county: str, geom, size_m: int) -> list[tuple[str, int, int, shapely.MultiPolygon]]:
     """The lattice squares meeting a county, clipped to it: (grid_id, col, row, MultiPolygon 4326)."""
-    from geo.regions import SRID, _as_multipolygon
+    from geo.regions import SRID, as_multipolygon
 
     fwd, inv = lattice_transformer(), _inverse_transformer()
     minx, miny, maxx, maxy = geom.bounds
@@ -131,7 +131,7 @@ def county_cells(county: str, geom, size_m: int) -> list[tuple[str, int, int, sh
         clipped[~inside] = shapely.intersection(squares[~inside], geom)
     out = []
     for g, c, r in zip(clipped, cols, rows):
-        g = _as_multipolygon(_polygonal(g))
+        g = as_multipolygon(_polygonal(g))
         if g is None or g.area <= 0:
             continue  # touches the county only along an edge or at a corner
         out.append((grid_id(county, size_m, int(c), int(r)), int(c), int(r), shapely.set_srid(g, SRID)))
@@ -165,7 +165,7 @@ SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FR
 
 
 def _write_cells(conn, county: str, size_m: int, cells) -> tuple[int, int, int]:
-    from geo.regions import _ewkb
+    from geo.regions import ewkb
 
     conn.execute(sa.text(
         "CREATE TEMP TABLE IF NOT EXISTS grid_stage (grid_id text, county char(6), "
@@ -174,7 +174,7 @@ def _write_cells(conn, county: str, size_m: int, cells) -> tuple[int, int, int]:
     with raw.cursor() as cur, \
             cur.copy('COPY grid_stage (grid_id, county, geom, size_m, col, "row") FROM STDIN') as copy:
         for gid, c, r, g in cells:
-            copy.write_row((gid, county, _ewkb(g), size_m, c, r))
+            copy.write_row((gid, county, ewkb(g), size_m, c, r))
     inserted, updated = conn.execute(sa.text(_UPSERT)).one()
     # cells that no longer meet the county (its boundary changed) go
     deleted = conn.execute(sa.text(
@@ -194,7 +194,7 @@ def generate_grid(engine: sa.Engine, size_m=1000, provinces=None, *, counties=No
     """
     from tqdm import tqdm
 
-    from geo.regions import _check_table
+    from geo.regions import check_table
     from geo.tree import RegionTree
 
     size_m = parse_size(size_m)
@@ -218,7 +218,7 @@ def generate_grid(engine: sa.Engine, size_m=1000, provinces=None, *, counties=No
         units = [c for c in units if tree.province_of(c) in provinces]
     total = inserted = updated = deleted = 0
     with engine.connect() as conn:
-        _check_table(conn, "grid_cells", "geom")
+        check_table(conn, "grid_cells", "geom")
     for county in tqdm(units, desc=f"网格 grid {size_m} m", unit="county", disable=not progress):
         with engine.begin() as conn:
             wkb = conn.execute(sa.text("SELECT ST_AsBinary(geom) FROM regions WHERE adcode = :a"),

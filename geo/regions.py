@@ -158,7 +158,7 @@ def to_multipolygon(geom, label: str = "geometry") -> shapely.MultiPolygon:
     return shapely.set_srid(shapely.MultiPolygon(polygons), SRID)
 
 
-def _as_multipolygon(geom) -> shapely.MultiPolygon | None:
+def as_multipolygon(geom) -> shapely.MultiPolygon | None:
     if geom is None or geom.is_empty:
         return None
     if geom.geom_type == "Polygon":
@@ -199,11 +199,11 @@ def with_display(regions: list[Region]) -> list[Region]:
     for (level, _parent), members in groups.items():
         simplified = simplify_coverage([m.geom for m in members], tolerances[level])
         for m, g in zip(members, simplified):
-            m.geom_display = _as_multipolygon(g)
+            m.geom_display = as_multipolygon(g)
     return regions
 
 
-def _check_table(conn, table: str, column: str, srid: int = SRID) -> None:
+def check_table(conn, table: str, column: str, srid: int = SRID) -> None:
     exists = conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": table}).scalar()
     if exists is None:
         raise GeoError(f"table {table} does not exist: run `tongguan db upgrade` first")
@@ -213,7 +213,7 @@ def _check_table(conn, table: str, column: str, srid: int = SRID) -> None:
         raise GeoError(f"{table}.{column} has SRID {found}, expected {srid}: run `tongguan db upgrade`")
 
 
-def _ewkb(geom) -> str | None:
+def ewkb(geom) -> str | None:
     if geom is None:
         return None
     if shapely.get_srid(geom) != SRID:
@@ -253,7 +253,7 @@ SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FR
 def write_regions(engine: sa.Engine, regions: list[Region], *, source: str) -> tuple[int, int]:
     """Upsert regions in one transaction; return (inserted, updated). Unchanged rows are not touched."""
     with engine.begin() as conn:
-        _check_table(conn, "regions", "geom")
+        check_table(conn, "regions", "geom")
         conn.execute(sa.text(
             "CREATE TEMP TABLE regions_stage (adcode char(6), name text, name_en text, level text, "
             "parent char(6), geom geometry(MultiPolygon, 4326), geom_display geometry(MultiPolygon, 4326), "
@@ -262,8 +262,8 @@ def write_regions(engine: sa.Engine, regions: list[Region], *, source: str) -> t
         with raw.cursor() as cur, \
                 cur.copy(f"COPY regions_stage ({', '.join(_REGION_COLUMNS)}) FROM STDIN") as copy:
             for r in regions:
-                copy.write_row((r.adcode, r.name, r.name_en, r.level, r.parent, _ewkb(r.geom),
-                                _ewkb(r.geom_display), source, r.checksum))
+                copy.write_row((r.adcode, r.name, r.name_en, r.level, r.parent, ewkb(r.geom),
+                                ewkb(r.geom_display), source, r.checksum))
         inserted, updated = conn.execute(sa.text(_UPSERT)).one()
     return int(inserted), int(updated)
 

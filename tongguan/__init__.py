@@ -1,5 +1,6 @@
 """tongguan (统管): shared plumbing — settings, database, migrations, services, command line."""
 
+__all__ = ["TongguanError", "__version__"]
 __version__ = "0.1.0"
 
 

@@ -137,7 +137,7 @@ def may_act(alert: dict, region: str, action: str) -> bool:
     return action in ASSIGNEE_ACTIONS and region == assignee_region(alert)
 
 
-def _now(now: datetime | None) -> datetime:
+def checked_now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
     if now.tzinfo is None:
@@ -224,7 +224,7 @@ def _fmt(ts: datetime) -> str:
 def acknowledge(engine, alert_id: str, *, actor: str, note: str | None = None,
                 now: datetime | None = None) -> dict:
     """open → acknowledged: someone has seen it and owns it."""
-    actor, now = _actor(actor), _now(now)
+    actor, now = _actor(actor), checked_now(now)
     with engine.begin() as conn:
         a = load_alert(conn, alert_id, lock=True)
         status = next_status(a["status"], "acknowledge")
@@ -243,7 +243,7 @@ def dispatch(engine, alert_id: str, *, actor: str, to_unit: str, due_at: datetim
     unit of its own (a grid id of the county). Default: the region that owns it now, or the county
     when the owner is above it. Dispatching upwards is refused — that is escalation or take-over.
     """
-    actor, now = _actor(actor), _now(now)
+    actor, now = _actor(actor), checked_now(now)
     cfg = config or load_alerting()
     to_unit = (to_unit or "").strip()
     if not to_unit:
@@ -281,7 +281,7 @@ def dispatch(engine, alert_id: str, *, actor: str, to_unit: str, due_at: datetim
 
 def resolve(engine, alert_id: str, *, actor: str, note: str, now: datetime | None = None) -> dict:
     """→ resolved: handled on the ground; the note says what was done."""
-    actor, now = _actor(actor), _now(now)
+    actor, now = _actor(actor), checked_now(now)
     if not (note or "").strip():
         raise AlertTransitionError("a resolution note is required: say what was done (--note ...)")
     with engine.begin() as conn:
@@ -296,7 +296,7 @@ def resolve(engine, alert_id: str, *, actor: str, note: str, now: datetime | Non
 def close(engine, alert_id: str, *, actor: str, note: str | None = None, false_alarm: bool = False,
           now: datetime | None = None) -> dict:
     """resolved → closed (verified, 核查办结); or any unfinished state → closed as a false alarm."""
-    actor, now = _actor(actor), _now(now)
+    actor, now = _actor(actor), checked_now(now)
     with engine.begin() as conn:
         a = load_alert(conn, alert_id, lock=True)
         status = next_status(a["status"], "close_false_alarm" if false_alarm else "close")
@@ -329,7 +329,7 @@ def _reopen_locked(conn, a: dict, *, actor: str, note: str | None, now: datetime
 def reopen(engine, alert_id: str, *, actor: str, note: str | None = None, now: datetime | None = None,
            config: AlertingConfig | None = None) -> dict:
     """resolved/closed → open, when the condition returns within the reopen window."""
-    actor, now = _actor(actor), _now(now)
+    actor, now = _actor(actor), checked_now(now)
     with engine.begin() as conn:
         a = load_alert(conn, alert_id, lock=True)
         return _reopen_locked(conn, a, actor=actor, note=note, now=now, cfg=config or load_alerting())
@@ -340,7 +340,7 @@ def reopen_if_returning(conn, *, dedupe_key: str, level: str | None = None, now:
     """For the detector, before it opens a new alert for ``dedupe_key``: reopen the latest alert of
     that condition if it was resolved (or verified-closed) within the reopen window; returns the
     reopened alert, or None when a new alert should be opened. Runs in the caller's transaction."""
-    now, cfg = _now(now), config or load_alerting()
+    now, cfg = checked_now(now), config or load_alerting()
     row = conn.execute(sa.text(
         "SELECT a.id FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
         "WHERE a.dedupe_key = :k AND a.status IN ('resolved', 'closed') AND NOT h.false_alarm "
@@ -362,7 +362,7 @@ def continue_returning(conn, alert: dict, *, now: datetime | None = None,
     (The live detector opens a new id when a condition returns; :func:`reopen_if_returning` is
     the in-place alternative for a detector that calls it before opening.)
     """
-    now, cfg = _now(now), config or load_alerting()
+    now, cfg = checked_now(now), config or load_alerting()
     if alert.get("continuity_checked"):
         return None
     prev = None
@@ -401,7 +401,7 @@ def take_over(engine, alert_id: str, *, actor: str, region: str, note: str | Non
               now: datetime | None = None) -> dict:
     """A city or province takes an alert over (提级管理): it handles it from now on, and it is
     visible at that level."""
-    actor, now = _actor(actor), _now(now)
+    actor, now = _actor(actor), checked_now(now)
     region = (region or "").strip()
     with engine.begin() as conn:
         a = load_alert(conn, alert_id, lock=True)
@@ -423,7 +423,7 @@ def take_over(engine, alert_id: str, *, actor: str, region: str, note: str | Non
 
 def flag_overdue(engine, *, now: datetime | None = None, actor: str = "system:supervise") -> list[str]:
     """Flag dispatched alerts past their due time (督办), once each; returns their ids."""
-    now = _now(now)
+    now = checked_now(now)
     with engine.begin() as conn:
         rows = conn.execute(sa.text(
             "SELECT a.id, a.level, a.status, h.assigned_unit, h.due_at FROM alert_handling h "

@@ -25,8 +25,8 @@ import sqlalchemy as sa
 
 from analytics.alerting.config import AlertingConfig, AlertingError, load_alerting
 from analytics.alerting.lifecycle import (
-    _now,
     append_history,
+    checked_now,
     load_alert,
     rank_in_path,
     region_path,
@@ -89,7 +89,7 @@ def refresh_sensors(engine, *, now: datetime | None = None, config: AlertingConf
     Time is the stream's clock — the newest ``last_seen`` of any sensor, never later than ``now``
     — like the live detector's offline rule: a replay or a simulation that runs behind the wall
     clock does not make every sensor "offline"."""
-    now, cfg = _now(now), config or load_alerting()
+    now, cfg = checked_now(now), config or load_alerting()
     with engine.begin() as conn:
         if conn.execute(sa.text("SELECT to_regclass('sensors') IS NULL")).scalar():
             return 0
@@ -175,7 +175,7 @@ def escalate_due(engine, *, now: datetime | None = None, config: AlertingConfig 
 
     Only active alerts (open, acknowledged, dispatched) escalate, each re-read under its lock, so
     one resolved or closed meanwhile is left alone; time-based steps use :func:`stream_clock`."""
-    now, cfg = _now(now), config or load_alerting()
+    now, cfg = checked_now(now), config or load_alerting()
     done: list[tuple[str, str]] = []
     with engine.begin() as conn:
         clock = stream_clock(conn, now)
@@ -260,7 +260,7 @@ def escalated_to(engine, region: str, *, limit: int = 200) -> list[dict]:
 def overdue(engine, region: str, *, now: datetime | None = None, limit: int = 200) -> list[dict]:
     """Dispatched alerts of ``region``'s subtree past their due time (督办), most overdue first,
     with ``overdue_min`` (whole minutes past the due time at ``now``)."""
-    now = _now(now)
+    now = checked_now(now)
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
             "SELECT a.id, a.level, a.theme, a.title, a.status, trim(a.adcode) AS adcode, h.owner_region, "
@@ -293,7 +293,7 @@ def add_silence(engine, *, adcode: str, starts_at: datetime, ends_at: datetime, 
 
 
 def list_silences(engine, *, now: datetime | None = None, include_expired: bool = False) -> list[dict]:
-    now = _now(now)
+    now = checked_now(now)
     sql = "SELECT * FROM alert_silences" + ("" if include_expired else " WHERE ends_at > :now") + " ORDER BY id"
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(sa.text(sql), {"now": now}).mappings()]
@@ -301,7 +301,7 @@ def list_silences(engine, *, now: datetime | None = None, include_expired: bool 
 
 def expire_silence(engine, silence_id: int, *, now: datetime | None = None) -> None:
     """End a silence now (kept for the record, not deleted)."""
-    now = _now(now)
+    now = checked_now(now)
     with engine.begin() as conn:
         n = conn.execute(sa.text("UPDATE alert_silences SET ends_at = greatest(starts_at + interval '1 second', "
                                  ":now) WHERE id = :id AND ends_at > :now"), {"id": silence_id, "now": now}).rowcount

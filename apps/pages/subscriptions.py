@@ -12,7 +12,7 @@ from analytics.alerting.channels import channel, channels, setting_fields
 from apps import subscriptions_view as view
 from apps.alerts_view import region_options
 from apps.catalogue import LEVEL_COLOURS, theme_label, themes
-from apps.components import _when, error_panel, panel, query_string
+from apps.components import error_panel, fmt_when, panel, query_string
 from apps.context import current_scope, engine
 from apps.i18n import norm_lang, t
 from apps.pages.alerts import nav_links
@@ -79,7 +79,7 @@ def inbox_list(eng, scope, lang: str, unread_only: bool = False):
         items.append(html.Div([
             html.Details([
                 html.Summary([html.Span("●" if unread else "○", className="inbox-dot"),
-                              html.Span(_when(m["created_at"]), className="tick-time"),
+                              html.Span(fmt_when(m["created_at"]), className="tick-time"),
                               html.Span(m["title"] or "", className="inbox-title")]),
                 html.Div(m["body"] or "", className="inbox-body"),
             ]),

@@ -13,7 +13,7 @@ def _compose():
 
 def test_compose_defines_kraft_kafka_postgis_and_the_product_roles():
     services = _compose()["services"]
-    assert {"kafka", "postgis", "migrate", "ingest", "detect", "app"} <= set(services)
+    assert {"kafka", "postgis", "migrate", "ingest", "detect", "notify", "app"} <= set(services)
     kafka = services["kafka"]["environment"]
     assert "controller" in kafka["KAFKA_PROCESS_ROLES"] and "KAFKA_ZOOKEEPER_CONNECT" not in kafka
     assert services["postgis"]["image"].startswith("postgis/postgis:")
@@ -22,7 +22,7 @@ def test_compose_defines_kraft_kafka_postgis_and_the_product_roles():
 
 def test_product_services_point_at_the_compose_services_not_managed_ones():
     services = _compose()["services"]
-    for role in ("migrate", "ingest", "detect", "app"):
+    for role in ("migrate", "ingest", "detect", "notify", "app"):
         env = services[role]["environment"]
         assert env["TONGGUAN_KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert "@postgis:5432/" in env["TONGGUAN_DATABASE_URL"]
@@ -35,7 +35,7 @@ def test_commands_the_compose_file_runs_exist_in_the_cli():
 
     parser = build_parser()
     commands = set(parser._subparsers._group_actions[0].choices)
-    for role in ("migrate", "ingest", "detect", "app"):
+    for role in ("migrate", "ingest", "detect", "notify", "app"):
         cmd = _compose()["services"][role]["command"]
         words = cmd[-1].replace("&&", " ").split() if cmd[0] == "sh" else cmd
         for i, word in enumerate(words):
@@ -49,3 +49,8 @@ def test_dockerfile_installs_the_package_and_runs_the_cli():
     for pkg in ("tongguan", "geo", "ingest", "analytics", "apps"):
         assert f"COPY {pkg} ./{pkg}" in text
     assert 'CMD ["tongguan", "serve"]' in text
+
+
+def test_the_image_health_check_asks_the_health_endpoint_and_refuses_redirects():
+    line = next(x for x in (DOCKER / "Dockerfile").read_text().splitlines() if x.startswith("HEALTHCHECK"))
+    assert "/healthz" in line and "--max-redirs 0" in line and "-f" in line
