@@ -364,12 +364,13 @@ class DetectorCore:
         n = self.windows.add(cell, etype, t)
         surge, expected, p = self.surge.assess(cell, etype, t, n)
         if surge:
+            from analytics.policy import load_policy
             from ingest import load_catalogue
 
             vt = load_catalogue().video_event_types.get(etype)
             zh, en, theme = (vt.label_zh, vt.label_en, vt.theme) if vt else (etype, etype, "citymgmt")
             ratio = n / max(expected, 1e-6)
-            level = "orange" if (p < 1e-6 and n >= 8) else "yellow" if p < 1e-4 else "blue"
+            level = load_policy().surge_level(p, n)
             self.book.raise_(f"video:surge:{etype}|grid:{cell}", ts=t, level=level, source="model:surge",
                              theme=theme, title=f"{zh}事件激增", detail={
                                  "title_en": f"Surge of {en} events", "type": etype, "cell": cell,

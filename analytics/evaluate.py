@@ -21,14 +21,13 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 
 from analytics.errors import AnalyticsError
+from analytics.policy import load_policy
 
-# Harm thresholds per incident type: (metric, comparison, value) — the moment the lead time ends.
-HARM = {
-    "rainstorm": ("ponding_depth", ">", 15.0),
-    "gas_leak": ("gas_lel", ">=", 20.0),
-    "traffic_jam": ("traffic_speed", "<", 20.0),
-    "crowd": ("crowd_density", ">", 2.0),
-}
+# Harm thresholds per incident type: (metric, comparison, value) — the moment the lead time ends
+# (policy.yaml: harm).
+HARM = load_policy().harm
+
+
 def _cmp(op: str, x: float, thr: float) -> bool:
     return x > thr if op == ">" else x >= thr if op == ">=" else x < thr
 

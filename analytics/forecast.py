@@ -22,15 +22,11 @@ from threadpoolctl import threadpool_limits
 
 from analytics.errors import AnalyticsError
 from analytics.features import LOCAL_TZ_OFFSET_S
+from analytics.policy import load_policy
 
-# metric -> the rule level whose threshold the forecast warns about (thresholds live in rules.yaml),
-# and the gate: when a forecast may warn at all. Flood forecasts warn only while it rains over the
-# county (mean gauge rate over 3 h, mm/h); a gas forecast only once the gas is measurably present.
-FORECAST_METRICS = {
-    "ponding_depth": {"rule": "ponding", "level": "blue", "gate": {"rain3h_min": 2.0}},
-    "water_level": {"rule": "water-level-rise", "level": "blue", "gate": {"rain3h_min": 2.0}},
-    "gas_lel": {"rule": "gas-leak", "level": "yellow", "gate": {"value_min": 5.0}},
-}
+# metric -> the rule level whose threshold the forecast warns about, and the gate: when a
+# forecast may warn at all (policy.yaml: forecast; the thresholds live in rules.yaml).
+FORECAST_METRICS = load_policy().forecast
 LAGS_MIN = (5, 15, 30, 60)
 HORIZONS_MIN = (15, 30, 45, 60)
 FEATURE_NAMES = ("value", *(f"d{m}" for m in LAGS_MIN), "rain1h", "rain3h", "hour_sin", "hour_cos", "horizon")
@@ -131,7 +127,7 @@ class Forecaster(BaseEstimator):
             raise AnalyticsError("a forecaster trains on a DataFrame with columns series, timestamp, value")
         cfg = FORECAST_METRICS.get(self.metric)
         if cfg is None:
-            raise AnalyticsError(f"no forecast is defined for {self.metric!r}; see FORECAST_METRICS")
+            raise AnalyticsError(f"no forecast is defined for {self.metric!r}; see forecast in analytics/policy.yaml")
         Xs, ys = self._samples(X, rain or {})
         if len(ys) < 50:
             raise AnalyticsError(f"{self.metric}: too little history to train a forecast ({len(ys)} samples)")

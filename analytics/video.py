@@ -17,17 +17,10 @@ from scipy.stats import poisson
 from sklearn.base import BaseEstimator
 
 from analytics.features import hour_of_day
+from analytics.policy import load_policy
 
-# Window and level policy per event type; types not listed use "default".
-SURGE_POLICY = {
-    "default": {"window_s": 1800.0, "min_events": 6},
-    "road_ponding": {"window_s": 3600.0, "min_events": 3},
-    # Video analytics count the people in a crowd: the count itself has levels. Engineering
-    # defaults; 1000 people is the size from which the 大型群众性活动安全管理条例 (State Council
-    # Order No. 505, 2007) treats a gathering as a large event needing a safety plan.
-    "crowd_gathering": {"window_s": 3600.0, "min_events": 3,
-                        "count_levels": {"blue": 100, "yellow": 200, "orange": 500, "red": 1000}},
-}
+# Window and level policy per event type (policy.yaml: surge); types not listed use "default".
+SURGE_POLICY = load_policy().surge
 
 
 class SurgeDetector(BaseEstimator):

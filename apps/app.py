@@ -1,4 +1,7 @@
-"""The Dash frame: one server, pages registered per view (``dash.register_page``)."""
+"""The Dash frame: one server; the views are discovered from ``apps/pages/`` by Dash
+(``use_pages``), each registering itself with ``dash.register_page`` and its callbacks with
+``dash.callback``. Dash runs the page modules for every app it makes, so each app of a process
+(the server, tests, benchmarks, the screenshot helper) gets its own page callbacks."""
 
 from __future__ import annotations
 
@@ -8,38 +11,12 @@ from dash import dcc, html
 from apps.context import AppConfig
 from apps.i18n import t
 
-# The page callbacks (``dash.callback`` at import), as they stood once every page was imported.
-_PAGE_CALLBACKS: tuple[dict, list, list] | None = None
-
-
-def _share_page_callbacks() -> None:
-    """Give every app of this process the page callbacks.
-
-    Dash moves the ``dash.callback`` registrations into the FIRST app that serves a request and
-    clears the global lists, so a second app in the same process (tests, benchmarks, the
-    screenshot helper) would render pages whose callbacks never fire. Keep a copy the first time
-    and put it back before each further app; replacing (not extending) the globals means no
-    callback is ever registered twice.
-    """
-    global _PAGE_CALLBACKS
-    from dash import _callback
-
-    if _PAGE_CALLBACKS is None:
-        _PAGE_CALLBACKS = (dict(_callback.GLOBAL_CALLBACK_MAP), list(_callback.GLOBAL_CALLBACK_LIST),
-                           list(_callback.GLOBAL_INLINE_SCRIPTS))
-        return
-    callback_map, callback_list, inline_scripts = _PAGE_CALLBACKS
-    _callback.GLOBAL_CALLBACK_MAP.clear()
-    _callback.GLOBAL_CALLBACK_MAP.update(callback_map)
-    _callback.GLOBAL_CALLBACK_LIST[:] = callback_list
-    _callback.GLOBAL_INLINE_SCRIPTS[:] = inline_scripts
-
 
 def create_app(config: AppConfig) -> dash.Dash:
     app = dash.Dash(
-        __name__,
+        "apps",  # the package: pages are apps/pages/*.py (as apps.pages.<name>), assets apps/assets/
         use_pages=True,
-        pages_folder="",  # pages are imported explicitly below, not discovered from a folder
+        pages_folder="pages",
         title=t("app.title"),
         update_title=None,
         suppress_callback_exceptions=True,
@@ -49,16 +26,6 @@ def create_app(config: AppConfig) -> dash.Dash:
     from apps import web  # log-in, region scope, audit, /api/v1
 
     web.install(app)
-    from apps.pages import (  # noqa: F401  (register their pages)
-        alert,
-        alerts,
-        city,
-        county,
-        incident,
-        province,
-        status,  # noqa: F401  (registers its page)
-        subscriptions,
-    )
 
     # "/" is the province view of Guangdong: the server redirects (below); in-app navigation to
     # "/" lands on this page, which sends the browser on.
@@ -95,7 +62,6 @@ def create_app(config: AppConfig) -> dash.Dash:
         resp.cache_control.private = True
         return resp
 
-    _share_page_callbacks()
     app.layout = html.Div([
         dcc.Location(id="url", refresh="callback-nav"),
         html.Header([dcc.Link("统管 tongguan", href=HOME, className="brand", id="brand")],

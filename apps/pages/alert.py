@@ -20,8 +20,8 @@ from apps import handling
 from apps.alert_detail import alert_detail
 from apps.catalogue import label, theme_label
 from apps.components import (
-    _when,
     error_panel,
+    fmt_when,
     level_badge,
     panel,
     query_string,
@@ -80,13 +80,13 @@ def _facts(a: dict, tree, lang: str) -> html.Div:
             ("alertpage.status", status_label(a["status"], lang)),
             ("alertpage.owner", _region(tree, a.get("handling_region"), lang)),
             ("alertpage.visible", _region(tree, a.get("visible_at"), lang)),
-            ("alertpage.first_seen", _when(a.get("first_seen"))),
-            ("alertpage.last_seen", _when(a.get("last_seen")))]
+            ("alertpage.first_seen", fmt_when(a.get("first_seen"))),
+            ("alertpage.last_seen", fmt_when(a.get("last_seen")))]
     if a.get("escalation_reason"):
         rows.append(("alertpage.escalation", a["escalation_reason"]))
     if a.get("assigned_unit"):
         rows += [("alertpage.unit", f"{a['assigned_unit']} · {_region(tree, a.get('assigned_region'), lang)}"),
-                 ("alertpage.due", _when(a.get("due_at")) + (" · " + t("alertpage.overdue", lang)
+                 ("alertpage.due", fmt_when(a.get("due_at")) + (" · " + t("alertpage.overdue", lang)
                                                               if a.get("overdue_at") else ""))]
     return html.Dl([x for key, value in rows for x in (html.Dt(t(key, lang)), html.Dd(value, id=f"{PAGE}-fact-{key[10:]}"))],
                    className="alert-facts", id=f"{PAGE}-facts")
@@ -139,13 +139,13 @@ def _timeline(items: list[dict], lang: str) -> html.Table:
         if e["kind"] == "history":
             key = f"history.{e['action']}"
             what = t(key, lang) if key in MESSAGES else e["action"]
-            rows.append(html.Tr([html.Td(_when(e["ts"])), html.Td(what, className="tl-action"),
+            rows.append(html.Tr([html.Td(fmt_when(e["ts"])), html.Td(what, className="tl-action"),
                                  html.Td(e.get("actor") or ""), html.Td(e.get("note") or "")],
                                 className=f"tl-history tl-{e['action']}"))
         else:
             channel = channel_label(e["channel"], lang)
             outcome = t(f"delivery.{e['delivery_status']}", lang)
-            rows.append(html.Tr([html.Td(_when(e["ts"])), html.Td(t("alertpage.delivery", lang), className="tl-action"),
+            rows.append(html.Tr([html.Td(fmt_when(e["ts"])), html.Td(t("alertpage.delivery", lang), className="tl-action"),
                                  html.Td(e.get("recipient") or ""),
                                  html.Td(f"{channel} · {e.get('subscription') or ''} · {outcome}"
                                          + (f" ({e['last_error']})" if e.get("last_error") else ""))],
@@ -171,7 +171,7 @@ def _cameras(a: dict, lang: str):
         return html.Div(t("alertpage.no_cameras", lang), className="muted empty", id=f"{PAGE}-no-cameras")
     items = []
     for cam in a["cameras"]:
-        events = [html.Li([html.Span(_when(e["ts"]), className="tick-time"), " ", label("event", e["type"], lang),
+        events = [html.Li([html.Span(fmt_when(e["ts"]), className="tick-time"), " ", label("event", e["type"], lang),
                            f" · {e['confidence']:.2f}",
                            *([" · ", html.A(e["snapshot_uri"], href=e["snapshot_uri"], className="snapshot-uri",
                                             target="_blank")] if e.get("snapshot_uri") else [])])
@@ -190,7 +190,7 @@ def _corroborating(a: dict, lang: str):
     rows = [html.Li([level_badge(o["level"], lang), " ", dcc.Link(html.Span(o["title"]), href=f"/alert/{o['id']}"),
                      f" · {o['subject']} · {o['distance_m']} m · {status_label(o['status'], lang)}"])
             for o in a["corroborating"]]
-    rows += [html.Li([html.Span(_when(e["ts"]), className="tick-time"), " ", e.get("note") or ""]) for e in notes]
+    rows += [html.Li([html.Span(fmt_when(e["ts"]), className="tick-time"), " ", e.get("note") or ""]) for e in notes]
     return html.Ul(rows, id=f"{PAGE}-corroborating")
 
 

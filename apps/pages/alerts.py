@@ -25,62 +25,17 @@ from dash import (
 from analytics import ACTIVE_STATUSES, LEVELS, STATUSES
 from apps import alerts_view as view
 from apps.catalogue import LEVEL_COLOURS, norm_theme
-from apps.components import error_panel, panel, query_string, theme_selector
+from apps.components import error_panel, panel, theme_selector
 from apps.context import current_scope, engine
 from apps.errors import AppsError
 from apps.i18n import norm_lang, t
+from apps.navigation import nav_links
 
 PAGE = "alerts"
 
 
 def _csv(text: str | None, allowed) -> list[str]:
     return [x for x in (text or "").split(",") if x in allowed]
-
-
-def home_href(eng, home: str, lang: str) -> str:
-    """The signed-in user's own region view (the province view is not every user's)."""
-    from apps import data
-
-    tree = data.region_tree(eng)
-    return f"/{tree.level(home)}/{home}" + query_string(lang=lang) if home in tree else "/"
-
-
-def home_name(eng, home: str, lang: str) -> str:
-    from apps import data
-
-    try:
-        return data.region_tree(eng).name(home, lang=lang)
-    except Exception:  # noqa: BLE001 - a label must not break the page
-        return home
-
-
-def nav_links(here: str, lang: str, extra: dict | None = None, *, eng=None, home: str = "") -> html.Div:
-    """Links of the alerts and subscriptions pages: the user's region view, both pages, language."""
-    other = "en" if lang == "zh" else "zh"
-    q = query_string(lang=lang)
-    return html.Div([
-        dcc.Link("↑ " + home_name(eng, home, lang), href=home_href(eng, home, lang), className="head-link",
-                 id=f"{here}-home-link"),
-        dcc.Link(t("nav.alerts", lang), href="/alerts" + q, className="head-link", id=f"{here}-alerts-link"),
-        dcc.Link(t("nav.subscriptions", lang), href="/subscriptions" + q, className="head-link",
-                 id=f"{here}-subs-link"),
-        dcc.Link(t("lang.switch", lang), href=_with_lang(f"/{here}", extra or {}, other),
-                 className="lang-switch", id="lang-switch"),
-    ], className="head-links")
-
-
-def _with_lang(path: str, params: dict, lang: str) -> str:
-    """``path`` with ``params`` and ``lang`` (left out when Chinese, the default).
-
-    >>> _with_lang("/alerts", {"region": "440106", "level": ""}, "en")
-    '/alerts?region=440106&lang=en'
-    """
-    from urllib.parse import urlencode
-
-    q = {k: v for k, v in params.items() if v}
-    if lang != "zh":
-        q["lang"] = lang
-    return path + ("?" + urlencode(q, safe=",") if q else "")
 
 
 def _columns(lang: str) -> list[dict]:
@@ -238,4 +193,5 @@ def _count(rows, selected, params):
 
 
 # Registered with its layout: the frame imports the pages explicitly (no folder discovery).
-dash.register_page(__name__, path="/alerts", name=PAGE, title="统管 · 预警事件", layout=layout)
+dash.register_page(__name__, path="/alerts", name=PAGE, title="统管 · 预警事件", layout=layout,
+                   nav="nav.alerts", nav_id="alerts", order=1)

@@ -8,8 +8,8 @@ from dash import dcc, html
 
 from analytics.alerting.incidents import incident
 from apps.components import (
-    _when,
     error_panel,
+    fmt_when,
     level_badge,
     panel,
     query_string,
@@ -29,7 +29,7 @@ def body(eng, incident_id: int, lang: str):
     rows = [html.Tr([html.Td(level_badge(a["level"], lang)),
                      html.Td(dcc.Link(html.Span(a["title"]), href=f"/alert/{a['id']}" + query_string(lang=lang))),
                      html.Td(status_label(a["status"], lang), className=f"status status-{a['status']}"),
-                     html.Td(_when(a["first_seen"])), html.Td(_when(a["last_seen"])), html.Td(a["count"]),
+                     html.Td(fmt_when(a["first_seen"])), html.Td(fmt_when(a["last_seen"])), html.Td(a["count"]),
                      html.Td(a.get("assigned_unit") or "")], id=f"{PAGE}-alert-{a['id']}")
             for a in inc["alert_rows"]]
     head = html.Thead(html.Tr([html.Th(t(k, lang)) for k in (

@@ -15,7 +15,7 @@ from apps.catalogue import LEVEL_COLOURS, theme_label, themes
 from apps.components import error_panel, fmt_when, panel, query_string
 from apps.context import current_scope, engine
 from apps.i18n import norm_lang, t
-from apps.pages.alerts import nav_links
+from apps.navigation import nav_links
 from tongguan import TongguanError
 
 PAGE = "subs"
@@ -245,4 +245,5 @@ def _inbox(_all, toggles, unread_only, _refresh, params):
             t("inbox.unread", lang, n=view.unread(eng, scope)))
 
 
-dash.register_page(__name__, path="/subscriptions", name="subscriptions", title="统管 · 预警订阅", layout=layout)
+dash.register_page(__name__, path="/subscriptions", name="subscriptions", title="统管 · 预警订阅", layout=layout,
+                   nav="nav.subscriptions", nav_id="subs", order=2)
