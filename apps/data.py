@@ -211,7 +211,7 @@ def _alert_scope_sql(alerts: Table, tree, scope: str) -> tuple[str, dict]:
            "county": alerts.pick("county") or region_col}[level]
     if col is None:
         raise AppsError(f"the alerts table has no column for the {level} scope; "
-                        "run `tongguan migrate` to bring the schema up to date")
+                        "run `tongguan db upgrade` to bring the schema up to date")
     return f"{_q(col)} = :scope", {"scope": scope}
 
 

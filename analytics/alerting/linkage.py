@@ -306,7 +306,7 @@ def expire_silence(engine, silence_id: int, *, now: datetime | None = None) -> N
         n = conn.execute(sa.text("UPDATE alert_silences SET ends_at = greatest(starts_at + interval '1 second', "
                                  ":now) WHERE id = :id AND ends_at > :now"), {"id": silence_id, "now": now}).rowcount
     if not n:
-        raise AlertingError(f"no active silence {silence_id}; list them with `tongguan silences list`")
+        raise AlertingError(f"no active silence {silence_id}; list them with `tongguan alerts silences`")
 
 
 def alert_metric(alert: dict) -> str | None:
