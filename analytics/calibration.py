@@ -53,7 +53,7 @@ def _bin(x: float) -> int:
 class TailCalibrator:
     """Bounded history of one raw score (``N_BINS`` doubles plus a tail table of as many)."""
 
-    __slots__ = ("bins", "w", "total", "since", "tail", "anchor_x", "anchor_p", "xi", "sigma", "prior")
+    __slots__ = ("anchor_p", "anchor_x", "bins", "prior", "sigma", "since", "tail", "total", "w", "xi")
 
     def __init__(self) -> None:
         self.bins = array("d", bytes(8 * N_BINS))

@@ -33,7 +33,6 @@ from analytics.calibration import TailCalibrator, level_points, level_score
 from analytics.errors import AnalyticsError
 from analytics.features import (
     LOCAL_TZ_OFFSET_S,
-    LONG,
     REPEATS_LEARNED,
     FeatureState,
     frame_features,
@@ -383,7 +382,7 @@ class SeasonProfile:
     readings: exponentially weighted mean and mean absolute deviation per bin, scored only once a
     bin has seen ``SEASON_DAYS`` different days. ``4 * SEASON_BINS`` doubles."""
 
-    __slots__ = ("mean", "mad", "count", "days", "last_day")
+    __slots__ = ("count", "days", "last_day", "mad", "mean")
 
     def __init__(self) -> None:
         z = bytes(8 * SEASON_BINS)
@@ -774,7 +773,7 @@ class SiteDetector(BaseEstimator):
         parts = {}
         n_comp = 0
         for i, (det, cs, v) in enumerate(zip(self.detectors_, state.channels, values)):
-            if v is None or v != v:
+            if v is None or math.isnan(v):
                 state.missing += 1
                 raws.append(None)
                 continue
@@ -783,7 +782,7 @@ class SiteDetector(BaseEstimator):
                 dt = t - cs.last_t
                 cs.last_dt = dt if cs.last_dt == 0 else 0.9 * cs.last_dt + 0.1 * min(dt, 10 * cs.last_dt)
             cs.last_t = t
-            raw, f = det.raw_scores(cs, t, v)
+            raw, _ = det.raw_scores(cs, t, v)
             raws.append((raw, v))
             fs = cs.features
             if fs.n >= WARMUP:
@@ -798,7 +797,7 @@ class SiteDetector(BaseEstimator):
                 cal = cs.calibrators[c]
                 cold = cold or cal.prior
                 p = cal.p(x)
-                pmin = p if p < pmin else pmin
+                pmin = min(pmin, p)
                 n_comp += 1
             ps.append((names[i], pmin))
         # Hotelling's T² of the residual vector (plain floats: k is small, rows are many)

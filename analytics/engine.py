@@ -33,7 +33,13 @@ from dataclasses import dataclass, field
 
 from analytics.alerts import AlertBook, Change
 from analytics.calibration import score_p
-from analytics.detectors import ScoreThresholder, SeriesDetector, SeriesState, SitePool, decision_config
+from analytics.detectors import (
+    ScoreThresholder,
+    SeriesDetector,
+    SeriesState,
+    SitePool,
+    decision_config,
+)
 from analytics.levels import step
 from analytics.rules import RuleEngine, SensorState
 from analytics.video import SurgeDetector, SurgeWindows, place_of
