@@ -58,18 +58,25 @@ class Stream:
         if self._thread is not None:
             self._thread.join(120)
 
+    failures_in_a_row: int = 0
+
     def _count(self, n: int, ok: bool) -> None:
         with self._lock:
             if ok:
                 self.acked_readings += n
+                self.failures_in_a_row = 0
             else:
                 self.failed_readings += n
+                self.failures_in_a_row += 1
 
-    def _run(self) -> None:
+    def _producer(self):
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, retries=5,
-                                 request_timeout_ms=5000, max_block_ms=5000, reconnect_backoff_max_ms=1000)
+        return KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, retries=5,
+                             request_timeout_ms=5000, max_block_ms=5000, reconnect_backoff_max_ms=1000)
+
+    def _run(self) -> None:
+        producer = self._producer()
         base = datetime.now(timezone.utc) - timedelta(minutes=50)
         i = 0
         t0 = time.monotonic()
@@ -101,6 +108,16 @@ class Stream:
                     time.sleep(0.2)
                 i += 1
                 self.messages = i
+                if self.failures_in_a_row > 200:
+                    # As a gateway would: a client that keeps failing after a broker restart is
+                    # replaced by a fresh one (new connections, new metadata).
+                    try:
+                        producer.close(timeout=1)
+                    except Exception:  # noqa: BLE001
+                        pass
+                    producer = self._producer()
+                    self.failures_in_a_row = 0
+                    time.sleep(0.5)
         finally:
             try:
                 producer.flush(timeout=30)

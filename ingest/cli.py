@@ -188,6 +188,7 @@ def cmd_ingest(args, ctx) -> int:
 
 # -- benchmark -------------------------------------------------------------------------------
 def register_bench(bench_sub) -> None:
+    _register_bench_chaos(bench_sub)
     p = bench_sub.add_parser("ingest", help="store-worker throughput vs a bare COPY of the same rows")
     p.add_argument("--events", type=_positive(int), default=200_000, help="readings to produce (default 200000)")
     p.add_argument("--batch-size", type=_positive(int), default=100, help="readings per gateway batch (default 100)")
@@ -297,6 +298,70 @@ def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profil
             "worker_s": round(active_s, 2), "readings_per_s": round(n / active_s),
             "copy_s": round(copy_s, 2), "copy_readings_per_s": round(n / copy_s),
             "ratio": round((n / active_s) / (n / copy_s), 3)}
+
+
+def _register_bench_chaos(bench_sub) -> None:
+    p = bench_sub.add_parser("chaos", help="faults mid-stream (worker kills, database outage, broker kill): "
+                                           "lost / doubled / recovered readings and recovery times")
+    p.add_argument("--faults", default="worker-kill,db-outage,broker-kill",
+                   help="comma-separated: worker-kill, db-outage, broker-kill (default all three)")
+    p.add_argument("--kills", type=_positive(int), default=20, help="SIGKILLs of the store worker (default 20)")
+    p.add_argument("--outage", type=_positive(float), default=60.0, help="seconds PostgreSQL is down (default 60)")
+    p.add_argument("--broker-down", type=_positive(float), default=5.0,
+                   help="seconds the killed broker stays down (default 5)")
+    p.add_argument("--rate", type=_positive(float), default=400.0, help="messages per second of the stream")
+    p.set_defaults(func=cmd_bench_chaos)
+
+
+def cmd_bench_chaos(args, ctx) -> int:
+    """Each fault on topics of its own; figures printed per fault, then all as JSON."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from ingest import chaos
+    from tongguan.db import engine_for
+    from tongguan.services import ensure_topics
+    from tongguan.settings import TOPICS
+
+    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    unknown = sorted(set(faults) - {"worker-kill", "db-outage", "broker-kill"})
+    if unknown:
+        raise IngestError(f"unknown fault(s) {', '.join(unknown)}; choose from worker-kill, db-outage, broker-kill")
+    services = ctx.services
+    if ("db-outage" in faults and services.postgres is None) or ("broker-kill" in faults and services.kafka is None):
+        raise IngestError("db-outage and broker-kill stop the managed services; with TONGGUAN_DATABASE_URL/"
+                          "TONGGUAN_KAFKA_BOOTSTRAP set, run only --faults worker-kill")
+    base = _live_settings(ctx)
+    engine = engine_for(base.database_url)
+    workdir = Path(tempfile.mkdtemp(prefix="tongguan-chaos-"))
+    results = []
+    for fault in faults:
+        settings = base.model_copy(update={"topic_prefix": f"chaos{os.urandom(3).hex()}."})
+        ensure_topics(settings.kafka_bootstrap, settings.partitions, tuple(settings.topic(t) for t in TOPICS))
+        if fault == "worker-kill":
+            r = chaos.worker_kills(settings, engine, kills=args.kills, rate=args.rate, workdir=workdir)
+            extra = (f"{r['kills']} kills; restart → first stored row median {r['restart_to_first_row_s']['median']} s, "
+                     f"max {r['restart_to_first_row_s']['max']} s; restarts without progress "
+                     f"{r['restarts_without_progress']}")
+        elif fault == "db-outage":
+            r = chaos.db_outage(settings, engine, services.postgres, outage_s=args.outage, rate=args.rate,
+                                workdir=workdir)
+            extra = (f"PostgreSQL down {r['outage_s']:.0f} s; back → first stored row {r['db_back_to_first_row_s']} s; "
+                     f"worker alive throughout: {r['worker_alive_through_outage']}")
+        else:
+            from apps.health import probe_broker
+
+            r = chaos.broker_kill(settings, engine, services.kafka, down_s=args.broker_down, rate=args.rate,
+                                  workdir=workdir, status_probe=lambda: probe_broker(settings.kafka_bootstrap))
+            extra = (f"broker down {r['down_s']:.0f} s; back → first stored row {r['broker_back_to_first_row_s']} s; "
+                     f"lost with the memory broker: {r['lost']} ({100 * r['lost_share']:.1f} %)")
+        results.append(r)
+        print(f"{fault:>12}: produced {r['produced']}, stored {r['stored']}, lost {r['lost']}, doubled "
+              f"{r['doubled']}, rollups equal raw: {r['rollups_equal_raw']}, caught up in {r['catch_up_s']} s; "
+              f"{extra}", flush=True)
+    print(json.dumps(results, default=str))
+    return 0
 
 
 def cmd_bench_ingest(args, ctx) -> int:
