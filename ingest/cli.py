@@ -300,10 +300,23 @@ def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profil
             "ratio": round((n / active_s) / (n / copy_s), 3)}
 
 
+CHAOS_FAULTS = ("worker-kill", "db-outage", "broker-kill")
+
+
+def _faults(text: str) -> list[str]:
+    faults = [f.strip() for f in text.split(",") if f.strip()]
+    if not faults or set(faults) - set(CHAOS_FAULTS):
+        raise ValueError(text)
+    return faults
+
+
+_faults.__name__ = "fault list (worker-kill, db-outage, broker-kill)"
+
+
 def _register_bench_chaos(bench_sub) -> None:
     p = bench_sub.add_parser("chaos", help="faults mid-stream (worker kills, database outage, broker kill): "
                                            "lost / doubled / recovered readings and recovery times")
-    p.add_argument("--faults", default="worker-kill,db-outage,broker-kill",
+    p.add_argument("--faults", type=_faults, default="worker-kill,db-outage,broker-kill",
                    help="comma-separated: worker-kill, db-outage, broker-kill (default all three)")
     p.add_argument("--kills", type=_positive(int), default=20, help="SIGKILLs of the store worker (default 20)")
     p.add_argument("--outage", type=_positive(float), default=60.0, help="seconds PostgreSQL is down (default 60)")
@@ -324,10 +337,7 @@ def cmd_bench_chaos(args, ctx) -> int:
     from tongguan.services import ensure_topics
     from tongguan.settings import TOPICS
 
-    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
-    unknown = sorted(set(faults) - {"worker-kill", "db-outage", "broker-kill"})
-    if unknown:
-        raise IngestError(f"unknown fault(s) {', '.join(unknown)}; choose from worker-kill, db-outage, broker-kill")
+    faults = args.faults if isinstance(args.faults, list) else _faults(args.faults)
     services = ctx.services
     if ("db-outage" in faults and services.postgres is None) or ("broker-kill" in faults and services.kafka is None):
         raise IngestError("db-outage and broker-kill stop the managed services; with TONGGUAN_DATABASE_URL/"

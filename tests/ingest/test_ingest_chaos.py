@@ -41,3 +41,14 @@ def test_broker_sigkill_mid_stream_workers_reconnect_and_the_loss_is_measured(se
     assert out["doubled"] == 0 and out["rollups_equal_raw"]
     # What the memory broker held unconsumed is gone with it; what came after is all stored.
     assert out["lost"] <= out["acknowledged_before_kill"], out
+
+
+def test_bench_chaos_refuses_an_unknown_fault_in_one_line():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([str(Path(sys.executable).with_name("tongguan")), "bench", "chaos", "--faults", "nope"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "worker-kill" in out.stderr
