@@ -84,7 +84,7 @@ def serve(ctx, host: str | None = None, port: int | None = None, *, dev: bool = 
     # The workers are forked from this process: a pooled connection made here (the demo creates
     # its users before serving) must not be inherited, or two processes would talk on one socket.
     engine_for(services.database_url).dispose()
-    ProductionServer(config, bind=f"{host}:{port}", workers=workers or default_workers(), threads=threads).run()
+    production_server(config, bind=f"{host}:{port}", workers=workers or default_workers(), threads=threads).run()
 
 
 def _production_server_class():
@@ -116,7 +116,7 @@ def _production_server_class():
     return _Server
 
 
-def ProductionServer(config, *, bind: str, workers: int, threads: int):
+def production_server(config, *, bind: str, workers: int, threads: int):
     """The gunicorn application serving ``config`` (gunicorn imported only when used)."""
     log.info("serving on http://%s/ with gunicorn: %d workers x %d threads (gthread)", bind, workers, threads)
     return _production_server_class()(
