@@ -360,7 +360,7 @@ def table_rows(result: dict) -> list[list[str]]:
     return rows
 
 
-SIM_COLUMNS = ("simulator evaluation (same detector)", "recall", "false alarms / 100 sensor-days",
+SIM_COLUMNS = ("simulator evaluation (the live DetectorCore, per-sensor detectors)", "recall", "false alarms / 100 sensor-days",
                "median flood lead (min)", "precision")
 
 
