@@ -111,7 +111,7 @@ def cmd_live(args, ctx) -> int:
     from analytics.live import DetectConfig, DetectWorker
 
     services = ctx.require()
-    settings = ctx.settings.model_copy(update={"database_url": services.database_url,
+    settings = ctx.settings.model_copy(update={"database_url": services.role_url("worker"),
                                                "kafka_bootstrap": services.kafka_bootstrap})
     worker = DetectWorker(settings, DetectConfig(until_idle=args.until_idle, warm_hours=args.warm_hours,
                                                 group_id=args.group_id))

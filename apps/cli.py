@@ -72,7 +72,7 @@ def serve(ctx, host: str | None = None, port: int | None = None, *, dev: bool = 
     from apps.app import AppConfig
 
     services = ctx.require()
-    config = AppConfig(database_url=services.database_url, kafka_bootstrap=services.kafka_bootstrap)
+    config = AppConfig(database_url=services.role_url("app"), kafka_bootstrap=services.kafka_bootstrap)
     host = host or ctx.settings.dash_host
     port = port or ctx.settings.dash_port
     from apps import view_cache
@@ -89,6 +89,7 @@ def serve(ctx, host: str | None = None, port: int | None = None, *, dev: bool = 
     # The workers are forked from this process: a pooled connection made here (the demo creates
     # its users before serving) must not be inherited, or two processes would talk on one socket.
     engine_for(services.database_url).dispose()
+    engine_for(config.database_url).dispose()
     production_server(config, bind=f"{host}:{port}", workers=workers or default_workers(), threads=threads).run()
 
 

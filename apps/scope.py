@@ -8,14 +8,15 @@ Why RLS rather than only a scoped query layer: the views' queries (``apps/data.p
 lifecycle (``analytics``) and this package's API are written by different people and keep
 growing; a WHERE clause that one of them forgets would leak another county's data. With RLS,
 every connection the web server takes from the pool during a request is switched to the NOLOGIN
-role ``tongguan_scoped`` (``SET ROLE``) with the caller's region in ``tongguan.scope``; the
-policies of migration 0006 then keep every row of readings, video events, sensors, cameras,
-rollups, alerts, alert history, subscriptions and the audit log inside that region's subtree, for
-any query, including ones written later. No scope set means no rows (fail closed). Workers and
-the command line are not in a request and stay the table owner (they need everything).
-
-Why SET ROLE and not policies for the login role: the deployments connect as the database owner
-(a superuser in the managed cluster and in docker/), and owners and superusers bypass RLS.
+role ``tongguan_scoped`` (``SET ROLE``) with the caller's region in ``tongguan.claims``, signed
+with a key only the database owner reads and bound to the connection's backend pid (migration
+0008), so SQL run on the connection cannot widen its own scope; the policies of migration 0006
+then keep every row of readings, video events, sensors, cameras, rollups, alerts, alert history,
+subscriptions and the audit log inside that region's subtree, for any query, including ones
+written later. No valid claim means no rows (fail closed). Outside a request the web's login role
+``tongguan_app`` carries an *unscoped* claim (log-in, token checks); ``RESET ROLE`` inside a
+request drops to that role with a scoped claim, which opens nothing. Workers log in as
+``tongguan_worker``, the command line as the owner.
 """
 
 from __future__ import annotations
@@ -105,15 +106,18 @@ def unscoped():
 
 
 def _checkout(dbapi_conn, record, proxy):
+    from tongguan.db import sign_claims
+
     scope = _current.get()
-    if scope is None:
-        return
+    pid = dbapi_conn.info.backend_pid
     cur = dbapi_conn.cursor()
     try:
-        cur.execute(f"SET ROLE {ROLE}")
-        cur.execute("SELECT set_config('tongguan.scope', %s, false), "
-                    "set_config('tongguan.operator', %s, false), set_config('tongguan.username', %s, false)",
-                    (scope.home or "", "on" if scope.is_operator else "off", scope.username or ""))
+        if scope is None:
+            claims = sign_claims(pid, "unscoped")
+        else:
+            cur.execute(f"SET ROLE {ROLE}")
+            claims = sign_claims(pid, "scoped", scope.home or "", scope.is_operator, scope.username or "")
+        cur.execute("SELECT set_config('tongguan.claims', %s, false)", (claims,))
         # Committed, so the settings are the session's: a rollback by the code using the
         # connection cannot silently drop back to the owner role half-way.
         dbapi_conn.commit()
@@ -129,9 +133,7 @@ def _checkin(dbapi_conn, record):
         dbapi_conn.rollback()
         cur = dbapi_conn.cursor()
         cur.execute("RESET ROLE")
-        cur.execute("RESET tongguan.scope")
-        cur.execute("RESET tongguan.operator")
-        cur.execute("RESET tongguan.username")
+        cur.execute("RESET tongguan.claims")
         cur.close()
         dbapi_conn.commit()
     except Exception:  # never hand a scoped connection to the next (maybe unscoped) user

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import time
 
+import sqlalchemy as sa
+
 from analytics.alerting import subscriptions as subs
 from analytics.alerting.channels import setting_fields
 from apps import audit
@@ -18,6 +20,9 @@ from apps.errors import AccessError
 from apps.policy import tree_for
 from apps.scope import Scope
 from tongguan import TongguanError
+
+# Test deliveries per user: a webhook test is an outgoing request on the user's behalf.
+TEST_DELIVERIES_PER_WINDOW, TEST_WINDOW_S = 3, 60
 
 
 def fields() -> tuple[str, ...]:
@@ -107,6 +112,16 @@ def send_test_delivery(engine, scope: Scope, sub_id: int) -> list[tuple[str, boo
     from tongguan.settings import get_settings
 
     row = get_mine(engine, scope, sub_id)
+    with engine.connect() as conn:  # counted in the audit log: the same for every server process
+        recent = conn.execute(sa.text(
+            "SELECT count(*) FROM audit_log WHERE actor = :u AND action = 'subscription_test' AND outcome = 'ok' "
+            "AND ts > now() - make_interval(secs => :window)"),
+            {"u": scope.username, "window": TEST_WINDOW_S}).scalar_one()
+    if recent >= TEST_DELIVERIES_PER_WINDOW:
+        audit.record(engine, actor=scope.username, user_id=scope.user_id, action="subscription_test",
+                     region=row["adcode"], target=str(sub_id), outcome="denied", detail={"reason": "rate limit"})
+        raise AccessError(f"at most {TEST_DELIVERIES_PER_WINDOW} test deliveries a minute; try again shortly "
+                          "/ 测试发送过于频繁，请稍后再试", 429, "rate_limited")
     with unscoped():
         results = send_test(engine, get_settings(), int(sub_id))
     audit.record(engine, actor=scope.username, user_id=scope.user_id, action="subscription_test",

@@ -160,7 +160,8 @@ def _simulate_forever(args, ctx) -> int:
 
 def _live_settings(ctx):
     """Settings with the broker and database URLs filled in (managed services started if needed)."""
-    return ctx.settings.model_copy(update={"database_url": ctx.database_url, "kafka_bootstrap": ctx.kafka_bootstrap})
+    return ctx.settings.model_copy(update={"database_url": ctx.role_url("worker"),
+                                           "kafka_bootstrap": ctx.kafka_bootstrap})
 
 
 EXIT_STALLED = 75  # EX_TEMPFAIL: try again (restart)

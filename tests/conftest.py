@@ -36,8 +36,16 @@ def services():
 
 
 def _admin_engine(services) -> sa.Engine:
+    """The owner role (CREATEDB, not a superuser) on the maintenance database."""
     url = sa.make_url(services.database_url).set(database="postgres")
     return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+
+
+def role_url(services, purpose: str, url: str) -> str:
+    """``url``'s database as one of the service roles (``app``, ``worker``) or ``superuser``."""
+    role = sa.make_url(services.postgres.url_for(purpose))
+    return sa.make_url(url).set(username=role.username, password=role.password).render_as_string(
+        hide_password=False)
 
 
 def _url_for(services, database: str) -> str:
@@ -97,7 +105,24 @@ def db_url(services, template_db) -> str:
 
 @pytest.fixture
 def engine(db_url) -> sa.Engine:
+    """The owner's engine (seeding, migrations' view of the data)."""
     return engine_for(db_url)
+
+
+@pytest.fixture
+def app_db_url(services, db_url) -> str:
+    """This test's database as the web's role ``tongguan_app`` (what `tongguan serve` uses)."""
+    url = role_url(services, "app", db_url)
+    yield url
+    engine_for(url).dispose()
+
+
+@pytest.fixture
+def worker_db_url(services, db_url) -> str:
+    """This test's database as the workers' role ``tongguan_worker``."""
+    url = role_url(services, "worker", db_url)
+    yield url
+    engine_for(url).dispose()
 
 
 @pytest.fixture
@@ -130,3 +155,12 @@ def _no_ambient_tongguan_env(monkeypatch):
     for key in list(os.environ):
         if key.startswith("TONGGUAN_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def loopback_webhooks_allowed(monkeypatch):
+    """The tests' webhook receivers listen on 127.0.0.1 ports of their own: allow-list loopback,
+    as an operator would with TONGGUAN_WEBHOOK_ALLOW (tests of the URL guard do not use this)."""
+    from tongguan import netguard
+
+    monkeypatch.setattr(netguard, "default_allow", lambda: netguard.parse_allow("127.0.0.0/8"))

@@ -81,6 +81,10 @@ class Context:
     def database_url(self) -> str:
         return self.require(kafka=False).database_url
 
+    def role_url(self, purpose: str) -> str:
+        """The database URL of an ``app`` (web) or ``worker`` process (see LocalServices.role_url)."""
+        return self.require(kafka=False).role_url(purpose)
+
     @property
     def kafka_bootstrap(self) -> str:
         return self.require().kafka_bootstrap

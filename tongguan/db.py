@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
 from functools import lru_cache
@@ -69,11 +71,46 @@ def alembic_config(url: str):
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations up to ``revision`` (the schema belongs to migrations, never create_all)."""
+    """Apply migrations up to ``revision`` (the schema belongs to migrations, never create_all),
+    then give the service roles their privileges on every table and store the claims key."""
     from alembic import command
 
     wait_for_db(url)
     command.upgrade(alembic_config(url), revision)
+    with engine_for(url).begin() as conn:
+        if conn.execute(sa.text("SELECT to_regproc('tongguan_grant_service_roles') IS NOT NULL")).scalar():
+            conn.execute(sa.text("SELECT tongguan_grant_service_roles()"))
+            inner, outer = _claims_pads()
+            conn.execute(sa.text(
+                "INSERT INTO tongguan_keys (name, inner_pad, outer_pad) VALUES ('claims', :i, :o) "
+                "ON CONFLICT (name) DO UPDATE SET inner_pad = EXCLUDED.inner_pad, outer_pad = EXCLUDED.outer_pad"),
+                {"i": inner, "o": outer})
+
+
+# --------------------------------------------------------------------------- signed claims
+# What a connection may see travels in ``tongguan.claims``, signed with a key derived from
+# TONGGUAN_SECRET_KEY; the database checks it (migration 0008, ``tongguan_claims()``), so SQL run
+# on the connection cannot change its own scope.
+def _claims_key() -> bytes:
+    from tongguan.settings import get_settings
+
+    secret = get_settings().secret_key.get_secret_value().encode()
+    return hmac.new(secret, b"tongguan/claims/1", hashlib.sha256).digest()
+
+
+def _claims_pads() -> tuple[bytes, bytes]:
+    """HMAC's two padded keys (RFC 2104), so the database computes HMAC-SHA256 with sha256()."""
+    key = _claims_key().ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def sign_claims(pid: int, kind: str, home: str = "", operator: bool = False, username: str = "") -> str:
+    """The value of ``tongguan.claims`` for backend ``pid``: ``kind`` is ``scoped`` (a user's
+    region) or ``unscoped`` (the web's own log-in and token reads)."""
+    if "|" in home or "|" in username:
+        raise ValueError("claims fields cannot contain '|'")
+    body = f"1|{pid}|{kind}|{home}|{'on' if operator else 'off'}|{username}"
+    return body + "|" + hmac.new(_claims_key(), body.encode(), hashlib.sha256).hexdigest()
 
 
 def current_revision(url: str) -> str | None:

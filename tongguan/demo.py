@@ -80,8 +80,10 @@ def ensure_forecasts(engine, home, *, now: datetime | None = None, counties=None
 def run_demo(ctx, port: int | None = None) -> int:
     services = ctx.require()
     port = port or ctx.settings.dash_port
+    # Set-up steps run as the owner, the workers as the worker role (no password hashes).
     env = {**os.environ, "TONGGUAN_DATABASE_URL": services.database_url,
            "TONGGUAN_KAFKA_BOOTSTRAP": services.kafka_bootstrap}
+    worker_env = {**env, "TONGGUAN_DATABASE_URL": services.role_url("worker")}
     tongguan = [sys.executable, "-m", "tongguan.cli"]
 
     for words, check_sql in SETUP_STEPS:
@@ -102,7 +104,7 @@ def run_demo(ctx, port: int | None = None) -> int:
     try:
         for words, extra_env in WORKERS:
             log.info("starting `tongguan %s`", " ".join(words))
-            children.append(subprocess.Popen([*tongguan, *words], env={**env, **extra_env}))
+            children.append(subprocess.Popen([*tongguan, *words], env={**worker_env, **extra_env}))
         from apps.identity import create_demo_users, format_logins
 
         logins = format_logins(create_demo_users(ctx.engine))

@@ -15,6 +15,7 @@ import os
 import pwd
 import shutil
 import signal
+import secrets
 import socket
 import subprocess
 import time
@@ -27,8 +28,17 @@ from tongguan.settings import TOPICS, Settings
 log = logging.getLogger(__name__)
 
 DB_NAME = "tongguan"
-DB_USER = "tongguan"
+DB_USER = "tongguan"  # the cluster's bootstrap superuser: creates the roles, the database, extensions
 UNPRIVILEGED_USER = "postgres"  # created by Debian's postgresql package
+# The roles the product logs in as (see tongguan/migrations/versions/0008_service_roles.py):
+# the owner runs migrations and the command line, the app serves the web and the API, the worker
+# runs ingest, detect and notify. None is a superuser or has BYPASSRLS.
+SERVICE_ROLES = {"owner": "tongguan_owner", "app": "tongguan_app", "worker": "tongguan_worker"}
+SCOPED_ROLE = "tongguan_scoped"  # NOLOGIN; the app switches to it per request (row-level security)
+HBA = ("# tongguan managed cluster: a password (scram-sha-256) for every connection, no trust\n"
+       "local all all scram-sha-256\n"
+       "host all all 127.0.0.1/32 scram-sha-256\n"
+       "host all all ::1/128 scram-sha-256\n")
 
 
 class ServiceError(TongguanError):
@@ -121,10 +131,33 @@ class Postgres:
         self.sockets = self.root / "run"
         self.logfile = self.root / "postgres.log"
         self.port = settings.pg_port
+        # Outside pg/: that directory belongs to the server's user when tongguan runs as root.
+        self.secrets_file = Path(settings.home) / "secrets" / "postgres.json"
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://{DB_USER}@127.0.0.1:{self.port}/{DB_NAME}"
+        """The owner's URL (migrations, the command line)."""
+        return self.url_for("owner")
+
+    def url_for(self, purpose: str, database: str = DB_NAME) -> str:
+        """URL of one of ``SERVICE_ROLES`` (or ``superuser``) with its generated password."""
+        user = DB_USER if purpose == "superuser" else SERVICE_ROLES[purpose]
+        return f"postgresql+psycopg://{user}:{self.passwords()[user]}@127.0.0.1:{self.port}/{database}"
+
+    def passwords(self) -> dict[str, str]:
+        """The roles' generated passwords, kept in ``home/secrets/postgres.json`` (mode 0600);
+        created on first use."""
+        try:
+            return json.loads(self.secrets_file.read_text())
+        except FileNotFoundError:
+            pass
+        self.secrets_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.secrets_file.parent, 0o700)
+        values = {user: secrets.token_urlsafe(24) for user in (DB_USER, *SERVICE_ROLES.values())}
+        fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(values, f, indent=1)
+        return values
 
     @property
     def address(self) -> str:
@@ -183,8 +216,17 @@ class Postgres:
         self.root.mkdir(parents=True, exist_ok=True)
         self._make_reachable(self.root)
         self._chown(self.root)
-        self._pg("initdb", "-D", str(self.data), "-U", DB_USER, "--auth=trust",
-                 "-E", "UTF8", "--no-locale", "--no-instructions")
+        # The superuser's password goes to initdb through a file only the server's user reads.
+        pwfile = self.root / "initdb.pw"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.passwords()[DB_USER] + "\n")
+        self._chown(pwfile)
+        try:
+            self._pg("initdb", "-D", str(self.data), "-U", DB_USER, "--auth=scram-sha-256",
+                     f"--pwfile={pwfile}", "-E", "UTF8", "--no-locale", "--no-instructions")
+        finally:
+            pwfile.unlink(missing_ok=True)
         # Tuned for a small machine running everything side by side; durability stays on.
         with open(self.data / "postgresql.conf", "a") as f:
             f.write(
@@ -198,7 +240,18 @@ class Postgres:
                 "max_wal_size = 2GB\n"
                 "checkpoint_timeout = 15min\n"
                 "jit = off\n"
+                "password_encryption = 'scram-sha-256'\n"
             )
+        self._write_hba()
+
+    def _write_hba(self) -> bool:
+        """Password authentication for everyone; True when the file changed."""
+        hba = self.data / "pg_hba.conf"
+        if hba.read_text() == HBA:
+            return False
+        hba.write_text(HBA)
+        self._chown(hba)
+        return True
 
     def _make_reachable(self, path: Path) -> None:
         """The unprivileged server must be able to traverse the parents of its data directory."""
@@ -237,16 +290,49 @@ class Postgres:
         self._bootstrap_database()
 
     def _bootstrap_database(self) -> None:
-        psql = [str(_pg_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER,
-                "-v", "ON_ERROR_STOP=1", "-qAt"]
-        exists = subprocess.run([*psql, "-d", "postgres", "-c",
-                                 f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
-                                capture_output=True, text=True, check=True).stdout.strip()
+        """As the superuser: the service roles (passwords from the secrets file), the database
+        owned by the owner role, PostGIS in it and in template1 (the tests' and benchmarks'
+        databases are created by the owner, who may not create PostGIS itself). Idempotent; also
+        converts a cluster made before the roles existed (trust, tables owned by the superuser)."""
+        pw = self.passwords()
+        owner, app, worker = SERVICE_ROLES["owner"], SERVICE_ROLES["app"], SERVICE_ROLES["worker"]
+        roles_sql = f"""
+            DO $$ BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') THEN
+                    CREATE ROLE {owner} LOGIN CREATEDB; END IF;
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{app}') THEN
+                    CREATE ROLE {app} LOGIN NOINHERIT; END IF;
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{worker}') THEN
+                    CREATE ROLE {worker} LOGIN; END IF;
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SCOPED_ROLE}') THEN
+                    CREATE ROLE {SCOPED_ROLE} NOLOGIN; END IF;
+            END $$;
+            ALTER ROLE {owner} NOSUPERUSER NOBYPASSRLS NOCREATEROLE CREATEDB LOGIN PASSWORD '{pw[owner]}';
+            ALTER ROLE {app} NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB NOINHERIT LOGIN PASSWORD '{pw[app]}';
+            ALTER ROLE {worker} NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB LOGIN PASSWORD '{pw[worker]}';
+            ALTER ROLE {SCOPED_ROLE} NOSUPERUSER NOBYPASSRLS NOLOGIN;
+            ALTER ROLE {DB_USER} PASSWORD '{pw[DB_USER]}';
+            GRANT {SCOPED_ROLE} TO {owner}, {app};
+        """
+        self._psql("postgres", roles_sql)
+        exists = self._psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'")
         if not exists:
-            subprocess.run([*psql, "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"],
-                           capture_output=True, text=True, check=True)
-        subprocess.run([*psql, "-d", DB_NAME, "-c", "CREATE EXTENSION IF NOT EXISTS postgis"],
-                       capture_output=True, text=True, check=True)
+            self._psql("postgres", f"CREATE DATABASE {DB_NAME} OWNER {owner}")
+        self._psql("postgres", f"ALTER DATABASE {DB_NAME} OWNER TO {owner}")
+        for db in ("template1", DB_NAME):
+            self._psql(db, "CREATE EXTENSION IF NOT EXISTS postgis")
+        self._psql(DB_NAME, _REASSIGN_SQL.format(owner=owner))
+        if self._write_hba():  # a cluster from before: trust until now
+            self._pg("pg_ctl", "-D", str(self.data), "reload")
+
+    def _psql(self, database: str, sql: str) -> str:
+        psql = [str(_pg_bindir() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER,
+                "-v", "ON_ERROR_STOP=1", "-qAt", "-d", database]
+        proc = subprocess.run(psql, input=sql, capture_output=True, text=True,
+                              env={**os.environ, "PGPASSWORD": self.passwords()[DB_USER]})
+        if proc.returncode != 0:
+            raise ServiceError(f"setting up PostgreSQL failed: {proc.stderr.strip()[-500:]}")
+        return proc.stdout.strip()
 
     def stop(self) -> None:
         st = self.status()
@@ -254,6 +340,25 @@ class Postgres:
             self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
         elif st.state == "dead":
             (self.data / "postmaster.pid").unlink(missing_ok=True)
+
+
+# Objects made by the superuser before the service roles existed go to the owner role; those of
+# extensions stay, and sequences owned by a column follow their table.
+_REASSIGN_SQL = """
+DO $$ DECLARE r record; BEGIN
+    FOR r IN SELECT c.oid::regclass AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+               AND pg_get_userbyid(c.relowner) <> '{owner}'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                               AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
+    LOOP EXECUTE format('ALTER TABLE %s OWNER TO {owner}', r.name); END LOOP;
+    FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> '{owner}'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                               AND d.objid = p.oid AND d.deptype = 'e')
+    LOOP EXECUTE format('ALTER ROUTINE %s OWNER TO {owner}', r.name); END LOOP;
+END $$;
+"""
 
 
 class Tansu:
@@ -371,7 +476,13 @@ class LocalServices:
 
     @property
     def database_url(self) -> str:
+        """The owner's URL (migrations, the command line); external: ``TONGGUAN_DATABASE_URL``."""
         return self.settings.database_url or self.postgres.url
+
+    def role_url(self, purpose: str) -> str:
+        """URL for ``app`` (web, API) or ``worker`` (ingest, detect, notify) processes. An external
+        deployment gives each process its own ``TONGGUAN_DATABASE_URL`` (docker/ does)."""
+        return self.settings.database_url or self.postgres.url_for(purpose)
 
     @property
     def kafka_bootstrap(self) -> str:

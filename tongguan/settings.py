@@ -12,6 +12,7 @@ from tongguan import TongguanError
 
 TOPICS = ("city.iot.readings", "city.video.events", "city.alerts", "city.deadletter")
 DEVELOPMENT_SECRET = "dev-only-secret-change-me"
+DEMO_WEBHOOK_RECEIVER = "127.0.0.1:8099"  # `tongguan subscriptions demo` (tongguan demo) listens here
 
 
 def _default_home() -> Path:
@@ -59,6 +60,10 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     smtp_timeout: float = 10.0
+    # Internal webhook targets the URL guard admits (tongguan.netguard): "127.0.0.1:8099" (one
+    # address and port) or "10.20.0.0/16" (a network), comma-separated. Unset: the demo's own
+    # receiver in development, nothing otherwise.
+    webhook_allow: str | None = None
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":
@@ -67,6 +72,11 @@ class Settings(BaseSettings):
                 "TONGGUAN_SECRET_KEY must be set outside development (TONGGUAN_ENV="
                 f"{self.env}); generate one with: python -c 'import secrets;print(secrets.token_hex(32))'"
             )
+        if self.webhook_allow is None:
+            self.webhook_allow = DEMO_WEBHOOK_RECEIVER if self.env == "development" else ""
+        from tongguan.netguard import parse_allow
+
+        parse_allow(self.webhook_allow)  # a bad entry is an error at start, not at the first delivery
         if self.partitions < 1:
             raise TongguanError("TONGGUAN_PARTITIONS must be at least 1")
         return self

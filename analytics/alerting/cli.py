@@ -364,13 +364,13 @@ def cmd_notify(args, ctx) -> int:
     from tongguan.settings import TOPICS
 
     ctx.require()
-    settings = ctx.settings.model_copy(update={"database_url": ctx.database_url,
+    settings = ctx.settings.model_copy(update={"database_url": ctx.role_url("worker"),
                                                "kafka_bootstrap": ctx.kafka_bootstrap})
     ensure_topics(settings.kafka_bootstrap, settings.partitions, tuple(settings.topic(t) for t in TOPICS))
     from analytics.alerting.config import ALERTING_FILE, load_alerting
 
     path = ALERTING_FILE.with_name("alerting-demo.yaml") if args.config == "demo" else args.config
-    n = Notifier(settings, engine=ctx.engine, group_id=args.group_id, config=load_alerting(str(path) if path else None))
+    n = Notifier(settings, group_id=args.group_id, config=load_alerting(str(path) if path else None))
     if args.retry_parked:
         keys = n.retry_parked(keys=args.key or ())
         if args.key and len(keys) < len(set(args.key)):

@@ -63,7 +63,7 @@ def _seed(engine) -> None:
 
 
 @pytest.fixture
-def access(db_url, engine):
+def access(app_db_url, engine):
     """(engine, app, logins): seeded database, demo users, the Dash app (rate limits raised so
     the tests measure access, not the limiter)."""
     from apps import AppConfig, create_app
@@ -71,7 +71,7 @@ def access(db_url, engine):
 
     _seed(engine)
     logins = {u["username"]: u for u in create_demo_users(engine, password=DEMO_PASSWORD)}
-    app = create_app(AppConfig(database_url=db_url, kafka_bootstrap="127.0.0.1:9"))
+    app = create_app(AppConfig(database_url=app_db_url, kafka_bootstrap="127.0.0.1:9"))
     app.server.config.update(TESTING=True, TONGGUAN_API_RATE="100000 per minute",
                              TONGGUAN_LOGIN_RATE="1000 per minute")
     return engine, app, logins

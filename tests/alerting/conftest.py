@@ -42,3 +42,8 @@ def t0():
 
 def later(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_receivers(loopback_webhooks_allowed):
+    """Every alerting test's receiver is on 127.0.0.1."""

@@ -54,3 +54,20 @@ def test_dockerfile_installs_the_package_and_runs_the_cli():
 def test_the_image_health_check_asks_the_health_endpoint_and_refuses_redirects():
     line = next(x for x in (DOCKER / "Dockerfile").read_text().splitlines() if x.startswith("HEALTHCHECK"))
     assert "/healthz" in line and "--max-redirs 0" in line and "-f" in line
+
+
+def test_each_product_service_logs_in_as_its_own_non_superuser_role():
+    """Issue 13 item 2 in docker/: the superuser only runs the init script that creates the roles."""
+    services = _compose()["services"]
+    roles = {name: services[name]["environment"]["TONGGUAN_DATABASE_URL"].split("//")[1].split(":")[0]
+             for name in ("migrate", "ingest", "detect", "app")}
+    assert roles == {"migrate": "tongguan_owner", "ingest": "tongguan_worker", "detect": "tongguan_worker",
+                     "app": "tongguan_app"}
+    pg = services["postgis"]
+    assert "./initdb:/docker-entrypoint-initdb.d:ro" in pg["volumes"]
+    assert "scram-sha-256" in pg["environment"]["POSTGRES_INITDB_ARGS"]
+    script = (DOCKER / "initdb" / "10-roles.sh").read_text()
+    for role in ("tongguan_owner", "tongguan_app", "tongguan_worker", "tongguan_scoped"):
+        line = next(x for x in script.splitlines() if x.startswith(f"CREATE ROLE {role} "))
+        assert "NOSUPERUSER" in line and "NOBYPASSRLS" in line
+    assert "GRANT tongguan_scoped TO tongguan_owner, tongguan_app;" in script

@@ -20,8 +20,6 @@ import hmac
 import json
 import secrets
 import time
-import urllib.error
-import urllib.request
 
 from analytics.alerting.channels.base import Channel, Field, Outcome, body_bytes
 
@@ -60,21 +58,18 @@ def verify(secret: str, timestamp: str | None, body: bytes, signature: str | Non
 def send_webhook(url: str, secret: str, payload: dict, *, delivery_key: str, timeout: float = 5.0,
                  now: float | None = None, attempt: int = 1, resend: bool = False) -> Outcome:
     """POST the JSON, signed; 2xx is success, anything else (or no answer) is an error to retry."""
+    from tongguan import netguard
+
     body = body_bytes(payload)
     ts = int(time.time() if now is None else now)
-    req = urllib.request.Request(url, data=body, method="POST", headers={
+    # Through the URL guard: public addresses (or allow-listed ones) only, checked at connect
+    # time, no redirects, and a generic outcome (users see it in the delivery log).
+    answer = netguard.post(url, body, {
         "Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT,
         "X-Tongguan-Timestamp": str(ts), "X-Tongguan-Signature": sign(secret or "", ts, body),
         "X-Tongguan-Delivery": delivery_key, "X-Tongguan-Attempt": str(attempt),
-        **({"X-Tongguan-Resend": "1"} if resend else {})})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return Outcome(200 <= resp.status < 300, f"HTTP {resp.status}")
-    except urllib.error.HTTPError as exc:
-        return Outcome(False, f"HTTP {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Outcome(False, f"{type(exc).__name__}: {reason}")
+        **({"X-Tongguan-Resend": "1"} if resend else {})}, timeout=timeout)
+    return Outcome(answer.ok, answer.detail)
 
 
 # ----------------------------------------------------------------------------------- receiver
@@ -166,6 +161,14 @@ class WebhookChannel(Channel):
                     "the webhook channel needs a webhook URL http(s)://… (--webhook-url)",
                     placeholder="https://…"),)
     generated = ("secret",)
+
+    def validate(self, values) -> None:
+        """The URL's form, then the outgoing-request policy (tongguan.netguard: public addresses
+        unless allow-listed, no control characters, no credentials in the URL)."""
+        from tongguan.netguard import check_url
+
+        super().validate(values)
+        check_url(values.get("webhook_url") or "")
 
     def generate(self, values, old=None) -> dict:
         # The signing secret is made once and kept across edits (the subscriber stored it).
