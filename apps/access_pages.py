@@ -5,10 +5,14 @@ look matches the views' dark theme.
 
 from __future__ import annotations
 
+import posixpath
+import secrets
+from urllib.parse import unquote, urlsplit
+
 from apps import audit, governance
 from apps.context import current_scope
 from apps.errors import AccessError
-from apps.identity import authenticate
+from apps.identity import authenticate, bump_session_version
 from apps.policy import tree_for
 from apps.scope import Scope, unscoped
 
@@ -46,6 +50,10 @@ def install(server, engine, limiter) -> None:
                     flask.session.permanent = True
                     flask.session["uid"] = user["id"]
                     flask.session["pwd"] = user["password_changed_at"].isoformat()
+                    # The version the database holds for the user (log-out bumps it) and a random
+                    # nonce: a cookie cannot be re-made from what is known about the user.
+                    flask.session["sv"] = user["session_version"]
+                    flask.session["nonce"] = secrets.token_urlsafe(18)
                     return flask.redirect(nxt or home_path(engine, scope))
         return flask.render_template_string(LOGIN_HTML, error=error, next=nxt), status
 
@@ -61,6 +69,7 @@ def install(server, engine, limiter) -> None:
             except (CSRFError, ValidationError):
                 return flask.render_template_string(LOGOUT_HTML, user=user), 400
             if user:
+                bump_session_version(engine, user["id"])
                 audit.record(engine, actor=user["username"], user_id=user["id"], action="logout",
                              region=user["home_adcode"].strip(), ip=flask.request.remote_addr)
             flask.session.clear()
@@ -71,7 +80,7 @@ def install(server, engine, limiter) -> None:
     def audit_page():
         scope = flask.g.tongguan_scope
         args = flask.request.args
-        page = max(1, _int(args.get("page"), 1))
+        page = min(MAX_PAGE, max(1, _int(args.get("page"), 1)))
         try:
             rows, total = audit.query(engine, scope=scope, region=args.get("region") or None,
                                       actor=args.get("actor") or None, action=args.get("action") or None,
@@ -112,11 +121,30 @@ def _int(value, default: int) -> int:
         return default
 
 
+MAX_PAGE = 100_000
+
+
+def _odd(text: str) -> bool:
+    return any(ord(c) <= 0x20 or ord(c) == 0x7F for c in text) or "\\" in text
+
+
 def safe_next(nxt: str | None) -> str | None:
-    """Only local paths: an open redirect after log-in is a phishing aid."""
-    if not nxt or not nxt.startswith("/") or nxt.startswith("//") or "\\" in nxt:
+    """Only a path of this site: an open redirect after log-in is a phishing aid. Nothing at or
+    below 0x20 (browsers drop TAB/CR/LF, so ``/\t/host`` is ``//host``), no backslash, no scheme or
+    host, before or after percent-decoding; the path is normalised.
+
+    >>> [safe_next(x) for x in ("/city/440100?theme=flood", "/\t/evil", "/%2F/evil", "//evil", "/a/../b")]
+    ['/city/440100?theme=flood', None, None, None, '/b']
+    """
+    if not nxt or len(nxt) > 2048 or _odd(nxt) or _odd(unquote(nxt)):
         return None
-    return nxt
+    parts = urlsplit(nxt)
+    if parts.scheme or parts.netloc or not nxt.startswith("/") or unquote(nxt).startswith("//"):
+        return None
+    path = posixpath.normpath(parts.path)
+    if path.startswith("//") or unquote(path).startswith("//"):
+        return None
+    return path + (f"?{parts.query}" if parts.query else "")
 
 
 def home_path(engine, scope: Scope) -> str:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 
@@ -100,8 +101,11 @@ def install(server, engine, limiter) -> None:
     bp = flask.Blueprint("tongguan_api", __name__, url_prefix=PREFIX)
 
     def _key():
-        auth = flask.request.headers.get("Authorization", "")
-        return auth[-16:] if auth else (flask.request.remote_addr or "-")
+        # One bucket per token however the header is padded or cased, and never the raw secret.
+        kind, _, secret = flask.request.headers.get("Authorization", "").strip().partition(" ")
+        if secret.strip():
+            return "t:" + hashlib.sha256(secret.strip().encode()).hexdigest()[:32]
+        return "a:" + (flask.request.remote_addr or "-")
 
     limiter.limit(lambda: flask.current_app.config["TONGGUAN_API_RATE"], key_func=_key)(bp)
 
@@ -110,13 +114,7 @@ def install(server, engine, limiter) -> None:
         flask.g.tongguan_scope_token = None
         if flask.request.path == PREFIX + "/openapi.json":
             return None
-        # PostgreSQL text cannot hold NUL: refuse it here with a clear answer, not a server error.
-        values = [*(flask.request.view_args or {}).values(), *flask.request.args.values(),
-                  flask.request.get_data(as_text=True) or ""]
-        if any(isinstance(v, str) and ("\x00" in v or "\\u0000" in v) for v in values):
-            return _error(422, "invalid", "NUL characters are not allowed")
-        if any(isinstance(v, int) and v > MAX_ID for v in (flask.request.view_args or {}).values()):
-            return _error(404, "not_found", "no such id")
+        # Who is asking comes first: an anonymous body is never read (MAX_CONTENT_LENGTH caps the rest).
         auth = flask.request.headers.get("Authorization", "")
         channel = "api"
         if auth:
@@ -140,6 +138,13 @@ def install(server, engine, limiter) -> None:
         flask.g.tongguan_scope = scope
         flask.g.tongguan_channel = channel
         flask.g.tongguan_scope_token = scope_mod.enter(scope)
+        # PostgreSQL text cannot hold NUL: refuse it here with a clear answer, not a server error.
+        values = [*(flask.request.view_args or {}).values(), *flask.request.args.values(),
+                  flask.request.get_data(as_text=True) or ""]
+        if any(isinstance(v, str) and ("\x00" in v or "\\u0000" in v) for v in values):
+            return _error(422, "invalid", "NUL characters are not allowed")
+        if any(isinstance(v, int) and v > MAX_ID for v in (flask.request.view_args or {}).values()):
+            return _error(404, "not_found", "no such id")
         return None
 
     @bp.errorhandler(AccessError)
@@ -411,10 +416,26 @@ def _install_users(bp, engine, me, _audit) -> None:
         return flask.jsonify({"id": t["id"], "revoked": True})
 
 
-def _sub_out(row: dict) -> dict:
+def _sub_out(row: dict, *, full: bool = True) -> dict:
+    """A subscription for the API. Its webhook URL (keys often ride in it) and e-mail address are
+    for its owner and admins only (``full``); others see that the channel exists."""
     out = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items() if k != "secret"}
     out["adcode"] = str(out.get("adcode") or "").strip()
+    if not full:
+        out["webhook_url"] = None
+        out["email"] = None
     return out
+
+
+def _require_owner_in_region(engine, owner: str, adcode: str) -> None:
+    """An admin's subscription for someone else: that user exists, is active, and the region lies
+    in their scope too (it already lies in the admin's)."""
+    from apps.scope import unscoped
+
+    with unscoped():
+        user = identity.get_user(engine, owner)
+    if user is None or not user["active"] or not identity.scope_of(user).within(tree_for(engine), adcode):
+        raise AccessError(f"owner {owner} is not an active user whose region holds {adcode}", 422, "invalid")
 
 
 def _install_subscriptions(bp, engine, me, _audit) -> None:
@@ -433,7 +454,8 @@ def _install_subscriptions(bp, engine, me, _audit) -> None:
         page, per_page, offset = _page_args()
         tree = tree_for(engine)
         rows = [r for r in subs.list_subscriptions(engine) if me().within(tree, str(r["adcode"]).strip())]
-        return flask.jsonify(_paged([_sub_out(r) for r in rows[offset:offset + per_page]], len(rows), page, per_page))
+        return flask.jsonify(_paged([_sub_out(r, full=r["owner"] == me().username or me().is_admin)
+                                     for r in rows[offset:offset + per_page]], len(rows), page, per_page))
 
     @bp.post("/subscriptions")
     def create_subscription():
@@ -456,6 +478,8 @@ def _install_subscriptions(bp, engine, me, _audit) -> None:
                 raise AccessError(f"{k} must be a string", 422, "invalid")
         if not isinstance(owner, str):
             raise AccessError("owner must be a string", 422, "invalid")
+        if owner != me().username:
+            _require_owner_in_region(engine, owner, adcode)
         try:
             row = subs.add_subscription(engine, owner=owner, adcode=adcode, name=kw.pop("name", ""),
                                         channels=kw.pop("channels", []), **kw)

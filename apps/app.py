@@ -51,9 +51,15 @@ def create_app(config: AppConfig) -> dash.Dash:
         from apps import data
         from tongguan.db import engine_for
 
+        from apps.context import current_scope
+        from apps.policy import tree_for
+
         if not (len(adcode) == 6 and adcode.isdigit()):
             flask.abort(404)
-        body, etag = data.children_geojson_bytes(engine_for(config.database_url), adcode)
+        eng = engine_for(config.database_url)
+        if not current_scope().within(tree_for(eng), adcode):  # boundaries of the caller's subtree only
+            flask.abort(403)
+        body, etag = data.children_geojson_bytes(eng, adcode)
         if flask.request.if_none_match.contains(etag):
             return flask.Response(status=304)
         resp = flask.Response(body, mimetype="application/geo+json")

@@ -63,7 +63,8 @@ def query(engine, *, scope=None, region: str | None = None, actor: str | None = 
         params["actor"] = actor
     if action:
         where.append("action LIKE :action")
-        params["action"] = action.replace("%", r"\%").replace("_", r"\_").replace("*", "%")
+        params["action"] = (action.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+                            .replace("*", "%"))
     if since:
         where.append("ts >= :since")
         params["since"] = since

@@ -62,7 +62,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=_positive, default=DEFAULT_THREADS,
                    help=f"threads per worker (default {DEFAULT_THREADS})")
     p.add_argument("--dev", action="store_true",
-                   help="Werkzeug's development server in this process (one process, threaded)")
+                   help="Werkzeug's development server in this process (one process, threaded); also allows the development secret key, with a warning")
     p.add_argument("--debug", action="store_true", help="Dash dev tools and reloading (implies --dev)")
     p.set_defaults(func=cmd_serve)
 
@@ -138,6 +138,7 @@ def production_server(config, *, bind: str, workers: int, threads: int):
 
 
 def cmd_serve(args, ctx) -> int:
+    ctx.settings.check_serving_secret(dev=args.dev or args.debug)
     serve(ctx, args.host, args.port, dev=args.dev, debug=args.debug, workers=args.workers,
           threads=args.threads)
     return 0

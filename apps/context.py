@@ -34,7 +34,8 @@ def engine() -> sa.Engine:
 
 
 def current_user(engine) -> dict | None:
-    """The signed-in user of this request (None: anonymous, disabled, or password changed)."""
+    """The signed-in user of this request (None: anonymous, disabled, password changed, or
+    logged out: the session version in the cookie is no longer the user's)."""
     import flask
 
     uid = flask.session.get("uid")
@@ -42,8 +43,10 @@ def current_user(engine) -> dict | None:
         return None
     with unscoped(), engine.connect() as conn:
         row = conn.execute(sa.text("SELECT id, username, display_name, home_adcode, roles, active, "
-                                   "password_changed_at FROM users WHERE id = :id"), {"id": int(uid)}).first()
-    if row is None or not row.active or row.password_changed_at.isoformat() != flask.session.get("pwd"):
+                                   "password_changed_at, session_version FROM users WHERE id = :id"),
+                           {"id": int(uid)}).first()
+    if (row is None or not row.active or row.password_changed_at.isoformat() != flask.session.get("pwd")
+            or row.session_version != flask.session.get("sv") or not flask.session.get("nonce")):
         flask.session.clear()
         return None
     return dict(row._mapping)

@@ -5,8 +5,13 @@ are ``apps.access_pages``.
 
 - Passwords: Argon2id (``argon2-cffi``, its default parameters, rehashed on log-in when they
   change). Unknown user names cost the same verification as known ones.
-- Lock-out: ``MAX_FAILURES`` failed log-ins in a row lock the account for ``LOCK_MINUTES``;
-  log-in is also rate-limited per client address (flask-limiter).
+- Lock-out: ``MAX_FAILURES`` failed log-ins in a row for one (user name, client address) lock
+  that pair, for ``LOCK_MINUTES`` doubling with each further failure (at most ``MAX_LOCK_MINUTES``);
+  the account stays open from other addresses, and a locked pair gets the same answer as a wrong
+  password. Log-in is also rate-limited per client address (flask-limiter).
+- Sessions and tokens end with a password change or a disable: the session version
+  (``users.session_version``) is bumped, and tokens older than the last password change or
+  disable are refused.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_FAILURES = 5
 LOCK_MINUTES = 15
+MAX_LOCK_MINUTES = 24 * 60
 MIN_PASSWORD = 10
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
 TOKEN_PREFIX = "tg_"
@@ -118,7 +124,8 @@ def set_active(engine, username: str, active: bool) -> None:
     with unscoped(), engine.begin() as conn:
         n = conn.execute(sa.text(
             "UPDATE users SET active = :a, password_changed_at = CASE WHEN :a THEN password_changed_at "
-            "ELSE now() END WHERE username = :u"), {"a": active, "u": username}).rowcount
+            "ELSE now() END, session_version = session_version + CASE WHEN :a THEN 0 ELSE 1 END "
+            "WHERE username = :u"), {"a": active, "u": username}).rowcount
     if not n:
         raise AccessError(f"no user {username}; see `tongguan users list`", 404, "not_found")
 
@@ -129,8 +136,9 @@ def reset_password(engine, username: str, password: str) -> None:
     with unscoped(), engine.begin() as conn:
         n = conn.execute(sa.text(
             "UPDATE users SET password_hash = :p, failed_logins = 0, locked_until = NULL, "
-            "password_changed_at = now() WHERE username = :u"),
+            "password_changed_at = now(), session_version = session_version + 1 WHERE username = :u"),
             {"p": hasher().hash(password), "u": username}).rowcount
+        conn.execute(sa.text("DELETE FROM login_failures WHERE username = :u"), {"u": username})
     if not n:
         raise AccessError(f"no user {username}; see `tongguan users list`", 404, "not_found")
 
@@ -140,56 +148,93 @@ def scope_of(user: dict) -> Scope:
                  username=user["username"], user_id=user["id"])
 
 
+WRONG = "wrong user name or password / 用户名或密码错误"
+
+
+def _failure(engine, name: str, addr: str) -> int:
+    """Count a failed log-in of (name, addr); the pair is locked from MAX_FAILURES on, for
+    LOCK_MINUTES doubling with each further failure. A day without failures starts afresh."""
+    with unscoped(), engine.begin() as conn:
+        return conn.execute(sa.text(
+            "INSERT INTO login_failures AS f (username, ip, failures) VALUES (:u, :ip, 1) "
+            "ON CONFLICT (username, ip) DO UPDATE SET failures = CASE WHEN f.last_failure_at < now() - interval '1 day' "
+            "THEN 1 ELSE f.failures + 1 END, last_failure_at = now() RETURNING failures"),
+            {"u": name, "ip": addr}).scalar_one()
+
+
+def _lock(engine, name: str, addr: str, failures: int) -> None:
+    if failures < MAX_FAILURES:
+        return
+    minutes = min(MAX_LOCK_MINUTES, LOCK_MINUTES * 2 ** (failures - MAX_FAILURES))
+    with unscoped(), engine.begin() as conn:
+        conn.execute(sa.text("UPDATE login_failures SET locked_until = now() + make_interval(mins => :m) "
+                             "WHERE username = :u AND ip = :ip"), {"m": minutes, "u": name, "ip": addr})
+
+
+def _locked(engine, name: str, addr: str) -> bool:
+    with unscoped(), engine.connect() as conn:
+        return bool(conn.execute(sa.text(
+            "SELECT locked_until > now() FROM login_failures WHERE username = :u AND ip = :ip"),
+            {"u": name, "ip": addr}).scalar())
+
+
 def authenticate(engine, username: str, password: str, *, ip: str | None = None,
                  channel: str = "web") -> tuple[Scope, dict]:
-    """Check a log-in; audited either way. Raises AccessError(401) on bad credentials, (423) when
-    locked. Failures count towards the lock-out; success resets the count."""
-    user = get_user(engine, username or "")
-    now = _now()
-    if user is None:
-        from argon2.exceptions import VerificationError
+    """Check a log-in; audited either way. Raises AccessError(401) with one answer for an unknown
+    name, a wrong password, a disabled user and a locked (name, address) pair. Failures count
+    towards that pair's lock; success clears it."""
+    from argon2.exceptions import InvalidHashError, VerificationError
 
+    name, addr = (username or "")[:64], (ip or "-")[:64]
+    user = get_user(engine, username or "") if name == (username or "") else None
+    reason = None
+    if _locked(engine, name, addr):
+        reason = "locked"
+    elif user is None:
+        reason = "unknown user"
+    elif not user["active"]:
+        reason = "disabled"
+    if reason is not None:
         try:  # the same work as for a real user, so timing does not tell which names exist
             hasher().verify(_dummy_hash(), password or "")
         except VerificationError:
             pass
-        audit.record(engine, actor=(username or "")[:64], action="login_failed", outcome="failed",
-                     channel=channel, ip=ip, detail={"reason": "unknown user"})
-        raise AccessError("wrong user name or password / 用户名或密码错误", 401, "unauthorized")
-    region = user["home_adcode"].strip()
-    if not user["active"]:
-        audit.record(engine, actor=user["username"], user_id=user["id"], action="login_failed", region=region,
-                     outcome="failed", channel=channel, ip=ip, detail={"reason": "disabled"})
-        raise AccessError("wrong user name or password / 用户名或密码错误", 401, "unauthorized")
-    if user["locked_until"] and user["locked_until"] > now:
-        audit.record(engine, actor=user["username"], user_id=user["id"], action="login_failed", region=region,
-                     outcome="denied", channel=channel, ip=ip, detail={"reason": "locked"})
-        minutes = max(1, int((user["locked_until"] - now).total_seconds() // 60) + 1)
-        raise AccessError(f"account locked after {MAX_FAILURES} failed log-ins; try again in {minutes} min "
-                          f"or ask an admin to reset the password / 账号已锁定", 423, "locked")
-    from argon2.exceptions import InvalidHashError, VerificationError
-
-    try:
-        hasher().verify(user["password_hash"], password or "")
-    except (VerificationError, InvalidHashError):
-        with unscoped(), engine.begin() as conn:
-            failures = conn.execute(sa.text(
-                "UPDATE users SET failed_logins = failed_logins + 1, locked_until = CASE WHEN "
-                "failed_logins + 1 >= :max THEN now() + make_interval(mins => :mins) ELSE locked_until END "
-                "WHERE id = :id RETURNING failed_logins"),
-                {"max": MAX_FAILURES, "mins": LOCK_MINUTES, "id": user["id"]}).scalar_one()
-        audit.record(engine, actor=user["username"], user_id=user["id"], action="login_failed", region=region,
-                     outcome="failed", channel=channel, ip=ip,
-                     detail={"reason": "bad password", "failures": failures, "locked": failures >= MAX_FAILURES})
-        raise AccessError("wrong user name or password / 用户名或密码错误", 401, "unauthorized") from None
+    else:
+        try:
+            hasher().verify(user["password_hash"], password or "")
+        except (VerificationError, InvalidHashError):
+            reason = "bad password"
+    if reason is not None:
+        failures = None
+        if reason != "locked":
+            failures = _failure(engine, name, addr)
+            _lock(engine, name, addr, failures)
+            if user is not None:
+                with unscoped(), engine.begin() as conn:
+                    conn.execute(sa.text("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = :id"),
+                                 {"id": user["id"]})
+        audit.record(engine, actor=name, user_id=user["id"] if user else None, action="login_failed",
+                     region=user["home_adcode"].strip() if user else None,
+                     outcome="denied" if reason == "locked" else "failed", channel=channel, ip=ip,
+                     detail={"reason": reason, **({"failures": failures, "locked": failures >= MAX_FAILURES}
+                                                  if failures else {})})
+        raise AccessError(WRONG, 401, "unauthorized")
     new_hash = hasher().hash(password) if hasher().check_needs_rehash(user["password_hash"]) else None
     with unscoped(), engine.begin() as conn:
         conn.execute(sa.text(
             "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = now(), "
             "password_hash = coalesce(:h, password_hash) WHERE id = :id"), {"h": new_hash, "id": user["id"]})
-    audit.record(engine, actor=user["username"], user_id=user["id"], action="login", region=region,
+        conn.execute(sa.text("DELETE FROM login_failures WHERE username = :u AND ip = :ip"), {"u": name, "ip": addr})
+    audit.record(engine, actor=user["username"], user_id=user["id"], action="login", region=user["home_adcode"].strip(),
                  channel=channel, ip=ip)
     return scope_of(user), user
+
+
+def bump_session_version(engine, user_id: int) -> None:
+    """End every session of the user (log-out: the saved cookie stops working too)."""
+    with unscoped(), engine.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET session_version = session_version + 1 WHERE id = :id"),
+                     {"id": int(user_id)})
 
 
 # --------------------------------------------------------------------------- API tokens
@@ -242,6 +287,7 @@ def scope_for_token(engine, secret: str) -> Scope:
             "UPDATE api_tokens t SET last_used_at = now() FROM users u "
             "WHERE t.token_hash = :h AND u.id = t.user_id AND t.revoked_at IS NULL "
             "AND (t.expires_at IS NULL OR t.expires_at > now()) AND u.active "
+            "AND t.created_at > u.password_changed_at "
             "RETURNING u.id, u.username, u.home_adcode, u.roles"), {"h": _token_hash(secret)}).first()
     if row is None:
         raise AccessError("invalid, expired or revoked API token", 401, "unauthorized")

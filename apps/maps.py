@@ -37,9 +37,19 @@ def level_z(levels) -> list[float]:
     return [level_rank(lv) + 0.5 for lv in levels]
 
 
+def plain(text) -> str:
+    """Text for a Plotly title, label or hover: Plotly renders a subset of HTML there (``<a
+    href>`` becomes a live link), so markup from the data (a sensor id, an alert title) is escaped.
+
+    >>> plain('<a href="x">s1</a> & co')
+    '&lt;a href="x"&gt;s1&lt;/a&gt; &amp; co'
+    """
+    return str(text if text is not None else "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _hover(row, lang: str) -> str:
     name = row["name_en"] if lang == "en" and row.get("name_en") else row["name"]
-    parts = [f"<b>{name}</b>", f"{t('col.worst', lang)}: {t('alert.level.' + row['worst'], lang)}",
+    parts = [f"<b>{plain(name)}</b>", f"{t('col.worst', lang)}: {t('alert.level.' + row['worst'], lang)}",
              f"{t('col.open', lang)}: {int(row['open'])}"]
     for lv in ("red", "orange", "yellow", "blue"):
         if row.get(lv):
@@ -215,7 +225,7 @@ def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, 
     if not cameras.empty:
         data.append({"type": "scattergeo", "lon": cameras["lon"].tolist(), "lat": cameras["lat"].tolist(),
                      "mode": "markers", "marker": {"symbol": "square", "size": 6, "color": "#9aa7b8"},
-                     "text": cameras["camera_id"].tolist(), "hoverinfo": "text", "name": t("legend.camera", lang)})
+                     "text": [plain(c) for c in cameras["camera_id"]], "hoverinfo": "text", "name": t("legend.camera", lang)})
     if not events.empty:
         ev = events if "n" in events else aggregate_points(events)
         if len(ev) > 400:
@@ -234,7 +244,7 @@ def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, 
         data.append({"type": "scattergeo", "lon": sensors["lon"].tolist(), "lat": sensors["lat"].tolist(),
                      "mode": "markers",
                      "marker": {"size": sizes, "color": colours, "line": {"width": 1, "color": "#0b1a2e"}},
-                     "text": [f"{sid}<br>{label('metric', m, lang) if m else ''}" for sid, m in
+                     "text": [f"{plain(sid)}<br>{label('metric', m, lang) if m else ''}" for sid, m in
                               zip(sensors["sensor_id"], sensors["metric"])],
                      "customdata": [["sensor", s] for s in sensors["sensor_id"]],
                      "hoverinfo": "text", "name": t("legend.sensor", lang)})
@@ -243,9 +253,9 @@ def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, 
         data.append({"type": "scattergeo", "lon": [focus["lon"]], "lat": [focus["lat"]], "mode": "markers+text",
                      "marker": {"symbol": "circle-open", "size": 34,
                                 "color": LEVEL_COLOURS.get(focus.get("level"), "#ffffff"), "line": {"width": 4}},
-                     "text": [focus.get("title") or ""], "textposition": "top center",
+                     "text": [plain(focus.get("title"))], "textposition": "top center",
                      "textfont": {"color": "#ffffff", "size": 13}, "hoverinfo": "text",
-                     "name": focus.get("title") or "", "showlegend": False})
+                     "name": plain(focus.get("title")), "showlegend": False})
     layout = _geo_layout(showlegend=True, legend={"x": 0, "y": 0, "bgcolor": "rgba(6,17,31,0.7)"},
                          **({"height": height} if height else {}))
     return {"data": data, "layout": layout}
@@ -269,9 +279,9 @@ def series_figure(df: pd.DataFrame, *, thresholds: dict | None = None, lang: str
         stamps = stamps.dt.tz_convert("Asia/Shanghai").dt.tz_localize(None)  # China Standard Time axis
     data = [{"type": "scatter", "x": [ts.isoformat() for ts in stamps],
              "y": df["value"].tolist(), "mode": "lines", "line": {"color": "#7cc4ff"},
-             "name": title or t("col.value", lang)}]
+             "name": plain(title) or t("col.value", lang)}]
     layout = {"height": height, "margin": {"l": 40, "r": 10, "t": 30, "b": 30}, "paper_bgcolor": BG,
-              "plot_bgcolor": BG, "font": {"color": FG}, "title": {"text": title, "font": {"size": 13}},
+              "plot_bgcolor": BG, "font": {"color": FG}, "title": {"text": plain(title), "font": {"size": 13}},
               "xaxis": {"gridcolor": GRID}, "yaxis": {"gridcolor": GRID}, "showlegend": False,
               "shapes": shapes, "annotations": notes}
     return {"data": data, "layout": layout}

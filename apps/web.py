@@ -30,6 +30,10 @@ SESSION_HOURS = 12
 REGION_PATH = re.compile(r"^/(province|city|county)/([^/?#]+)")
 STATIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/favicon.ico")
 PUBLIC_PREFIXES = ("/login", "/api/", "/healthz", *STATIC_PREFIXES)
+# Pages for admins only (README): the platform's internals and the governance views.
+ADMIN_PATHS = re.compile(r"^/(status|catalogue|quality/[^/]*|audit)/?$")
+# Request bodies: Dash callbacks and API calls are small; a bigger body is refused unread (413).
+MAX_BODY = 4 * 1024 * 1024
 
 
 def install(app) -> None:
@@ -58,6 +62,7 @@ def install(app) -> None:
         # after log-in, however active.
         SESSION_REFRESH_EACH_REQUEST=False,
         WTF_CSRF_TIME_LIMIT=SESSION_HOURS * 3600,
+        MAX_CONTENT_LENGTH=MAX_BODY,
     )
     server.config.setdefault("TONGGUAN_LOGIN_RATE", "10 per minute")
     server.config.setdefault("TONGGUAN_API_RATE", "300 per minute")
@@ -75,6 +80,8 @@ def install(app) -> None:
         if path.startswith("/api/"):
             return None  # the API authenticates itself (token or session) in its blueprint
         if path.startswith(STATIC_PREFIXES):  # scripts and styles: no database, no user lookup
+            if ".." in path.split("/") or "\\" in path:
+                flask.abort(404)
             flask.g.tongguan_scope_token = scope_mod.enter(Scope.nobody())
             return None
         user = current_user(engine)
@@ -95,7 +102,15 @@ def install(app) -> None:
         if flask.request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin():
             return flask.jsonify({"error": {"status": 403, "code": "csrf",
                                             "message": "cross-origin request refused"}}), 403
+        if ADMIN_PATHS.match(path) and not scope.is_admin:
+            return _admin_only(engine, scope, path)
         return guard_regions(engine, scope, path)
+
+    @server.errorhandler(RecursionError)
+    def _too_deep(_exc):  # a JSON body nested beyond what the parser takes
+        return flask.jsonify({"error": {"status": 400, "code": "invalid", "message": "JSON nested too deeply"}}), 400
+
+    csp: list[str] = []  # computed at the first answer: the pages add their inline scripts after install
 
     @server.teardown_request
     def _unscope(_exc=None):
@@ -108,6 +123,9 @@ def install(app) -> None:
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
         resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if not csp:
+            csp.append(content_security_policy(app))
+        resp.headers.setdefault("Content-Security-Policy", csp[0])
         return resp
 
     @server.get("/healthz")
@@ -148,10 +166,10 @@ def _user_badge(layout):
         region = tree_for(flask.current_app.config["TONGGUAN_ENGINE"]).name(home)
     except Exception:  # noqa: BLE001 - a badge must never break the page
         region = home
-    links = [html.Span(f"{user['username']} · {region}", id="access-user-name"),
-             html.A("数据目录 Catalogue", href="/catalogue"), html.A("数据质量 Quality", href=f"/quality/{home}")]
+    links = [html.Span(f"{user['username']} · {region}", id="access-user-name")]
     if "admin" in (user["roles"] or ()):
-        links.append(html.A("审计 Audit", href="/audit"))
+        links += [html.A("数据目录 Catalogue", href="/catalogue"), html.A("数据质量 Quality", href=f"/quality/{home}"),
+                  html.A("审计 Audit", href="/audit")]
     links.append(html.A("退出 Log out", href="/logout", id="access-logout"))
     return html.Div([layout, html.Div(links, id="access-user", style=_BADGE_STYLE)],
                     style={"display": "contents"})
@@ -163,6 +181,29 @@ def _register_badge() -> None:
     if not getattr(_register_badge, "done", False):
         dash.hooks.layout()(_user_badge)
         _register_badge.done = True
+
+
+def content_security_policy(app) -> str:
+    """Scripts only from this server plus Dash's own inline scripts (by hash): an injected
+    ``<script>`` does not run. Dash's renderer and Plotly compile functions at run time, hence
+    'unsafe-eval'; Dash sets inline styles, hence 'unsafe-inline' for styles only."""
+    hashes = " ".join(app.csp_hashes()) if hasattr(app, "csp_hashes") else ""
+    return ("default-src 'self'; "
+            f"script-src 'self' {hashes} 'unsafe-eval'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+            "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; "
+            "form-action 'self'; frame-ancestors 'self'")
+
+
+def _admin_only(engine, scope: Scope, path: str):
+    import flask
+
+    audit.record(engine, actor=scope.username, user_id=scope.user_id, action="denied", region=scope.home or None,
+                 target=path, outcome="denied", ip=flask.request.remote_addr, detail={"reason": "admin only"})
+    msg = "此页面仅限管理员 / this page is for admins"
+    if path.endswith("/_dash-update-component"):
+        return flask.jsonify({"error": {"status": 403, "code": "forbidden", "message": msg}}), 403
+    return flask.render_template_string(access_pages.FORBIDDEN_HTML, message=msg), 403
 
 
 def guard_regions(engine, scope: Scope, path: str):
@@ -182,7 +223,10 @@ def guard_regions(engine, scope: Scope, path: str):
             return flask.jsonify({"error": {"status": 400, "code": "invalid", "message": "JSON body expected"}}), 400
         for item in _flatten(body.get("inputs", [])) + _flatten(body.get("state", [])):
             if isinstance(item, dict) and item.get("property") in ("pathname", "href") and isinstance(item.get("value"), str):
-                mm = REGION_PATH.match(urlparse(item["value"]).path)
+                nav_path = urlparse(item["value"]).path
+                if ADMIN_PATHS.match(nav_path) and not scope.is_admin:
+                    return _admin_only(engine, scope, nav_path)
+                mm = REGION_PATH.match(nav_path)
                 if mm:
                     targets.append(mm.group(2))
         navigation = "_pages_content" in str(body.get("output", ""))

@@ -112,6 +112,7 @@ def run_demo(ctx, port: int | None = None) -> int:
               f"  log-ins (fresh passwords each run):\n{logins}\n", flush=True)
         from apps.cli import serve
 
+        ctx.settings.check_serving_secret(dev=True)  # the demo is a development run: warn, serve
         serve(ctx, port=port)
     finally:
         # SIGTERM, not SIGINT: a shell without job control starts background jobs with SIGINT

@@ -313,6 +313,8 @@ class Postgres:
             ALTER ROLE {SCOPED_ROLE} NOSUPERUSER NOBYPASSRLS NOLOGIN;
             ALTER ROLE {DB_USER} PASSWORD '{pw[DB_USER]}';
             GRANT {SCOPED_ROLE} TO {owner}, {app};
+            -- DROP DATABASE … WITH (FORCE) of the tests and benchmarks ends the service roles' sessions
+            GRANT pg_signal_backend TO {owner};
         """
         self._psql("postgres", roles_sql)
         exists = self._psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'")

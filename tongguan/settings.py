@@ -90,6 +90,24 @@ class Settings(BaseSettings):
             raise TongguanError(f"unknown topic {name!r}; expected one of {', '.join(TOPICS)}")
         return self.topic_prefix + full
 
+    def check_serving_secret(self, *, dev: bool = False) -> None:
+        """Before serving the web: the development secret signs sessions anyone can forge, so it is
+        refused unless development is explicit (``--dev`` or ``TONGGUAN_ENV=development`` set in
+        the environment), and then loudly warned about."""
+        import os
+        import sys
+
+        if self.secret_key.get_secret_value() != DEVELOPMENT_SECRET:
+            return
+        if not (dev or os.environ.get("TONGGUAN_ENV") == "development"):
+            raise TongguanError(
+                "refusing to serve with the development TONGGUAN_SECRET_KEY (anyone could forge a session); "
+                "set TONGGUAN_SECRET_KEY (python -c 'import secrets;print(secrets.token_hex(32))'), or pass "
+                "--dev / TONGGUAN_ENV=development on a development machine")
+        print("\n  !!! WARNING: serving with the DEVELOPMENT secret key: sessions can be forged.\n"
+              "  !!! Never expose this server; set TONGGUAN_SECRET_KEY for anything but a laptop.\n",
+              file=sys.stderr, flush=True)
+
     @property
     def managed(self) -> bool:
         """True when tongguan must start its own services (no external URLs configured)."""
