@@ -111,7 +111,7 @@ def test_item9_body_size_is_limited_and_anonymous_api_bodies_are_not_read(access
 # --------------------------------------------------------------------------- item 10
 def test_item10_only_owners_and_admins_see_webhook_urls_and_addresses(access, loopback_webhooks_allowed):
     engine, app, _ = access
-    from analytics.subscriptions import add_subscription
+    from analytics.alerting.subscriptions import add_subscription
 
     add_subscription(engine, name="gz", owner="gz-operator", adcode="440106", channels=["webhook", "email"],
                      webhook_url="http://127.0.0.1:8099/hook?key=SECRETKEY", email="duty@gz.example")

@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 
-from analytics.alerting_config import AlertingConfig
-from analytics.notifier import Notifier
-from analytics.subscriptions import add_subscription
+from analytics.alerting.config import AlertingConfig
+from analytics.alerting.notifier import Notifier
+from analytics.alerting.subscriptions import add_subscription
 from apps.errors import AccessError
 from apps.scope import Scope, scoped
 from tongguan import TongguanError, netguard
