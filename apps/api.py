@@ -234,11 +234,15 @@ def install(server, engine, limiter) -> None:
                                         level=_list_arg("level", LEVELS),
                                         theme=flask.request.args.get("theme") or None,
                                         limit=per_page, offset=offset)
+        _audit("view_alerts", region or me().home, flask.request.path, total=total,
+               query=flask.request.query_string.decode()[:200])
         return flask.jsonify(_paged(items, total, page, per_page))
 
     @bp.get("/alerts/<alert_id>")
     def get_alert(alert_id):
-        return flask.jsonify(api_queries.alert(engine, me(), alert_id))
+        row = api_queries.alert(engine, me(), alert_id)
+        _audit("view_alert", row.get("adcode"), str(alert_id))
+        return flask.jsonify(row)
 
     def _due_time(value) -> datetime:
         try:

@@ -26,6 +26,8 @@ def record(engine, *, actor: str, action: str, region: str | None = None, target
            outcome: str = "ok", channel: str = "web", ip: str | None = None, user_id: int | None = None,
            detail: dict | None = None) -> None:
     """Append one entry (its own short transaction, so a rolled-back action is still recorded)."""
+    if outcome != "ok":
+        _mark_request_audited()
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(
@@ -37,6 +39,17 @@ def record(engine, *, actor: str, action: str, region: str | None = None, target
     except Exception:
         log.error("AUDIT WRITE FAILED: actor=%s action=%s region=%s target=%s outcome=%s",
                   actor, action, region, target, outcome, exc_info=True)
+
+
+def _mark_request_audited() -> None:
+    """The web's catch-all (``apps.web``) records every refused request that nothing else did."""
+    try:
+        import flask
+
+        if flask.has_request_context():
+            flask.g.tongguan_denial_audited = True
+    except ImportError:  # pragma: no cover - flask is a dependency of apps
+        pass
 
 
 def query(engine, *, scope=None, region: str | None = None, actor: str | None = None,

@@ -28,7 +28,12 @@ def act(engine, scope: Scope, alert_id: str, action: str, *, note: str | None = 
     audited either way (ok, denied, failed). Returns the alert as it is afterwards."""
     if action not in ACTIONS:
         raise AccessError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}", 422, "invalid")
-    row = alert(engine, scope, alert_id, history=False)
+    try:
+        row = alert(engine, scope, alert_id, history=False)
+    except AccessError as exc:  # unknown, or outside the region (one answer): audited, as a bulk action's ids are
+        audit.record(engine, actor=scope.username, user_id=scope.user_id, action=f"alert_{action}",
+                     target=str(alert_id), outcome="denied", channel=channel, ip=ip, detail={"reason": str(exc)})
+        raise
     ok, how = can_handle(engine, scope, row, action)
     base = dict(actor=scope.username, user_id=scope.user_id, region=row["adcode"], target=str(alert_id),
                 channel=channel, ip=ip)
@@ -57,21 +62,24 @@ def act(engine, scope: Scope, alert_id: str, action: str, *, note: str | None = 
 
 
 def check_action(engine, *, alert_id: str, action: str, actor: str) -> str:
-    """For the views' handling buttons (:func:`handle`): inside a signed-in request, refuse an
-    action the user may not take (AccessError, audited) and return the user's name as the actor;
-    outside a request (CLI, workers, tests of the views) return ``actor`` unchanged."""
+    """Inside a signed-in request, refuse an action the user may not take (AccessError, audited —
+    an id outside the region or unknown too) and return the user's name as the actor; outside a
+    request (CLI, workers, tests of the views) return ``actor`` unchanged. Only refusals are
+    recorded here: what an allowed action did is recorded by :func:`act` once it is known."""
     scope = current()
     if scope is None:
         return actor
-    row = alert(engine, scope, alert_id, history=False)
+    base = dict(actor=scope.username, user_id=scope.user_id, action=f"alert_{action}", target=str(alert_id))
+    try:
+        row = alert(engine, scope, alert_id, history=False)
+    except AccessError as exc:  # not found, or not in the caller's region: the same answer, audited
+        audit.record(engine, outcome="denied", detail={"reason": str(exc)}, **base)
+        raise
     ok, how = can_handle(engine, scope, row, action)
     if not ok or how == "take_over":
         why = how if not ok else "take the alert over first"
-        audit.record(engine, actor=scope.username, user_id=scope.user_id, action=f"alert_{action}",
-                     region=row["adcode"], target=str(alert_id), outcome="denied", detail={"reason": why})
+        audit.record(engine, region=row["adcode"], outcome="denied", detail={"reason": why}, **base)
         raise AccessError(why, 403, "forbidden")
-    audit.record(engine, actor=scope.username, user_id=scope.user_id, action=f"alert_{action}",
-                 region=row["adcode"], target=str(alert_id))
     return scope.username
 
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from urllib.parse import urlparse
+from urllib.parse import parse_qs
 
 from apps import access_pages, api, audit
 from apps import scope as scope_mod
-from apps.context import current_user, same_origin
+from apps.context import current_scope, current_user, same_origin
+from apps.errors import AccessError
 from apps.identity import scope_of
 from apps.policy import tree_for
 from apps.scope import Scope
@@ -34,6 +35,24 @@ PUBLIC_PREFIXES = ("/login", "/api/", "/healthz", *STATIC_PREFIXES)
 ADMIN_PATHS = re.compile(r"^/(status|catalogue|quality/[^/]*|audit)/?$")
 # Request bodies: Dash callbacks and API calls are small; a bigger body is refused unread (413).
 MAX_BODY = 4 * 1024 * 1024
+# Answers that refuse something: each is in the audit log (a catch-all records those nothing else did).
+DENIALS = (400, 401, 403, 404, 405, 413, 429)
+# The views take their region from the path only (``/county/<adcode>``).
+PATH_VARIABLES = ("adcode",)
+
+
+def norm_path(value: str) -> str:
+    """A path as Dash's router reads it: no query or fragment, runs of slashes collapsed (a
+    browser and Dash treat ``//county/x`` as ``/county/x``; ``urlparse`` would call ``county`` a host).
+
+    >>> norm_path("//county//440303?theme=flood"), norm_path("http://h:1/city/440100#x")
+    ('/county/440303', '/city/440100')
+    """
+    text = str(value or "")
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text):
+        text = "/" + text.split("://", 1)[1].partition("/")[2]
+    text = text.split("#", 1)[0].split("?", 1)[0]
+    return re.sub(r"/{2,}", "/", text) or "/"
 
 
 def install(app) -> None:
@@ -102,9 +121,36 @@ def install(app) -> None:
         if flask.request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin():
             return flask.jsonify({"error": {"status": 403, "code": "csrf",
                                             "message": "cross-origin request refused"}}), 403
-        if ADMIN_PATHS.match(path) and not scope.is_admin:
+        if ADMIN_PATHS.match(norm_path(path)) and not scope.is_admin:
             return _admin_only(engine, scope, path)
         return guard_regions(engine, scope, path)
+
+    @server.errorhandler(AccessError)
+    def _refused(exc: AccessError):
+        """A layout or callback refused a region (a crafted request the guard did not see)."""
+        scope = current_scope()
+        region = getattr(exc, "region", None)
+        audit.record(engine, actor=scope.username, user_id=scope.user_id, action="denied", region=region,
+                     target=flask.request.path, outcome="denied", ip=flask.request.remote_addr,
+                     detail={"status": exc.status, "reason": str(exc)})
+        return flask.jsonify({"error": {"status": exc.status, "code": exc.code, "message": str(exc)}}), exc.status
+
+    @server.after_request
+    def _audit_denials(resp):
+        path = flask.request.path
+        if (resp.status_code in DENIALS and not flask.g.get("tongguan_denial_audited")
+                and not path.startswith(STATIC_PREFIXES) and path != "/favicon.ico"):
+            scope = current_scope()
+            m = REGION_PATH.match(norm_path(path))
+            args = flask.request.view_args or {}
+            region = m.group(2) if m else args.get("adcode")
+            audit.record(engine, actor=scope.username, user_id=scope.user_id, action="denied",
+                         region=region if isinstance(region, str) and re.fullmatch(r"\d{6}", region) else None,
+                         target=(path + ("/" + str(args["alert_id"]) if "alert_id" in args else ""))[:500],
+                         outcome="denied", channel="api" if path.startswith("/api/") else "web",
+                         ip=flask.request.remote_addr,
+                         detail={"status": resp.status_code, "method": flask.request.method})
+        return resp
 
     @server.errorhandler(RecursionError)
     def _too_deep(_exc):  # a JSON body nested beyond what the parser takes
@@ -213,8 +259,10 @@ def guard_regions(engine, scope: Scope, path: str):
 
     targets: list[str] = []
     navigation = False
-    m = REGION_PATH.match(path)
+    m = REGION_PATH.match(norm_path(path))
     if m and flask.request.method == "GET":
+        if any(k in flask.request.args for k in PATH_VARIABLES):
+            return _path_variable_in_query(engine, scope, path, flask.request.args.get("adcode"))
         targets.append(m.group(2))
         navigation = True
     elif path.endswith("/_dash-update-component") and flask.request.method == "POST":
@@ -222,8 +270,12 @@ def guard_regions(engine, scope: Scope, path: str):
         if body is None:
             return flask.jsonify({"error": {"status": 400, "code": "invalid", "message": "JSON body expected"}}), 400
         for item in _flatten(body.get("inputs", [])) + _flatten(body.get("state", [])):
+            if isinstance(item, dict) and item.get("property") in ("search", "href") and isinstance(item.get("value"), str):
+                query = parse_qs(item["value"].partition("?")[2])
+                if any(k in query for k in PATH_VARIABLES):
+                    return _path_variable_in_query(engine, scope, path, (query.get("adcode") or [None])[0])
             if isinstance(item, dict) and item.get("property") in ("pathname", "href") and isinstance(item.get("value"), str):
-                nav_path = urlparse(item["value"]).path
+                nav_path = norm_path(item["value"])
                 if ADMIN_PATHS.match(nav_path) and not scope.is_admin:
                     return _admin_only(engine, scope, nav_path)
                 mm = REGION_PATH.match(nav_path)
@@ -243,6 +295,21 @@ def guard_regions(engine, scope: Scope, path: str):
                 return flask.jsonify({"error": {"status": 403, "code": "forbidden", "message": msg}}), 403
             return flask.render_template_string(access_pages.FORBIDDEN_HTML, message=msg), 403
     return None
+
+
+def _path_variable_in_query(engine, scope: Scope, path: str, region: str | None):
+    """``?adcode=`` would override the path's region in Dash: refused, and audited with the region
+    it asked for."""
+    import flask
+
+    region = region if isinstance(region, str) and re.fullmatch(r"\d{6}", region) else None
+    audit.record(engine, actor=scope.username, user_id=scope.user_id, action="denied", region=region,
+                 target=path, outcome="denied", ip=flask.request.remote_addr,
+                 detail={"reason": "path variable in the query string", "query": flask.request.query_string.decode()[:200]})
+    msg = "区域只能写在路径中 / the region goes in the path, not the query string"
+    if path.endswith("/_dash-update-component"):
+        return flask.jsonify({"error": {"status": 400, "code": "invalid", "message": msg}}), 400
+    return flask.render_template_string(access_pages.FORBIDDEN_HTML, message=msg), 400
 
 
 def _flatten(items) -> list:

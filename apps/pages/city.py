@@ -30,6 +30,7 @@ from apps.maps import MAP_CONFIG, region_map, trend_figure
 from apps.pages.common import (
     empty_note,
     register_region_callbacks,
+    require_in_scope,
     stores,
     view_params,
     wall_clock_callback,
@@ -136,7 +137,7 @@ def rotation(p, rotate) -> list:
 def _rotate(_n, params):
     from apps.components import query_string, view_href
 
-    nxt = next_city(data.region_tree(engine()), params["adcode"])
+    nxt = next_city(data.region_tree(engine()), require_in_scope(params["adcode"]))
     return view_href(PAGE, nxt, query_string(**params))
 
 
@@ -153,7 +154,7 @@ def _live_vitals(n, params, shown):
     if n % 5:
         return [no_update] * (len(indicators()) + 1)
     inds = indicators()
-    vit = data.vitals(engine(), scope=params["adcode"], indicators=inds, spark=False)
+    vit = data.vitals(engine(), scope=require_in_scope(params["adcode"]), indicators=inds, spark=False)
     now = {ind.id: fmt_indicator(ind, v["value"]) for ind, v in zip(inds, vit)}
     diff = changed_values(shown, now)
     return [diff.get(ind.id, no_update) for ind in inds] + [now if diff else no_update]

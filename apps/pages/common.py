@@ -48,8 +48,32 @@ class ViewParams:
 
 
 def view_params(adcode, theme=None, window=None, lang=None, screen=None) -> ViewParams:
-    return ViewParams(adcode=(adcode or "").strip(), theme=norm_theme(theme), window=norm_window(window),
-                      lang=norm_lang(lang), screen="wall" if screen == "wall" else "desk")
+    """A view's parameters; inside a request, the region must lie in the caller's scope (layouts
+    and callbacks take it from the path or from a store the browser sends back: a crafted one is
+    refused here, not only shown empty by row-level security)."""
+    p = ViewParams(adcode=(adcode or "").strip(), theme=norm_theme(theme), window=norm_window(window),
+                   lang=norm_lang(lang), screen="wall" if screen == "wall" else "desk")
+    require_in_scope(p.adcode)
+    return p
+
+
+def require_in_scope(adcode) -> str:
+    """``adcode`` when the signed-in caller's subtree holds it (or outside a request); else an
+    AccessError(403) that ``apps.web`` answers and audits with the region asked for."""
+    import flask
+
+    code = str(adcode or "").strip()
+    if not flask.has_request_context() or getattr(flask.g, "tongguan_scope", None) is None:
+        return code
+    from apps.context import current_scope
+    from apps.errors import AccessError
+    from apps.policy import tree_for
+
+    if not current_scope().within(tree_for(engine()), code):
+        exc = AccessError(f"区域 {code} 不在您的权限范围内 / region {code} is outside your region", 403, "forbidden")
+        exc.region = code if len(code) == 6 and code.isdigit() else None
+        raise exc
+    return code
 
 
 def stores(page: str, p: ViewParams, *, kpis: dict, state, ticker, codes: list[str]) -> list:
@@ -101,7 +125,7 @@ def register_region_callbacks(page: str, child_level: str) -> None:
 def live_update(*, data_engine, params: dict, shown: dict) -> list:
     """One live tick: only the KPI texts that changed, a Patch of the map colours when a region's
     level changed, a Patch that prepends new/escalated alerts to the ticker."""
-    scope, theme, lang = params["adcode"], params["theme"], params["lang"]
+    scope, theme, lang = require_in_scope(params["adcode"]), params["theme"], params["lang"]
     k = kpi_values(data.kpis(data_engine, scope=scope, theme=theme), lang)
     diff = changed_values(shown.get("kpis"), k)
     out = [diff.get(key, no_update) for key in KPI_IDS]

@@ -445,6 +445,9 @@ def test_admins_manage_users_of_their_subtree_and_users_their_tokens(access):
     assert web.delete(f"/api/v1/tokens/{t['id']}").status_code == 200
     assert api.get("/api/v1/me", headers={"Authorization": f"Bearer {t['token']}"}).status_code == 401
     gz_token_id = next(x["id"] for x in api.get("/api/v1/tokens", headers=gz).get_json()["items"])
+    # issue 13 item 16: re-enabling tianhe-operator did not revive the token made before the disable
+    assert api.get("/api/v1/me", headers=th).status_code == 401
+    th = token_for(engine, "tianhe-operator")
     assert api.delete(f"/api/v1/tokens/{gz_token_id}", headers=th).status_code == 404  # not theirs
     assert api.get("/api/v1/me", headers=gz).status_code == 200
     actions = {(e["actor"], e["action"]) for e in api.get("/api/v1/audit?per_page=500", headers=adm).get_json()["items"]}
