@@ -383,7 +383,8 @@ class Servers:
     """Start and stop ``tongguan serve`` (production or --dev) and the ingest pair for the bench."""
 
     def __init__(self, env: dict, log_dir: Path):
-        self.env = env
+        # A benchmark on a development machine: say so, or `serve` refuses the development key.
+        self.env = {"TONGGUAN_ENV": "development", **env}
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
 

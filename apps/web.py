@@ -4,8 +4,12 @@ API (``apps.api``) beside the views.
 
 - Sessions: Flask's signed cookie (``TONGGUAN_SECRET_KEY`` from the environment; Settings refuses
   the development default outside development), HttpOnly, SameSite=Lax, Secure outside
-  development. The session holds the user id and the time the password was last set, so a reset
-  or a disable ends every session at the next request.
+  development. The session holds the user id, the time the password was last set, the user's
+  session version (``users.session_version``: log-out, a reset or a disable bump it, so every
+  earlier cookie ends at its next request, in every server process) and a random nonce.
+- Admin pages (``/status``, ``/catalogue``, ``/quality``, ``/audit``) answer 403 to others; request
+  bodies are capped (``MAX_BODY``); every answer carries a Content-Security-Policy; every refusal
+  (4xx) is in the audit log.
 - CSRF: the log-in, log-out forms carry a Flask-WTF token; Dash's JSON callbacks must be
   same-origin (``Origin`` header) and JSON (a cross-site form cannot send ``application/json``).
 - Every request runs under the caller's region scope (``apps.scope``): the pages

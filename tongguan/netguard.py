@@ -128,10 +128,21 @@ def _resolve(host: str, port: int) -> list[str]:
 
 
 def check_url(url: str, allow: list[Allowed] | None = None) -> str:
-    """The URL when it may be used as a webhook; UnsafeURL (a user-safe message) otherwise."""
+    """The URL when it may be used as a webhook; UnsafeURL (a user-safe message) otherwise.
+
+    A name that does not resolve now (an intranet name, a machine without DNS) is accepted: it
+    gains nothing, since every send resolves and checks again when it connects."""
     allow = default_allow() if allow is None else allow
     _, host, port, _ = _split(url)
-    addresses = _resolve(host, port)
+    try:
+        addresses = _resolve(host, port)
+    except UnsafeURL:
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            log.info("webhook host %s does not resolve now; it is checked again at each send", host)
+            return url
+        raise
     if not addresses or not all(_check_address(a, port, allow) for a in addresses):
         log.info("webhook URL refused: %s resolves to %s", host, addresses)
         raise UnsafeURL(f"the webhook host {host} is not reachable under the URL policy "
