@@ -79,6 +79,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
     with engine_for(url).begin() as conn:
         if conn.execute(sa.text("SELECT to_regproc('tongguan_grant_service_roles') IS NOT NULL")).scalar():
+            # Workers starting together all come here: concurrent GRANTs on one table fail
+            # ("tuple concurrently updated"), so one at a time.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('tongguan.grant_service_roles'))"))
             conn.execute(sa.text("SELECT tongguan_grant_service_roles()"))
             inner, outer = _claims_pads()
             conn.execute(sa.text(
