@@ -10,7 +10,7 @@ growing; a WHERE clause that one of them forgets would leak another county's dat
 every connection the web server takes from the pool during a request is switched to the NOLOGIN
 role ``tongguan_scoped`` (``SET ROLE``) with the caller's region in ``tongguan.claims``, signed
 with a key only the database owner reads and bound to the connection's backend pid (migration
-0011), so SQL run on the connection cannot widen its own scope; the policies of migration 0006
+0012), so SQL run on the connection cannot widen its own scope; the policies of migration 0006
 then keep every row of readings, video events, sensors, cameras, rollups, alerts, alert history,
 subscriptions and the audit log inside that region's subtree, for any query, including ones
 written later. No valid claim means no rows (fail closed). Outside a request the web's login role

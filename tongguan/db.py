@@ -92,7 +92,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 # --------------------------------------------------------------------------- signed claims
 # What a connection may see travels in ``tongguan.claims``, signed with a key derived from
-# TONGGUAN_SECRET_KEY; the database checks it (migration 0011, ``tongguan_claims()``), so SQL run
+# TONGGUAN_SECRET_KEY; the database checks it (migration 0012, ``tongguan_claims()``), so SQL run
 # on the connection cannot change its own scope.
 def _claims_key() -> bytes:
     from tongguan.settings import get_settings

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 DB_NAME = "tongguan"
 DB_USER = "tongguan"  # the cluster's bootstrap superuser: creates the roles, the database, extensions
 UNPRIVILEGED_USER = "postgres"  # created by Debian's postgresql package
-# The roles the product logs in as (see tongguan/migrations/versions/0011_service_roles.py):
+# The roles the product logs in as (see tongguan/migrations/versions/0012_service_roles.py):
 # the owner runs migrations and the command line, the app serves the web and the API, the worker
 # runs ingest, detect and notify. None is a superuser or has BYPASSRLS.
 SERVICE_ROLES = {"owner": "tongguan_owner", "app": "tongguan_app", "worker": "tongguan_worker"}

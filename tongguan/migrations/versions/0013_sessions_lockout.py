@@ -1,7 +1,7 @@
 """access: server-side session versions; log-in failures counted per (user name, address)
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-01
 
 - ``users.session_version``: the session cookie carries the version it was issued under; log-out,
@@ -15,8 +15,8 @@ Create Date: 2026-12-01
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """access: the service roles; a signed, connection-bound scope the scoped role cannot change
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01
 
 The product logs in as three non-superuser roles without BYPASSRLS (created by the managed
@@ -26,8 +26,8 @@ or TRUNCATE on it, and only the owner may disable its trigger.
 """
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
