@@ -43,7 +43,7 @@ ENTRIES = (
           "logged-in operators against the production server and the development server"),
     Entry("detect", ("--skab", SKAB, "--sim-days", "1"), ("--skab", SKAB),
           "the live detector on SKAB beside baselines", needs=SKAB),
-    Entry("chaos", (), (), "the pipeline under broker and database faults"),
+    Entry("chaos", ("--kills", "5", "--outage", "10"), (), "the store worker under kills, a database outage and a broker kill"),
 )
 
 
