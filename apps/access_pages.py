@@ -204,7 +204,7 @@ CATALOGUE_HTML = """<body><main><h2>数据目录 <span class="muted">Data catalo
 <th>分级 Classification</th><th>更新频率 Update</th><th>字段 Fields</th></tr></thead><tbody>
 {% for d in datasets %}<tr><td>{{ d.id }}</td><td>{{ d.name_zh }} <span class="muted">{{ d.name_en }}</span></td>
 <td>{{ d.owner.zh }} <span class="muted">{{ d.owner.en }}</span></td>
-<td>{{ d.classification }}{% if not d.accessible %} 🔒{% endif %}</td><td>{{ d.update }}</td>
+<td>{{ d.classification }}{% if not d.accessible %} 🔒{% endif %}</td><td>{{ d['update'] }}</td>
 <td class="muted">{{ d.fields|join(', ') }}</td></tr>{% endfor %}</tbody></table></main></body></html>"""
 
 QUALITY_HTML = """<body><main><h2>数据质量 <span class="muted">Data quality</span> · {{ q.adcode }}</h2>
