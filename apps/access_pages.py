@@ -179,6 +179,10 @@ FORBIDDEN_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8
 <body><div class="card"><h2>无权访问 <span class="muted">Forbidden</span></h2><p id="forbidden-message">{{ message }}</p>
 <p><a href="/">返回 Home</a> · <a href="/logout">退出 Log out</a></p></div></body></html>"""
 
+NOT_FOUND_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>未找到 Not found · 统管</title>""" + STYLE + """</head>
+<body><div class="card"><h2>未找到 <span class="muted">Not found</span></h2><p id="not-found-message">{{ message }}</p>
+<p><a href="/">返回 Home</a> · <a href="/logout">退出 Log out</a></p></div></body></html>"""
+
 AUDIT_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>审计日志 Audit log · 统管</title>""" + STYLE + """</head>
 <body><main><h2>审计日志 <span class="muted">Audit log</span> · {{ scope.home }}</h2>
 <form method="get" action="/audit">

@@ -293,6 +293,11 @@ def guard_regions(engine, scope: Scope, path: str):
             audit.record(engine, actor=scope.username, user_id=scope.user_id, action="view_region",
                          region=code if code in tree else None, target=path, ip=flask.request.remote_addr,
                          outcome="ok" if allowed else "denied")
+        if code not in tree:  # an adcode that names no region: not found, not "outside your region"
+            msg = f"未找到区域 {code} / region {code} not found"
+            if path.endswith("/_dash-update-component"):
+                return flask.jsonify({"error": {"status": 404, "code": "not_found", "message": msg}}), 404
+            return flask.render_template_string(access_pages.NOT_FOUND_HTML, message=msg), 404
         if not allowed:
             msg = f"区域 {code} 不在您的权限范围内 / region {code} is outside your region {scope.home}"
             if path.endswith("/_dash-update-component"):

@@ -69,7 +69,10 @@ def require_in_scope(adcode) -> str:
     from apps.errors import AccessError
     from apps.policy import tree_for
 
-    if not current_scope().within(tree_for(engine()), code):
+    tree = tree_for(engine())
+    if code not in tree:
+        raise AccessError(f"未找到区域 {code} / region {code} not found", 404, "not_found")
+    if not current_scope().within(tree, code):
         exc = AccessError(f"区域 {code} 不在您的权限范围内 / region {code} is outside your region", 403, "forbidden")
         exc.region = code if len(code) == 6 and code.isdigit() else None
         raise exc
