@@ -53,6 +53,18 @@ def parse_search(search: str | None) -> dict:
     return {k: v for k, v in pairs if k in VIEW_PARAMS}
 
 
+def with_query(search: str | None, **values) -> str:
+    """``search`` with ``values`` set (any other parameter kept, in order): a link that shares one
+    more piece of a view's state, such as the selected sensor.
+
+    >>> with_query("?theme=air&sensor=a", sensor="b"), with_query("", sensor="s 1")
+    ('?theme=air&sensor=b', '?sensor=s+1')
+    """
+    pairs = dict(parse_qsl((search or "").lstrip("?"), keep_blank_values=True))
+    pairs.update({k: v for k, v in values.items() if v not in (None, "")})
+    return "?" + urlencode(pairs) if pairs else ""
+
+
 def view_href(level: str, adcode: str, search: str | None = None, **override) -> str:
     """Link to a region view that keeps the current theme/window/lang/screen.
 

@@ -1,6 +1,7 @@
 """/county/<adcode> — the county official's map: sensors (coloured by their worst open warning,
 grey when offline), cameras, recent video events (clustered when dense), grid cells shaded by
-activity; click a sensor for its series with the warning thresholds; the county's alerts with
+activity; click a sensor for its series with the warning thresholds (the pick goes into the address as
+?sensor=, so the view can be shared); the county's alerts with
 their handling actions."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from analytics import ACTIVE_STATUSES
 from apps import data, handling
 from apps.catalogue import WINDOWS, label, theme_label
-from apps.components import alerts_table, error_panel, header, kpi_strip, panel
+from apps.components import alerts_table, error_panel, header, kpi_strip, panel, with_query
 from apps.context import engine
 from apps.errors import AppsError
 from apps.i18n import t
@@ -106,6 +107,9 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
             html.Div(table, id=f"{PAGE}-alerts"),
         ]), cls="panel-alerts"),
         dcc.Store(id=f"{PAGE}-params", data={"adcode": p.adcode, **p.as_dict(), "alert": alert}),
+        # The picked sensor goes into the address (?sensor=) so the view can be shared; refresh=False
+        # only rewrites the address bar, the pages router does not render the page again.
+        dcc.Location(id=f"{PAGE}-sensor-url", refresh=False),
     ], className=f"page region-page {PAGE}-page", id=f"{PAGE}-page")
 
 
@@ -124,17 +128,18 @@ def series_panel(eng, sensor_id: str, p, sensors=None):
                      config={"displayModeBar": False}, id=f"{PAGE}-series-graph")
 
 
-@callback(Output(f"{PAGE}-series", "children"), Input(f"{PAGE}-map", "clickData"),
-          State(f"{PAGE}-params", "data"), prevent_initial_call=True)
-def _pick_sensor(click, params):
+@callback(Output(f"{PAGE}-series", "children"), Output(f"{PAGE}-sensor-url", "search"),
+          Input(f"{PAGE}-map", "clickData"), State(f"{PAGE}-params", "data"),
+          State(f"{PAGE}-sensor-url", "search"), prevent_initial_call=True)
+def _pick_sensor(click, params, search):
     try:
         cd = click["points"][0].get("customdata")
     except (TypeError, KeyError, IndexError):
-        return no_update
-    if not (isinstance(cd, list) and len(cd) == 2 and cd[0] == "sensor"):
-        return no_update
+        return no_update, no_update
+    if not (isinstance(cd, list) and len(cd) == 2 and cd[0] == "sensor" and isinstance(cd[1], str)):
+        return no_update, no_update
     p = view_params(params["adcode"], params["theme"], params["window"], params["lang"], params["screen"])
-    return series_panel(engine(), cd[1], p)
+    return series_panel(engine(), cd[1], p), with_query(search, sensor=cd[1])
 
 
 @callback(Output(f"{PAGE}-action-result", "children"), Output(f"{PAGE}-alerts", "children"),

@@ -57,3 +57,41 @@ def test_require_in_scope_tells_unknown_from_foreign(access):
             require_in_scope("440303")
     assert unknown.value.status == 404 and "not found" in str(unknown.value)
     assert foreign.value.status == 403 and "outside your region" in str(foreign.value)
+
+
+def _dash(client, output: str, outputs: list, inputs: list, state: list, changed: str):
+    body = {"output": output, "outputs": outputs, "inputs": inputs, "state": state, "changedPropIds": [changed]}
+    return client.post("/_dash-update-component", json=body)
+
+
+def test_clicking_a_sensor_puts_it_in_the_address_and_the_address_preselects_it(access):
+    _, app, _ = access
+    web = login(app, "tianhe-operator")
+    params = {"adcode": "440106", "theme": "all", "window": "24h", "lang": "zh", "screen": "desk", "alert": None}
+    click = {"points": [{"customdata": ["sensor", "S-440106"]}]}
+    r = _dash(web, "..county-series.children...county-sensor-url.search..",
+              [{"id": "county-series", "property": "children"}, {"id": "county-sensor-url", "property": "search"}],
+              [{"id": "county-map", "property": "clickData", "value": click}],
+              [{"id": "county-params", "property": "data", "value": params},
+               {"id": "county-sensor-url", "property": "search", "value": "?theme=flood&lang=en"}],
+              "county-map.clickData")
+    assert r.status_code == 200, r.get_data(as_text=True)[:300]
+    out = r.get_json()["response"]
+    assert out["county-sensor-url"]["search"] == "?theme=flood&lang=en&sensor=S-440106"
+    assert "S-440106" in str(out["county-series"]["children"])
+    # A click on something that is not a sensor (a camera) leaves the address alone.
+    r = _dash(web, "..county-series.children...county-sensor-url.search..",
+              [{"id": "county-series", "property": "children"}, {"id": "county-sensor-url", "property": "search"}],
+              [{"id": "county-map", "property": "clickData", "value": {"points": [{"customdata": ["camera", "C-1"]}]}}],
+              [{"id": "county-params", "property": "data", "value": params},
+               {"id": "county-sensor-url", "property": "search", "value": ""}],
+              "county-map.clickData")
+    assert r.status_code == 204 or not r.get_json().get("response"), r.get_data(as_text=True)[:300]
+    # The shared link: the pages router renders the county with that sensor's series already shown.
+    r = _dash(web, ".._pages_content.children..._pages_store.data..",
+              [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
+              [{"id": "_pages_location", "property": "pathname", "value": "/county/440106"},
+               {"id": "_pages_location", "property": "search", "value": "?sensor=S-440106"}],
+              [], "_pages_location.pathname")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and "county-series-graph" in page and "S-440106" in page

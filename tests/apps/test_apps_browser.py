@@ -180,6 +180,9 @@ def test_county_sensor_series_and_acknowledge_an_alert(server, browser):
         "css selector", "#county-map .scattergeo:last-of-type path.point"), what="sensor markers")
     ActionChains(browser).move_to_element(points[0]).click().perform()
     wait_for(browser, lambda d: d.find_element("id", "county-series-graph"), what="the sensor's series")
+    # issue 14: the pick is in the address, so the view can be shared
+    shared = wait_for(browser, lambda d: "sensor=" in d.current_url and d.current_url, what="?sensor= in the address")
+    assert "/county/440106?sensor=" in shared, shared
 
     row = wait_for(browser, lambda d: d.find_element("id", "county-alert-row-e2e-ack"), what="alert row")
     assert "待处置" in row.text
