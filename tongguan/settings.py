@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_ssl: bool = False
     smtp_timeout: float = 10.0
-    # Internal webhook targets the URL guard admits (tongguan.netguard): "127.0.0.1:8099" (one
+    # Internal webhook targets the URL guard admits (tongguan.netguard, entries parsed by tongguan.allowlist): "127.0.0.1:8099" (one
     # address and port) or "10.20.0.0/16" (a network), comma-separated. Unset: the demo's own
     # receiver in development, nothing otherwise.
     webhook_allow: str | None = None
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
             )
         if self.webhook_allow is None:
             self.webhook_allow = DEMO_WEBHOOK_RECEIVER if self.env == "development" else ""
-        from tongguan.netguard import parse_allow
+        from tongguan.allowlist import parse_allow
 
         parse_allow(self.webhook_allow)  # a bad entry is an error at start, not at the first delivery
         if self.partitions < 1:
