@@ -116,7 +116,15 @@ def cmd_live(args, ctx) -> int:
     worker = DetectWorker(settings, DetectConfig(until_idle=args.until_idle, warm_hours=args.warm_hours,
                                                 group_id=args.group_id))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    stats = worker.run()
+    from ingest.cli import EXIT_STALLED
+    from tongguan.consumer import WorkerStalled
+
+    try:
+        stats = worker.run()
+    except WorkerStalled as exc:
+        print(f"tongguan detect: {exc}", file=sys.stderr)
+        print(json.dumps(worker.stats), file=sys.stderr)
+        return EXIT_STALLED
     print(json.dumps(stats), file=sys.stderr)
     return 0
 

@@ -1,11 +1,18 @@
 """The live detector (``tongguan detect``, consumer group ``tongguan-detect``).
 
 Consumes readings and video events, runs them through :class:`DetectorCore`, writes alert
-changes to PostGIS (``alerts`` + append-only ``alert_history``) and to ``city.alerts``, and only
-then commits its offsets. Per-sensor state lives in memory for the partitions it holds: after a
-restart or a rebalance it is dropped and rebuilt, sensor by sensor on first sight, from recent
-history in ``readings`` (replayed through the core without publishing anything), and the active
-alerts are reloaded from the ``alerts`` table so an ongoing condition keeps its alert.
+changes to PostGIS (``alerts`` + append-only ``alert_history``) together with their messages
+(``alert_outbox``) and the next input offset per partition (``detect_offsets``) in ONE
+transaction, then publishes the outbox on ``city.alerts``, and only then commits its Kafka
+offsets. Per-sensor state lives in memory for the partitions it holds (bounded: silent sensors
+without active alerts are evicted).
+
+Restart-safe: after any kill or rebalance a detector publishes what the outbox still holds, skips
+the records below the stored offsets (the table already reflects them), and rebuilds each sensor
+on first sight from its stored history, made to agree with the ``alerts`` table (see
+:meth:`DetectWorker._warm`): nothing already raised or finished is raised again, and a write never
+breaks the table's one-active-alert-per-condition index (:func:`persist`). One record that raises
+is dead-lettered (``internal_error``), never the detector.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 import sqlalchemy as sa
@@ -37,6 +44,7 @@ class DetectConfig:
     warm_hours: float = 12.0  # history replayed per sensor after a (re)start
     warm_max_rows: int = 2000  # per sensor
     refresh_s: float = 30.0  # re-read active alerts' status (people acknowledge and close them)
+    heartbeat_s: float = 10.0  # lag, state and counters to worker_heartbeats
     tick_s: float = 5.0
     group_id: str | None = None
     until_idle: bool = False
@@ -125,11 +133,6 @@ ON CONFLICT (id) DO UPDATE SET
     -- people's decisions stand: the detector only resolves, and never reopens a closed alert
     status = CASE WHEN EXCLUDED.status = 'resolved' AND alerts.status <> 'closed' THEN 'resolved'
                   ELSE alerts.status END
-""")
-HEARTBEAT = sa.text("""
-INSERT INTO worker_heartbeats (worker, role, started_at, last_seen, stats)
-VALUES (:worker, 'detect', to_timestamp(:started), now(), CAST(:stats AS jsonb))
-ON CONFLICT (worker) DO UPDATE SET last_seen = now(), stats = EXCLUDED.stats
 """)
 HISTORY = sa.text("""
 INSERT INTO alert_history (alert_id, ts, action, actor, level, status, note)
@@ -305,22 +308,44 @@ class DetectWorker:
         self.core: DetectorCore | None = None
         self._reset_requested = False
         self.started = time.time()
+        from tongguan.consumer import Progress
+
+        # lag from the high watermark, last commit, last error: what `tongguan status` and
+        # /status judge this worker by (tongguan.consumer)
+        self.progress = Progress("detect", self.worker_id, stall_after_s=settings.stall_after_s)
         # latest reading time per (topic, partition): silence is judged against the slowest
         # partition, so catching up on one partition never makes another's sensors look offline
         self._partition_time: dict[tuple[str, int], float] = {}
 
     def _heartbeat(self) -> None:
-        """So the status page shows this worker alive, with its counters."""
+        """So the status page shows this worker alive, with its counters and its progress."""
+        from tongguan.consumer import record_heartbeat
+
         stats = {**self.stats, "sensors": len(self.core.sensors) if self.core else 0,
                  "active_alerts": len(self.core.book.active) if self.core else 0,
                  # readings out of time order: scored and counted, never a reason to drop a sensor
                  **({f"time_{k}": n for k, n in self.core.time_stats.items()} if self.core else {})}
         try:
             with self.engine.begin() as conn:
-                conn.execute(HEARTBEAT, {"worker": self.worker_id, "started": self.started,
-                                         "stats": orjson.dumps(stats).decode()})
+                record_heartbeat(conn, self.progress, datetime.fromtimestamp(self.started, UTC), stats)
         except sa.exc.SQLAlchemyError as exc:  # the status page is not worth stopping for
             log.warning("heartbeat not written: %s", str(exc).splitlines()[0])
+
+    def _observe(self) -> None:
+        """Lag and state; a detector that has lag but does not commit (or whose group is wedged)
+        exits non-zero so its supervisor restarts it — a restart is safe (see the module)."""
+        from tongguan.consumer import WorkerStalled
+
+        try:
+            state = self.progress.observe(self.consumer, list(self.topics))
+        except Exception as exc:  # noqa: BLE001 - the broker may be gone; say so, look again later
+            self.progress.error(f"broker: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            return
+        if state in ("stalled", "wedged"):
+            self._heartbeat()
+            raise WorkerStalled(f"{state}: lag {self.progress.lag}, no commit for "
+                                f"{self.progress.since_commit_s():.0f} s; exiting so the supervisor restarts "
+                                "the detector")
 
     def stop(self) -> None:
         self._stop.set()
@@ -467,7 +492,7 @@ class DetectWorker:
         self._publish_outbox()  # what a killed predecessor wrote but could not publish
         self._resume = load_offsets(self.engine, self.group_id)
         self._heartbeat()
-        last_tick = last_refresh = time.monotonic()
+        last_tick = last_refresh = last_beat = time.monotonic()
         idle = 0
         try:
             while not self._stop.is_set():
@@ -495,12 +520,16 @@ class DetectWorker:
                     last_tick = now
                 if now - last_refresh >= self.config.refresh_s:
                     self._refresh()
-                    self._heartbeat()
                     last_refresh = now
+                if now - last_beat >= self.config.heartbeat_s:
+                    self._observe()
+                    self._heartbeat()
+                    last_beat = now
                 self._flush(done)
                 self.dead.flush()  # the dead letters are part of the batch's outcome
                 if done:
                     self.consumer.commit()
+                    self.progress.committed()
         finally:
             for c in (self.consumer, self.producer):
                 try:
@@ -571,6 +600,7 @@ class DetectWorker:
         """on_failure for one record: dead-lettered (``internal_error``), never the worker."""
         def failed(failure) -> None:
             self.stats["internal_errors"] += 1
+            self.progress.failure(failure)
             self.dead.add_failure(rec, failure)
         return failed
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 BENCH_MODULES = ("geo.cli", "ingest.cli", "analytics.cli", "analytics.alerting.bench", "analytics.detect_bench",
-                 "apps.bench", "apps.bench_load", "tongguan.bench_report")
+                 "analytics.chaos_bench", "apps.bench", "apps.bench_load", "tongguan.bench_report")
 
 
 def register(sub) -> None:

@@ -383,7 +383,15 @@ def cmd_notify(args, ctx) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: finish the turn, close the consumer
         signal.signal(sig, lambda *_: n.stop())
-    stats = n.run(max_seconds=args.max_seconds)
+    from ingest.cli import EXIT_STALLED
+    from tongguan.consumer import WorkerStalled
+
+    try:
+        stats = n.run(max_seconds=args.max_seconds)
+    except WorkerStalled as exc:
+        print(f"tongguan notify: {exc}", file=sys.stderr)
+        print(json.dumps(n.stats), file=sys.stderr)
+        return EXIT_STALLED
     print(json.dumps(stats), file=sys.stderr)
     return 0
 

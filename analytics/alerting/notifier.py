@@ -135,6 +135,11 @@ class Notifier:
         self.missing: list[str] = []
         self.consumer = None
         self._deadletters = None  # created on the first dead letter
+        from tongguan.consumer import Progress
+
+        # lag from the high watermark, last commit, last error: what `tongguan status` and
+        # /status judge this worker by (tongguan.consumer)
+        self.progress = Progress("notify", self.worker_id, stall_after_s=settings.stall_after_s)
         self.ready = threading.Event()  # set once partitions are assigned (tests, bench)
 
     # ------------------------------------------------------------------------------- matching
@@ -398,13 +403,11 @@ class Notifier:
         return {"escalated": escalated, "overdue": overdue}
 
     def _heartbeat(self, now: datetime) -> None:
+        from tongguan.consumer import record_heartbeat
+
         try:
             with self.engine.begin() as conn:
-                conn.execute(sa.text(
-                    "INSERT INTO worker_heartbeats (worker, role, started_at, last_seen, stats) VALUES "
-                    "(:w, 'notify', :s, :now, CAST(:st AS jsonb)) ON CONFLICT (worker) DO UPDATE SET "
-                    "last_seen = EXCLUDED.last_seen, stats = EXCLUDED.stats"),
-                    {"w": self.worker_id, "s": self.started_at, "now": now, "st": json.dumps(self.stats)})
+                record_heartbeat(conn, self.progress, self.started_at, dict(self.stats))
         except sa.exc.SQLAlchemyError as exc:  # the status page is a nicety
             log.debug("heartbeat failed: %s", exc)
 
@@ -437,6 +440,21 @@ class Notifier:
             fetch_max_wait_ms=20, max_poll_records=500)
         return topic
 
+    def _observe(self, topic: str) -> None:
+        """Lag and state (on the consumer's thread); stalled or wedged: exit non-zero so the
+        supervisor restarts the notifier (every step keeps its state in the database)."""
+        from tongguan.consumer import WorkerStalled
+
+        try:
+            state = self.progress.observe(self.consumer, [topic])
+        except Exception as exc:  # noqa: BLE001 - the broker may be gone; say so, look again later
+            self.progress.error(f"broker: {type(exc).__name__}: {exc}")
+            return
+        if state in ("stalled", "wedged"):
+            raise WorkerStalled(f"{state}: lag {self.progress.lag}, no commit for "
+                                f"{self.progress.since_commit_s():.0f} s; exiting so the supervisor restarts "
+                                "the notifier")
+
     def _commit(self, records: list) -> None:
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -446,6 +464,7 @@ class Notifier:
             offsets[tp] = max(offsets.get(tp, 0), rec.offset + 1)
         try:
             self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            self.progress.committed()
         except Exception as exc:  # noqa: BLE001 - a rebalance: the items are keyed, a re-read adds nothing
             log.warning("offset commit failed (%s); the messages will be re-read and de-duplicated", exc)
 
@@ -493,6 +512,7 @@ class Notifier:
     def _isolate(self, rec):
         def failed(failure) -> None:
             self.stats["internal_errors"] = self.stats.get("internal_errors", 0) + 1
+            self.progress.failure(failure)
             self._dead().add_failure(rec, failure)
         return failed
 
@@ -510,7 +530,7 @@ class Notifier:
         """Consume ``city.alerts`` until stopped (or for ``max_seconds``)."""
         topic = self._connect()
         log.info("notifier %s consuming %s (group %s)", self.worker_id, topic, self.group_id)
-        t_start = time.monotonic()
+        t_start = last_observed = time.monotonic()
         warned = False
         t_end = None if max_seconds is None else t_start + max_seconds
         # The tick (escalation of a whole storm, overdue flags, sensor counts) runs beside the
@@ -534,6 +554,9 @@ class Notifier:
                 self.handle(records)
                 if records:
                     self._commit(records)
+                if time.monotonic() - last_observed >= 10.0:
+                    self._observe(topic)
+                    last_observed = time.monotonic()
                 mono = time.monotonic()
                 if records or mono >= self._next_check:
                     self.group_pending()

@@ -6,101 +6,26 @@ and the re-send after the kill is marked as one and carries the same key."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import namedtuple
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
 import pytest
 import sqlalchemy as sa
-import yaml
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from analytics.alerting.config import ALERTING_FILE
 from analytics.alerting.subscriptions import add_subscription
+from analytics.chaos_bench import ChaosReceiver, notifier_config, publish_alerts, wait_for, worker_env
 from tongguan.services import free_port
 
 pytestmark = pytest.mark.integration
 
 TONGGUAN = str(Path(sys.executable).with_name("tongguan"))
-
-
-class Receiver:
-    """Records every request (key, attempt, re-send mark, alert events); holds the first one for
-    ``hold_s`` before answering (the window in which the test kills the notifier)."""
-
-    def __init__(self, port: int, hold_s: float = 0.0, *, after: "Receiver | None" = None):
-        self.port, self.hold_s = port, hold_s
-        # a receiver started again keeps the record of the one before (its database, say)
-        self.requests: list[dict] = after.requests if after else []
-        self.first = after.first if after else threading.Event()
-        self.server = None
-
-    def start(self) -> "Receiver":
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                outer.requests.append({"key": self.headers.get("X-Tongguan-Delivery"),
-                                       "attempt": self.headers.get("X-Tongguan-Attempt"),
-                                       "resend": self.headers.get("X-Tongguan-Resend") == "1",
-                                       "events": [(a["id"], e) for a in body["alerts"] for e in a["events"]]})
-                if not outer.first.is_set():
-                    outer.first.set()
-                    time.sleep(outer.hold_s)
-                try:
-                    self.send_response(200)
-                    self.end_headers()
-                except OSError:  # the notifier was killed while we held its request
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _env(settings) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TONGGUAN_")}
-    env.update(TONGGUAN_DATABASE_URL=settings.database_url, TONGGUAN_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
-               TONGGUAN_TOPIC_PREFIX=settings.topic_prefix, TONGGUAN_PARTITIONS=str(settings.partitions),
-               TONGGUAN_HOME=str(settings.home))
-    return env
-
-
-def _config(tmp_path) -> str:
-    cfg = yaml.safe_load(ALERTING_FILE.read_text(encoding="utf-8"))
-    cfg["notify"].update(group_wait="0s", group_interval="0s", webhook_timeout="1s", send_lease="3s")
-    cfg["notify"]["retry"].update(max_attempts=2, base="0.5s", max_backoff="1s", parked_every="2s",
-                                  parked_for="1h")
-    path = tmp_path / "alerting.yaml"
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    return str(path)
-
-
-def _publish(settings, alert_ids) -> None:
-    from kafka import KafkaProducer
-
-    p = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-    for aid in alert_ids:
-        p.send(settings.topic("alerts"), key=aid.encode(), value=orjson.dumps({"schema": "alert/1", "id": aid}))
-    p.flush()
-    p.close()
 
 
 def _deliveries(engine) -> dict[str, str]:
@@ -109,28 +34,19 @@ def _deliveries(engine) -> dict[str, str]:
                                          "WHERE channel = 'webhook'")).all())
 
 
-def _wait(cond, timeout: float, what: str, proc=None) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the notifier died: {proc.stderr.read().decode()[-2000:]}")
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_notifier_killed_mid_delivery_and_receiver_outage(settings, engine, make_alert, tmp_path):
     port = free_port()
-    receiver = Receiver(port, hold_s=3.0).start()
+    receiver = ChaosReceiver(port, hold_s=3.0).start()
     add_subscription(engine, name="city hook", owner="gz.duty", adcode="440100", channels=["webhook"],
                      webhook_url=f"http://127.0.0.1:{port}/hook")
-    config, env = _config(tmp_path), _env(settings)
+    config, env = notifier_config(tmp_path / "alerting.yaml"), worker_env(settings)
     now = datetime.now(UTC)
     first = make_alert(level="orange", first_seen=now)
     notify = [TONGGUAN, "notify", "--config", config, "--group-id", "chaos"]
 
     n1 = subprocess.Popen(notify, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _publish(settings, [first])
-    _wait(receiver.first.is_set, 60, "the first webhook", n1)
+    publish_alerts(settings, [first])
+    wait_for(receiver.first.is_set, 60, "the first webhook", n1)
     n1.send_signal(signal.SIGKILL)  # the receiver has the delivery; the notifier never hears back
     n1.wait(30)
     time.sleep(0.5)
@@ -139,13 +55,13 @@ def test_notifier_killed_mid_delivery_and_receiver_outage(settings, engine, make
     n2 = subprocess.Popen(notify, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         later = [make_alert(level="yellow", first_seen=now) for _ in range(3)]
-        _publish(settings, later)
+        publish_alerts(settings, later)
         # every delivery fails against the dead receiver until it is parked (2 attempts)
-        _wait(lambda: len(_deliveries(engine)) >= 2 and "failed" in _deliveries(engine).values(), 60,
-              "a delivery parked while the receiver is down", n2)
-        receiver = Receiver(port, after=receiver).start()
+        wait_for(lambda: len(_deliveries(engine)) >= 2 and "failed" in _deliveries(engine).values(), 60,
+                 "a delivery parked while the receiver is down", n2)
+        receiver = ChaosReceiver(port, after=receiver).start()
         t_back = time.monotonic()
-        _wait(lambda: set(_deliveries(engine).values()) == {"sent"}, 60, "every delivery sent", n2)
+        wait_for(lambda: set(_deliveries(engine).values()) == {"sent"}, 60, "every delivery sent", n2)
         recovered_s = time.monotonic() - t_back
     finally:
         n2.send_signal(signal.SIGTERM)
@@ -153,9 +69,7 @@ def test_notifier_killed_mid_delivery_and_receiver_outage(settings, engine, make
         receiver.stop()
 
     deliveries = _deliveries(engine)
-    got: dict[str, list[dict]] = {}
-    for r in receiver.requests:
-        got.setdefault(r["key"], []).append(r)
+    got = receiver.by_key()
     # zero undelivered: every delivery the notifier made reached the receiver, and it says so
     assert set(deliveries.values()) == {"sent"} and set(got) == set(deliveries)
     # none twice after de-duplication: no alert event travels under two keys, and none is missing
