@@ -38,6 +38,7 @@ ALERT_TABLES = ("alert_history", "alert_handling", "alert_outbox", "detect_offse
                 "region_alert_status", "alerts")
 # alert changes written, input offsets stored: either moves while the detector works
 PROGRESS = "SELECT (SELECT count(*) FROM alert_history) + (SELECT coalesce(sum(next_offset), 0) FROM detect_offsets)"
+DONE = "SELECT coalesce(sum(next_offset), 0) FROM detect_offsets"  # messages processed (fresh topics)
 TONGGUAN = [sys.executable, "-m", "tongguan.cli"]
 
 
@@ -130,20 +131,26 @@ def _scalar(engine, sql: str):
         return conn.execute(sa.text(sql)).scalar()
 
 
-def detect_with_kills(settings, engine, *, group: str, kills: int, seed: int = 5,
+def detect_with_kills(settings, engine, *, group: str, kills: int, seed: int = 5, total: int | None = None,
                       progress_timeout: float = 60.0) -> dict:
-    """Run ``tongguan detect`` on ``group``, SIGKILL it ``kills`` times at random moments once it
-    works, then let a last one finish (``--until-idle``); returns its stats and, per restart, the
-    seconds from the process start to its first progress."""
+    """Run ``tongguan detect`` on ``group``, SIGKILL it up to ``kills`` times at random moments
+    once it works, then let a last one finish (``--until-idle``); returns its stats, how many
+    kills landed before the stream (``total`` messages, when known) was done, and per restart
+    the seconds from the process start to its first progress."""
     rng = random.Random(seed)
     env = worker_env(settings)
     recovery = []
+    landed = 0
     for _ in range(kills):
+        if total is not None and _scalar(engine, DONE) >= total:
+            break  # nothing left to interrupt
         p = subprocess.Popen([*TONGGUAN, "detect", "--group-id", group], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         t0 = time.monotonic()
         before = _scalar(engine, PROGRESS)
         while _scalar(engine, PROGRESS) == before:
+            if total is not None and _scalar(engine, DONE) >= total:
+                break
             if p.poll() is not None:
                 raise RuntimeError(f"the detector died: {p.stderr.read().decode()[-2000:]}")
             if time.monotonic() - t0 > progress_timeout:
@@ -154,11 +161,13 @@ def detect_with_kills(settings, engine, *, group: str, kills: int, seed: int = 5
         time.sleep(rng.uniform(0.0, 1.5))
         p.send_signal(signal.SIGKILL)
         p.wait(30)
+        landed += 1
     last = subprocess.run([*TONGGUAN, "detect", "--group-id", group, "--until-idle"], env=env,
                           capture_output=True, timeout=1800)
     if last.returncode != 0:
         raise RuntimeError(f"the last detector failed: {last.stderr.decode()[-2000:]}")
-    return {"stats": json.loads(last.stderr.decode().strip().splitlines()[-1]), "restart_to_progress_s": recovery}
+    return {"stats": json.loads(last.stderr.decode().strip().splitlines()[-1]), "kills": landed,
+            "restart_to_progress_s": recovery}
 
 
 def chaos_stream(*, seed: int, sensors: int, hours: float, start: datetime):
@@ -325,11 +334,11 @@ def run_chaos_alerts(settings, services, *, kills: int = 5, sensors: int = 200, 
         expected = alert_snapshot(engine)
         clear_alerts(engine)
         t0 = time.monotonic()
-        chaos = detect_with_kills(bench, engine, group="chaos", kills=kills, seed=seed)
+        chaos = detect_with_kills(bench, engine, group="chaos", kills=kills, seed=seed, total=produced)
         chaos_wall = time.monotonic() - t0
         got = alert_snapshot(engine)
         diff = compare_alerts(expected, got)
-        detector = {"readings": produced, "kills": kills, "baseline_alerts": len(expected), "alerts": len(got),
+        detector = {"readings": produced, "kills": chaos["kills"], "baseline_alerts": len(expected), "alerts": len(got),
                     "extra": len(diff["extra"]), "missing": len(diff["missing"]),
                     "differing": len(diff["differing"]),
                     "outbox_left": _scalar(engine, "SELECT count(*) FROM alert_outbox"),

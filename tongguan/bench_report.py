@@ -44,6 +44,8 @@ ENTRIES = (
     Entry("detect", ("--skab", SKAB, "--sim-days", "1"), ("--skab", SKAB),
           "the live detector on SKAB beside baselines", needs=SKAB),
     Entry("chaos", ("--kills", "5", "--outage", "10"), (), "the store worker under kills, a database outage and a broker kill"),
+    Entry("chaos-alerts", ("--kills", "2", "--sensors", "100", "--hours", "2"), (),
+          "detector kills, notifier kill and receiver outage: extra / missing alerts, undelivered deliveries"),
 )
 
 

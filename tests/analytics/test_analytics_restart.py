@@ -37,6 +37,7 @@ def _published(settings) -> list[dict]:
     return out
 
 
+@pytest.mark.timeout(900)  # a replayed stream, detected twice, one of them killed again and again
 def test_sigkilled_detector_gives_the_alerts_of_a_clean_run(settings, engine):
     _store_stream(settings, engine, seed=11, hours=3.0, sensors=400, cameras=40)
 
