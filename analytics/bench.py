@@ -34,7 +34,7 @@ def _reading(sensor: str, metric: str, value: float, unit: str, lon: float, lat:
                          "lon": lon, "lat": lat})
 
 
-def _scratch_db(services) -> tuple[str, str]:
+def scratch_db(services) -> tuple[str, str]:
     from tongguan.db import upgrade
 
     name = f"tg_bench_{uuid.uuid4().hex[:8]}"
@@ -47,7 +47,7 @@ def _scratch_db(services) -> tuple[str, str]:
     return name, url
 
 
-def _drop_db(services, name: str) -> None:
+def drop_db(services, name: str) -> None:
     admin = sa.create_engine(sa.make_url(services.database_url).set(database="postgres"),
                              isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
@@ -103,7 +103,7 @@ def run_latency_bench(settings, services, *, rate: float = 5000.0, duration: flo
     bench = settings.model_copy(update={"topic_prefix": prefix, "database_url": services.database_url,
                                         "kafka_bootstrap": services.kafka_bootstrap})
     ensure_topics(bench.kafka_bootstrap, bench.partitions, tuple(bench.topic(t) for t in TOPICS))
-    db_name, db_url = _scratch_db(services)
+    db_name, db_url = scratch_db(services)
     env = {**os.environ, "TONGGUAN_DATABASE_URL": db_url, "TONGGUAN_KAFKA_BOOTSTRAP": bench.kafka_bootstrap,
            "TONGGUAN_TOPIC_PREFIX": prefix, "TONGGUAN_PARTITIONS": str(bench.partitions)}
     detectors = [subprocess.Popen([sys.executable, "-m", "tongguan.cli", "detect", "--warm-hours", "0"], env=env,
@@ -195,7 +195,7 @@ def run_latency_bench(settings, services, *, rate: float = 5000.0, duration: flo
                 d.kill()
         producer.close()
         reader.join(timeout=5)
-        _drop_db(services, db_name)
+        drop_db(services, db_name)
     lat_ms = np.array([1000 * (got[s] - sent[s]) for s in sent if s.startswith("probe-0") and s in got])
     missing = sum(1 for s in sent if s.startswith("probe-0") and s not in got)
     if not len(lat_ms):

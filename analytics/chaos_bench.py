@@ -19,6 +19,7 @@ from the receiver's return to the last delivery against the baseline's delivery 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -307,7 +308,7 @@ def run_chaos_alerts(settings, services, *, kills: int = 5, sensors: int = 200, 
     import tempfile
     from pathlib import Path
 
-    from analytics.bench import _drop_db, _scratch_db
+    from analytics.bench import drop_db, scratch_db
     from ingest.simulator import produce
     from ingest.worker import StoreWorker, WorkerConfig
     from tongguan.db import engine_for
@@ -315,7 +316,7 @@ def run_chaos_alerts(settings, services, *, kills: int = 5, sensors: int = 200, 
     from tongguan.settings import TOPICS
 
     prefix = f"chaos{uuid.uuid4().hex[:6]}."
-    db_name, db_url = _scratch_db(services)
+    db_name, db_url = scratch_db(services)
     bench = settings.model_copy(update={"topic_prefix": prefix, "database_url": db_url,
                                         "kafka_bootstrap": services.kafka_bootstrap})
     ensure_topics(bench.kafka_bootstrap, bench.partitions, tuple(bench.topic(t) for t in TOPICS))
@@ -358,12 +359,22 @@ def run_chaos_alerts(settings, services, *, kills: int = 5, sensors: int = 200, 
         return {"detector": detector, "notifier": notifier}
     finally:
         engine.dispose()
-        _drop_db(services, db_name)
+        drop_db(services, db_name)
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+    return parse
 
 
 def register_bench(bench_sub) -> None:
-    from analytics.cli import _positive
-
     p = bench_sub.add_parser("chaos-alerts", help="detector kills, notifier kills, a receiver outage: extra / "
                                                   "missing alerts, undelivered / duplicate deliveries, recovery")
     p.add_argument("--kills", type=_positive(int), default=5, help="SIGKILLs of the detector (default 5)")
