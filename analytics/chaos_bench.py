@@ -95,12 +95,15 @@ class ChaosReceiver:
         return got
 
 
-def worker_env(settings) -> dict:
-    """The environment of a worker process on ``settings``' services, topics and database."""
+def worker_env(settings, *, webhook_allow: str | None = None) -> dict:
+    """The environment of a worker process on ``settings``' services, topics and database;
+    ``webhook_allow``: TONGGUAN_WEBHOOK_ALLOW (a receiver on loopback, say)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TONGGUAN_")}
     env.update(TONGGUAN_DATABASE_URL=settings.database_url, TONGGUAN_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
                TONGGUAN_TOPIC_PREFIX=settings.topic_prefix, TONGGUAN_PARTITIONS=str(settings.partitions),
                TONGGUAN_HOME=str(settings.home))
+    if webhook_allow:
+        env["TONGGUAN_WEBHOOK_ALLOW"] = webhook_allow
     return env
 
 
@@ -260,7 +263,7 @@ def _notify_round(settings, engine, config: str, *, n_alerts: int, kill: bool, o
                            channels=["webhook"], webhook_url=f"http://127.0.0.1:{port}/hook")
     group = f"chaos-{uuid.uuid4().hex[:6]}"
     cmd = [*TONGGUAN, "notify", "--config", config, "--group-id", group]
-    env = worker_env(settings)
+    env = worker_env(settings, webhook_allow=f"127.0.0.1:{port}")
     now = datetime.now(UTC)
     ids = [f"chaos-{uuid.uuid4().hex[:10]}" for _ in range(n_alerts)]
     with engine.begin() as conn:

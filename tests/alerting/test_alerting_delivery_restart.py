@@ -34,12 +34,14 @@ def _deliveries(engine) -> dict[str, str]:
                                          "WHERE channel = 'webhook'")).all())
 
 
-def test_notifier_killed_mid_delivery_and_receiver_outage(settings, engine, make_alert, tmp_path):
+def test_notifier_killed_mid_delivery_and_receiver_outage(settings, engine, make_alert, tmp_path,
+                                                          loopback_webhooks_allowed):
     port = free_port()
     receiver = ChaosReceiver(port, hold_s=3.0).start()
     add_subscription(engine, name="city hook", owner="gz.duty", adcode="440100", channels=["webhook"],
                      webhook_url=f"http://127.0.0.1:{port}/hook")
-    config, env = notifier_config(tmp_path / "alerting.yaml"), worker_env(settings)
+    config = notifier_config(tmp_path / "alerting.yaml")
+    env = worker_env(settings, webhook_allow=f"127.0.0.1:{port}")
     now = datetime.now(UTC)
     first = make_alert(level="orange", first_seen=now)
     notify = [TONGGUAN, "notify", "--config", config, "--group-id", "chaos"]

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(900)  # a replayed stream, detected twice, one of them killed again and again
-def test_chaos_alerts_bench_small_run(settings, services):
+def test_chaos_alerts_bench_small_run(settings, services, loopback_webhooks_allowed):
     out = run_chaos_alerts(settings, services, kills=2, sensors=100, hours=2.0, n_alerts=3, outage=2.0)
     d, n = out["detector"], out["notifier"]["kill_and_outage"]
     assert d["baseline_alerts"] > 0 and d["alerts"] == d["baseline_alerts"]
