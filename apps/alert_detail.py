@@ -100,7 +100,7 @@ def alert_detail(engine, scope: Scope, alert_id: str) -> dict:
     """Everything the alert page shows (see the module docstring); AccessError 404 when the alert
     does not exist or is outside the caller's region."""
     from analytics.alerting.incidents import incident, incident_of
-    from apps.data import thresholds
+    from apps.queries import thresholds
 
     out = scoped_alert(engine, scope, alert_id, history=False)
     with engine.connect() as conn:

@@ -4,7 +4,7 @@
 - :func:`region_options`: the region tree picker — the caller's home region and everything below
   it, indented, depth first;
 - :func:`filter_alerts`: alerts of a region subtree by theme, levels and statuses (the read goes
-  through :func:`apps.data.alerts_list`, under the request's row-level security);
+  through :func:`apps.queries.alerts_list`, under the request's row-level security);
 - :func:`bulk_action`: one handling action on many alerts, each through the same path as the
   county view's buttons (:func:`apps.handling.handle`: access check, audit, analytics lifecycle).
   An alert the lifecycle or the access check refuses is reported with its reason; the others
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analytics import LEVELS, STATUSES
-from apps import data
+from apps import queries
 from apps.catalogue import ALL_THEMES
 from apps.errors import AppsError
 
@@ -30,7 +30,7 @@ def region_options(engine, home: str, lang: str = "zh") -> list[dict]:
     """Dropdown options of ``home``'s subtree, indented by depth (the region tree picker).
 
     Each option is ``{"label": "　　天河区", "value": "440106"}``; labels are plain text."""
-    tree = data.region_tree(engine)
+    tree = queries.region_tree(engine)
     if not home or home not in tree:
         return []
     base = len(tree.path(home))
@@ -44,7 +44,7 @@ def region_options(engine, home: str, lang: str = "zh") -> list[dict]:
 def check_region(engine, home: str, region: str | None) -> str:
     """The region to filter by: ``region`` when it lies in ``home``'s subtree, else an error."""
     region = (region or "").strip() or home
-    tree = data.region_tree(engine)
+    tree = queries.region_tree(engine)
     if region not in tree:
         raise AppsError(f"unknown region {region!r}; pick one from the region list")
     if not (home and tree.is_within(region, home)):
@@ -62,7 +62,7 @@ def filter_alerts(engine, *, home: str, region: str | None = None, theme: str = 
     levels = [lv for lv in (levels or []) if lv in LEVELS]
     statuses = [s for s in (statuses or []) if s in STATUSES]
     # The level filter is applied here, so ask for enough rows that it still fills the page.
-    df = data.alerts_list(engine, scope=region, theme=theme or ALL_THEMES, statuses=tuple(statuses) or None,
+    df = queries.alerts_list(engine, scope=region, theme=theme or ALL_THEMES, statuses=tuple(statuses) or None,
                           limit=limit * (4 if levels else 1))
     if levels and not df.empty:
         df = df[df["level"].isin(levels)]
@@ -109,7 +109,7 @@ def table_rows(df: pd.DataFrame, lang: str = "zh", engine=None) -> list[dict]:
     from apps.components import fmt_when
     from apps.i18n import t
 
-    tree = data.region_tree(engine) if engine is not None else None  # names of the handling regions
+    tree = queries.region_tree(engine) if engine is not None else None  # names of the handling regions
     rows = []
     for r in df.to_dict("records"):
         owner = str(r.get("owner_region") or "").strip()

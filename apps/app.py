@@ -48,7 +48,7 @@ def create_app(config: AppConfig) -> dash.Dash:
         # the browser caches them, and the server does not re-serialise 200 KB per request.
         import flask
 
-        from apps import data
+        from apps import queries
         from tongguan.db import engine_for
 
         from apps.context import current_scope
@@ -59,7 +59,7 @@ def create_app(config: AppConfig) -> dash.Dash:
         eng = engine_for(config.database_url)
         if not current_scope().within(tree_for(eng), adcode):  # boundaries of the caller's subtree only
             flask.abort(403)
-        body, etag = data.children_geojson_bytes(eng, adcode)
+        body, etag = queries.children_geojson_bytes(eng, adcode)
         if flask.request.if_none_match.contains(etag):
             return flask.Response(status=304)
         resp = flask.Response(body, mimetype="application/geo+json")

@@ -208,7 +208,7 @@ def run(url: str, kafka_bootstrap: str, *, repeat: int) -> list[tuple]:
     from apps.app import AppConfig, create_app
 
     app = create_app(AppConfig(database_url=url, kafka_bootstrap=kafka_bootstrap))
-    from apps import data
+    from apps import queries
     from apps.components import kpi_values
     from apps.live import map_levels, newest_change
     from apps.pages import city, county, province  # registered by create_app
@@ -220,10 +220,10 @@ def run(url: str, kafka_bootstrap: str, *, repeat: int) -> list[tuple]:
         sensor = conn.execute(sa.text("SELECT sensor_id FROM sensors WHERE county = '440106' LIMIT 1")).scalar()
     rows = []
     with app.server.app_context():
-        state = data.region_state(eng, scope="440000")
+        state = queries.region_state(eng, scope="440000")
         codes = list(state["adcode"])
-        tick = data.ticker(eng, scope="440000")
-        shown = {"kpis": kpi_values(data.kpis(eng, scope="440000"), "zh"), "codes": codes,
+        tick = queries.ticker(eng, scope="440000")
+        shown = {"kpis": kpi_values(queries.kpis(eng, scope="440000"), "zh"), "codes": codes,
                  "levels": map_levels(state, codes), "since": newest_change(tick, None), "ticks": len(tick)}
         params = {"adcode": "440000", "theme": "all", "window": "24h", "lang": "zh", "screen": "desk"}
         cases = [
@@ -242,8 +242,8 @@ def run(url: str, kafka_bootstrap: str, *, repeat: int) -> list[tuple]:
             rows.append((level, name, _timed(fn, repeat, clock)))
         from apps.maps import region_map
 
-        payload = _serialise(region_map(data.children_geojson(eng, "440000"), state))
-        body, _ = data.children_geojson_bytes(eng, "440000")
+        payload = _serialise(region_map(queries.children_geojson(eng, "440000"), state))
+        body, _ = queries.children_geojson_bytes(eng, "440000")
         page_bytes = _serialise(province.layout(adcode="440000"))
     rows.append(("payload", f"province map: boundaries {len(body) / 1024:.0f} KiB (fetched once, cached), "
                             f"figure with them inline {payload / 1024:.0f} KiB; whole province page "

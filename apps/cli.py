@@ -13,7 +13,7 @@ State and the processes (each worker is a separate process with its own memory):
 - users, scope, audit, alerts: PostgreSQL: shared.
 - rate-limit counters (flask-limiter, ``memory://``): per process by design for now; the
   log-in limit is the access layer's (apps.web) to move into PostgreSQL.
-- caches (region tree, display boundaries, table list in ``apps.data``; the views' query
+- caches (region tree, display boundaries in ``apps.queries.regions``; the views' query
   results of the last seconds in ``apps.view_cache``): per process by design; they hold data
   that is the same for every process (boundaries) or only a few seconds old, so a process
   that misses one reads the database.

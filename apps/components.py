@@ -1,7 +1,7 @@
 """Building blocks shared by the views: query strings, breadcrumb, KPI strip, theme selector,
 ranking, ticker, alert table, vital-sign cards, the error panel.
 
-Pure functions of data (no database): the pages call :mod:`apps.data` and hand the results here.
+Pure functions of data (no database): the pages call :mod:`apps.queries` and hand the results here.
 """
 
 from __future__ import annotations

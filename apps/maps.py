@@ -71,7 +71,7 @@ def region_map(geojson: dict, state: pd.DataFrame, *, lang: str = "zh", height: 
                labels: bool = True, source: str | None = None) -> dict:
     """Choropleth of the children in ``geojson`` coloured by ``state.worst`` (worst open level).
 
-    ``state`` comes from :func:`apps.data.region_state`; children missing from it are "none".
+    ``state`` comes from :func:`apps.queries.region_state`; children missing from it are "none".
     Clicking a region yields ``clickData.points[0].location`` = its adcode. Returned as a plain
     figure dict: plotly's graph objects would validate every coordinate of the boundaries on
     each request, which costs more than all the view's queries together. With ``source`` (a URL

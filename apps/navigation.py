@@ -12,17 +12,17 @@ from apps.i18n import t
 
 def home_href(eng, home: str, lang: str) -> str:
     """The signed-in user's own region view (the province view is not every user's)."""
-    from apps import data
+    from apps import queries
 
-    tree = data.region_tree(eng)
+    tree = queries.region_tree(eng)
     return f"/{tree.level(home)}/{home}" + query_string(lang=lang) if home in tree else "/"
 
 
 def home_name(eng, home: str, lang: str) -> str:
-    from apps import data
+    from apps import queries
 
     try:
-        return data.region_tree(eng).name(home, lang=lang)
+        return queries.region_tree(eng).name(home, lang=lang)
     except Exception:  # noqa: BLE001 - a label must not break the page
         return home
 

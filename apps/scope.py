@@ -4,7 +4,7 @@ enforced by PostgreSQL itself.
 Choice: **PostgreSQL row-level security**, with this module as the one place that turns a caller
 into a database scope. Who may *do* what (handling rules, region checks) is ``apps.policy``.
 
-Why RLS rather than only a scoped query layer: the views' queries (``apps/data.py``), the alert
+Why RLS rather than only a scoped query layer: the views' queries (``apps/queries/``), the alert
 lifecycle (``analytics``) and this package's API are written by different people and keep
 growing; a WHERE clause that one of them forgets would leak another county's data. With RLS,
 every connection the web server takes from the pool during a request is switched to the NOLOGIN

@@ -205,7 +205,7 @@ def _incident(a: dict, lang: str):
 
 def body(eng, scope, alert_id: str, lang: str, a: dict | None = None):
     """The page but its forms (re-rendered after each action)."""
-    from apps.data import region_tree
+    from apps.queries import region_tree
 
     a = a or alert_detail(eng, scope, alert_id)
     tree = region_tree(eng)

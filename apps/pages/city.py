@@ -8,7 +8,7 @@ from __future__ import annotations
 import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from apps import data
+from apps import queries
 from apps.catalogue import indicators, theme_label
 from apps.components import (
     alerts_table,
@@ -45,22 +45,22 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     p = view_params(adcode, theme, window, lang, screen)
     eng = engine()
     try:
-        data.check_region(eng, p.adcode, "city")
+        queries.check_region(eng, p.adcode, "city")
     except AppsError as exc:
         return error_panel(str(exc), p.lang)
-    tree = data.region_tree(eng)
-    state = data.region_state(eng, scope=p.adcode, theme=p.theme)
-    kpis = data.kpis(eng, scope=p.adcode, theme=p.theme)
-    tick = data.ticker(eng, scope=p.adcode, theme=p.theme, limit=30)
-    geojson = data.children_geojson(eng, p.adcode)
+    tree = queries.region_tree(eng)
+    state = queries.region_state(eng, scope=p.adcode, theme=p.theme)
+    kpis = queries.kpis(eng, scope=p.adcode, theme=p.theme)
+    tick = queries.ticker(eng, scope=p.adcode, theme=p.theme, limit=30)
+    geojson = queries.children_geojson(eng, p.adcode)
     codes = [f["properties"]["adcode"] for f in geojson.get("features", [])]
     inds = indicators()
-    vit = data.vitals(eng, scope=p.adcode, indicators=inds)
-    alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, window=p.window, statuses=None, limit=30)
-    escalations = data.escalations_waiting(eng, scope=p.adcode, theme=p.theme)
+    vit = queries.vitals(eng, scope=p.adcode, indicators=inds)
+    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, window=p.window, statuses=None, limit=30)
+    escalations = queries.escalations_waiting(eng, scope=p.adcode, theme=p.theme)
 
     map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang,
-                                                                   source=data.geojson_url(p.adcode)),
+                                                                   source=queries.geojson_url(p.adcode)),
                           config=MAP_CONFIG, responsive=True,
                           className="region-map", style={"height": "100%"})
     vitals_panel = html.Div([vital_card(PAGE, ind, v, p.lang) for ind, v in zip(inds, vit)],
@@ -75,7 +75,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     title = f"{tree.name(p.adcode, lang=p.lang)} · {theme_label(p.theme, p.lang)}"
 
     if p.wall:
-        trend = data.trend(eng, scope=p.adcode, theme=p.theme)
+        trend = queries.trend(eng, scope=p.adcode, theme=p.theme)
         return html.Div([
             html.Div([html.Div(t("wall.title", p.lang), className="wall-title"),
                       html.Div(title, className="wall-subtitle"),
@@ -137,7 +137,7 @@ def rotation(p, rotate) -> list:
 def _rotate(_n, params):
     from apps.components import query_string, view_href
 
-    nxt = next_city(data.region_tree(engine()), require_in_scope(params["adcode"]))
+    nxt = next_city(queries.region_tree(engine()), require_in_scope(params["adcode"]))
     return view_href(PAGE, nxt, query_string(**params))
 
 
@@ -154,7 +154,7 @@ def _live_vitals(n, params, shown):
     if n % 5:
         return [no_update] * (len(indicators()) + 1)
     inds = indicators()
-    vit = data.vitals(engine(), scope=require_in_scope(params["adcode"]), indicators=inds, spark=False)
+    vit = queries.vitals(engine(), scope=require_in_scope(params["adcode"]), indicators=inds, spark=False)
     now = {ind.id: fmt_indicator(ind, v["value"]) for ind, v in zip(inds, vit)}
     diff = changed_values(shown, now)
     return [diff.get(ind.id, no_update) for ind in inds] + [now if diff else no_update]

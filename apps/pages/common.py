@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import dash
 from dash import ALL, Input, Output, Patch, State, callback, dcc, html, no_update
 
-from apps import data
+from apps import queries
 from apps.catalogue import norm_theme, norm_window
 from apps.components import (
     KPI_IDS,
@@ -129,11 +129,11 @@ def live_update(*, data_engine, params: dict, shown: dict) -> list:
     """One live tick: only the KPI texts that changed, a Patch of the map colours when a region's
     level changed, a Patch that prepends new/escalated alerts to the ticker."""
     scope, theme, lang = require_in_scope(params["adcode"]), params["theme"], params["lang"]
-    k = kpi_values(data.kpis(data_engine, scope=scope, theme=theme), lang)
+    k = kpi_values(queries.kpis(data_engine, scope=scope, theme=theme), lang)
     diff = changed_values(shown.get("kpis"), k)
     out = [diff.get(key, no_update) for key in KPI_IDS]
 
-    state = data.region_state(data_engine, scope=scope, theme=theme)
+    state = queries.region_state(data_engine, scope=scope, theme=theme)
     levels = map_levels(state, shown["codes"])
     if levels != shown.get("levels"):
         fig = Patch()
@@ -143,7 +143,7 @@ def live_update(*, data_engine, params: dict, shown: dict) -> list:
         out.append(no_update)
 
     since = shown.get("since")
-    new = data.ticker(data_engine, scope=scope, theme=theme, since=since, limit=TICKER_MAX)
+    new = queries.ticker(data_engine, scope=scope, theme=theme, since=since, limit=TICKER_MAX)
     if not new.empty:
         items = ticker_items(new, search=query_string(**params), lang=lang)
         patch = Patch()

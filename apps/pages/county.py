@@ -11,7 +11,7 @@ import pandas as pd
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from analytics import ACTIVE_STATUSES
-from apps import data, handling
+from apps import handling, queries
 from apps.catalogue import WINDOWS, label, theme_label
 from apps.components import alerts_table, error_panel, header, kpi_strip, panel, with_query
 from apps.context import engine
@@ -26,19 +26,19 @@ PAGE = "county"
 
 def county_boundary(eng, county: str) -> dict:
     """The county's own display boundary (from its city's map of counties)."""
-    tree = data.region_tree(eng)
+    tree = queries.region_tree(eng)
     parent = tree.parent(county)
-    gj = data.children_geojson(eng, parent)
+    gj = queries.children_geojson(eng, parent)
     return {"type": "FeatureCollection",
             "features": [f for f in gj.get("features", []) if f["properties"]["adcode"] == county]}
 
 
 def build_map(eng, p, selected: str | None = None, alerts=None, focus: dict | None = None):
-    sensors = data.county_sensors(eng, county=p.adcode, theme=p.theme, alerts=alerts)
-    cams = data.county_cameras(eng, county=p.adcode)
-    clusters = data.county_event_clusters(eng, county=p.adcode, window=p.window, theme=p.theme)
-    events = data.county_events(eng, county=p.adcode, window=p.window, theme=p.theme, limit=12)
-    grid = data.grid_activity(eng, county=p.adcode, window=p.window, theme=p.theme)
+    sensors = queries.county_sensors(eng, county=p.adcode, theme=p.theme, alerts=alerts)
+    cams = queries.county_cameras(eng, county=p.adcode)
+    clusters = queries.county_event_clusters(eng, county=p.adcode, window=p.window, theme=p.theme)
+    events = queries.county_events(eng, county=p.adcode, window=p.window, theme=p.theme, limit=12)
+    grid = queries.grid_activity(eng, county=p.adcode, window=p.window, theme=p.theme)
     fig = county_map(county_boundary(eng, p.adcode), sensors=sensors, cameras=cams, events=clusters,
                      grid=grid, lang=p.lang, selected=selected, focus=focus)
     return fig, sensors, events
@@ -70,14 +70,14 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     p = view_params(adcode, theme, window, lang, screen)
     eng = engine()
     try:
-        data.check_region(eng, p.adcode, "county")
+        queries.check_region(eng, p.adcode, "county")
     except AppsError as exc:
         return error_panel(str(exc), p.lang)
-    tree = data.region_tree(eng)
-    kpis = data.kpis(eng, scope=p.adcode, theme=p.theme)
+    tree = queries.region_tree(eng)
+    kpis = queries.kpis(eng, scope=p.adcode, theme=p.theme)
     # One read of the county's alerts serves both the table (those in the window, or still open)
     # and the sensors' colours (the open ones).
-    alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, limit=200)
+    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, limit=200)
     focus = focus_alert(alerts, alert)
     fig, sensors, events = build_map(eng, p, selected=sensor, alerts=alerts, focus=focus)
     if not alerts.empty:
@@ -114,11 +114,11 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
 
 
 def series_panel(eng, sensor_id: str, p, sensors=None):
-    df = data.sensor_series(eng, sensor_id=sensor_id, hours=24)
+    df = queries.sensor_series(eng, sensor_id=sensor_id, hours=24)
     if df.empty:
         return html.Div([html.B(sensor_id), html.Div(t("empty.data", p.lang), className="muted")])
     metric = df["metric"].iloc[-1]
-    th = data.thresholds(metric, tuple(data.region_tree(eng).ancestors(p.adcode)[::-1] + [p.adcode]))
+    th = queries.thresholds(metric, tuple(queries.region_tree(eng).ancestors(p.adcode)[::-1] + [p.adcode]))
     unit = ""
     from apps.catalogue import metric_info
 
@@ -158,7 +158,7 @@ def _act(clicks, note, params):
     except Exception as exc:  # the lifecycle refuses nonsense transitions with a message
         return html.Span(str(exc), className="error"), no_update
     p = view_params(params["adcode"], params["theme"], params["window"], lang, params["screen"])
-    alerts = data.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, window=p.window, limit=100)
+    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, window=p.window, limit=100)
     return msg, alerts_table(PAGE, alerts, lang=lang, actions=True, search=p.search)
 
 

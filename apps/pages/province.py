@@ -7,7 +7,7 @@ from __future__ import annotations
 import dash
 from dash import dcc, html
 
-from apps import data
+from apps import queries
 from apps.catalogue import theme_label
 from apps.components import (
     alerts_table,
@@ -39,19 +39,19 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     p = view_params(adcode, theme, window, lang, screen)
     eng = engine()
     try:
-        data.check_region(eng, p.adcode, "province")
+        queries.check_region(eng, p.adcode, "province")
     except AppsError as exc:
         return error_panel(str(exc), p.lang)
-    tree = data.region_tree(eng)
-    state = data.region_state(eng, scope=p.adcode, theme=p.theme)
-    kpis = data.kpis(eng, scope=p.adcode, theme=p.theme)
-    trend = data.trend(eng, scope=p.adcode, theme=p.theme)
-    tick = data.ticker(eng, scope=p.adcode, theme=p.theme, limit=30)
-    geojson = data.children_geojson(eng, p.adcode)
+    tree = queries.region_tree(eng)
+    state = queries.region_state(eng, scope=p.adcode, theme=p.theme)
+    kpis = queries.kpis(eng, scope=p.adcode, theme=p.theme)
+    trend = queries.trend(eng, scope=p.adcode, theme=p.theme)
+    tick = queries.ticker(eng, scope=p.adcode, theme=p.theme, limit=30)
+    geojson = queries.children_geojson(eng, p.adcode)
     codes = [f["properties"]["adcode"] for f in geojson.get("features", [])]
 
     map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang,
-                                                                   source=data.geojson_url(p.adcode)),
+                                                                   source=queries.geojson_url(p.adcode)),
                           config=MAP_CONFIG, responsive=True,
                           className="region-map", style={"height": "100%"})
     ticker = html.Div(ticker_items(tick, search=p.search, lang=p.lang), id=f"{PAGE}-ticker",
@@ -66,7 +66,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     if p.wall:
         return wall_layout(p, tree, title=title, kpis=kpis, map_graph=map_graph, ticker=ticker,
                            rank=rank, trend_graph=trend_graph, live=live,
-                           alerts=data.alerts_list(eng, scope=p.adcode, theme=p.theme, limit=12))
+                           alerts=queries.alerts_list(eng, scope=p.adcode, theme=p.theme, limit=12))
     return html.Div([
         header(tree, p.adcode, params=p.as_dict(), lang=p.lang, level=PAGE),
         kpi_strip(PAGE, kpis, p.lang),

@@ -32,10 +32,10 @@ def channel_label(name: str, lang: str) -> str:
 
 
 def _tree_name(eng, adcode: str, lang: str) -> str:
-    from apps import data
+    from apps import queries
 
     try:
-        return data.region_tree(eng).name(adcode, lang=lang)
+        return queries.region_tree(eng).name(adcode, lang=lang)
     except Exception:  # noqa: BLE001
         return adcode
 

@@ -76,14 +76,14 @@ def test_tianhe_operator_sees_and_handles_only_tianhe(access):
 def test_row_level_security_scopes_queries_written_elsewhere(access):
     """The views' own query functions, asked for the whole city, return only Tianhe's rows when
     they run under a Tianhe user's scope: the database enforces it, not the callers."""
-    from apps import data
+    from apps import queries
     from apps.identity import get_user, scope_of
     from apps.scope import Scope, scoped
 
     engine, _, _ = access
     scope = scope_of(get_user(engine, "tianhe-operator"))
     with scoped(scope):
-        df = data.alerts_list(engine, scope="440100", statuses=None)
+        df = queries.alerts_list(engine, scope="440100", statuses=None)
         with engine.connect() as conn:
             n_readings = conn.execute(sa.text("SELECT count(*) FROM readings")).scalar_one()
             n_rollups = conn.execute(sa.text("SELECT count(DISTINCT adcode) FROM reading_rollups_hour")).scalar_one()

@@ -32,10 +32,9 @@ def make_seeded_db(services, template_db, **spec_overrides):
 
 def drop_db(services, name, url):
     engine_for(url).dispose()
-    from apps import data
+    from apps import queries
 
-    data._schemas.clear()
-    data._geojson_cache.clear()
+    queries.clear_caches()
     with _admin(services).connect() as conn:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 

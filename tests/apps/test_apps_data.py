@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from dash import no_update
 
 from analytics import ACTIVE_STATUSES, LEVELS
-from apps import data
+from apps import queries
 from apps.catalogue import indicators
 from apps.errors import AppsError
 from tongguan.db import engine_for
@@ -28,16 +28,16 @@ def test_sample_data_is_present(seeded):
 
 
 def test_region_checks_say_what_is_wrong(eng):
-    assert data.check_region(eng, "440000", "province") == "440000"
+    assert queries.check_region(eng, "440000", "province") == "440000"
     with pytest.raises(AppsError, match="Unknown region 999999"):
-        data.check_region(eng, "999999", "city")
+        queries.check_region(eng, "999999", "city")
     with pytest.raises(AppsError, match="not a city"):
-        data.check_region(eng, "440106", "city")
+        queries.check_region(eng, "440106", "city")
 
 
 def test_region_state_matches_the_alerts_table_and_lists_every_city(eng):
-    state = data.region_state(eng, scope="440000")
-    assert len(state) == 21 and set(state["adcode"]) == set(data.region_tree(eng).children("440000"))
+    state = queries.region_state(eng, scope="440000")
+    assert len(state) == 21 and set(state["adcode"]) == set(queries.region_tree(eng).children("440000"))
     with eng.connect() as conn:
         expected = dict(conn.execute(sa.text(
             "SELECT city, count(*) FROM alerts WHERE province = '440000' AND status = ANY(:s) GROUP BY city"),
@@ -49,8 +49,8 @@ def test_region_state_matches_the_alerts_table_and_lists_every_city(eng):
 
 
 def test_theme_filter_narrows_the_state(eng):
-    all_open = data.region_state(eng, scope="440000")["open"].sum()
-    flood = data.region_state(eng, scope="440000", theme="flood")["open"].sum()
+    all_open = queries.region_state(eng, scope="440000")["open"].sum()
+    flood = queries.region_state(eng, scope="440000", theme="flood")["open"].sum()
     with eng.connect() as conn:
         n_flood = conn.execute(sa.text(
             "SELECT count(*) FROM alerts WHERE theme = 'flood' AND status = ANY(:s)"),
@@ -59,16 +59,16 @@ def test_theme_filter_narrows_the_state(eng):
 
 
 def test_alert_lists_stay_inside_their_scope(eng):
-    county = data.alerts_list(eng, scope="440106", statuses=None)
+    county = queries.alerts_list(eng, scope="440106", statuses=None)
     assert set(county["adcode"]) <= {"440106"}
-    city = data.alerts_list(eng, scope="440100", statuses=None)
+    city = queries.alerts_list(eng, scope="440100", statuses=None)
     assert not city.empty and set(city["city"].str.strip()) == {"440100"}
-    assert all(data.region_tree(eng).is_within(a, "440100") for a in city["adcode"])
+    assert all(queries.region_tree(eng).is_within(a, "440100") for a in city["adcode"])
 
 
 def test_kpis_add_up_across_levels(eng):
-    province = data.kpis(eng, scope="440000")
-    cities = [data.kpis(eng, scope=c) for c in data.region_tree(eng).children("440000")]
+    province = queries.kpis(eng, scope="440000")
+    cities = [queries.kpis(eng, scope=c) for c in queries.region_tree(eng).children("440000")]
     assert province["readings_today"] == sum(c["readings_today"] for c in cities) > 0
     assert province["video_today"] == sum(c["video_today"] for c in cities)
     assert province["sensors_total"] == sum(c["sensors_total"] for c in cities)
@@ -77,14 +77,14 @@ def test_kpis_add_up_across_levels(eng):
 
 
 def test_trend_has_24_hours(eng):
-    tr = data.trend(eng, scope="440100")
+    tr = queries.trend(eng, scope="440100")
     assert len(tr) == 24 and tr["readings"].sum() > 0
     assert tr["alerts"].sum() >= 0
 
 
 def test_vitals_follow_the_catalogue(eng):
     inds = indicators()
-    vit = data.vitals(eng, scope="440100", indicators=inds)
+    vit = queries.vitals(eng, scope="440100", indicators=inds)
     assert [v["id"] for v in vit] == [i.id for i in inds]
     for ind, v in zip(inds, vit):
         assert v["status"] == ind.status(v["value"])
@@ -94,7 +94,7 @@ def test_vitals_follow_the_catalogue(eng):
 
 
 def test_escalations_waiting_are_those_escalated_to_the_city(eng):
-    esc = data.escalations_waiting(eng, scope="440100")
+    esc = queries.escalations_waiting(eng, scope="440100")
     with eng.connect() as conn:
         n = conn.execute(sa.text(
             "SELECT count(*) FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
@@ -104,34 +104,34 @@ def test_escalations_waiting_are_those_escalated_to_the_city(eng):
 
 
 def test_county_detail(eng):
-    sensors = data.county_sensors(eng, county="440106")
+    sensors = queries.county_sensors(eng, county="440106")
     assert len(sensors) == 4 and sensors["lon"].between(113.2, 113.5).all()
     assert set(sensors["level"]) <= {"none", *LEVELS}
-    cams = data.county_cameras(eng, county="440106")
+    cams = queries.county_cameras(eng, county="440106")
     assert len(cams) == 3
-    events = data.county_events(eng, county="440106", window="24h")
+    events = queries.county_events(eng, county="440106", window="24h")
     assert (events["ts"].diff().dropna() <= timedelta(0)).all()  # newest first
-    clusters = data.county_event_clusters(eng, county="440106", window="24h")
+    clusters = queries.county_event_clusters(eng, county="440106", window="24h")
     with eng.connect() as conn:
         n_events = conn.execute(sa.text("SELECT count(*) FROM video_events WHERE county = '440106' "
                                         "AND ts >= now() - interval '24 hours'")).scalar()
     assert clusters["n"].sum() == n_events and len(clusters) <= len(cams)
-    grid = data.grid_activity(eng, county="440106")
+    grid = queries.grid_activity(eng, county="440106")
     assert all(f["properties"]["n"] > 0 for f in grid["features"])
 
 
 def test_sensor_series_is_one_sensor_in_time_order(eng):
-    sid = data.county_sensors(eng, county="440106")["sensor_id"].iloc[0]
-    df = data.sensor_series(eng, sensor_id=sid, hours=24)
+    sid = queries.county_sensors(eng, county="440106")["sensor_id"].iloc[0]
+    df = queries.sensor_series(eng, sensor_id=sid, hours=24)
     assert len(df) > 10 and df["ts"].is_monotonic_increasing and df["metric"].nunique() == 1
 
 
 def test_province_map_payload_is_small(eng):
     from apps.maps import region_map
 
-    gj = data.children_geojson(eng, "440000")
+    gj = queries.children_geojson(eng, "440000")
     assert len(gj["features"]) == 21
-    fig = region_map(gj, data.region_state(eng, scope="440000"))
+    fig = region_map(gj, queries.region_state(eng, scope="440000"))
     from plotly.io.json import to_json_plotly
 
     assert len(to_json_plotly(fig)) < 1_000_000
@@ -144,17 +144,17 @@ def test_ticker_and_live_update_send_only_changes(seeded_rw):
 
     eng = engine_for(seeded_rw[0])
     scope = "440000"
-    state = data.region_state(eng, scope=scope)
-    tick = data.ticker(eng, scope=scope)
+    state = queries.region_state(eng, scope=scope)
+    tick = queries.ticker(eng, scope=scope)
     codes = list(state["adcode"])
-    shown = {"kpis": kpi_values(data.kpis(eng, scope=scope), "zh"), "codes": codes,
+    shown = {"kpis": kpi_values(queries.kpis(eng, scope=scope), "zh"), "codes": codes,
              "levels": map_levels(state, codes), "since": newest_change(tick, None), "ticks": len(tick)}
     params = {"adcode": scope, "theme": "all", "window": "24h", "lang": "zh", "screen": "desk"}
     out = live_update(data_engine=eng, params=params, shown=shown)
     assert all(o is no_update for o in out)  # nothing changed: nothing sent
 
     quiet = state[state["worst"] == "none"]["adcode"].iloc[0]
-    county = data.region_tree(eng).children(quiet)[0]
+    county = queries.region_tree(eng).children(quiet)[0]
     with eng.begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, "
@@ -196,11 +196,56 @@ def test_handling_actions_go_through_the_alert_lifecycle(seeded_rw):
     assert steps[-3:] == ["acknowledged", "dispatched", "resolved"]
 
 
-def test_batched_vitals_equal_the_one_at_a_time_functions(eng):
+# One indicator at a time, written out in plain SQL over the tables of the migrations: the
+# reference the batched queries.vitals must agree with.
+_HOURS = "generate_series(date_trunc('hour', now()) - interval '23 hours', date_trunc('hour', now()), '1 hour')"
+
+
+def _reference_vital(conn, ind, scope):
+    win = {"1h": "1 hour", "6h": "6 hours", "24h": "24 hours", "7d": "7 days"}[ind.window]
+    p = {"scope": scope, "metric": ind.metric, "type": ind.event_type, "theme": ind.theme,
+         "s": list(ACTIVE_STATUSES)}
+
+    def one(sql):
+        return conn.execute(sa.text(sql), p).scalar()
+
+    def hourly(sql):  # one value per hour of the last 24, oldest first
+        return [None if v is None else float(v) for v in conn.execute(sa.text(
+            f"SELECT ({sql}) FROM {_HOURS} AS hr ORDER BY hr"), p).scalars()]
+
+    rollup = "reading_rollups_minute" if ind.window in ("1h", "6h") else "reading_rollups_hour"
+    if ind.kind in ("metric_mean", "metric_max"):
+        agg = "sum(vsum) / NULLIF(sum(n), 0)" if ind.kind == "metric_mean" else "max(vmax)"
+        value = one(f"SELECT {agg} FROM {rollup} WHERE adcode = :scope AND metric = :metric "
+                    f"AND bucket >= now() - interval '{win}'")
+        spark = hourly(f"SELECT {agg} FROM reading_rollups_hour WHERE adcode = :scope AND metric = :metric "
+                       "AND date_trunc('hour', bucket) = hr")
+    elif ind.kind == "open_alerts":
+        theme = " AND theme = :theme" if ind.theme else ""
+        value = one(f"SELECT count(*) FROM alerts WHERE city = :scope AND status = ANY(:s){theme}")
+        spark = hourly(f"SELECT count(*) FROM alerts WHERE city = :scope{theme} "
+                       "AND date_trunc('hour', first_seen) = hr")
+    elif ind.kind == "video_events":
+        value = one("SELECT COALESCE(sum(n), 0) FROM video_rollups_minute WHERE adcode = :scope AND type = :type "
+                    f"AND bucket >= date_trunc('minute', now() - interval '{win}')")
+        spark = hourly("SELECT COALESCE(sum(n), 0) FROM video_rollups_hour WHERE adcode = :scope "
+                       "AND type = :type AND date_trunc('hour', bucket) = hr")
+    else:
+        value = one("SELECT count(*) FILTER (WHERE last_seen >= now() - interval '15 minutes')::float "
+                    "/ NULLIF(count(*), 0) FROM sensors WHERE city = :scope")
+        spark = hourly("SELECT COALESCE(sum(n), 0) FROM reading_rollups_hour WHERE adcode = :scope "
+                       "AND date_trunc('hour', bucket) = hr")
+    return (None if value is None else float(value)), spark
+
+
+def test_batched_vitals_equal_one_indicator_at_a_time_in_plain_sql(eng):
     inds = indicators()
-    batched = data.vitals(eng, scope="440300", indicators=inds)
-    for ind, v in zip(inds, batched):
-        single = data.indicator_value(eng, ind, scope="440300")
-        assert v["value"] == pytest.approx(single, nan_ok=True), ind.id
-        spark = data.indicator_spark(eng, ind, scope="440300")
-        assert v["spark"] == pytest.approx(spark, nan_ok=True), ind.id
+    assert {i.kind for i in inds} == {"metric_mean", "metric_max", "open_alerts", "video_events",
+                                      "sensor_online_rate"}  # every kind is compared
+    batched = queries.vitals(eng, scope="440300", indicators=inds)
+    with eng.connect() as conn:
+        for ind, v in zip(inds, batched):
+            value, spark = _reference_vital(conn, ind, "440300")
+            assert v["value"] == pytest.approx(value, nan_ok=True), ind.id
+            assert v["spark"] == pytest.approx(spark, nan_ok=True), ind.id
+    assert any(v["value"] for v in batched) and any(any(v["spark"]) for v in batched)

@@ -8,10 +8,10 @@ import pytest
 
 import apps.catalogue
 import apps.components
-import apps.data
 import apps.i18n
 import apps.live
 import apps.maps
+import apps.queries.summary
 from apps.catalogue import indicators, parse_indicators, worst_level
 from apps.components import parse_search, query_string, view_href
 from apps.errors import AppsError
@@ -19,7 +19,8 @@ from apps.live import changed_values, map_levels, newest_change
 from apps.maps import aggregate_points, level_z, region_map
 
 
-@pytest.mark.parametrize("module", [apps.catalogue, apps.components, apps.data, apps.i18n, apps.live, apps.maps])
+@pytest.mark.parametrize("module", [apps.catalogue, apps.components, apps.queries.summary, apps.i18n,
+                                    apps.live, apps.maps])
 def test_doctests(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
@@ -131,7 +132,7 @@ def test_plotly_orientation_makes_exteriors_clockwise():
     import shapely
     from shapely.geometry import shape
 
-    from apps.data import plotly_orientation
+    from apps.queries import plotly_orientation
 
     fc = plotly_orientation({"type": "FeatureCollection", "features": [_square("1", 0, 0, ccw=True)]})
     ring = shape(fc["features"][0]["geometry"]).exterior

@@ -1,0 +1,194 @@
+"""The alerts the views show: per-region state, lists, the ticker, counts per hour and theme."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import sqlalchemy as sa
+
+from analytics import ACTIVE_STATUSES, LEVELS
+from apps.catalogue import ALL_THEMES, WINDOWS, level_rank, worst_level
+from apps.queries.regions import child_of, region_tree, safe_name, scope_column
+from apps.queries.rollups import fill_hours, hour_index
+from apps.view_cache import memo
+
+# The SELECT list of alerts_list over ``alerts a LEFT JOIN alert_handling h``.
+_ALERT_COLUMNS = (
+    "a.id, a.level, a.status, a.adcode, a.first_seen, a.last_seen, a.theme, a.title, a.source, a.count, "
+    "a.city, a.province, a.subject, ST_X(ST_PointOnSurface(a.geom)) AS lon, "
+    "ST_Y(ST_PointOnSurface(a.geom)) AS lat, h.visible_at AS escalated_to, h.escalated_at, h.owner_region, "
+    "h.overdue_at, h.assigned_region")
+
+
+def _scope_sql(tree, scope: str, alias: str = "") -> tuple[str, dict]:
+    """WHERE clause that keeps the alerts inside ``scope`` (enforced in the query)."""
+    return f"{alias}{scope_column(tree, scope, county_column='adcode')} = :scope", {"scope": scope}
+
+
+def _theme_sql(theme: str, params: dict, alias: str = "") -> str:
+    if theme == ALL_THEMES:
+        return ""
+    params["theme"] = theme
+    return f" AND {alias}theme = :theme"
+
+
+@memo
+def region_state(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.DataFrame:
+    """Open alerts of each child of ``scope`` by level: one row per child (all children, also
+    the quiet ones), columns adcode, name, blue, yellow, orange, red, open, worst, rank.
+
+    Sorted most serious first (the ranking); the map colours by ``worst``.
+    """
+    tree = region_tree(engine)
+    children = list(tree.children(scope))
+    counts = {c: dict.fromkeys(LEVELS, 0) for c in children}
+    where, params = _scope_sql(tree, scope)
+    params["statuses"] = list(ACTIVE_STATUSES)
+    sql = (f"SELECT adcode, level, count(*) AS n FROM alerts WHERE {where} AND status = ANY(:statuses)"
+           + _theme_sql(theme, params) + " GROUP BY adcode, level")
+    with engine.connect() as conn:
+        for adcode, level, n in conn.execute(sa.text(sql), params):
+            child = child_of(tree, str(adcode).strip(), scope)
+            if child in counts and level in LEVELS:
+                counts[child][level] += int(n)
+    rows = []
+    for c in children:
+        lv = counts[c]
+        worst = worst_level([k for k, v in lv.items() if v])
+        rows.append({"adcode": c, "name": tree.name(c), "name_en": tree.name(c, lang="en"), **lv,
+                     "open": sum(lv.values()), "worst": worst, "rank": level_rank(worst)})
+    df = pd.DataFrame(rows, columns=["adcode", "name", "name_en", *LEVELS, "open", "worst", "rank"])
+    if df.empty:
+        return df
+    return df.sort_values(["rank", "red", "orange", "yellow", "blue", "adcode"],
+                          ascending=[False, False, False, False, False, True]).reset_index(drop=True)
+
+
+def alerts_list(engine, *, scope: str, theme: str = ALL_THEMES, statuses=ACTIVE_STATUSES,
+                window: str | None = None, limit: int = 200, newest_first_seen: bool = False,
+                escalated_to: str | None = None) -> pd.DataFrame:
+    """Alerts inside ``scope`` (newest change first, or newest first sighting), optionally by
+    theme, status and window; ``escalated_to`` keeps those escalated to that region."""
+    tree = region_tree(engine)
+    where, params = _scope_sql(tree, scope, "a.")
+    sql = (f"SELECT {_ALERT_COLUMNS} FROM alerts a LEFT JOIN alert_handling h ON h.alert_id = a.id "
+           f"WHERE {where}" + _theme_sql(theme, params, "a."))
+    if statuses:
+        sql += " AND a.status = ANY(:statuses)"
+        params["statuses"] = list(statuses)
+    if escalated_to is not None:
+        sql += " AND h.visible_at = :esc AND h.escalated_at IS NOT NULL"
+        params["esc"] = escalated_to
+    if window:
+        sql += " AND a.last_seen >= now() - :win"
+        params["win"] = WINDOWS[window]
+    order = "a.first_seen" if newest_first_seen else "a.last_seen"
+    sql += f" ORDER BY {order} DESC, 1 DESC LIMIT :limit"
+    params["limit"] = int(limit)
+    with engine.connect() as conn:
+        df = pd.DataFrame([dict(r._mapping) for r in conn.execute(sa.text(sql), params)])
+    if df.empty:
+        return pd.DataFrame(columns=["id", "level", "status", "adcode", "first_seen", "last_seen"])
+    df["adcode"] = df["adcode"].astype(str).str.strip()
+    df["region_name"] = [safe_name(tree, a) for a in df["adcode"]]
+    df["region_name_en"] = [safe_name(tree, a, "en") for a in df["adcode"]]
+    df["level_rank"] = df["level"].map(level_rank).fillna(0).astype(int)
+    return df
+
+
+def escalations_waiting(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.DataFrame:
+    """Alerts escalated to ``scope`` (visible at its level) and not yet acknowledged there."""
+    return alerts_list(engine, scope=scope, theme=theme, statuses=("open",), escalated_to=scope)
+
+
+@memo
+def ticker(engine, *, scope: str, theme: str = ALL_THEMES, since: datetime | None = None,
+           limit: int = 20) -> pd.DataFrame:
+    """Alerts in ``scope`` first seen or escalated after ``since`` (the live ticker), newest first.
+
+    The ``kind`` column says "new" (first seen after ``since``) or "escalated".
+    """
+    df = alerts_list(engine, scope=scope, theme=theme, statuses=ACTIVE_STATUSES, limit=limit,
+                     newest_first_seen=True)
+    if df.empty:
+        df["kind"] = []
+        return df
+    if since is not None:
+        since = pd.Timestamp(since)
+        changed = df["first_seen"] > since
+        changed |= df["escalated_at"].notna() & (df["escalated_at"] > since)
+        df = df[changed]
+    kind = ["escalated" if pd.notna(e) and (since is None or e > since) and f < e else "new"
+            for f, e in zip(df["first_seen"], df["escalated_at"])]
+    df = df.assign(kind=kind)
+    return df.reset_index(drop=True)
+
+
+def open_alert_counts(engine, *, scope: str, theme: str = ALL_THEMES) -> dict[str, int]:
+    """Open alerts inside ``scope`` by level (every level present, zero when none)."""
+    out = dict.fromkeys(LEVELS, 0)
+    where, params = _scope_sql(region_tree(engine), scope)
+    params["statuses"] = list(ACTIVE_STATUSES)
+    sql = (f"SELECT level, count(*) FROM alerts WHERE {where} AND status = ANY(:statuses)"
+           + _theme_sql(theme, params) + " GROUP BY level")
+    with engine.connect() as conn:
+        for level, n in conn.execute(sa.text(sql), params):
+            if level in out:
+                out[level] = int(n)
+    return out
+
+
+def hourly_alerts(engine, *, scope: str, hours: int = 24, theme: str = ALL_THEMES) -> pd.Series:
+    """Alerts first seen per hour in ``scope``."""
+    index = hour_index(hours)
+    where, params = _scope_sql(region_tree(engine), scope)
+    params["since"] = index[0].to_pydatetime()
+    sql = (f"SELECT date_trunc('hour', first_seen), count(*) FROM alerts WHERE {where} "
+           "AND first_seen >= :since" + _theme_sql(theme, params) + " GROUP BY 1")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(sql), params).all()
+    return fill_hours(index, rows)
+
+
+def open_alerts_by_theme(engine, *, scope: str) -> dict[str, int]:
+    """Open alerts inside ``scope`` by theme."""
+    where, params = _scope_sql(region_tree(engine), scope)
+    params["statuses"] = list(ACTIVE_STATUSES)
+    with engine.connect() as conn:
+        return {th: int(n) for th, n in conn.execute(sa.text(
+            f"SELECT theme, count(*) FROM alerts WHERE {where} AND status = ANY(:statuses) GROUP BY 1"), params)}
+
+
+def hourly_alerts_by_theme(engine, *, scope: str, index: pd.DatetimeIndex) -> dict[str, dict]:
+    """Alerts first seen in ``scope`` per theme and hour of ``index`` (theme -> {hour: n})."""
+    where, params = _scope_sql(region_tree(engine), scope)
+    params["since"] = index[0].to_pydatetime()
+    out: dict[str, dict] = {}
+    with engine.connect() as conn:
+        for th, h, n in conn.execute(sa.text(
+                f"SELECT theme, date_trunc('hour', first_seen), count(*) FROM alerts WHERE {where} "
+                "AND first_seen >= :since GROUP BY 1, 2"), params):
+            out.setdefault(th, {})[pd.Timestamp(h)] = int(n)
+    return out
+
+
+def thresholds(metric: str, adcodes: tuple[str, ...] = ()) -> dict[str, float]:
+    """Warning thresholds of a metric for the series chart: level -> value of the first
+    instantaneous (``last``) condition of the analytics rule for that metric, most specific
+    region override first. Empty when no rule watches the metric's value directly."""
+    try:
+        from analytics import load_rules
+
+        rules = load_rules()
+    except Exception:  # the series is still worth showing without its thresholds
+        return {}
+    out: dict[str, float] = {}
+    for rule in rules:
+        if rule.metric != metric:
+            continue
+        for spec in rule.levels_for(adcodes):
+            for cond in spec.conditions:
+                if cond.agg == "last" and spec.level not in out:
+                    out[spec.level] = float(cond.threshold)
+    return out
