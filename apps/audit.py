@@ -41,6 +41,21 @@ def record(engine, *, actor: str, action: str, region: str | None = None, target
                   actor, action, region, target, outcome, exc_info=True)
 
 
+def record_web(action: str, *, region: str | None = None, target: str | None = None, outcome: str = "ok",
+               **detail) -> None:
+    """An entry for the signed-in caller of the current web request (actor, address and engine
+    from the request): the views' reads of single objects (an alert, an incident) and their
+    refusals, which no region guard sees because the object's id, not a region, is in the path."""
+    import flask
+
+    from apps.context import current_scope, engine
+
+    scope = current_scope()
+    record(engine(), actor=scope.username, user_id=scope.user_id, action=action, region=region, target=target,
+           outcome=outcome, channel="web", ip=flask.request.remote_addr if flask.has_request_context() else None,
+           detail=detail)
+
+
 def _mark_request_audited() -> None:
     """The web's catch-all (``apps.web``) records every refused request that nothing else did."""
     try:

@@ -43,6 +43,9 @@ MAX_BODY = 4 * 1024 * 1024
 DENIALS = (400, 401, 403, 404, 405, 413, 429)
 # The views take their region from the path only (``/county/<adcode>``).
 PATH_VARIABLES = ("adcode",)
+# Pages that take a region filter from the query string (``/alerts?region=440106``): guarded
+# like a region path, so a foreign region is a 403 page and an audited denial, not an empty list.
+REGION_QUERY_PATHS = re.compile(r"^/alerts/?$")
 
 
 def norm_path(value: str) -> str:
@@ -262,6 +265,7 @@ def guard_regions(engine, scope: Scope, path: str):
     import flask
 
     targets: list[str] = []
+    filters: set[str] = set()  # regions of a list page's filter: audited by the page, here only refused
     navigation = False
     m = REGION_PATH.match(norm_path(path))
     if m and flask.request.method == "GET":
@@ -269,15 +273,25 @@ def guard_regions(engine, scope: Scope, path: str):
             return _path_variable_in_query(engine, scope, path, flask.request.args.get("adcode"))
         targets.append(m.group(2))
         navigation = True
+    elif REGION_QUERY_PATHS.match(norm_path(path)) and flask.request.method == "GET":
+        if flask.request.args.get("region"):  # the page audits its own reads (view_alerts)
+            targets.append(flask.request.args["region"].strip())
+            filters.add(targets[-1])
     elif path.endswith("/_dash-update-component") and flask.request.method == "POST":
         body = flask.request.get_json(silent=True)
         if body is None:
             return flask.jsonify({"error": {"status": 400, "code": "invalid", "message": "JSON body expected"}}), 400
-        for item in _flatten(body.get("inputs", [])) + _flatten(body.get("state", [])):
+        items = _flatten(body.get("inputs", [])) + _flatten(body.get("state", []))
+        nav_paths = [norm_path(it["value"]) for it in items if isinstance(it, dict)
+                     and it.get("property") in ("pathname", "href") and isinstance(it.get("value"), str)]
+        for item in items:
             if isinstance(item, dict) and item.get("property") in ("search", "href") and isinstance(item.get("value"), str):
                 query = parse_qs(item["value"].partition("?")[2])
                 if any(k in query for k in PATH_VARIABLES):
                     return _path_variable_in_query(engine, scope, path, (query.get("adcode") or [None])[0])
+                if any(REGION_QUERY_PATHS.match(p) for p in nav_paths) and (query.get("region") or [""])[0].strip():
+                    targets.append(query["region"][0].strip())
+                    filters.add(targets[-1])
             if isinstance(item, dict) and item.get("property") in ("pathname", "href") and isinstance(item.get("value"), str):
                 nav_path = norm_path(item["value"])
                 if ADMIN_PATHS.match(nav_path) and not scope.is_admin:
@@ -289,7 +303,7 @@ def guard_regions(engine, scope: Scope, path: str):
     for code in dict.fromkeys(targets):
         tree = tree_for(engine)
         allowed = scope.within(tree, code)
-        if navigation or not allowed:
+        if (navigation and code not in filters) or not allowed:
             audit.record(engine, actor=scope.username, user_id=scope.user_id, action="view_region",
                          region=code if code in tree else None, target=path, ip=flask.request.remote_addr,
                          outcome="ok" if allowed else "denied")

@@ -16,7 +16,7 @@ import dash
 import pandas as pd
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from apps import handling
+from apps import audit, handling
 from apps.alert_detail import alert_detail
 from apps.catalogue import label, theme_label
 from apps.components import (
@@ -238,8 +238,12 @@ def layout(alert_id: str | None = None, lang=None, **_query):
     try:
         a = alert_detail(eng, scope, str(alert_id or ""))
     except TongguanError as exc:
-        return error_panel(t("alertpage.not_found", lang, id=alert_id or "") if getattr(exc, "status", 0) == 404
-                           else str(exc), lang)
+        status = getattr(exc, "status", 0)
+        # Absent or outside the region (row-level security cannot tell them apart): a denial.
+        audit.record_web("view_alert", target=str(alert_id or "")[:200], outcome="denied", status=status or 400,
+                         reason=str(exc)[:200])
+        return error_panel(t("alertpage.not_found", lang, id=alert_id or "") if status == 404 else str(exc), lang)
+    audit.record_web("view_alert", region=str(a.get("adcode") or "").strip() or None, target=str(alert_id))
     other = "en" if lang == "zh" else "zh"
     return html.Div([
         html.Div([dcc.Link(t("lang.switch", lang), href=f"/alert/{alert_id}" + query_string(lang=other),

@@ -24,12 +24,14 @@ from dash import (
 
 from analytics import ACTIVE_STATUSES, LEVELS, STATUSES
 from apps import alerts_view as view
+from apps import audit
 from apps.catalogue import LEVEL_COLOURS, norm_theme
 from apps.components import error_panel, panel, theme_selector
 from apps.context import current_scope, engine
 from apps.errors import AppsError
 from apps.i18n import norm_lang, t
 from apps.navigation import nav_links
+from apps.pages.common import require_in_scope
 
 PAGE = "alerts"
 
@@ -88,12 +90,16 @@ def layout(region=None, theme=None, level=None, status=None, lang=None, **_query
     theme = norm_theme(theme)
     levels = _csv(level, LEVELS)
     statuses = _csv(status, STATUSES) if status is not None else list(ACTIVE_STATUSES)
+    if (region or "").strip():
+        require_in_scope(region)  # a crafted navigation the page guard did not see: 403, audited
     try:
         region = view.check_region(eng, scope.home, region)
         df = view.filter_alerts(eng, home=scope.home, region=region, theme=theme, levels=levels, statuses=statuses)
     except AppsError as exc:
         return error_panel(str(exc), lang)
     rows = view.table_rows(df, lang, eng)
+    audit.record_web("view_alerts", region=region, target="/alerts", rows=len(rows), theme=theme,
+                     levels=levels, statuses=statuses)
     level_opts = [{"label": html.Span(t(f"alert.level.{lv}", lang), className=f"lv-chip lv-{lv}",
                                       style={"background": LEVEL_COLOURS[lv]}), "value": lv}
                   for lv in reversed(LEVELS)]
@@ -169,12 +175,17 @@ def _update(region, theme, levels, statuses, _clicks, _virtual, selected, rows, 
             html.Ul([html.Li([html.B(o.alert_id), " — ", o.message], className="refused")
                      for o in outcomes if not o.ok], id=f"{PAGE}-refused"),
         ])
+    if (region or "").strip():
+        require_in_scope(region)  # the picker only offers the caller's subtree: anything else is crafted
     try:
         df = view.filter_alerts(eng, home=scope.home, region=region, theme=theme or "all", levels=levels,
                                 statuses=statuses)
     except AppsError as exc:
         return [], [], html.Span(str(exc), className="error")
-    return view.table_rows(df, lang, eng), [], result
+    rows = view.table_rows(df, lang, eng)
+    audit.record_web("view_alerts", region=(region or "").strip() or scope.home, target="/alerts", rows=len(rows),
+                     theme=theme, levels=levels, statuses=statuses)
+    return rows, [], result
 
 
 @callback(Output(f"{PAGE}-table", "selected_rows", allow_duplicate=True),

@@ -7,6 +7,7 @@ import dash
 from dash import dcc, html
 
 from analytics.alerting.incidents import incident
+from apps import audit
 from apps.components import (
     error_panel,
     fmt_when,
@@ -22,9 +23,11 @@ from apps.pages.alert import county_href
 PAGE = "incident"
 
 
-def body(eng, incident_id: int, lang: str):
-    inc = incident(eng, incident_id)
-    if inc is None:  # absent, or outside the caller's region (row-level security hides it)
+def body(eng, incident_id: int, lang: str, inc: dict | None = None):
+    """The page of one incident (None when absent, or outside the caller's region: row-level
+    security hides it); ``inc`` when the caller has read it already."""
+    inc = inc or incident(eng, incident_id)
+    if inc is None:
         return None
     rows = [html.Tr([html.Td(level_badge(a["level"], lang)),
                      html.Td(dcc.Link(html.Span(a["title"]), href=f"/alert/{a['id']}" + query_string(lang=lang))),
@@ -53,9 +56,14 @@ def layout(incident_id: str | None = None, lang=None, **_query):
     lang = norm_lang(lang)
     if not current_scope().home:
         return error_panel(t("error.signin", lang), lang)
-    content = body(engine(), int(incident_id), lang) if str(incident_id or "").isdigit() else None
-    if content is None:
+    # Ids beyond a bigint are no incident (and would make the database raise).
+    known = str(incident_id or "").isdigit() and int(incident_id) < 2 ** 63
+    inc = incident(engine(), int(incident_id)) if known else None
+    if inc is None:  # absent, or outside the caller's region (row-level security hides it): a denial
+        audit.record_web("view_incident", target=str(incident_id or "")[:200], outcome="denied", status=404)
         return error_panel(t("incident.not_found", lang, id=incident_id or ""), lang)
+    audit.record_web("view_incident", region=str(inc.get("adcode") or "").strip() or None, target=str(inc["id"]))
+    content = body(engine(), inc["id"], lang, inc)
     return html.Div(content, className=f"page {PAGE}-page", id=f"{PAGE}-page")
 
 
