@@ -14,6 +14,7 @@ import sys
 from functools import cached_property
 
 from tongguan import TongguanError
+from tongguan.settings import MaskingFormatter, mask_url
 
 COMMAND_MODULES = (
     "tongguan.commands",
@@ -111,14 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ctx = Context(keep_services=getattr(args, "keep_services", False))
     level = logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))  # no URL passwords
+    logging.basicConfig(level=level, handlers=[handler])
     for noisy in ("kafka", "alembic", "werkzeug"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     try:
         return int(args.func(args, ctx) or 0)
     except TongguanError as exc:
-        print(f"tongguan: error: {exc}", file=sys.stderr)
+        print(f"tongguan: error: {mask_url(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

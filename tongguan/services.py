@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tongguan import TongguanError
-from tongguan.settings import TOPICS, Settings
+from tongguan.settings import TOPICS, Settings, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,29 @@ class Postgres:
         with os.fdopen(fd, "w") as f:
             json.dump(values, f, indent=1)
         return values
+
+    def passfile(self) -> Path:
+        """A libpq password file (``home/secrets/pgpass``, mode 0600) with the service roles'
+        passwords, so a URL can name it (``?passfile=``) instead of carrying a password: what
+        ``tongguan env`` prints. The superuser is not in it."""
+        path = self.secrets_file.parent / "pgpass"
+        pw = self.passwords()
+
+        def esc(v: str) -> str:
+            return v.replace("\\", "\\\\").replace(":", "\\:")
+
+        text = "".join(f"127.0.0.1:*:*:{esc(role)}:{esc(pw[role])}\n" for role in SERVICE_ROLES.values())
+        if not path.is_file() or path.read_text() != text:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        os.chmod(path, 0o600)
+        return path
+
+    def url_without_password(self, purpose: str = "owner") -> str:
+        """Like :meth:`url_for`, the password replaced by the password file that holds it."""
+        return (f"postgresql+psycopg://{SERVICE_ROLES[purpose]}@127.0.0.1:{self.port}/{DB_NAME}"
+                f"?passfile={self.passfile()}")
 
     @property
     def address(self) -> str:
@@ -522,8 +545,16 @@ class LocalServices:
         return out
 
     def env_lines(self) -> list[str]:
-        return [f"export TONGGUAN_DATABASE_URL={self.database_url}",
-                f"export TONGGUAN_KAFKA_BOOTSTRAP={self.kafka_bootstrap}"]
+        """Export lines for a shell. Never a password: the managed database's URL names the
+        password file (mode 0600) libpq reads it from; an external URL is the caller's own
+        setting and is not repeated."""
+        if self.postgres is not None:
+            db = [f"# the passwords are kept in {self.postgres.secrets_file.parent} (mode 0600), not printed",
+                  f"export TONGGUAN_DATABASE_URL='{self.postgres.url_without_password()}'"]
+        else:
+            db = [f"# TONGGUAN_DATABASE_URL is already set (external: {mask_url(self.database_url)}); "
+                  "not printed with its password"]
+        return [*db, f"export TONGGUAN_KAFKA_BOOTSTRAP={self.kafka_bootstrap}"]
 
 
 def _external_status(name: str, url: str) -> ServiceStatus:

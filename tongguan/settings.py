@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,6 +15,26 @@ from tongguan import TongguanError
 TOPICS = ("city.iot.readings", "city.video.events", "city.alerts", "city.deadletter")
 DEVELOPMENT_SECRET = "dev-only-secret-change-me"
 DEMO_WEBHOOK_RECEIVER = "127.0.0.1:8099"  # `tongguan subscriptions demo` (tongguan demo) listens here
+
+
+# ``scheme://user:password@`` in a URL (databases, brokers, webhooks with basic auth).
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@")
+
+
+def mask_url(text: str | None) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    >>> mask_url("postgresql+psycopg://tongguan_owner:s3cr%2Ft@127.0.0.1:5432/tongguan failed")
+    'postgresql+psycopg://tongguan_owner:***@127.0.0.1:5432/tongguan failed'
+    """
+    return _URL_PASSWORD.sub(r"\1***@", str(text or ""))
+
+
+class MaskingFormatter(logging.Formatter):
+    """A log formatter that never writes a URL's password (messages, arguments and tracebacks)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_url(super().format(record))
 
 
 def _default_home() -> Path:

@@ -59,7 +59,16 @@ def test_up_status_down_up_keeps_the_database(own_home):
 
     exports = _cli(env, "env").stdout
     assert f"export TONGGUAN_KAFKA_BOOTSTRAP=127.0.0.1:{env['TONGGUAN_KAFKA_PORT']}" in exports
-    url = exports.split("TONGGUAN_DATABASE_URL=")[1].split()[0]
+    # No password is printed: the URL names the password file (mode 0600) that libpq reads.
+    passwords = json.loads((home / "secrets" / "postgres.json").read_text())
+    assert not any(pw in exports for pw in passwords.values())
+    assert f"kept in {home / 'secrets'}" in exports
+    url = exports.split("TONGGUAN_DATABASE_URL=")[1].split()[0].strip("'")
+    assert sa.make_url(url).password is None
+    passfile = Path(sa.make_url(url).query["passfile"])
+    assert passfile.parent == home / "secrets" and passfile.stat().st_mode & 0o777 == 0o600
+    shell = subprocess.run(["sh", "-c", exports + '\necho "$TONGGUAN_DATABASE_URL"'], capture_output=True, text=True)
+    assert shell.stdout.strip() == url  # the lines are valid shell
     eng = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with eng.begin() as conn:
         conn.execute(sa.text("CREATE TABLE keepme (id int PRIMARY KEY, g geometry(Point, 4326))"))

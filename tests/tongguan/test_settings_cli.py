@@ -80,3 +80,42 @@ def test_bad_simulate_values_say_what_is_wrong(argv, says, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and says in err and "invalid" not in err
+
+
+def test_log_lines_and_errors_never_carry_a_url_password(capsys):
+    import logging
+
+    from tongguan.settings import MaskingFormatter, mask_url
+
+    fmt = MaskingFormatter("%(message)s")
+    rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "cannot reach %s", ("postgresql://owner:hunter2@db:5432/t",),
+                            None)
+    assert fmt.format(rec) == "cannot reach postgresql://owner:***@db:5432/t"
+    try:
+        raise RuntimeError("via http://u:hunter2@hook.example/x")
+    except RuntimeError:
+        import sys as _sys
+
+        rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), _sys.exc_info())
+    assert "hunter2" not in fmt.format(rec) and "http://u:***@hook.example/x" in fmt.format(rec)
+    assert mask_url("kafka1:9092,kafka2:9092") == "kafka1:9092,kafka2:9092"  # nothing to hide, nothing changed
+
+
+def test_env_of_external_services_does_not_repeat_the_password(monkeypatch, capsys):
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    try:
+        monkeypatch.setenv("TONGGUAN_DATABASE_URL", f"postgresql://owner:hunter2@127.0.0.1:{port}/t")
+        monkeypatch.setenv("TONGGUAN_KAFKA_BOOTSTRAP", f"127.0.0.1:{port}")
+        get_settings.cache_clear()
+        assert main(["env"]) == 0
+    finally:
+        srv.close()
+        get_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "owner:***@" in out
+    assert f"export TONGGUAN_KAFKA_BOOTSTRAP=127.0.0.1:{port}" in out
