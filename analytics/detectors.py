@@ -335,6 +335,21 @@ class Regime:
     quiet: int = 0  # readings in a row below the exit score
     entered: int = 0  # regimes entered so far
     relearned: int = 0  # regimes so long they were taken as the new normal
+    returned: int = 0  # regimes ended as a return to the series' long-run level (see :func:`returned`)
+
+
+def returned(fs: FeatureState, quarantine) -> bool:
+    """Is a regime a return to the series' long-run level rather than a departure from it?
+
+    A slow onset can be learned before it is confirmed; the return to normal then looks like a
+    shift against the learned baseline, and a frozen regime would flag normal readings until the
+    long re-learn horizon. The slow (6 h half-life) average barely moves in the meantime: when
+    the regime's recent readings are much nearer to it than to the baseline that flags them,
+    the regime is the series coming back, and the baselines are re-learned at once."""
+    if fs.ewm is None:
+        return False
+    q = median(v for _, v in quarantine)
+    return abs(q - fs.ewm) < 0.5 * abs(q - fs.level_cache[0])
 
 
 def decide(reg: Regime, dec: Decision, score: float, t: float) -> tuple[float, bool]:
@@ -626,11 +641,15 @@ class SeriesDetector(BaseEstimator):
                         state.season.learn(t, v)
         else:
             state.quarantine.append((t, v))
-            if reg.n >= dec.relearn_n and t - reg.since >= dec.relearn_s and parts.get("stuck", 0.0) < dec.low_cut:
+            if parts.get("stuck", 0.0) >= dec.low_cut:
+                pass  # a stuck value is never the new normal
+            elif reg.n >= dec.relearn_n and t - reg.since >= dec.relearn_s:
                 self._relearn(state)
+            elif len(state.quarantine) == QUARANTINE and returned(state.features, state.quarantine):
+                self._relearn(state, returned=True)
         return float(reported), parts
 
-    def _relearn(self, state: SeriesState) -> None:
+    def _relearn(self, state: SeriesState, returned: bool = False) -> None:
         """A regime far longer than any incident: the new normal (a re-installed sensor, a
         changed set-point). The baselines restart from the regime's recent readings; counted in
         ``state.regime.relearned``. Stuck values never are."""
@@ -654,7 +673,10 @@ class SeriesDetector(BaseEstimator):
         state.quarantine.clear()
         reg = state.regime
         reg.active, reg.hits, reg.calm = False, 0, 0.0
-        reg.relearned += 1
+        if returned:
+            reg.returned += 1
+        else:
+            reg.relearned += 1
 
     def score_frame(self, X) -> pd.DataFrame:
         """Scores of a whole ``timestamp,value`` series, streaming (row k uses rows <= k)."""

@@ -93,7 +93,7 @@ def score_rows(rows: Iterable[tuple[str, ...]], detector: SeriesDetector | SiteD
     if summary is not None:
         summary.update(state.time_counts())
         reg = state.regime
-        summary.update(regimes=reg.entered, relearned=reg.relearned)
+        summary.update(regimes=reg.entered, relearned=reg.relearned, returned=reg.returned)
 
 
 def _read_rows(fh: TextIO, source: str, columns: list[str] | None = None) -> tuple[list[str], Iterator[tuple]]:

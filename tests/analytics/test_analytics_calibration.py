@@ -128,6 +128,30 @@ def test_a_long_abnormal_regime_stays_flagged_and_is_relearned_only_past_the_hor
     assert st_.regime.relearned == 1 and (s[600 + dec.relearn_n + 5:] < dec.low_cut).all()  # then the new normal, reported
 
 
+def test_a_return_to_the_long_run_level_after_a_learned_slow_onset_ends_the_regime_at_once():
+    """A slow onset that was learned (unflagged) as it came, then a step back to the old level:
+    against the learned baseline the return looks like a shift and a regime starts, but its
+    readings sit at the long-run level, so it ends within the quarantine's length (counted in
+    ``returned``), not after the re-learn horizon. A step away from the long-run level is not
+    taken for a return."""
+    from analytics.detectors import QUARANTINE
+
+    dec = decision_config()
+    rng = np.random.default_rng(21)
+    n0, ramp, hold, after = 1500, 300, 300, 400
+    level = np.concatenate([np.zeros(n0), np.linspace(0, -3, ramp), np.full(hold, -3.0), np.zeros(after)])
+    v = 10 + level + rng.normal(0, 0.1, len(level))
+    t = T0 + np.arange(len(v)) * 1.0
+    rep, _, st_ = run(SeriesDetector().prior(), t, v)
+    back = n0 + ramp + hold
+    assert st_.regime.entered >= 1 and st_.regime.returned >= 1 and st_.regime.relearned == 0
+    assert (rep[back + QUARANTINE + 10:] < dec.low_cut).all()
+    # the same step, but away from where the series has always been, stays flagged
+    v2 = 10 + np.concatenate([np.zeros(n0), np.full(400, 3.0)]) + rng.normal(0, 0.1, n0 + 400)
+    rep2, _, st2 = run(SeriesDetector().prior(), T0 + np.arange(len(v2)) * 1.0, v2)
+    assert st2.regime.returned == 0 and (rep2[n0 + 3:] >= dec.low_cut).all()
+
+
 def test_hysteresis_enters_on_k_of_m_or_one_strong_reading_and_leaves_when_calm():
     from analytics.detectors import Regime, decide
 
