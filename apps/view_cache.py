@@ -8,9 +8,12 @@ plus the query: on a busy two-core machine those waits, not Python, set how many
 server carries. Reusing a result from the last ``ttl_s`` seconds leaves the screens at most
 that much staler; the live tick runs every 2 s anyway.
 
-The key is the function, the database, the caller's scope as row-level security sees it
-(home region, roles, user name — ``apps.scope.current()``) and the arguments, so a result is
-only reused for a caller who would have read the same rows. Outside a request (workers, the
+The key is the function, the database, the caller's scope as row-level security sees it and
+the arguments, so a result is only reused for a caller who would have read the same rows. What
+row-level security sees is the signed claim: home region and operator flag for every regional
+table, and the user name for one table only, ``inbox_messages`` (a user's own inbox). So
+operators of one region share results (a duty room's dozen screens on Guangzhou ask once), and a
+query that reads per-user rows says so with ``@memo(per_user=True)`` to be keyed by user too. Outside a request (workers, the
 command line, tests calling the functions) and until ``enable`` is called — ``tongguan serve``
 does — nothing is cached. Identical calls that arrive together run once: the others wait.
 
@@ -58,8 +61,11 @@ def _private(value):
     return value
 
 
-def memo(fn):
-    """Cache ``fn(engine, **kwargs)`` per caller scope for the enabled time (see the module)."""
+def memo(fn=None, *, per_user: bool = False):
+    """Cache ``fn(engine, **kwargs)`` per caller scope for the enabled time (see the module);
+    ``per_user``: the query reads rows of the calling user (the inbox), key by user name too."""
+    if fn is None:
+        return functools.partial(memo, per_user=per_user)
 
     @functools.wraps(fn)
     def wrapper(engine, *args, **kwargs):
@@ -70,8 +76,8 @@ def memo(fn):
         scope = scope_mod.current()
         if scope is None or not scope.home:  # not in a scoped request
             return fn(engine, *args, **kwargs)
-        key = (fn.__qualname__, str(engine.url), scope.home, tuple(sorted(scope.roles)), scope.username,
-               repr(args), repr(sorted(kwargs.items())))
+        key = (fn.__qualname__, str(engine.url), scope.home, scope.is_operator,
+               scope.username if per_user else None, repr(args), repr(sorted(kwargs.items())))
         while True:
             with _lock:
                 entry = _entries.get(key)

@@ -69,6 +69,34 @@ def test_reused_per_scope_and_arguments_until_it_expires(cache_on):
     assert len(calls) == 4  # expired
 
 
+def test_shared_by_callers_row_level_security_cannot_tell_apart(cache_on):
+    """Two operators of one region read the same rows (the claim holds home and operator flag);
+    a viewer of that region, or a per-user query of another user, does not share their result."""
+    query, calls = _counting()
+    a = Scope(home="440100", roles=frozenset({"operator"}), username="gz-a")
+    b = Scope(home="440100", roles=frozenset({"operator", "viewer"}), username="gz-b")
+    viewer = Scope(home="440100", roles=frozenset({"viewer"}), username="gz-v")
+    for who in (a, b):
+        with scoped(who):
+            query(FakeEngine(), scope="440100")
+    assert len(calls) == 1
+    with scoped(viewer):
+        query(FakeEngine(), scope="440100")
+    assert len(calls) == 2
+
+    mine = []
+
+    @view_cache.memo(per_user=True)
+    def inbox(engine, *, limit: int = 5):
+        mine.append(limit)
+        return list(mine)
+
+    for who in (a, a, b):
+        with scoped(who):
+            inbox(FakeEngine())
+    assert len(mine) == 2
+
+
 def test_identical_concurrent_calls_run_once(cache_on):
     calls = []
     started = threading.Event()
