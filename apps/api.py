@@ -30,6 +30,7 @@ from apps.context import current_user, same_origin
 from apps.errors import AccessError, not_found
 from apps.policy import ACTIONS, require_region, tree_for
 from apps.scope import Scope
+from geo import REGION_LEVELS
 
 PREFIX = "/api/v1"
 ADCODE_RE = re.compile(r"^\d{6}$")
@@ -187,8 +188,9 @@ def install(server, engine, limiter) -> None:
     def list_regions():
         page, per_page, offset = _page_args()
         level = flask.request.args.get("level")
-        if level and level not in ("province", "city", "county"):
-            raise AccessError("level must be province, city or county", 422, "invalid")
+        if level and level not in REGION_LEVELS:
+            raise AccessError(f"level must be {', '.join(REGION_LEVELS[:-1])} or {REGION_LEVELS[-1]}", 422,
+                              "invalid")
         parent = flask.request.args.get("parent")
         items = api_queries.regions(engine, me(), level=level, parent=_adcode(parent) if parent else None)
         return flask.jsonify(_paged(items[offset:offset + per_page], len(items), page, per_page))
@@ -556,7 +558,7 @@ def openapi_document() -> dict:
                                      "responses": {**_ok("Me"), **_err_ref(401, 429)}}},
             f"{PREFIX}/regions": {"get": {
                 "summary": "Regions of the caller's subtree",
-                "parameters": [_param("level", schema={"type": "string", "enum": ["province", "city", "county"]}),
+                "parameters": [_param("level", schema={"type": "string", "enum": list(REGION_LEVELS)}),
                                _param("parent", schema={"type": "string", "pattern": r"^\d{6}$"}), *PAGE_PARAMS],
                 "responses": {**_ok("RegionPage"), **std_errors}}},
             f"{PREFIX}/regions/{{adcode}}": {"get": {

@@ -8,16 +8,18 @@ Public surface (the contract with ingest, analytics and apps)::
     RegionIndex.from_db(engine)     # build once, then index.assign(lon, lat) -> Assignment
     display_geojson(engine, parent_adcode) -> dict
     region_path(county, city, province) -> [county, city, province] without repeats
+    region_path_sql(county_col, city_col, province_col) -> the same path as SQL rows (LATERAL)
+    REGION_LEVELS                   # ("province", "city", "county")
 """
 
 from geo.errors import GeoError
 from geo.grid import generate_grid, parse_size
 from geo.index import Assignment, RegionIndex
 from geo.regions import load_regions
-from geo.tree import RegionInfo, RegionTree, region_path
+from geo.tree import REGION_LEVELS, RegionInfo, RegionTree, region_path, region_path_sql
 
-__all__ = ["Assignment", "GeoError", "RegionIndex", "RegionInfo", "RegionTree", "display_geojson",
-           "generate_grid", "load_regions", "parse_size", "region_path"]
+__all__ = ["Assignment", "GeoError", "REGION_LEVELS", "RegionIndex", "RegionInfo", "RegionTree", "display_geojson",
+           "generate_grid", "load_regions", "parse_size", "region_path", "region_path_sql"]
 
 
 def __getattr__(name):

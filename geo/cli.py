@@ -81,7 +81,7 @@ def cmd_grid(args, ctx) -> int:
 
 def locate(engine, lon: float, lat: float) -> dict:
     """The JSON answer of ``tongguan geo locate`` (also handy for the demo)."""
-    from geo import RegionIndex, RegionTree
+    from geo import REGION_LEVELS, RegionIndex, RegionTree
 
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         hint = " (swapped? the order is LON LAT)" if -90 <= lon <= 90 and -180 <= lat <= 180 else ""
@@ -92,7 +92,7 @@ def locate(engine, lon: float, lat: float) -> dict:
         return {"lon": lon, "lat": lat, "outside": True}
     tree = RegionTree.from_db(engine)
     out: dict = {"lon": lon, "lat": lat, "outside": False}
-    for level in ("province", "city", "county"):
+    for level in REGION_LEVELS:
         code = str(getattr(a, level)[0])
         out[level] = {"adcode": code, "name": tree.name(code), "name_en": tree.name(code, "en")}
     out["grid_id"] = str(a.grid_id[0]) or None

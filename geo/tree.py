@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from geo.errors import GeoError
 
 _GRID_RE = re.compile(r"^([0-9]{6})-[0-9]+-[0-9]+-[0-9]+$")
-_LEVEL_ORDER = {"province": 0, "city": 1, "county": 2}
+REGION_LEVELS = ("province", "city", "county")  # top down; a record's path is stored bottom up
+_LEVEL_ORDER = {level: i for i, level in enumerate(REGION_LEVELS)}
 
 
 def region_path(county: str | None, city: str | None = None, province: str | None = None) -> list[str]:
@@ -38,6 +39,20 @@ def region_path(county: str | None, city: str | None = None, province: str | Non
         if code and code not in out:
             out.append(code)
     return out
+
+
+def region_path_sql(county: str, city: str, province: str, *, alias: str = "region_path") -> str:
+    """:func:`region_path` in SQL, for ``CROSS JOIN LATERAL``: one row per level of a record's
+    path, ``(adcode, region_level, parent)`` from the county up, over the given column
+    expressions. A level that repeats the one below (a city without counties is its own
+    county-level unit) has a NULL adcode: keep ``WHERE <alias>.adcode IS NOT NULL``.
+
+    >>> region_path_sql("c.county", "c.city", "c.province", alias="x")  # doctest: +NORMALIZE_WHITESPACE
+    "(VALUES (c.county, 'county', c.city), (NULLIF(c.city, c.county), 'city', c.province),
+      (NULLIF(c.province, c.city), 'province', NULL)) AS x(adcode, region_level, parent)"
+    """
+    return (f"(VALUES ({county}, 'county', {city}), (NULLIF({city}, {county}), 'city', {province}), "
+            f"(NULLIF({province}, {city}), 'province', NULL)) AS {alias}(adcode, region_level, parent)")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 import psycopg
 
+from geo.tree import region_path_sql
 from ingest.catalogue import Catalogue, load_catalogue
 from tongguan.consumer import HEARTBEAT_SQL
 
@@ -69,9 +70,9 @@ def _rollup_upsert(kind: str, unit: str, source: str) -> str:
     RETURNING 1"""
 
 
-# The region levels of a county row: itself, its city (unless the city has no counties and the
-# "county" is the city itself, as in Dongguan and Zhongshan), its province.
-LEVELS = "(VALUES (c.county), (NULLIF(c.city, c.county)), (c.province)) AS x(adcode)"
+# The region levels of a county row (geo's region path): itself, its city (unless the city has
+# no counties and the "county" is the city itself, as in Dongguan and Zhongshan), its province.
+LEVELS = region_path_sql("c.county", "c.city", "c.province", alias="x")
 
 READING_HOUR_SOURCE = """SELECT adcode, metric, date_trunc('hour', bucket), sum(n), min(vmin), max(vmax), sum(vsum),
            (array_agg(last_value ORDER BY last_ts DESC))[1], max(last_ts)

@@ -33,6 +33,7 @@ from analytics.alerting.lifecycle import (
 )
 from analytics.levels import LEVELS, rank
 from analytics.statuses import ACTIVE_STATUSES
+from geo import region_path_sql
 
 log = logging.getLogger(__name__)
 ESCALATION_ACTOR = "system:escalation"
@@ -95,12 +96,11 @@ def refresh_sensors(engine, *, now: datetime | None = None, config: AlertingConf
             return 0
         newest = conn.execute(sa.text("SELECT max(last_seen) FROM sensors")).scalar()
         cut = min(now, newest or now) - timedelta(seconds=cfg.offline_after)
-        res = conn.execute(sa.text("""
+        res = conn.execute(sa.text(f"""
             WITH s AS (SELECT trim(county) AS county, trim(city) AS city, trim(province) AS province,
                               last_seen < :cut AS off FROM sensors),
-            e AS (SELECT county AS a, 'county' AS lvl, city AS p, off FROM s
-                  UNION ALL SELECT city, 'city', province, off FROM s WHERE city <> county
-                  UNION ALL SELECT province, 'province', NULL, off FROM s WHERE province <> city)
+            e AS (SELECT x.adcode AS a, x.region_level AS lvl, x.parent AS p, s.off
+                  FROM s CROSS JOIN LATERAL {region_path_sql('s.county', 's.city', 's.province', alias='x')} WHERE x.adcode IS NOT NULL)
             INSERT INTO region_alert_status AS r (adcode, region_level, parent, sensors_total, sensors_offline,
                                                   sensors_at, updated_at)
             SELECT a, min(lvl), min(p), count(*), count(*) FILTER (WHERE off), :now, :now FROM e

@@ -106,3 +106,24 @@ def test_bad_province_is_a_clear_error(bad):
     # refused before any database work (hence no engine needed)
     with pytest.raises(GeoError, match="province"):
         load_regions(None, (bad,), progress=False)
+
+
+def test_the_region_path_in_sql_is_the_python_one(engine):
+    """geo.region_path_sql (what the store worker's and the alerting rollups' SQL use) yields the
+    levels geo.region_path does, for a county of a city, a city without counties (Dongguan:
+    county = city), blanks and an unknown chain."""
+    from geo import region_path, region_path_sql
+
+    cases = [("440106", "440100", "440000"), ("441900", "441900", "440000"), ("350203", "350200", "350000"),
+             ("440106", None, "440000"), ("123456", "123400", "120000")]
+    with engine.connect() as conn:
+        for county, city, province in cases:
+            rows = conn.execute(sa.text(
+                "SELECT x.adcode, x.region_level, x.parent FROM (SELECT CAST(:co AS text) AS county, "
+                "CAST(:ci AS text) AS city, CAST(:pr AS text) AS province) c "
+                f"CROSS JOIN LATERAL {region_path_sql('c.county', 'c.city', 'c.province', alias='x')} "
+                "WHERE x.adcode IS NOT NULL"), {"co": county, "ci": city, "pr": province}).all()
+            assert [r.adcode for r in rows] == region_path(county, city, province), (county, city, province)
+            levels = [r.region_level for r in rows]
+            assert levels[0] == "county" and levels == sorted(levels, key=["county", "city", "province"].index)
+    assert region_path_sql("a", "b", "c").endswith("AS region_path(adcode, region_level, parent)")
