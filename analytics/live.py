@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from analytics.alerts import Alert, AlertBook, Change, iso
 from analytics.engine import DetectorCore
 from analytics.errors import AnalyticsError
+from analytics.statuses import ACTIVE_SQL, FINISHED_STATUSES
 
 log = logging.getLogger("tongguan.detect")
 GROUP_ID = "tongguan-detect"
@@ -140,7 +141,6 @@ VALUES (:alert_id, to_timestamp(:ts), :action, :actor, :level, :status, :note)
 """)
 
 
-ACTIVE_SQL = "('open','acknowledged','dispatched')"
 OUTBOX = sa.text("""
 INSERT INTO alert_outbox (alert_id, dedupe_key, message)
 SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:keys AS text[]), CAST(:messages AS bytea[]))
@@ -237,10 +237,10 @@ def load_offsets(engine, group_id: str) -> dict[tuple[str, int], int]:
 def load_active(engine) -> AlertBook:
     """The active alerts in the database, as a book (so a restart continues them)."""
     book = AlertBook()
-    q = sa.text("""SELECT id, dedupe_key, source, level, theme, title, detail, subject, confidence, adcode, city,
+    q = sa.text(f"""SELECT id, dedupe_key, source, level, theme, title, detail, subject, confidence, adcode, city,
                           province, grid_id, ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)),
                           extract(epoch FROM first_seen), extract(epoch FROM last_seen), count, status
-                   FROM alerts WHERE status IN ('open','acknowledged','dispatched')""")
+                   FROM alerts WHERE status IN {ACTIVE_SQL}""")
     with engine.connect() as conn:
         for r in conn.execute(q):
             a = Alert(id=r[0], dedupe_key=r[1], source=r[2], level=r[3], theme=r[4], title=r[5], detail=dict(r[6]),
@@ -451,7 +451,7 @@ class DetectWorker:
         for k in keys:
             a = self.core.book.active[k]
             status = live.get(a.id)
-            if status in ("resolved", "closed"):
+            if status in FINISHED_STATUSES:
                 del self.core.book.active[k]
             elif status:
                 a.status = status

@@ -5,6 +5,8 @@ import sqlalchemy as sa
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import JSONB
 
+from analytics.levels import LEVELS
+from analytics.statuses import ACTIVE_SQL, STATUSES_SQL, sql_list
 from tongguan.db import metadata
 
 models = sa.Table(
@@ -42,14 +44,14 @@ alerts = sa.Table(
     sa.Column("count", sa.Integer, nullable=False, server_default="1"),
     sa.Column("status", sa.Text, nullable=False, server_default="open"),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.CheckConstraint("level IN ('blue','yellow','orange','red')", name="level"),
-    sa.CheckConstraint("status IN ('open','acknowledged','dispatched','resolved','closed')", name="status"),
+    sa.CheckConstraint(f"level IN {sql_list(LEVELS)}", name="level"),
+    sa.CheckConstraint(f"status IN {STATUSES_SQL}", name="status"),
     sa.Index("ix_alerts_adcode_status", "adcode", "status"),
     sa.Index("ix_alerts_city_status", "city", "status"),
     sa.Index("ix_alerts_last_seen", "last_seen"),
     sa.Index("ix_alerts_geom", "geom", postgresql_using="gist"),
     sa.Index("uq_alerts_active_dedupe_key", "dedupe_key", unique=True,
-             postgresql_where=sa.text("status IN ('open','acknowledged','dispatched')")),
+             postgresql_where=sa.text(f"status IN {ACTIVE_SQL}")),
 )
 
 alert_history = sa.Table(

@@ -9,6 +9,8 @@ from __future__ import annotations
 STATUSES: tuple[str, ...] = ("open", "acknowledged", "dispatched", "resolved", "closed")
 # Not yet resolved: still somebody's to handle (new evidence updates such an alert).
 ACTIVE_STATUSES: tuple[str, ...] = ("open", "acknowledged", "dispatched")
+# Handled: resolved or closed (a new occurrence opens a new alert, or reopens this one).
+FINISHED_STATUSES: tuple[str, ...] = tuple(s for s in STATUSES if s not in ACTIVE_STATUSES)
 STATUS_LABELS: dict[str, tuple[str, str]] = {
     "open": ("待处置", "Open"),
     "acknowledged": ("已签收", "Acknowledged"),
@@ -16,6 +18,21 @@ STATUS_LABELS: dict[str, tuple[str, str]] = {
     "resolved": ("已处置", "Resolved"),
     "closed": ("已办结", "Closed"),
 }
+
+
+def sql_list(values) -> str:
+    """``values`` as a SQL list for ``IN``: how the statuses are spelled in the SQL of the
+    lifecycle, the detector and the incidents, from the one definition above.
+
+    >>> sql_list(ACTIVE_STATUSES), sql_list(FINISHED_STATUSES)
+    ("('open', 'acknowledged', 'dispatched')", "('resolved', 'closed')")
+    """
+    return "(" + ", ".join("'" + str(v).replace("'", "''") + "'" for v in values) + ")"
+
+
+ACTIVE_SQL = sql_list(ACTIVE_STATUSES)
+FINISHED_SQL = sql_list(FINISHED_STATUSES)
+STATUSES_SQL = sql_list(STATUSES)
 
 
 def status_label(status: str, lang: str = "zh") -> str:

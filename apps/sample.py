@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import sqlalchemy as sa
 
-from analytics import LEVELS
+from analytics import LEVELS, STATUSES
 from apps.catalogue import ingest_catalogue
 
 
@@ -200,7 +200,7 @@ def _alerts(conn, rng, counties, now, spec) -> int:
     """Open and handled alerts, concentrated in a few cities (a storm over Guangzhou)."""
     themes = list(TITLES)
     hot = [c for c in counties if c[1] in ("440100", "440300", "441900", "440600")]
-    statuses = ["open"] * 6 + ["acknowledged", "dispatched", "resolved", "closed"]
+    statuses = ["open"] * 6 + [s for s in STATUSES if s != "open"]
     n = 0
     for i in range(spec.alerts):
         county, city = hot[int(rng.integers(len(hot)))] if rng.random() < 0.7 else counties[int(rng.integers(len(counties)))]

@@ -15,13 +15,14 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from analytics.levels import LEVELS
+from analytics.statuses import ACTIVE_SQL
 
 _LEVEL_RANK = "array_position(ARRAY[" + ", ".join(f"'{lv}'" for lv in LEVELS) + "], {col})"
 
 _SUMMARY = f"""
     SELECT i.id, i.subject, i.adcode, i.city, i.province, i.theme, i.title, i.first_seen,
            count(*) AS alerts, max(a.last_seen) AS last_seen,
-           count(*) FILTER (WHERE a.status IN ('open', 'acknowledged', 'dispatched')) AS active_alerts,
+           count(*) FILTER (WHERE a.status IN {ACTIVE_SQL}) AS active_alerts,
            (array_agg(a.level ORDER BY {_LEVEL_RANK.format(col='a.level')} DESC))[1] AS worst_level,
            (array_agg(a.level ORDER BY a.first_seen DESC, a.id DESC))[1] AS latest_level,
            (array_agg(a.id ORDER BY a.first_seen DESC, a.id DESC))[1] AS latest_alert,
@@ -54,7 +55,7 @@ def incidents(conn_or_engine, *, region: str | None = None, active_only: bool = 
         params["th"] = themes
     sql = _SUMMARY + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY i.id"
     if active_only:
-        sql += " HAVING bool_or(a.status IN ('open', 'acknowledged', 'dispatched'))"
+        sql += f" HAVING bool_or(a.status IN {ACTIVE_SQL})"
     sql += f" ORDER BY max({_LEVEL_RANK.format(col='a.level')}) DESC, max(a.last_seen) DESC, i.id DESC LIMIT :n"
     return _run(conn_or_engine, lambda c: [_shape(r) for r in c.execute(sa.text(sql), params)])
 

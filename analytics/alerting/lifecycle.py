@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 import geo
 from analytics.alerting.config import AlertingConfig, AlertingError, load_alerting
-from analytics.statuses import ACTIVE_STATUSES, status_label
+from analytics.statuses import ACTIVE_STATUSES, FINISHED_SQL, FINISHED_STATUSES, status_label
 
 GRID_RE = re.compile(r"^(\d{6})-")
 
@@ -32,11 +32,11 @@ class AlertTransitionError(AlertingError):
 # action -> (statuses it is allowed from, status it leads to)
 TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "acknowledge": (("open",), "acknowledged"),
-    "dispatch": (("open", "acknowledged", "dispatched"), "dispatched"),
-    "resolve": (("open", "acknowledged", "dispatched"), "resolved"),
+    "dispatch": (ACTIVE_STATUSES, "dispatched"),
+    "resolve": (ACTIVE_STATUSES, "resolved"),
     "close": (("resolved",), "closed"),
-    "close_false_alarm": (("open", "acknowledged", "dispatched", "resolved"), "closed"),
-    "reopen": (("resolved", "closed"), "open"),
+    "close_false_alarm": ((*ACTIVE_STATUSES, "resolved"), "closed"),
+    "reopen": (FINISHED_STATUSES, "open"),
     "take_over": (ACTIVE_STATUSES, ""),  # status unchanged
 }
 
@@ -67,7 +67,7 @@ def next_status(status: str, action: str) -> str:
         return to or status
     why = _WHY.get((action, status))
     if why is None:
-        if status in ("resolved", "closed") and action != "close":
+        if status in FINISHED_STATUSES and action != "close":
             why = ("it is already finished; reopen it if the condition returned" if status == "closed"
                    else "it is already resolved; close it (verify) or reopen it")
         elif status == "closed":
@@ -343,7 +343,7 @@ def reopen_if_returning(conn, *, dedupe_key: str, level: str | None = None, now:
     now, cfg = checked_now(now), config or load_alerting()
     row = conn.execute(sa.text(
         "SELECT a.id FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
-        "WHERE a.dedupe_key = :k AND a.status IN ('resolved', 'closed') AND NOT h.false_alarm "
+        f"WHERE a.dedupe_key = :k AND a.status IN {FINISHED_SQL} AND NOT h.false_alarm "
         "AND coalesce(h.resolved_at, h.closed_at, a.updated_at) >= :since "
         "ORDER BY coalesce(h.resolved_at, h.closed_at, a.updated_at) DESC LIMIT 1 FOR UPDATE OF a"),
         {"k": dedupe_key, "since": now - timedelta(seconds=cfg.reopen_window)}).first()
@@ -371,7 +371,7 @@ def continue_returning(conn, alert: dict, *, now: datetime | None = None,
             "SELECT a.id, a.level, a.status, coalesce(h.resolved_at, h.closed_at, a.updated_at) AS ended, "
             "h.owner_region, h.visible_at, h.escalated_at, h.escalation_reason, h.assigned_unit, h.assigned_region, "
             "h.due_at, h.reopened FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
-            "WHERE a.dedupe_key = :k AND a.id <> :id AND a.status IN ('resolved', 'closed') AND NOT h.false_alarm "
+            f"WHERE a.dedupe_key = :k AND a.id <> :id AND a.status IN {FINISHED_SQL} AND NOT h.false_alarm "
             "AND a.first_seen < :first AND coalesce(h.resolved_at, h.closed_at, a.updated_at) >= :since "
             "ORDER BY coalesce(h.resolved_at, h.closed_at, a.updated_at) DESC LIMIT 1"),
             {"k": alert["dedupe_key"], "id": alert["id"], "first": alert["first_seen"],

@@ -32,7 +32,7 @@ from analytics.alerting.lifecycle import (
     region_path,
 )
 from analytics.levels import LEVELS, rank
-from analytics.statuses import ACTIVE_STATUSES
+from analytics.statuses import ACTIVE_SQL, ACTIVE_STATUSES
 from geo import region_path_sql
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def escalate_due(engine, *, now: datetime | None = None, config: AlertingConfig 
         if cfg.immediate_levels:
             ids = conn.execute(sa.text(
                 "SELECT a.id FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
-                "WHERE a.status IN ('open','acknowledged','dispatched') AND a.level = ANY(:lv) "
+                f"WHERE a.status IN {ACTIVE_SQL} AND a.level = ANY(:lv) "
                 "AND h.visible_at = trim(a.adcode) ORDER BY a.id"), {"lv": list(cfg.immediate_levels)}).scalars().all()
             for aid in ids:
                 a = load_alert(conn, aid, lock=True)
@@ -217,7 +217,7 @@ def escalate_due(engine, *, now: datetime | None = None, config: AlertingConfig 
             ids = conn.execute(sa.text(
                 "SELECT a.id FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
                 "WHERE a.city = :city AND a.theme = :theme AND a.level = ANY(:lv) "
-                "AND a.status IN ('open','acknowledged','dispatched') AND h.visible_at = trim(a.adcode) "
+                f"AND a.status IN {ACTIVE_SQL} AND h.visible_at = trim(a.adcode) "
                 "ORDER BY a.id"), {"city": city, "theme": theme, "lv": levels}).scalars().all()
             for aid in ids:
                 a = load_alert(conn, aid, lock=True)
@@ -252,7 +252,7 @@ def escalated_to(engine, region: str, *, limit: int = 200) -> list[dict]:
             "SELECT a.id, a.level, a.theme, a.title, a.status, trim(a.adcode) AS adcode, a.first_seen, a.last_seen, "
             "h.owner_region, h.visible_at, h.escalated_at, h.escalation_reason, h.assigned_unit, h.due_at "
             "FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
-            "WHERE a.status IN ('open','acknowledged','dispatched') AND h.visible_at = :r AND h.owner_region <> :r "
+            f"WHERE a.status IN {ACTIVE_SQL} AND h.visible_at = :r AND h.owner_region <> :r "
             "ORDER BY h.escalated_at NULLS LAST, a.id LIMIT :n"), {"r": region, "n": limit}).mappings().all()
     return [dict(r) for r in rows]
 
@@ -343,7 +343,7 @@ def inhibitor_of(conn, alert: dict, *, config: AlertingConfig) -> dict | None:
         return None
     rows = conn.execute(sa.text(
         "SELECT id, source, level, title FROM alerts WHERE adcode = :ad AND id <> :id "
-        "AND status IN ('open','acknowledged','dispatched') ORDER BY first_seen"),
+        f"AND status IN {ACTIVE_SQL} ORDER BY first_seen"),
         {"ad": alert["adcode"], "id": alert["id"]}).mappings().all()
     for rule in rules:
         for u in rows:
