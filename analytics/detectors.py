@@ -25,7 +25,6 @@ from statistics import median
 
 import numpy as np
 import pandas as pd
-import yaml
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -41,6 +40,7 @@ from analytics.features import (
     series_features,
 )
 from analytics.levels import LEVELS, rank
+from tongguan.yamlfile import read_yaml
 
 ANOMALY_FILE = Path(__file__).with_name("anomaly.yaml")
 COMPONENTS = ("spike", "level_shift", "stuck", "drift", "time_of_day")
@@ -241,10 +241,7 @@ class MetricConfig:
 @lru_cache(maxsize=4)
 def _anomaly_config(path: str | None = None) -> dict:
     p = Path(path) if path else ANOMALY_FILE
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise AnalyticsError(f"cannot read anomaly configuration {p}: {exc}") from exc
+    data = read_yaml(p, "anomaly configuration", AnalyticsError)
     for name, cfg in [("defaults", data.get("defaults") or {}), *(data.get("metrics") or {}).items()]:
         bad = set(cfg.get("components", ())) - set(COMPONENTS)
         if bad:

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from analytics.errors import AnalyticsError
 from analytics.levels import LEVELS, rank
+from tongguan.yamlfile import read_yaml
 
 POLICY_FILE = Path(__file__).with_name("policy.yaml")
 HARM_OPS = (">", ">=", "<")
@@ -109,8 +108,5 @@ def parse_policy(data: dict, where: str = "policy.yaml") -> Policy:
 def load_policy(path: str | None = None) -> Policy:
     """The policy in ``path`` (default: the packaged ``policy.yaml``)."""
     p = Path(path) if path else POLICY_FILE
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise AnalyticsError(f"cannot read {p}: {exc}") from exc
+    data = read_yaml(p, "policy file", AnalyticsError)
     return parse_policy(data, where=str(p.name))

@@ -17,10 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from analytics.errors import AnalyticsError
 from analytics.levels import LEVELS, rank
+from tongguan.yamlfile import read_yaml
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
 AGGS = ("last", "mean", "sum", "integral", "max", "min", "rise", "fall")
@@ -208,10 +207,7 @@ def load_rules(path: str | None = None) -> tuple[Rule, ...]:
     """The rules in ``path`` (default: the packaged ``rules.yaml``), checked against the ingest
     catalogue's metrics and themes."""
     p = Path(path) if path else RULES_FILE
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise AnalyticsError(f"cannot read rules file {p}: {exc}") from exc
+    data = read_yaml(p, "rules file", AnalyticsError)
     try:
         from ingest import load_catalogue
 

@@ -12,10 +12,9 @@ from datetime import timedelta
 from functools import lru_cache
 from importlib import resources
 
-import yaml
-
 from analytics.levels import RANK
 from apps.errors import AppsError
+from tongguan.yamlfile import read_yaml
 
 # The colours the operations centres use for the national warning levels (the levels and
 # their names are analytics'). "none" is a region without open alerts.
@@ -62,11 +61,7 @@ def worst_level(levels) -> str:
 @lru_cache(maxsize=1)
 def ingest_catalogue() -> dict:
     """The ingest package's metric / event-type / theme catalogue (its data file, read-only)."""
-    try:
-        text = resources.files("ingest").joinpath("catalogue.yaml").read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError) as exc:
-        raise AppsError(f"the ingest catalogue is missing ({exc}); reinstall tongguan") from exc
-    return yaml.safe_load(text)
+    return read_yaml(resources.files("ingest").joinpath("catalogue.yaml"), "the ingest catalogue", AppsError)
 
 
 def themes() -> dict[str, dict]:
@@ -199,5 +194,5 @@ def parse_indicators(doc: dict) -> list[Indicator]:
 
 @lru_cache(maxsize=1)
 def indicators() -> list[Indicator]:
-    text = resources.files("apps").joinpath("indicators.yaml").read_text(encoding="utf-8")
-    return parse_indicators(yaml.safe_load(text))
+    return parse_indicators(read_yaml(resources.files("apps").joinpath("indicators.yaml"), "the indicators",
+                                      AppsError))

@@ -18,11 +18,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
-import yaml
 
 from apps.errors import AccessError
 from apps.policy import require_region, tree_for
 from apps.scope import Scope
+from tongguan.yamlfile import read_yaml
 
 LEVELS = ("public", "internal", "sensitive")
 ONLINE_WITHIN = timedelta(minutes=15)
@@ -31,7 +31,7 @@ ONLINE_WITHIN = timedelta(minutes=15)
 @lru_cache(maxsize=1)
 def config() -> dict:
     path = Path(__file__).with_name("governance.yaml")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = read_yaml(path, "the governance settings", lambda message: AccessError(message, 500, "config"))
     for level, roles in data["clearance"].items():
         if level not in LEVELS:
             raise AccessError(f"{path}: unknown classification {level!r} (use {', '.join(LEVELS)})", 500, "config")

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from ingest.errors import IngestError
+from tongguan.yamlfile import read_yaml
 
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.yaml")
 THEMES = ("flood", "air", "traffic", "lifeline", "safety", "citymgmt")
@@ -79,8 +78,5 @@ def _parse(data: dict, source: str) -> Catalogue:
 def load_catalogue(path: str | None = None) -> Catalogue:
     """The catalogue from ``path`` (default: the packaged ``catalogue.yaml``), cached."""
     p = Path(path) if path else CATALOGUE_FILE
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise IngestError(f"cannot read the ingest catalogue {p}: {exc}") from exc
+    data = read_yaml(p, "the ingest catalogue", IngestError)
     return _parse(data, str(p))

@@ -12,11 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from analytics.errors import AnalyticsError
 from analytics.levels import LEVELS
 from analytics.rules import parse_duration
+from tongguan.yamlfile import read_yaml
 
 ALERTING_FILE = Path(__file__).with_name("alerting.yaml")
 # China Standard Time: how the command line and the demo's receivers print times.
@@ -148,8 +147,5 @@ def parse_alerting(data: Mapping, source: str = "alerting") -> AlertingConfig:
 def load_alerting(path: str | None = None) -> AlertingConfig:
     """The configuration in ``path`` (default: the packaged ``alerting.yaml``)."""
     p = Path(path) if path else ALERTING_FILE
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise AlertingError(f"cannot read alerting configuration {p}: {exc}") from exc
+    data = read_yaml(p, "alerting configuration", AlertingError)
     return parse_alerting(data, str(p))
