@@ -20,7 +20,12 @@ import sqlalchemy as sa
 
 import geo
 from analytics.alerting.config import AlertingConfig, AlertingError, load_alerting
-from analytics.statuses import ACTIVE_STATUSES, FINISHED_SQL, FINISHED_STATUSES, status_label
+from analytics.statuses import (
+    ACTIVE_STATUSES,
+    FINISHED_SQL,
+    FINISHED_STATUSES,
+    status_label,
+)
 
 GRID_RE = re.compile(r"^(\d{6})-")
 
