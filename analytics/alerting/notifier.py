@@ -384,7 +384,7 @@ class Notifier:
             if sub is None:
                 out = Outcome(False, "subscription gone")
             else:
-                out = channel_of(d["channel"]).send_attempt(
+                out = channel_of(d["channel"]).send(
                     settings=self.settings, config=self.config, sub=sub, payload=d["payload"], delivery_key=d["key"],
                     attempt=d["attempts"], resend=d["resend"])
         except Exception as exc:  # noqa: BLE001 - one bad delivery must not stop the others

@@ -64,14 +64,12 @@ class Channel:
         or changed."""
         return {}
 
-    def send(self, *, settings, config, sub: Mapping, payload: dict, delivery_key: str) -> Outcome:
-        raise NotImplementedError(f"channel {self.name} delivers inline")
-
-    def send_attempt(self, *, attempt: int, resend: bool, **kw) -> Outcome:
+    def send(self, *, settings, config, sub: Mapping, payload: dict, delivery_key: str, attempt: int = 1,
+             resend: bool = False) -> Outcome:
         """One attempt of a delivery: ``attempt`` counts from 1; ``resend`` says an earlier
-        attempt may have reached the subscriber (its outcome is unknown). Channels that can tell
-        the receiver so override this; the others just :meth:`send`."""
-        return self.send(**kw)
+        attempt may have reached the subscriber (its outcome is unknown), for channels that can
+        tell the receiver so."""
+        raise NotImplementedError(f"channel {self.name} delivers inline")
 
     def deliver_inline(self, conn, *, sub: Mapping, payload: dict, delivery_key: str, now,
                        title: str | None = None) -> None:

@@ -55,10 +55,7 @@ class EmailChannel(Channel):
                     "the email channel needs an e-mail address name@example.org (--email)",
                     placeholder="name@example.org"),)
 
-    def send(self, *, settings, config, sub, payload, delivery_key) -> Outcome:
-        return send_email(settings, sub["email"], payload, delivery_key=delivery_key)
-
-    def send_attempt(self, *, attempt, resend, settings, config, sub, payload, delivery_key) -> Outcome:
+    def send(self, *, settings, config, sub, payload, delivery_key, attempt=1, resend=False) -> Outcome:
         return send_email(settings, sub["email"], payload, delivery_key=delivery_key, resend=resend)
 
 

@@ -175,11 +175,7 @@ class WebhookChannel(Channel):
         secret = (old or {}).get("secret") or values.get("secret") or secrets.token_hex(32)
         return {"secret": secret}
 
-    def send(self, *, settings, config, sub, payload, delivery_key) -> Outcome:
-        return send_webhook(sub["webhook_url"], sub["secret"] or "", payload, delivery_key=delivery_key,
-                            timeout=config.webhook_timeout)
-
-    def send_attempt(self, *, attempt, resend, settings, config, sub, payload, delivery_key) -> Outcome:
+    def send(self, *, settings, config, sub, payload, delivery_key, attempt=1, resend=False) -> Outcome:
         return send_webhook(sub["webhook_url"], sub["secret"] or "", payload, delivery_key=delivery_key,
                             timeout=config.webhook_timeout, attempt=attempt, resend=resend)
 
