@@ -160,3 +160,27 @@ def test_wall_rotation_goes_round_the_province():
 
     assert next_city(Tree(), "440100") == "440200"
     assert next_city(Tree(), "440300") == "440100"
+
+
+def test_every_interface_string_the_code_asks_for_is_in_messages_yaml():
+    """t("key") with a literal key anywhere in apps/ names a key of messages.yaml (or of the
+    levels' and statuses' labels from analytics), in both languages."""
+    import re
+    from pathlib import Path
+
+    from apps.i18n import LANGS, MESSAGES
+
+    root = Path(apps.i18n.__file__).parent
+    asked = {m for p in root.rglob("*.py")
+             for m in re.findall(r"""\bt\(\s*["']([a-z_]+(?:\.[a-z0-9_]+)+)["']""", p.read_text(encoding="utf-8"))}
+    assert len(asked) > 100 and sorted(asked - set(MESSAGES)) == []
+    assert all(set(texts) == set(LANGS) and all(texts.values()) for texts in MESSAGES.values())
+
+
+def test_messages_yaml_errors_name_the_key():
+    from apps.i18n import parse_messages
+
+    with pytest.raises(AppsError, match="x.y: give both zh and en"):
+        parse_messages({"x.y": {"zh": "甲", "en": ""}})
+    with pytest.raises(AppsError, match="expected a mapping"):
+        parse_messages(["x"])
