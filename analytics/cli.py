@@ -116,17 +116,9 @@ def cmd_live(args, ctx) -> int:
     worker = DetectWorker(settings, DetectConfig(until_idle=args.until_idle, warm_hours=args.warm_hours,
                                                 group_id=args.group_id))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    from ingest.cli import EXIT_STALLED
-    from tongguan.consumer import WorkerStalled
+    from tongguan.consumer import run_worker
 
-    try:
-        stats = worker.run()
-    except WorkerStalled as exc:
-        print(f"tongguan detect: {exc}", file=sys.stderr)
-        print(json.dumps(worker.stats), file=sys.stderr)
-        return EXIT_STALLED
-    print(json.dumps(stats), file=sys.stderr)
-    return 0
+    return run_worker("detect", worker.run, lambda: worker.stats)
 
 
 def register_bench(bench_sub) -> None:

@@ -164,27 +164,17 @@ def _live_settings(ctx):
                                            "kafka_bootstrap": ctx.kafka_bootstrap})
 
 
-EXIT_STALLED = 75  # EX_TEMPFAIL: try again (restart)
 
 
 def cmd_ingest(args, ctx) -> int:
     from ingest.worker import StoreWorker, WorkerConfig
-    from tongguan.consumer import WorkerStalled
+    from tongguan.consumer import run_worker
 
     settings = _live_settings(ctx)
     worker = StoreWorker(settings, WorkerConfig(batch_size=args.batch_size, until_idle=args.until_idle,
                                                 metrics_port=args.metrics_port))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    try:
-        stats = worker.run()
-    except WorkerStalled as exc:
-        # No progress although messages wait, and rejoining did not help: a fresh process (the
-        # supervisor restarts on a non-zero exit) is the remaining remedy.
-        print(f"tongguan ingest: {exc}", file=sys.stderr)
-        print(json.dumps(worker.stats.as_dict()))
-        return EXIT_STALLED
-    print(json.dumps(stats.as_dict()))
-    return 0
+    return run_worker("ingest", lambda: worker.run().as_dict(), lambda: worker.stats.as_dict(), out=sys.stdout)
 
 
 # -- benchmark -------------------------------------------------------------------------------

@@ -42,6 +42,27 @@ class WorkerStalled(RuntimeError):
     Raised so the process exits non-zero and its supervisor restarts it."""
 
 
+EXIT_STALLED = 75  # EX_TEMPFAIL: try again (restart)
+
+
+def run_worker(command: str, run: Callable[[], dict], stats: Callable[[], dict], *, out=None) -> int:
+    """A worker's command: ``run()`` its loop and print the final stats as JSON (to ``out``,
+    default stderr); when it stalls, the reason and the stats so far, and :data:`EXIT_STALLED`
+    so the supervisor starts a fresh process (the remaining remedy once rejoining did not help)."""
+    import json
+    import sys
+
+    out = out or sys.stderr
+    try:
+        final = run()
+    except WorkerStalled as exc:
+        print(f"tongguan {command}: {exc}", file=sys.stderr)
+        print(json.dumps(stats()), file=out)
+        return EXIT_STALLED
+    print(json.dumps(final), file=out)
+    return 0
+
+
 # -- per-record isolation --------------------------------------------------------------------
 @dataclass(frozen=True)
 class RecordFailure:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import getpass
 import json
 import re
-import sys
 from datetime import UTC, datetime, timedelta
 
 from analytics.alerting import demo
@@ -55,6 +54,18 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
 
 
+def _print_rows(rows: list[dict], line, empty: str, *, as_json: bool = False) -> int:
+    """The rows of a list command: JSON (``--json``), or ``line(row)`` for each, or ``empty``."""
+    if as_json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        print(line(r))
+    if not rows:
+        print(empty)
+    return 0
+
+
 # ----------------------------------------------------------------------------------- alerts
 def cmd_alerts_list(args, ctx) -> int:
     import sqlalchemy as sa
@@ -73,18 +84,14 @@ def cmd_alerts_list(args, ctx) -> int:
     sql += " ORDER BY a.first_seen DESC LIMIT :n"
     with ctx.engine.connect() as conn:
         rows = [dict(r) for r in conn.execute(sa.text(sql), params).mappings()]
-    if args.json:
-        _print_json(rows)
-        return 0
-    if not rows:
-        print("没有预警 / no alerts")
-        return 0
-    for r in rows:
+
+    def line(r):
         flag = " 督办!" if r["overdue_at"] else ""
         up = f" ↑{r['visible_at']}" if r["visible_at"] != r["adcode"] else ""
-        print(f"{r['id']:<38} {LEVEL_LABELS[r['level']][0][:4]:<4} {r['status']:<12} {r['adcode']}{up:<8} "
-              f"{r['theme']:<9} {_fmt_ts(r['first_seen'])} {r['title']}{flag}")
-    return 0
+        return (f"{r['id']:<38} {LEVEL_LABELS[r['level']][0][:4]:<4} {r['status']:<12} {r['adcode']}{up:<8} "
+                f"{r['theme']:<9} {_fmt_ts(r['first_seen'])} {r['title']}{flag}")
+
+    return _print_rows(rows, line, "没有预警 / no alerts", as_json=args.json)
 
 
 def cmd_alerts_show(args, ctx) -> int:
@@ -210,15 +217,10 @@ def cmd_silence_list(args, ctx) -> int:
     from analytics.alerting.linkage import list_silences
 
     rows = list_silences(ctx.engine, include_expired=args.all)
-    if args.json:
-        _print_json(rows)
-        return 0
-    for s in rows:
-        print(f"{s['id']:>4} {s['adcode']} {_fmt_ts(s['starts_at'])} → {_fmt_ts(s['ends_at'])} "
-              f"themes={','.join(s['themes']) or '*'} metrics={','.join(s['metrics']) or '*'} {s['reason']}")
-    if not rows:
-        print("没有静默 / no silences")
-    return 0
+    return _print_rows(rows, lambda s: (
+        f"{s['id']:>4} {s['adcode']} {_fmt_ts(s['starts_at'])} → {_fmt_ts(s['ends_at'])} "
+        f"themes={','.join(s['themes']) or '*'} metrics={','.join(s['metrics']) or '*'} {s['reason']}"),
+        "没有静默 / no silences", as_json=args.json)
 
 
 def cmd_silence_remove(args, ctx) -> int:
@@ -256,17 +258,14 @@ def cmd_sub_list(args, ctx) -> int:
     rows = list_subscriptions(ctx.engine, owner=args.owner, active_only=not args.all)
     for r in rows:
         r.pop("secret", None)
-    if args.json:
-        _print_json(rows)
-        return 0
-    for r in rows:
+
+    def line(r):
         quiet = f" quiet {r['quiet_start']:%H:%M}-{r['quiet_end']:%H:%M}" if r["quiet_start"] else ""
-        print(f"{r['id']:>4} {r['name']} ({r['owner']}) {r['adcode']} ≥{r['min_level']} "
-              f"themes={','.join(r['themes']) or '*'} via {','.join(r['channels'])}{quiet}"
-              f"{'' if r['active'] else ' [removed]'}")
-    if not rows:
-        print("没有订阅 / no subscriptions")
-    return 0
+        return (f"{r['id']:>4} {r['name']} ({r['owner']}) {r['adcode']} ≥{r['min_level']} "
+                f"themes={','.join(r['themes']) or '*'} via {','.join(r['channels'])}{quiet}"
+                f"{'' if r['active'] else ' [removed]'}")
+
+    return _print_rows(rows, line, "没有订阅 / no subscriptions", as_json=args.json)
 
 
 def cmd_sub_remove(args, ctx) -> int:
@@ -290,10 +289,8 @@ def cmd_sub_inbox(args, ctx) -> int:
     from analytics.alerting.subscriptions import inbox, mark_read
 
     rows = inbox(ctx.engine, args.owner, unread_only=args.unread, limit=args.limit)
-    for r in rows:
-        print(f"{'  ' if r['read_at'] else '● '}{r['id']:>5} {_fmt_ts(r['created_at'])} {r['title']}")
-    if not rows:
-        print("收件箱为空 / inbox empty")
+    _print_rows(rows, lambda r: f"{'  ' if r['read_at'] else '● '}{r['id']:>5} {_fmt_ts(r['created_at'])} {r['title']}",
+                "收件箱为空 / inbox empty")
     if args.mark_read:
         mark_read(ctx.engine, args.owner, [r["id"] for r in rows])
     return 0
@@ -383,17 +380,9 @@ def cmd_notify(args, ctx) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: finish the turn, close the consumer
         signal.signal(sig, lambda *_: n.stop())
-    from ingest.cli import EXIT_STALLED
-    from tongguan.consumer import WorkerStalled
+    from tongguan.consumer import run_worker
 
-    try:
-        stats = n.run(max_seconds=args.max_seconds)
-    except WorkerStalled as exc:
-        print(f"tongguan notify: {exc}", file=sys.stderr)
-        print(json.dumps(n.stats), file=sys.stderr)
-        return EXIT_STALLED
-    print(json.dumps(stats), file=sys.stderr)
-    return 0
+    return run_worker("notify", lambda: n.run(max_seconds=args.max_seconds), lambda: n.stats)
 
 
 # ------------------------------------------------------------------------------------ register

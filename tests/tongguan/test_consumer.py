@@ -10,8 +10,9 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from tongguan.consumer import (INTERNAL_ERROR, Progress, RecordFailure, deadletter_envelope, isolated,
-                               partition_lag, record_heartbeat, worker_health)
+from tongguan.consumer import (EXIT_STALLED, INTERNAL_ERROR, Progress, RecordFailure, WorkerStalled,
+                               deadletter_envelope, isolated, partition_lag, record_heartbeat, run_worker,
+                               worker_health)
 
 
 # -- pure functions ------------------------------------------------------------------------------
@@ -33,6 +34,19 @@ def test_isolated_turns_an_exception_into_a_failure_and_lets_interrupts_through(
 class _Rec:
     def __init__(self, value):
         self.value, self.topic, self.partition, self.offset, self.timestamp, self.key = value, "t", 1, 42, 7, b"k"
+
+
+def test_run_worker_prints_the_stats_and_exits_75_when_the_worker_stalls(capsys):
+    assert run_worker("ingest", lambda: {"stored": 3}, lambda: {}) == 0
+    assert orjson.loads(capsys.readouterr().err) == {"stored": 3}
+
+    def stalls():
+        raise WorkerStalled("no commit for 60 s although 12 messages wait")
+
+    assert run_worker("detect", stalls, lambda: {"scored": 1}) == EXIT_STALLED == 75
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "tongguan detect: no commit for 60 s although 12 messages wait"
+    assert orjson.loads(err[1]) == {"scored": 1}
 
 
 def test_deadletter_envelope_keeps_any_original_and_never_fails_to_encode():
