@@ -6,7 +6,7 @@ from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import JSONB
 
 from analytics.levels import LEVELS
-from analytics.statuses import ACTIVE_SQL, STATUSES_SQL, sql_list
+from analytics.statuses import ACTIVE_SQL, FINISHED_SQL, STATUSES_SQL, sql_list
 from tongguan.db import metadata
 
 models = sa.Table(
@@ -52,6 +52,8 @@ alerts = sa.Table(
     sa.Index("ix_alerts_geom", "geom", postgresql_using="gist"),
     sa.Index("uq_alerts_active_dedupe_key", "dedupe_key", unique=True,
              postgresql_where=sa.text(f"status IN {ACTIVE_SQL}")),
+    # migration 0007: the finished alerts of a condition, looked up when it returns (continuity)
+    sa.Index("ix_alerts_dedupe_key_finished", "dedupe_key", postgresql_where=sa.text(f"status IN {FINISHED_SQL}")),
 )
 
 alert_history = sa.Table(

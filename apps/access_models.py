@@ -28,6 +28,7 @@ users = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("password_changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("session_version", sa.Integer, nullable=False, server_default="0"),  # migration 0013
     sa.CheckConstraint("roles <@ ARRAY['viewer','operator','admin']::text[]", name="roles"),
     sa.Index("ix_users_home_adcode", "home_adcode"),
 )
