@@ -238,11 +238,15 @@ def _register_badge() -> None:
 
 def content_security_policy(app) -> str:
     """Scripts only from this server plus Dash's own inline scripts (by hash): an injected
-    ``<script>`` does not run. Dash's renderer and Plotly compile functions at run time, hence
-    'unsafe-eval'; Dash sets inline styles, hence 'unsafe-inline' for styles only."""
+    ``<script>`` does not run, nor does ``eval``. No 'unsafe-eval': Dash's renderer, dcc and the
+    DataTable only reach ``new Function`` in webpack's fallback for browsers without
+    ``globalThis``; Plotly compiles functions only for its WebGL traces (regl: scattergl, splom,
+    parcoords, 3-D), which no view uses — a view that adds one needs 'unsafe-eval' back
+    (``tests/access/test_access_csp_browser.py`` renders the views under this policy). Dash sets
+    inline styles, hence 'unsafe-inline' for styles only."""
     hashes = " ".join(app.csp_hashes()) if hasattr(app, "csp_hashes") else ""
     return ("default-src 'self'; "
-            f"script-src 'self' {hashes} 'unsafe-eval'; "
+            f"script-src 'self' {hashes}; "
             "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
             "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; "
             "form-action 'self'; frame-ancestors 'self'")
