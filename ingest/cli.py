@@ -180,6 +180,7 @@ def cmd_ingest(args, ctx) -> int:
 # -- benchmark -------------------------------------------------------------------------------
 def register_bench(bench_sub) -> None:
     _register_bench_chaos(bench_sub)
+    _register_bench_memory(bench_sub)
     p = bench_sub.add_parser("ingest", help="store-worker throughput vs a bare COPY of the same rows")
     p.add_argument("--events", type=_positive(int), default=200_000, help="readings to produce (default 200000)")
     p.add_argument("--batch-size", type=_positive(int), default=100, help="readings per gateway batch (default 100)")
@@ -302,6 +303,21 @@ def _faults(text: str) -> list[str]:
 
 
 _faults.__name__ = "fault list (worker-kill, db-outage, broker-kill)"
+
+
+def _register_bench_memory(bench_sub) -> None:
+    from ingest.memory_bench import cmd_bench_memory
+
+    p = bench_sub.add_parser("memory", help="RSS of the store, detect and notify workers and of the broker over "
+                                            "a stream: start, after warm-up, end, slope MB/min")
+    p.add_argument("--duration", type=_positive(float), default=600.0, help="seconds of streaming (default 600)")
+    p.add_argument("--rate", type=_positive(float), default=2000.0, help="readings per second (default 2000)")
+    p.add_argument("--warmup", type=_positive(float), default=120.0,
+                   help="seconds before the slope is measured (default 120)")
+    p.add_argument("--every", type=_positive(float), default=10.0, help="seconds between samples (default 10)")
+    p.add_argument("--sensors", type=_positive(int), default=2000, help="simulated sensors (default 2000)")
+    p.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    p.set_defaults(func=cmd_bench_memory)
 
 
 def _register_bench_chaos(bench_sub) -> None:

@@ -191,6 +191,23 @@ def _load_region_index(database_url: str, cache_dir=None):
     return index
 
 
+
+def forget_stale(seen: dict[str, float], now: float, older_than: float) -> int:
+    """Drop the entries of a last-written map older than ``older_than`` seconds: they would be
+    written again anyway, so forgetting them changes nothing but the memory a worker keeps for
+    device ids it no longer hears from (a churn of ids, or a flood of made-up ones, would grow it
+    without bound). Returns how many were dropped.
+
+    >>> seen = {"a": 0.0, "b": 50.0}
+    >>> forget_stale(seen, 100.0, 60.0), sorted(seen)
+    (1, ['b'])
+    """
+    stale = [k for k, t in seen.items() if now - t > older_than]
+    for k in stale:
+        del seen[k]
+    return len(stale)
+
+
 class StoreWorker:
     """One store worker process. ``run()`` until stopped (or caught up with ``until_idle``)."""
 
@@ -219,6 +236,7 @@ class StoreWorker:
         self._stop = threading.Event()
         self._sensor_seen: dict[str, float] = {}
         self._camera_seen: dict[str, float] = {}
+        self._forgot_at = time.monotonic()
         self._last_heartbeat = 0.0
         self._latencies: deque[float] = deque(maxlen=100)
         self.consumer = None
@@ -677,6 +695,10 @@ class StoreWorker:
             self._sensor_seen[sid] = mono
         for cid in prepared.cameras:
             self._camera_seen[cid] = mono
+        if mono - self._forgot_at > self.config.sensor_refresh_s:  # a scan a minute, not one a batch
+            forget_stale(self._sensor_seen, mono, self.config.sensor_refresh_s)
+            forget_stale(self._camera_seen, mono, self.config.sensor_refresh_s)
+            self._forgot_at = mono
         s = self.stats
         n_rejected = len(prepared.rejected)
         s.readings_valid += len(prepared.readings)

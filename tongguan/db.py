@@ -76,6 +76,11 @@ def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
     wait_for_db(url)
+    if not _may_migrate(url):
+        # A service role (a worker, the web) with an external URL, as docker/ runs them: it
+        # cannot migrate or grant, and need not, once the owner has (`tongguan db upgrade`).
+        _require_head(url)
+        return
     command.upgrade(alembic_config(url), revision)
     with engine_for(url).begin() as conn:
         if conn.execute(sa.text("SELECT to_regproc('tongguan_grant_service_roles') IS NOT NULL")).scalar():
@@ -114,6 +119,24 @@ def sign_claims(pid: int, kind: str, home: str = "", operator: bool = False, use
         raise ValueError("claims fields cannot contain '|'")
     body = f"1|{pid}|{kind}|{home}|{'on' if operator else 'off'}|{username}"
     return body + "|" + hmac.new(_claims_key(), body.encode(), hashlib.sha256).hexdigest()
+
+
+def _may_migrate(url: str) -> bool:
+    """False for the service roles: the schema exists and they may not run its grants."""
+    with engine_for(url).connect() as conn:
+        return bool(conn.execute(sa.text(
+            "SELECT to_regproc('tongguan_grant_service_roles') IS NULL "
+            "OR has_function_privilege('tongguan_grant_service_roles()', 'EXECUTE')")).scalar())
+
+
+def _require_head(url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    current = current_revision(url)
+    if current != head:
+        raise TongguanError(f"the database schema is at {current or 'nothing'}, not {head}, and this role "
+                            "may not migrate it: run `tongguan db upgrade` as the owner (tongguan_owner)")
 
 
 def current_revision(url: str) -> str | None:
