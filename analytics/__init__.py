@@ -18,7 +18,7 @@ Public surface (import from here, not from the modules):
   ``STATUSES``, ``ACTIVE_STATUSES``, ``STATUS_LABELS``, ``status_label``
 """
 
-from importlib import import_module
+from tongguan.lazy import lazy_exports
 
 # Names are imported on first use (PEP 562): `tongguan --help` and every other command import
 # this package to register their parsers, and should not pay for scikit-learn, pandas and scipy.
@@ -45,14 +45,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'analytics' has no attribute {name!r}")
-    value = getattr(import_module(f"analytics.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

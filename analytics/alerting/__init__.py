@@ -13,7 +13,7 @@ Public surface (import from here, not from the modules)::
     load_alerting() -> AlertingConfig; AlertingError
 """
 
-from importlib import import_module
+from tongguan.lazy import lazy_exports
 
 # Imported on first use (PEP 562), like ``analytics``: the command line imports this package to
 # register its parsers and should not pay for the notifier's dependencies.
@@ -38,14 +38,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'analytics.alerting' has no attribute {name!r}")
-    value = getattr(import_module(f"analytics.alerting.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
