@@ -245,8 +245,9 @@ def notifier_config(path) -> str:
     import yaml
 
     from analytics.alerting.config import ALERTING_FILE
+    from tongguan.yamlfile import read_yaml
 
-    cfg = yaml.safe_load(ALERTING_FILE.read_text(encoding="utf-8"))
+    cfg = read_yaml(ALERTING_FILE, "alerting configuration")
     cfg["notify"].update(group_wait="0s", group_interval="0s", webhook_timeout="1s", send_lease="3s")
     cfg["notify"]["retry"].update(max_attempts=2, base="0.5s", max_backoff="1s", parked_every="2s", parked_for="1h")
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")

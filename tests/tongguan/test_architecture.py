@@ -205,3 +205,11 @@ def test_status_lists_come_from_analytics_statuses():
     found = [f"{m}:{i}" for m, path in MODULES.items() if m != "analytics.statuses"
              for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if STATUS_LIST.search(line)]
     assert found == []
+
+
+def test_yaml_files_are_read_by_the_one_loader():
+    """tongguan.yamlfile reads every configuration file (one-line errors, no repeated keys)."""
+    readers = [f"{m}:{node.lineno}" for m in MODULES if m != "tongguan.yamlfile" for node in ast.walk(TREES[m])
+               if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "yaml"
+               and node.attr in ("load", "safe_load", "full_load", "unsafe_load", "load_all", "safe_load_all")]
+    assert readers == []
