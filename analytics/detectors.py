@@ -332,21 +332,30 @@ class Regime:
     quiet: int = 0  # readings in a row below the exit score
     entered: int = 0  # regimes entered so far
     relearned: int = 0  # regimes so long they were taken as the new normal
-    returned: int = 0  # regimes ended as a return to the series' long-run level (see :func:`returned`)
+    returned: int = 0  # regimes ended as a return to the series' long-run level (see :func:`regime_end`)
 
 
-def returned(fs: FeatureState, quarantine) -> bool:
-    """Is a regime a return to the series' long-run level rather than a departure from it?
+def regime_end(fs: FeatureState, quarantine, floor: float) -> str:
+    """How a regime's recent readings (a full quarantine) relate to the levels the series knows:
+    ``"returned"``, ``"recovered"`` or ``""`` (still away: the regime goes on).
 
-    A slow onset can be learned before it is confirmed; the return to normal then looks like a
-    shift against the learned baseline, and a frozen regime would flag normal readings until the
-    long re-learn horizon. The slow (6 h half-life) average barely moves in the meantime: when
-    the regime's recent readings are much nearer to it than to the baseline that flags them,
-    the regime is the series coming back, and the baselines are re-learned at once."""
-    if fs.ewm is None:
-        return False
+    ``returned``: a slow onset can be learned before it is confirmed; the return to normal then
+    looks like a shift against the learned baseline, and a frozen regime would flag normal readings
+    until the long re-learn horizon. The slow (6 h half-life) average barely moves meanwhile: when
+    the recent readings are much nearer to it than to the baseline that flags them, the series has
+    come back, and its baselines are re-learned at once.
+
+    ``recovered``: the recent readings are back within the spread of the (frozen) baseline the
+    regime left, yet the regime's score has not calmed (the few readings learned before the regime
+    was confirmed still sit in the short spike baseline): the regime ends and the short baseline
+    restarts from the recent readings."""
     q = median(v for _, v in quarantine)
-    return abs(q - fs.ewm) < 0.5 * abs(q - fs.level_cache[0])
+    center, spread = fs.level_cache[0], max(fs.level_cache[1], fs.noise_scale(floor))
+    if fs.ewm is not None and abs(q - fs.ewm) < 0.5 * abs(q - center):
+        return "returned"
+    if fs.level_n >= 0 and abs(q - center) <= spread:
+        return "recovered"
+    return ""
 
 
 def decide(reg: Regime, dec: Decision, score: float, t: float) -> tuple[float, bool]:
@@ -642,8 +651,16 @@ class SeriesDetector(BaseEstimator):
                 pass  # a stuck value is never the new normal
             elif reg.n >= dec.relearn_n and t - reg.since >= dec.relearn_s:
                 self._relearn(state)
-            elif len(state.quarantine) == QUARANTINE and returned(state.features, state.quarantine):
-                self._relearn(state, returned=True)
+            elif len(state.quarantine) == QUARANTINE:
+                end = regime_end(state.features, state.quarantine, self.floor_)
+                if end == "returned":
+                    self._relearn(state, returned=True)
+                elif end == "recovered":
+                    fs = state.features
+                    fs.short.clear()
+                    fs.short.extend(q for _, q in list(state.quarantine)[-fs.short.maxlen:])
+                    state.quarantine.clear()
+                    reg.active, reg.hits, reg.calm = False, 0, 0.0
         return float(reported), parts
 
     def _relearn(self, state: SeriesState, returned: bool = False) -> None:

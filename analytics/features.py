@@ -92,8 +92,16 @@ class FeatureState:
         if self.scale_n < 0 or self.n - self.scale_n >= 8:
             # the median ignores spikes; half the mean keeps a quantised signal (most differences
             # exactly 0) from claiming no noise at all (E|x1 - x2| = 2 sd / sqrt(pi))
-            self.scale_cache = (max(median(self.diffs) * DIFF_TO_SD, 0.5 * MEAN_DIFF_TO_SD * sum(self.diffs) / len(self.diffs))
-                                if len(self.diffs) >= 5 else 0.0)
+            # and never below the sensor's resolution, learned as the lower quartile of its non-zero
+            # steps: a quantised signal (a gauge in steps of 0.33) moving one step is not an anomaly of
+            # many sds (for a continuous signal this quartile is about 0.45 sd, so it changes nothing)
+            if len(self.diffs) >= 5:
+                steps = sorted(d for d in self.diffs if d > 0)
+                self.scale_cache = max(median(self.diffs) * DIFF_TO_SD,
+                                       0.5 * MEAN_DIFF_TO_SD * sum(self.diffs) / len(self.diffs),
+                                       steps[len(steps) // 4] if steps else 0.0)
+            else:
+                self.scale_cache = 0.0
             self.scale_n = self.n if len(self.diffs) >= 5 else -1
         return max(self.scale_cache, floor)
 

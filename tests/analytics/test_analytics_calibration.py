@@ -152,6 +152,41 @@ def test_a_return_to_the_long_run_level_after_a_learned_slow_onset_ends_the_regi
     assert st2.regime.returned == 0 and (rep2[n0 + 3:] >= dec.low_cut).all()
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_regime_back_at_its_baseline_ends_and_keeps_the_baselines(seed):
+    """A departure that came in over a dozen readings (some learned before the regime was
+    confirmed, so they sit in the short spike baseline), then a step back: the readings are back
+    within the frozen level baseline's spread, so the regime ends within the quarantine's length,
+    without a re-learn, and nothing after is flagged."""
+    from analytics.detectors import QUARANTINE
+
+    dec = decision_config()
+    rng = np.random.default_rng(seed)
+    n0, ramp, hold, after = 1500, 16, 300, 300
+    level = np.concatenate([np.zeros(n0), np.linspace(0, -3, ramp), np.full(hold, -3.0), np.zeros(after)])
+    v = 10 + level + rng.normal(0, 0.1, len(level))
+    rep, _, st_ = run(SeriesDetector().prior(), T0 + np.arange(len(v)) * 1.0, v)
+    back = n0 + ramp + hold
+    assert (rep[n0 + ramp:back] >= dec.low_cut).all()
+    assert (rep[back + QUARANTINE + 5:] < dec.low_cut).all()
+    assert st_.regime.entered == 1 and st_.regime.relearned == 0 and st_.regime.returned == 0
+
+
+def test_noise_scale_of_a_quantised_signal_is_at_least_its_step():
+    """A gauge reporting in steps of 0.33 (mostly one level, one-step excursions): its noise scale
+    is never below the step it reports in, learned from its own non-zero differences; a
+    continuous signal's scale is its noise sd as before."""
+    from analytics.features import FeatureState, learn
+
+    rng = np.random.default_rng(4)
+    quantised, continuous = FeatureState(), FeatureState()
+    for i, (q, c) in enumerate(zip(0.05 + 0.33 * np.round(rng.normal(0, 0.45, 500)), rng.normal(0, 0.2, 500))):
+        learn(quantised, float(i), float(q))
+        learn(continuous, float(i), float(c))
+    assert quantised.noise_scale(1e-9) >= 0.33 - 1e-9
+    assert 0.16 <= continuous.noise_scale(1e-9) <= 0.24
+
+
 def test_hysteresis_enters_on_k_of_m_or_one_strong_reading_and_leaves_when_calm():
     from analytics.detectors import Regime, decide
 
