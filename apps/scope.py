@@ -105,24 +105,40 @@ def unscoped():
     return scoped(None)
 
 
+# One round trip each way. The role and the claim are set together, at session level, outside
+# any transaction (autocommit for that one statement: psycopg switches it locally, without a round
+# trip, on an idle connection), so a rollback by the code using the connection cannot silently
+# drop back to the app role half-way. ``set_config('role', …)`` is what SET ROLE does ('none' is
+# RESET ROLE). Before, each checkout and checkin cost four or five round trips (BEGIN, SET, SET,
+# COMMIT): on a busy server more than the queries themselves.
+_SWITCH = "SELECT set_config('role', %s, false), set_config('tongguan.claims', %s, false)"
+
+
+def _session_statement(dbapi_conn, sql: str, params) -> None:
+    autocommit = dbapi_conn.autocommit  # an AUTOCOMMIT engine's connections keep theirs
+    if not autocommit:
+        dbapi_conn.rollback()  # nothing to roll back at checkout/checkin: no round trip when idle
+        dbapi_conn.autocommit = True
+    try:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(sql, params)
+        finally:
+            cur.close()
+    finally:
+        dbapi_conn.autocommit = autocommit
+
+
 def _checkout(dbapi_conn, record, proxy):
     from tongguan.db import sign_claims
 
     scope = _current.get()
     pid = dbapi_conn.info.backend_pid
-    cur = dbapi_conn.cursor()
-    try:
-        if scope is None:
-            claims = sign_claims(pid, "unscoped")
-        else:
-            cur.execute(f"SET ROLE {ROLE}")
-            claims = sign_claims(pid, "scoped", scope.home or "", scope.is_operator, scope.username or "")
-        cur.execute("SELECT set_config('tongguan.claims', %s, false)", (claims,))
-        # Committed, so the settings are the session's: a rollback by the code using the
-        # connection cannot silently drop back to the owner role half-way.
-        dbapi_conn.commit()
-    finally:
-        cur.close()
+    if scope is None:
+        role, claims = "none", sign_claims(pid, "unscoped")
+    else:
+        role, claims = ROLE, sign_claims(pid, "scoped", scope.home or "", scope.is_operator, scope.username or "")
+    _session_statement(dbapi_conn, _SWITCH, (role, claims))
     record.info["tongguan_scoped"] = True
 
 
@@ -130,12 +146,7 @@ def _checkin(dbapi_conn, record):
     if not record.info.pop("tongguan_scoped", False) or dbapi_conn is None:
         return
     try:
-        dbapi_conn.rollback()
-        cur = dbapi_conn.cursor()
-        cur.execute("RESET ROLE")
-        cur.execute("RESET tongguan.claims")
-        cur.close()
-        dbapi_conn.commit()
+        _session_statement(dbapi_conn, _SWITCH, ("none", ""))
     except Exception:  # never hand a scoped connection to the next (maybe unscoped) user
         log.warning("could not reset a scoped connection; discarding it", exc_info=True)
         record.invalidate()
