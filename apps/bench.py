@@ -81,6 +81,7 @@ def _scale_rollups(eng, *, days: int) -> None:
     """Hour rollups for ``days`` and minute rollups for the last 24 h, every county × metric,
     with city and province rows aggregated from them (as the store worker keeps them)."""
     from apps.catalogue import ingest_catalogue
+    from apps.sample import roll_up_counties
 
     metrics = list(ingest_catalogue()["metrics"])
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -97,16 +98,7 @@ def _scale_rollups(eng, *, days: int) -> None:
                 CROSS JOIN LATERAL (SELECT 10 + 5 * sin(extract(epoch FROM b) / 13750) + random() AS v) x
                 WHERE c.level = 'county'
                 ON CONFLICT DO NOTHING"""), {"metrics": metrics, "start": start, "now": now, "step": step})
-            for parent in ("city", "province"):
-                conn.execute(sa.text(f"""
-                    INSERT INTO {table} (adcode, metric, bucket, n, vmin, vmax, vsum, last_value, last_ts)
-                    SELECT r.{parent}, x.metric, x.bucket, sum(x.n), min(x.vmin), max(x.vmax), sum(x.vsum),
-                           avg(x.last_value), max(x.last_ts)
-                    FROM {table} x JOIN (SELECT c.adcode AS county, c.parent AS city, p.parent AS province
-                                         FROM regions c JOIN regions p ON p.adcode = c.parent
-                                         WHERE c.level = 'county') r ON r.county = x.adcode
-                    WHERE x.bucket >= :start
-                    GROUP BY 1, 2, 3 ON CONFLICT DO NOTHING"""), {"start": start})
+            roll_up_counties(conn, table, since=start)
 
 
 def _fill_readings(eng, *, target: int, log=print, chunk: int = 2_000_000) -> None:

@@ -118,18 +118,25 @@ def _rollups(conn, rng, counties, metrics, cat, now, spec) -> dict:
         conn.execute(sa.text(
             f"INSERT INTO {table} (adcode, metric, bucket, n, vmin, vmax, vsum, last_value, last_ts) "
             "VALUES (:a, :m, :b, :n, :lo, :hi, :s, :last, :lt) ON CONFLICT DO NOTHING"), rows)
-        for parent in ("city", "province"):
-            conn.execute(sa.text(f"""
-                INSERT INTO {table} (adcode, metric, bucket, n, vmin, vmax, vsum, last_value, last_ts)
-                SELECT r.{parent}, x.metric, x.bucket, sum(x.n), min(x.vmin), max(x.vmax), sum(x.vsum),
-                       avg(x.last_value), max(x.last_ts)
-                FROM {table} x JOIN (SELECT c.adcode AS county, c.parent AS city, p.parent AS province
-                                     FROM regions c JOIN regions p ON p.adcode = c.parent
-                                     WHERE c.level = 'county') r
-                  ON r.county = x.adcode
-                GROUP BY 1, 2, 3 ON CONFLICT DO NOTHING"""))
+        roll_up_counties(conn, table)
         out[table] = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
     return out
+
+
+def roll_up_counties(conn, table: str, since: datetime | None = None) -> None:
+    """City and province rows of a reading rollup ``table`` aggregated from its county rows
+    (from ``since`` on), as the store worker keeps them."""
+    for parent in ("city", "province"):
+        conn.execute(sa.text(f"""
+            INSERT INTO {table} (adcode, metric, bucket, n, vmin, vmax, vsum, last_value, last_ts)
+            SELECT r.{parent}, x.metric, x.bucket, sum(x.n), min(x.vmin), max(x.vmax), sum(x.vsum),
+                   avg(x.last_value), max(x.last_ts)
+            FROM {table} x JOIN (SELECT c.adcode AS county, c.parent AS city, p.parent AS province
+                                 FROM regions c JOIN regions p ON p.adcode = c.parent
+                                 WHERE c.level = 'county') r
+              ON r.county = x.adcode
+            WHERE x.bucket >= CAST(:since AS timestamptz) OR CAST(:since AS timestamptz) IS NULL
+            GROUP BY 1, 2, 3 ON CONFLICT DO NOTHING"""), {"since": since})
 
 
 def _events(conn, rng, counties, event_types, cat, now, spec) -> dict:

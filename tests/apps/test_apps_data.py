@@ -249,3 +249,28 @@ def test_batched_vitals_equal_one_indicator_at_a_time_in_plain_sql(eng):
             assert v["value"] == pytest.approx(value, nan_ok=True), ind.id
             assert v["spark"] == pytest.approx(spark, nan_ok=True), ind.id
     assert any(v["value"] for v in batched) and any(any(v["spark"]) for v in batched)
+
+
+def test_county_rollups_roll_up_to_their_city_and_province(engine):
+    """apps.sample.roll_up_counties (the sample data's and tongguan bench views' city and
+    province rows): each is the sum, min and max of its counties' rows, from ``since`` on."""
+    from datetime import UTC, datetime
+
+    from apps.sample import roll_up_counties
+
+    t0, t1 = datetime(2026, 1, 1, 8, tzinfo=UTC), datetime(2026, 1, 1, 9, tzinfo=UTC)
+    rows = [("440106", t0, 10, 1.0, 5.0), ("440104", t0, 20, 2.0, 7.0), ("440304", t0, 5, 0.5, 9.0),
+            ("440106", t1, 1, 3.0, 3.0)]
+    with engine.begin() as conn:
+        for adcode, bucket, n, lo, hi in rows:
+            conn.execute(sa.text(
+                "INSERT INTO reading_rollups_hour (adcode, metric, bucket, n, vmin, vmax, vsum, last_value, last_ts) "
+                "VALUES (:a, 'pm25', :b, :n, :lo, :hi, :n * 2.0, :hi, :b)"), {"a": adcode, "b": bucket, "n": n,
+                                                                             "lo": lo, "hi": hi})
+        roll_up_counties(conn, "reading_rollups_hour", since=t1)  # only the later hour
+        roll_up_counties(conn, "reading_rollups_hour")
+        got = {(a.strip(), b): (n, lo, hi) for a, b, n, lo, hi in conn.execute(sa.text(
+            "SELECT adcode, bucket, n, vmin, vmax FROM reading_rollups_hour WHERE metric = 'pm25' "
+            "AND adcode IN ('440100', '440300', '440000')"))}
+    assert got == {("440100", t0): (30, 1.0, 7.0), ("440300", t0): (5, 0.5, 9.0), ("440000", t0): (35, 0.5, 9.0),
+                   ("440100", t1): (1, 3.0, 3.0), ("440000", t1): (1, 3.0, 3.0)}
