@@ -27,6 +27,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -138,7 +139,12 @@ def _checkout(dbapi_conn, record, proxy):
         role, claims = "none", sign_claims(pid, "unscoped")
     else:
         role, claims = ROLE, sign_claims(pid, "scoped", scope.home or "", scope.is_operator, scope.username or "")
-    _session_statement(dbapi_conn, _SWITCH, (role, claims))
+    try:
+        _session_statement(dbapi_conn, _SWITCH, (role, claims))
+    except psycopg.OperationalError as exc:
+        # The database dropped this pooled connection (a restart): the pool discards it and
+        # checks out a fresh one, as its pre-ping would have (the web's engine does not pre-ping).
+        raise sa.exc.DisconnectionError(str(exc)) from exc
     record.info["tongguan_scoped"] = True
 
 

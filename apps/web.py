@@ -76,7 +76,7 @@ def install(app) -> None:
     server = app.server if hasattr(app, "server") else app
     settings = get_settings()
     config = server.config["TONGGUAN"]
-    engine = scope_mod.install(engine_for(config.database_url))
+    engine = scope_mod.install(engine_for(config.database_url, pre_ping=False))  # the scope switch pings
     server.config["TONGGUAN_ENGINE"] = engine
     server.secret_key = settings.secret_key.get_secret_value()
     server.config.update(

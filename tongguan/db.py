@@ -41,8 +41,11 @@ def normalise_url(url: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
-    return sa.create_engine(normalise_url(url), pool_pre_ping=True, pool_size=5, max_overflow=10)
+def engine_for(url: str, *, pre_ping: bool = True) -> Engine:
+    """The process's engine for ``url``. ``pre_ping``: a round trip at every checkout finds a
+    connection the database dropped (a restart); the web's scoped engine passes False because
+    switching the scope at checkout is already such a statement (``apps.scope``)."""
+    return sa.create_engine(normalise_url(url), pool_pre_ping=pre_ping, pool_size=5, max_overflow=10)
 
 
 def wait_for_db(url: str, *, timeout: float = 30.0) -> Engine:

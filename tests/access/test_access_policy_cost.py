@@ -58,3 +58,24 @@ def test_a_scoped_count_checks_the_claim_in_one_initplan(access, app_db_url):
     assert "InitPlan" in plan and "tongguan_in_scope(" not in plan, plan
     with scoped(TIANHE), app_engine.connect() as conn:  # the same policy still narrows the rows
         assert conn.execute(sa.text("SELECT count(*) FROM sensors")).scalar() == tianhe < total
+
+
+def test_the_web_engine_survives_a_dropped_connection_without_pre_ping(access, app_db_url, services):
+    """The web's engine does not pre-ping (the scope switch at checkout is its ping): a pooled
+    connection the database dropped is replaced at checkout, and the request gets its rows."""
+    from tests.conftest import role_url
+
+    from apps.scope import install
+
+    app_engine = install(engine_for(app_db_url, pre_ping=False))
+    assert app_engine.pool._pre_ping is False
+    with scoped(TIANHE), app_engine.connect() as conn:
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        before = conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar()
+    su = sa.create_engine(role_url(services, "superuser", app_db_url), poolclass=sa.pool.NullPool)
+    with su.connect() as conn:
+        assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+    su.dispose()
+    with scoped(TIANHE), app_engine.connect() as conn:  # the dead one is discarded, not handed out
+        assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != pid
+        assert conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar() == before > 0
