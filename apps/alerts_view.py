@@ -5,6 +5,8 @@
   it, indented, depth first;
 - :func:`filter_alerts`: alerts of a region subtree by theme, levels and statuses (the read goes
   through :func:`apps.queries.alerts_list`, under the request's row-level security);
+- :func:`version` and :func:`keep_selection`: the live list — read again only when an alert of
+  the caller's region changed, keeping the rows the user selected (by alert id, not position);
 - :func:`bulk_action`: one handling action on many alerts, each through the same path as the
   county view's buttons (:func:`apps.handling.handle`: access check, audit, analytics lifecycle).
   An alert the lifecycle or the access check refuses is reported with its reason; the others
@@ -67,6 +69,22 @@ def filter_alerts(engine, *, home: str, region: str | None = None, theme: str = 
     if levels and not df.empty:
         df = df[df["level"].isin(levels)]
     return df.head(limit).reset_index(drop=True)
+
+
+def version(engine, home: str) -> str:
+    """Changes whenever an alert of ``home``'s subtree is raised or changes (the live tick's probe)."""
+    return queries.alerts_version(engine, scope=home)
+
+
+def keep_selection(old_rows: list[dict] | None, selected: list[int] | None, new_rows: list[dict]) -> list[int]:
+    """The positions in ``new_rows`` of the alerts selected in ``old_rows``: a live refresh must
+    not move the selection onto other alerts (a bulk action would then handle those).
+
+    >>> keep_selection([{"id": "a"}, {"id": "b"}], [1], [{"id": "n"}, {"id": "a"}, {"id": "b"}])
+    [2]
+    """
+    ids = {str(old_rows[i]["id"]) for i in (selected or []) if 0 <= i < len(old_rows or [])}
+    return [i for i, r in enumerate(new_rows) if str(r["id"]) in ids]
 
 
 def _name(tree, adcode: str, lang: str) -> str:

@@ -293,18 +293,25 @@ def fmt_indicator(ind, value: float | None) -> str:
     return f"{value:,.{ind.digits}f}"
 
 
+VITAL_COLOURS = {"normal": "#3fd07a", "abnormal": "#e5242b", "unknown": "#6b7785"}
+
+
+def vital_status_text(status: str, lang: str) -> str:
+    """正常 / 异常, or "no data yet" for a vital sign without a value."""
+    return t("vital." + status, lang) if status != "unknown" else t("empty.data", lang)
+
+
 def vital_card(page: str, ind, v: dict, lang: str, spark: bool = True) -> html.Div:
     from apps.maps import sparkline
 
     status = v["status"]
-    colour = {"normal": "#3fd07a", "abnormal": "#e5242b", "unknown": "#6b7785"}[status]
+    colour = VITAL_COLOURS[status]
     children = [
         html.Div(ind.label(lang), className="vital-label"),
         html.Div([html.Span(fmt_indicator(ind, v["value"]), className="vital-value",
                             id=f"{page}-vital-{ind.id}", style={"color": colour}),
                   html.Span(ind.unit_label(lang), className="vital-unit")]),
-        html.Div(t("vital." + status, lang) if status != "unknown" else t("empty.data", lang),
-                 className="vital-status", id=f"{page}-vital-status-{ind.id}"),
+        html.Div(vital_status_text(status, lang), className="vital-status", id=f"{page}-vital-status-{ind.id}"),
     ]
     if spark and v.get("spark") is not None:
         children.append(dcc.Graph(figure=sparkline(v["spark"], colour=colour), config={"displayModeBar": False,

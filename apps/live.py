@@ -43,7 +43,37 @@ def map_levels(state: pd.DataFrame, codes: list[str]) -> list[str]:
     return [by.get(c, "none") for c in codes]
 
 
-def next_city(tree, adcode: str) -> str:
-    """The sibling after ``adcode`` (round and round): the rotating wall's next city."""
-    siblings = tree.children(tree.parent(adcode))
-    return siblings[(siblings.index(adcode) + 1) % len(siblings)]
+def ranking_rows(state: pd.DataFrame) -> list[list]:
+    """What a ranking shows of the region state (order, worst level, counts): the live tick
+    re-renders the ranking when this changes, from the state that also colours the map."""
+    if state.empty:
+        return []
+    cols = ["adcode", "worst", "open", "red", "orange", "yellow", "blue"]
+    return [[r[0], r[1], *(int(v) for v in r[2:])] for r in state[cols].itertuples(index=False)]
+
+
+def rotation_ring(tree, home: str, current: str) -> list[str]:
+    """The regions a rotating wall shows in turn, all inside the caller's region ``home``.
+
+    The province's operators rotate over the regions beside ``current`` (the cities of the
+    province, or the counties of one city); a city's or county's operators over their own
+    region and the regions below it (Guangzhou, then each of its districts, round again), never
+    outside it. A county operator's ring is the county alone: the wall stays.
+    """
+    if tree.level(home) == "province":
+        parent = tree.parent(current)
+        if parent and tree.is_within(parent, home):
+            return list(tree.children(parent))
+        return [current]
+    return [home] + [c for c in tree.children(home) if tree.level(c) in ("city", "county")]
+
+
+def next_in_ring(ring: list[str], current: str) -> str:
+    """The region after ``current`` in ``ring`` (round and round; the first when it is not in it).
+
+    >>> next_in_ring(["a", "b", "c"], "c"), next_in_ring(["a", "b"], "x"), next_in_ring(["a"], "a")
+    ('a', 'a', 'a')
+    """
+    if current not in ring:
+        return ring[0]
+    return ring[(ring.index(current) + 1) % len(ring)]

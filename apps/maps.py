@@ -196,6 +196,26 @@ def aggregate_points(df: pd.DataFrame, *, max_points: int = 400, cell_deg: float
     return out.sort_values("n", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def sensor_marks(sensors: pd.DataFrame, selected: str | None = None) -> tuple[list[str], list[int]]:
+    """Each sensor's marker colour (its worst open warning; green online, grey offline) and size
+    (larger with a warning, largest when picked): the county map draws them, the live tick
+    patches them."""
+    colours = [LEVEL_COLOURS[lv] if lv != "none" else ("#3fd07a" if on else "#6b7785")
+               for lv, on in zip(sensors["level"], sensors["online"].fillna(False).astype(bool))]
+    sizes = [14 if s == selected else (10 if lv != "none" else 7)
+             for s, lv in zip(sensors["sensor_id"], sensors["level"])]
+    return colours, sizes
+
+
+def sensor_trace(figure: dict) -> int | None:
+    """Index of the county map's sensor trace (the one whose points are ["sensor", id])."""
+    for i, tr in enumerate(figure.get("data", [])):
+        cd = tr.get("customdata") or []
+        if cd and isinstance(cd[0], list) and cd[0][0] == "sensor":
+            return i
+    return None
+
+
 def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, events: pd.DataFrame,
                grid: dict, lang: str = "zh", height: int | None = None,
                selected: str | None = None, focus: dict | None = None) -> dict:
@@ -237,10 +257,7 @@ def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, 
                      "text": [f"{label('event', x, lang)} ×{n}" for x, n in zip(ev["type"], ev["n"])],
                      "hoverinfo": "text", "name": t("legend.event", lang)})
     if not sensors.empty:
-        colours = [LEVEL_COLOURS[lv] if lv != "none" else ("#3fd07a" if on else "#6b7785")
-                   for lv, on in zip(sensors["level"], sensors["online"].fillna(False))]
-        sizes = [14 if s == selected else (10 if lv != "none" else 7)
-                 for s, lv in zip(sensors["sensor_id"], sensors["level"])]
+        colours, sizes = sensor_marks(sensors, selected)
         data.append({"type": "scattergeo", "lon": sensors["lon"].tolist(), "lat": sensors["lat"].tolist(),
                      "mode": "markers",
                      "marker": {"size": sizes, "color": colours, "line": {"width": 1, "color": "#0b1a2e"}},

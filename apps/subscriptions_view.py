@@ -134,6 +134,11 @@ def inbox(engine, scope: Scope, *, unread_only: bool = False, limit: int = 50) -
     return subs.inbox(engine, scope.username, unread_only=unread_only, limit=limit)
 
 
+def inbox_version(engine, scope: Scope) -> str:
+    """Changes when the caller's inbox changes (the live tick's probe)."""
+    return subs.inbox_version(engine, scope.username)
+
+
 def unread(engine, scope: Scope) -> int:
     return subs.unread_count(engine, scope.username)
 

@@ -236,6 +236,16 @@ def inbox(engine, recipient: str, *, unread_only: bool = False, limit: int = 50)
                                               {"r": recipient, "n": limit}).mappings()]
 
 
+def inbox_version(engine, recipient: str) -> str:
+    """A token that changes when the recipient's inbox gains, updates or (un)reads a message:
+    the web's live inbox reads the list again only then."""
+    with engine.connect() as conn:
+        n, newest, unread = conn.execute(sa.text(
+            "SELECT count(*), max(updated_at), count(*) FILTER (WHERE read_at IS NULL) FROM inbox_messages "
+            "WHERE recipient = :r"), {"r": recipient}).one()
+    return f"{n}|{newest.isoformat() if newest else ''}|{unread}"
+
+
 def unread_count(engine, recipient: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT count(*) FROM inbox_messages WHERE recipient = :r AND read_at IS NULL"),

@@ -30,6 +30,7 @@ from apps.components import error_panel, panel, theme_selector
 from apps.context import current_scope, engine
 from apps.errors import AppsError
 from apps.i18n import norm_lang, t
+from apps.live import LIVE_INTERVAL_MS
 from apps.navigation import nav_links
 from apps.pages.common import require_in_scope
 
@@ -92,6 +93,7 @@ def layout(region=None, theme=None, level=None, status=None, lang=None, **_query
     statuses = _csv(status, STATUSES) if status is not None else list(ACTIVE_STATUSES)
     if (region or "").strip():
         require_in_scope(region)  # a crafted navigation the page guard did not see: 403, audited
+    shown_version = view.version(eng, scope.home)  # before the read: a change meanwhile shows next tick
     try:
         region = view.check_region(eng, scope.home, region)
         df = view.filter_alerts(eng, home=scope.home, region=region, theme=theme, levels=levels, statuses=statuses)
@@ -142,6 +144,8 @@ def layout(region=None, theme=None, level=None, status=None, lang=None, **_query
             html.Div(alerts_table(rows, lang), id=f"{PAGE}-table-wrap"),
         ]), cls="panel-alerts-page"),
         dcc.Store(id=f"{PAGE}-params", data={"lang": lang}),
+        dcc.Store(id=f"{PAGE}-shown", data=shown_version),
+        dcc.Interval(id=f"{PAGE}-live", interval=LIVE_INTERVAL_MS),
     ], className=f"page {PAGE}-page", id=f"{PAGE}-page")
 
 
@@ -186,6 +190,32 @@ def _update(region, theme, levels, statuses, _clicks, _virtual, selected, rows, 
     audit.record_web("view_alerts", region=(region or "").strip() or scope.home, target="/alerts", rows=len(rows),
                      theme=theme, levels=levels, statuses=statuses)
     return rows, [], result
+
+
+@callback(Output(f"{PAGE}-table", "data", allow_duplicate=True),
+          Output(f"{PAGE}-table", "selected_rows", allow_duplicate=True), Output(f"{PAGE}-shown", "data"),
+          Input(f"{PAGE}-live", "n_intervals"),
+          State(f"{PAGE}-region", "value"), State(f"{PAGE}-theme", "value"), State(f"{PAGE}-levels", "value"),
+          State(f"{PAGE}-statuses", "value"), State(f"{PAGE}-table", "data"), State(f"{PAGE}-table", "selected_rows"),
+          State(f"{PAGE}-shown", "data"), State(f"{PAGE}-params", "data"), prevent_initial_call=True)
+def _live(_n, region, theme, levels, statuses, rows, selected, shown, params):
+    """Live: when an alert of the user's region changed, the list is read again with the filters
+    on screen; the selected alerts stay selected (by id). A refresh of the view already opened
+    (and audited) is not audited again."""
+    scope = current_scope()
+    eng = engine()
+    now = view.version(eng, scope.home)
+    if now == shown:
+        return no_update, no_update, no_update
+    if (region or "").strip():
+        require_in_scope(region)  # the picker only offers the caller's subtree: anything else is crafted
+    try:
+        df = view.filter_alerts(eng, home=scope.home, region=region, theme=theme or "all", levels=levels,
+                                statuses=statuses)
+    except AppsError:
+        return no_update, no_update, now
+    new_rows = view.table_rows(df, params["lang"], eng)
+    return new_rows, view.keep_selection(rows, selected, new_rows), now
 
 
 @callback(Output(f"{PAGE}-table", "selected_rows", allow_duplicate=True),

@@ -6,7 +6,7 @@ its view."""
 from __future__ import annotations
 
 import dash
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import dcc, html
 
 from apps import queries
 from apps.catalogue import indicators, theme_label
@@ -14,7 +14,6 @@ from apps.components import (
     alerts_table,
     clock,
     error_panel,
-    fmt_indicator,
     header,
     kpi_strip,
     panel,
@@ -25,12 +24,13 @@ from apps.components import (
 from apps.context import engine
 from apps.errors import AppsError
 from apps.i18n import t
-from apps.live import changed_values, next_city
 from apps.maps import MAP_CONFIG, region_map, trend_figure
 from apps.pages.common import (
     empty_note,
+    live_table,
     register_region_callbacks,
-    require_in_scope,
+    register_rotation,
+    rotation,
     stores,
     view_params,
     wall_clock_callback,
@@ -38,6 +38,23 @@ from apps.pages.common import (
 
 PAGE = "city"
 
+
+
+def alerts_panel(eng, p):
+    """The city's alerts in the window (any status), newest change first."""
+    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, window=p.window, statuses=None, limit=30)
+    return alerts_table(PAGE, alerts, lang=p.lang, search=p.search, limit=30)
+
+
+def escalations_panel(eng, p):
+    """The alerts escalated to the city and not yet taken in hand there."""
+    escalations = queries.escalations_waiting(eng, scope=p.adcode, theme=p.theme)
+    if escalations.empty:
+        return empty_note(t("empty.escalations", p.lang))
+    return alerts_table(f"{PAGE}-esc", escalations, lang=p.lang, search=p.search)
+
+
+LIVE_TABLES = {"alerts": alerts_panel, "escalations": escalations_panel}
 
 
 def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen=None, rotate=None,
@@ -48,6 +65,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         queries.check_region(eng, p.adcode, "city")
     except AppsError as exc:
         return error_panel(str(exc), p.lang)
+    version = queries.alerts_version(eng, scope=p.adcode)  # before the reads: a change meanwhile shows next tick
     tree = queries.region_tree(eng)
     state = queries.region_state(eng, scope=p.adcode, theme=p.theme)
     kpis = queries.kpis(eng, scope=p.adcode, theme=p.theme)
@@ -55,9 +73,8 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     geojson = queries.children_geojson(eng, p.adcode)
     codes = [f["properties"]["adcode"] for f in geojson.get("features", [])]
     inds = indicators()
-    vit = queries.vitals(eng, scope=p.adcode, indicators=inds)
-    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, window=p.window, statuses=None, limit=30)
-    escalations = queries.escalations_waiting(eng, scope=p.adcode, theme=p.theme)
+    # the open-alert vital signs from the read the KPI strip shows: one figure, one source
+    vit = queries.vitals(eng, scope=p.adcode, indicators=inds, open_counts=kpis["open_by_theme"])
 
     map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang,
                                                                    source=queries.geojson_url(p.adcode)),
@@ -67,11 +84,8 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
                             className="vitals", id=f"{PAGE}-vitals")
     ticker = html.Div(ticker_items(tick, search=p.search, lang=p.lang), id=f"{PAGE}-ticker", className="ticker")
     rank = ranking(PAGE, state, level="county", search=p.search, lang=p.lang)
-    live = stores(PAGE, p, kpis=kpis, state=state, ticker=tick, codes=codes)
-    live.append(dcc.Store(id=f"{PAGE}-vitals-shown",
-                          data={ind.id: fmt_indicator(ind, v["value"]) for ind, v in zip(inds, vit)}))
-    esc = (alerts_table(f"{PAGE}-esc", escalations, lang=p.lang, search=p.search)
-           if not escalations.empty else empty_note(t("empty.escalations", p.lang)))
+    live = stores(PAGE, p, kpis=kpis, state=state, ticker=tick, codes=codes, tables=version,
+                  vitals=[(ind, v["value"]) for ind, v in zip(inds, vit)])
     title = f"{tree.name(p.adcode, lang=p.lang)} · {theme_label(p.theme, p.lang)}"
 
     if p.wall:
@@ -97,7 +111,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
                       dcc.Dropdown(id=f"{PAGE}-window", value=p.window, options=[p.window])],
                      style={"display": "none"}),
             *live,
-            *rotation(p, rotate),
+            *rotation(PAGE, p, rotate),
         ], className=f"wall wall-{PAGE}", id=f"{PAGE}-page")
 
     return html.Div([
@@ -113,51 +127,17 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
             ], className="side-col"),
         ], className="main-row"),
         html.Div([
-            panel(t("panel.alerts", p.lang), alerts_table(PAGE, alerts, lang=p.lang, search=p.search, limit=30),
-                  cls="panel-alerts"),
-            panel(t("panel.escalations", p.lang), esc, cls="panel-escalations"),
+            panel(t("panel.alerts", p.lang), live_table(PAGE, "alerts", alerts_panel(eng, p)), cls="panel-alerts"),
+            panel(t("panel.escalations", p.lang), live_table(PAGE, "escalations", escalations_panel(eng, p)),
+                  cls="panel-escalations"),
         ], className="two-col"),
         *live,
     ], className=f"page region-page {PAGE}-page", id=f"{PAGE}-page")
 
 
-def rotation(p, rotate) -> list:
-    """``?screen=wall&rotate=30``: the wall moves on to the next city of the province every
-    30 s (at least 10 s), round and round, keeping theme and language."""
-    try:
-        seconds = max(10, int(rotate))
-    except (TypeError, ValueError):
-        return []
-    return [dcc.Interval(id=f"{PAGE}-rotate", interval=seconds * 1000),
-            dcc.Store(id=f"{PAGE}-rotate-params", data={**p.as_dict(), "adcode": p.adcode, "rotate": seconds})]
-
-
-@callback(Output("url", "href", allow_duplicate=True), Input(f"{PAGE}-rotate", "n_intervals"),
-          State(f"{PAGE}-rotate-params", "data"), prevent_initial_call=True)
-def _rotate(_n, params):
-    from apps.components import query_string, view_href
-
-    nxt = next_city(queries.region_tree(engine()), require_in_scope(params["adcode"]))
-    return view_href(PAGE, nxt, query_string(**params))
-
-
-register_region_callbacks(PAGE, child_level="county")
+register_region_callbacks(PAGE, child_level="county", renderers=LIVE_TABLES, vitals=indicators())
+register_rotation(PAGE)
 wall_clock_callback(PAGE)
-
-
-@callback([Output(f"{PAGE}-vital-{ind.id}", "children") for ind in indicators()]
-          + [Output(f"{PAGE}-vitals-shown", "data")],
-          Input(f"{PAGE}-live", "n_intervals"), State(f"{PAGE}-params", "data"),
-          State(f"{PAGE}-vitals-shown", "data"), prevent_initial_call=True)
-def _live_vitals(n, params, shown):
-    """Vital-sign values every 5th tick (10 s): sends only the values that changed."""
-    if n % 5:
-        return [no_update] * (len(indicators()) + 1)
-    inds = indicators()
-    vit = queries.vitals(engine(), scope=require_in_scope(params["adcode"]), indicators=inds, spark=False)
-    now = {ind.id: fmt_indicator(ind, v["value"]) for ind, v in zip(inds, vit)}
-    diff = changed_values(shown, now)
-    return [diff.get(ind.id, no_update) for ind in inds] + [now if diff else no_update]
 
 
 # Registered with its layout: the frame imports the pages explicitly (no folder discovery).

@@ -13,15 +13,25 @@ from apps import queries
 from apps.catalogue import norm_theme, norm_window
 from apps.components import (
     KPI_IDS,
+    VITAL_COLOURS,
+    fmt_indicator,
     kpi_values,
     parse_search,
     query_string,
+    ranking,
     ticker_items,
     view_href,
+    vital_status_text,
 )
 from apps.context import engine
 from apps.i18n import norm_lang
-from apps.live import LIVE_INTERVAL_MS, changed_values, map_levels, newest_change
+from apps.live import (
+    LIVE_INTERVAL_MS,
+    changed_values,
+    map_levels,
+    newest_change,
+    ranking_rows,
+)
 from apps.maps import level_z
 
 TICKER_MAX = 30
@@ -79,19 +89,32 @@ def require_in_scope(adcode) -> str:
     return code
 
 
-def stores(page: str, p: ViewParams, *, kpis: dict, state, ticker, codes: list[str]) -> list:
-    """The page's state for the live callback: what is on screen now."""
+def stores(page: str, p: ViewParams, *, kpis: dict, state, ticker, codes: list[str],
+           tables: str = "", vitals: list | None = None) -> list:
+    """The page's state for the live callback: what is on screen now (``tables``: the alerts
+    version the page's live tables were read at, :func:`apps.data.alerts_version`; ``vitals``:
+    the (indicator, value) pairs of the vital signs shown)."""
     return [
         dcc.Store(id=f"{page}-params", data={"adcode": p.adcode, **p.as_dict()}),
         dcc.Store(id=f"{page}-shown", data={
             "kpis": kpi_values(kpis, p.lang), "codes": codes, "levels": map_levels(state, codes),
-            "since": newest_change(ticker, None), "ticks": len(ticker)}),
+            "rank": ranking_rows(state), "since": newest_change(ticker, None), "ticks": len(ticker),
+            "tables": tables,
+            **({"vitals": {i.id: vital_text(i, v) for i, v in vitals}} if vitals else {})}),
         dcc.Interval(id=f"{page}-live", interval=LIVE_INTERVAL_MS),
     ]
 
 
-def register_region_callbacks(page: str, child_level: str) -> None:
-    """Drill-down on map click, theme/window links, and the live update of a region view."""
+def live_table(page: str, name: str, body) -> html.Div:
+    """A table the live tick renders again when the alerts of the view's region changed
+    (``renderers[name]`` of :func:`register_region_callbacks` draws it)."""
+    return html.Div(body, id={"type": f"{page}-live-table", "table": name}, className="live-table")
+
+
+def register_region_callbacks(page: str, child_level: str, *, renderers: dict | None = None,
+                              vitals=None) -> None:
+    """Drill-down on map click, theme/window links, and the live update of a region view
+    (``renderers``: the page's live tables by name; ``vitals``: its vital signs)."""
 
     @callback(Output("url", "href", allow_duplicate=True),
               Input(f"{page}-map", "clickData"), State(f"{page}-params", "data"),
@@ -115,23 +138,46 @@ def register_region_callbacks(page: str, child_level: str) -> None:
         level = page
         return view_href(level, params["adcode"], query_string(**params), theme=theme, window=window)
 
+    inds = list(vitals or ())
+    vital_outputs = [Output(f"{page}-vital{part}-{ind.id}", prop) for ind in inds for part, prop in VITAL_PARTS]
+
     @callback([Output(f"{page}-kpi-{k}", "children") for k in KPI_IDS]
               + [Output(f"{page}-map", "figure"), Output(f"{page}-ticker", "children"),
-                 Output(f"{page}-shown", "data")],
+                 Output(f"{page}-ranking", "children"),
+                 Output({"type": f"{page}-live-table", "table": ALL}, "children")]
+              + vital_outputs + [Output(f"{page}-shown", "data")],
               Input(f"{page}-live", "n_intervals"),
               State(f"{page}-params", "data"), State(f"{page}-shown", "data"),
               prevent_initial_call=True)
-    def _live(_n, params, shown):
-        return live_update(data_engine=engine(), params=params, shown=shown)
+    def _live(n, params, shown):
+        tables = [o["id"]["table"] for o in dash.ctx.outputs_list[len(KPI_IDS) + 3]]
+        return live_update(data_engine=engine(), params=params, shown=shown, page=page, child_level=child_level,
+                           tables=tables, renderers=renderers or {}, vitals=inds, tick=n or 0)
 
 
-def live_update(*, data_engine, params: dict, shown: dict) -> list:
+VITAL_PARTS = (("", "children"), ("", "style"), ("-status", "children"))  # value, its colour, 正常/异常
+VITALS_EVERY = 5  # ticks (10 s) between reads of the vital signs that are not alert counts
+
+
+def live_update(*, data_engine, params: dict, shown: dict, page: str | None = None, child_level: str | None = None,
+                tables: list[str] = (), renderers: dict | None = None, vitals: list = (),
+                tick: int = 0) -> list:
     """One live tick: only the KPI texts that changed, a Patch of the map colours when a region's
-    level changed, a Patch that prepends new/escalated alerts to the ticker."""
+    level changed, a Patch that prepends new/escalated alerts to the ticker, the ranking again
+    when it changed (from the same region state as the map colours), the live tables again
+    when the region's alerts changed (``tables`` in the page, drawn by ``renderers``), and the
+    vital signs that changed (the open-alert ones from the read the KPIs show, every tick; the
+    others every ``VITALS_EVERY`` ticks).
+
+    Returns the outputs in the callback's order: KPIs, map, ticker, ranking (of ``page``, whose
+    rows link to ``child_level`` views), tables (a list), three per vital sign (value, its colour,
+    its status), the shown-state store."""
     scope, theme, lang = require_in_scope(params["adcode"]), params["theme"], params["lang"]
-    k = kpi_values(queries.kpis(data_engine, scope=scope, theme=theme), lang)
+    kpis = queries.kpis(data_engine, scope=scope, theme=theme)
+    k = kpi_values(kpis, lang)
     diff = changed_values(shown.get("kpis"), k)
     out = [diff.get(key, no_update) for key in KPI_IDS]
+    new_shown = dict(shown)
 
     state = queries.region_state(data_engine, scope=scope, theme=theme)
     levels = map_levels(state, shown["codes"])
@@ -153,14 +199,95 @@ def live_update(*, data_engine, params: dict, shown: dict) -> list:
         for _ in range(max(0, total - TICKER_MAX)):
             del patch[TICKER_MAX]
         out.append(patch)
-        shown = {**shown, "ticks": min(total, TICKER_MAX)}
+        new_shown["ticks"] = min(total, TICKER_MAX)
     else:
         out.append(no_update)
-    if diff or levels != shown.get("levels") or not new.empty:
-        out.append({**shown, "kpis": k, "levels": levels, "since": newest_change(new, since)})
+
+    rank = ranking_rows(state) if page and child_level else None
+    if rank is not None and rank != shown.get("rank"):
+        out.append(ranking(page, state, level=child_level, search=query_string(**params), lang=lang).children)
+        new_shown["rank"] = rank
     else:
         out.append(no_update)
+
+    version = queries.alerts_version(data_engine, scope=scope) if tables else None
+    if version is not None and version != shown.get("tables"):
+        p = view_params(scope, theme, params.get("window"), lang, params.get("screen"))
+        out.append([(renderers or {})[name](data_engine, p) for name in tables])
+        new_shown["tables"] = version
+    else:
+        out.append([no_update] * len(tables))
+
+    vital_values = shown.get("vitals") or {}
+    if vitals:
+        now = dict(vital_values)
+        now.update(open_alert_vitals(vitals, kpis["open_by_theme"]))
+        if tick % VITALS_EVERY == 0:
+            rest = [i for i in vitals if i.kind != "open_alerts"]
+            vit = queries.vitals(data_engine, scope=scope, indicators=rest, spark=False)
+            now.update({i.id: vital_text(i, v["value"]) for i, v in zip(rest, vit)})
+        changed = changed_values(vital_values, now)
+        for ind in vitals:
+            if ind.id in changed:
+                text, status = changed[ind.id]
+                out += [text, {"color": VITAL_COLOURS[status]}, vital_status_text(status, lang)]
+            else:
+                out += [no_update] * len(VITAL_PARTS)
+        new_shown["vitals"] = now
+
+    new_shown.update(kpis=k, levels=levels, since=newest_change(new, since))
+    out.append(new_shown if new_shown != shown else no_update)
     return out
+
+
+def vital_text(ind, value) -> list:
+    """[shown text, status] of one vital sign (what the live tick compares and sends)."""
+    return [fmt_indicator(ind, value), ind.status(value)]
+
+
+def open_alert_vitals(inds, by_theme: dict[str, int]) -> dict[str, list]:
+    """The open-alert vital signs from the open alerts per theme the KPI strip was read with."""
+    return {i.id: vital_text(i, queries.open_alerts_value(i, by_theme)) for i in inds if i.kind == "open_alerts"}
+
+
+def rotation(page: str, p: ViewParams, rotate) -> list:
+    """``?screen=wall&rotate=30``: the wall moves on every 30 s (at least 10 s) to the next region
+    of the caller's ring (:func:`apps.live.rotation_ring`: never outside the caller's region),
+    keeping theme and language. Nothing when the ring is this region alone."""
+    try:
+        seconds = max(10, int(rotate))
+    except (TypeError, ValueError):
+        return []
+    if rotation_next(p.adcode) == p.adcode:
+        return []
+    return [dcc.Interval(id=f"{page}-rotate", interval=seconds * 1000),
+            dcc.Store(id=f"{page}-rotate-params", data={**p.as_dict(), "adcode": p.adcode, "rotate": seconds})]
+
+
+def rotation_next(adcode: str) -> str:
+    """The region the wall on ``adcode`` shows next, for the signed-in caller (outside a request:
+    as the province's operators, over the regions beside it)."""
+    from apps.context import current_scope
+    from apps.live import next_in_ring, rotation_ring
+
+    tree = queries.region_tree(engine())
+    home = current_scope().home
+    if not home or home not in tree:
+        home = tree.path(adcode)[0]
+    return next_in_ring(rotation_ring(tree, home, adcode), adcode)
+
+
+def register_rotation(page: str) -> None:
+    """The rotating wall's step: the next region of the ring, as a wall, in the address."""
+
+    @callback(Output("url", "href", allow_duplicate=True), Input(f"{page}-rotate", "n_intervals"),
+              State(f"{page}-rotate-params", "data"), prevent_initial_call=True)
+    def _rotate(_n, params):
+        nxt = rotation_next(require_in_scope(params["adcode"]))
+        if nxt == params["adcode"]:
+            return no_update
+        level = queries.region_tree(engine()).level(nxt)
+        return view_href(level, require_in_scope(nxt), query_string(**params))
 
 
 def wall_clock_callback(page: str) -> None:
@@ -183,6 +310,8 @@ __all__ = [
     "live_update",
     "parse_search",
     "register_region_callbacks",
+    "register_rotation",
+    "rotation",
     "stores",
     "view_params",
     "wall_clock_callback",

@@ -6,19 +6,46 @@ their handling actions."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import dash
 import pandas as pd
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 
 from analytics import ACTIVE_STATUSES
 from apps import handling, queries
 from apps.catalogue import WINDOWS, label, theme_label
-from apps.components import alerts_table, error_panel, header, kpi_strip, panel, with_query
+from apps.components import (
+    KPI_IDS,
+    alerts_table,
+    clock,
+    error_panel,
+    header,
+    kpi_strip,
+    kpi_values,
+    panel,
+    with_query,
+)
 from apps.context import engine
 from apps.errors import AppsError
 from apps.i18n import t
-from apps.maps import EVENT_COLOURS, MAP_CONFIG, county_map, series_figure
-from apps.pages.common import view_params
+from apps.live import LIVE_INTERVAL_MS, changed_values
+from apps.maps import (
+    EVENT_COLOURS,
+    MAP_CONFIG,
+    county_map,
+    sensor_marks,
+    sensor_trace,
+    series_figure,
+    trend_figure,
+)
+from apps.pages.common import (
+    VITALS_EVERY,
+    register_rotation,
+    rotation,
+    view_params,
+    wall_clock_callback,
+)
 
 PAGE = "county"
 
@@ -65,52 +92,111 @@ def events_list(events, lang: str, limit: int = 12):
                        html.Tbody(rows)], className="grid-table events-table", id=f"{PAGE}-events")
 
 
+def county_alerts(eng, p):
+    """One read of the county's alerts (any status, newest change first): it serves both the
+    table (:func:`recent_or_open`) and the sensors' colours (the open ones)."""
+    return queries.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, limit=200)
+
+
+def recent_or_open(alerts, window: str):
+    """The alerts the table lists: those seen in the window, or still open."""
+    if alerts.empty:
+        return alerts
+    recent = alerts["last_seen"] >= pd.Timestamp.now(tz="UTC") - WINDOWS[window]
+    return alerts[recent | alerts["status"].isin(ACTIVE_STATUSES)]
+
+
+def alerts_panel(alerts, p, focus: str | None = None):
+    """The table (with the handling buttons on the desk; the wall only shows)."""
+    table = alerts_table(PAGE, alerts, lang=p.lang, actions=not p.wall, search=p.search, focus=focus,
+                         limit=10 if p.wall else 50)
+    return html.Div(table, id=f"{PAGE}-alerts")
+
+
 def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen=None, alert=None,
-           sensor=None, **_query):
+           sensor=None, rotate=None, **_query):
     p = view_params(adcode, theme, window, lang, screen)
     eng = engine()
     try:
         queries.check_region(eng, p.adcode, "county")
     except AppsError as exc:
         return error_panel(str(exc), p.lang)
+    version = queries.alerts_version(eng, scope=p.adcode)  # before the reads: a change meanwhile shows next tick
     tree = queries.region_tree(eng)
     kpis = queries.kpis(eng, scope=p.adcode, theme=p.theme)
-    # One read of the county's alerts serves both the table (those in the window, or still open)
-    # and the sensors' colours (the open ones).
-    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, limit=200)
+    alerts = county_alerts(eng, p)
     focus = focus_alert(alerts, alert)
     fig, sensors, events = build_map(eng, p, selected=sensor, alerts=alerts, focus=focus)
-    if not alerts.empty:
-        recent = alerts["last_seen"] >= pd.Timestamp.now(tz="UTC") - WINDOWS[p.window]
-        alerts = alerts[recent | alerts["status"].isin(ACTIVE_STATUSES)]
-    table = alerts_table(PAGE, alerts, lang=p.lang, actions=True, search=p.search,
-                         focus=focus["id"] if focus else None)
+    table = alerts_panel(recent_or_open(alerts, p.window), p, focus=focus["id"] if focus else None)
     series = (series_panel(eng, sensor, p, sensors) if sensor
               else html.Div(t("series.pick", p.lang), className="muted empty"))
+    map_graph = dcc.Graph(id=f"{PAGE}-map", figure=fig, config=MAP_CONFIG, responsive=True,
+                          className="region-map", style={"height": "100%"})
+    live = [
+        dcc.Store(id=f"{PAGE}-params", data={"adcode": p.adcode, **p.as_dict(), "alert": alert}),
+        dcc.Store(id=f"{PAGE}-shown", data={
+            "kpis": kpi_values(kpis, p.lang), "tables": version, "sensors": list(sensors["sensor_id"]),
+            "marks": list(sensor_marks(sensors, sensor)) if not sensors.empty else None,
+            "trace": sensor_trace(fig),
+            "events": events_key(events)}),
+        dcc.Interval(id=f"{PAGE}-live", interval=LIVE_INTERVAL_MS),
+        # The picked sensor goes into the address (?sensor=) so the view can be shared; refresh=False
+        # only rewrites the address bar, the pages router does not render the page again.
+        dcc.Location(id=f"{PAGE}-sensor-url", refresh=False),
+    ]
+    events_panel = html.Div(events_list(events, p.lang), id=f"{PAGE}-events-live")
+    alerts_live = html.Div(table, id=f"{PAGE}-alerts-live")
+    title = f"{tree.name(p.adcode, lang=p.lang)} · {theme_label(p.theme, p.lang)}"
+    if p.wall:
+        trend = queries.trend(eng, scope=p.adcode, theme=p.theme)
+        return html.Div([
+            html.Div([html.Div(t("wall.title", p.lang), className="wall-title"),
+                      html.Div(title, className="wall-subtitle"),
+                      clock(PAGE), dcc.Interval(id=f"{PAGE}-clock-tick", interval=1000)],
+                     className="wall-head"),
+            kpi_strip(PAGE, kpis, p.lang),
+            html.Div([
+                html.Div([panel(t("panel.alerts", p.lang), alerts_live, cls="panel-alerts")], className="wall-left"),
+                html.Div([map_graph], className="wall-centre"),
+                html.Div([panel(t("panel.events", p.lang), events_panel, cls="panel-events")],
+                         className="wall-right"),
+            ], className="wall-main"),
+            html.Div([panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240),
+                                                                config={"displayModeBar": False}),
+                            cls="panel-trend"),
+                      panel(t("panel.series", p.lang), html.Div(series, id=f"{PAGE}-series"), cls="panel-series")],
+                     className="wall-bottom"),
+            # The wall has no selectors; hidden ones keep the shared callbacks' inputs present.
+            html.Div([dcc.RadioItems(id=f"{PAGE}-theme", value=p.theme, options=[p.theme]),
+                      dcc.Dropdown(id=f"{PAGE}-window", value=p.window, options=[p.window])],
+                     style={"display": "none"}),
+            *live,
+            *rotation(PAGE, p, rotate),
+        ], className=f"wall wall-{PAGE}", id=f"{PAGE}-page")
     return html.Div([
         header(tree, p.adcode, params=p.as_dict(), lang=p.lang, level=PAGE),
         kpi_strip(PAGE, kpis, p.lang),
         html.Div([
-            panel(t("panel.map_county", p.lang) + " · " + theme_label(p.theme, p.lang),
-                  dcc.Graph(id=f"{PAGE}-map", figure=fig, config=MAP_CONFIG, responsive=True,
-                            className="region-map", style={"height": "100%"}),
+            panel(t("panel.map_county", p.lang) + " · " + theme_label(p.theme, p.lang), map_graph,
                   cls="panel-map", id=f"{PAGE}-map-panel"),
             html.Div([
                 panel(t("panel.series", p.lang), html.Div(series, id=f"{PAGE}-series"), cls="panel-series"),
-                panel(t("panel.events", p.lang), events_list(events, p.lang), cls="panel-events"),
+                panel(t("panel.events", p.lang), events_panel, cls="panel-events"),
             ], className="side-col"),
         ], className="main-row"),
         panel(t("panel.alerts", p.lang), html.Div([
             dcc.Input(id=f"{PAGE}-note", placeholder=t("action.note", p.lang), className="note-input",
                       debounce=False),
             html.Div(id=f"{PAGE}-action-result", className="action-result"),
-            html.Div(table, id=f"{PAGE}-alerts"),
+            alerts_live,
         ]), cls="panel-alerts"),
-        dcc.Store(id=f"{PAGE}-params", data={"adcode": p.adcode, **p.as_dict(), "alert": alert}),
-        # The picked sensor goes into the address (?sensor=) so the view can be shared; refresh=False
-        # only rewrites the address bar, the pages router does not render the page again.
-        dcc.Location(id=f"{PAGE}-sensor-url", refresh=False),
+        *live,
     ], className=f"page region-page {PAGE}-page", id=f"{PAGE}-page")
+
+
+def events_key(events) -> list:
+    """What identifies the events list shown (its newest events), to send it only on a change."""
+    return [str(e) for e in events["event_id"].head(12)] if not events.empty else []
 
 
 def series_panel(eng, sensor_id: str, p, sensors=None):
@@ -158,8 +244,61 @@ def _act(clicks, note, params):
     except Exception as exc:  # the lifecycle refuses nonsense transitions with a message
         return html.Span(str(exc), className="error"), no_update
     p = view_params(params["adcode"], params["theme"], params["window"], lang, params["screen"])
-    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, statuses=None, window=p.window, limit=100)
-    return msg, alerts_table(PAGE, alerts, lang=lang, actions=True, search=p.search)
+    return msg, alerts_panel(recent_or_open(county_alerts(eng, p), p.window), p, focus=params.get("alert")).children
+
+
+@callback([Output(f"{PAGE}-kpi-{k}", "children") for k in KPI_IDS]
+          + [Output(f"{PAGE}-map", "figure"), Output(f"{PAGE}-events-live", "children"),
+             Output(f"{PAGE}-alerts-live", "children"), Output(f"{PAGE}-shown", "data")],
+          Input(f"{PAGE}-live", "n_intervals"), State(f"{PAGE}-params", "data"), State(f"{PAGE}-shown", "data"),
+          State(f"{PAGE}-sensor-url", "search"), prevent_initial_call=True)
+def _live(n, params, shown, search):
+    return live_update(engine(), params=params, shown=shown, tick=n or 0,
+                       selected=dict(parse_qsl((search or "").lstrip("?"))).get("sensor"))
+
+
+def live_update(eng, *, params: dict, shown: dict, tick: int = 0, selected: str | None = None) -> list:
+    """One live tick of the county view: the KPI texts that changed; when the county's alerts
+    changed, the alerts table again and a Patch of the sensors' colours (also every
+    ``VITALS_EVERY`` ticks, as sensors go offline); the events list when new events came in.
+
+    Outputs in the callback's order: KPIs, map, events, alerts table, the shown-state store."""
+    p = view_params(params["adcode"], params["theme"], params["window"], params["lang"], params["screen"])
+    k = kpi_values(queries.kpis(eng, scope=p.adcode, theme=p.theme), p.lang)
+    diff = changed_values(shown.get("kpis"), k)
+    out = [diff.get(key, no_update) for key in KPI_IDS]
+    new_shown = {**shown, "kpis": k}
+
+    version = queries.alerts_version(eng, scope=p.adcode)
+    alerts_changed = version != shown.get("tables")
+    alerts = county_alerts(eng, p) if alerts_changed or tick % VITALS_EVERY == 0 else None
+    fig = no_update
+    if alerts is not None and shown.get("trace") is not None:
+        sensors = queries.county_sensors(eng, county=p.adcode, theme=p.theme, alerts=alerts)
+        marks = list(sensor_marks(sensors, selected)) if not sensors.empty else None
+        if list(sensors["sensor_id"]) == shown.get("sensors") and marks and marks != shown.get("marks"):
+            trace = shown.get("trace")
+            fig = Patch()
+            fig["data"][trace]["marker"]["color"] = marks[0]
+            fig["data"][trace]["marker"]["size"] = marks[1]
+            new_shown["marks"] = marks
+    out.append(fig)
+
+    events = no_update
+    if tick % VITALS_EVERY == 0:
+        ev = queries.county_events(eng, county=p.adcode, window=p.window, theme=p.theme, limit=12)
+        if events_key(ev) != shown.get("events"):
+            events = events_list(ev, p.lang)
+            new_shown["events"] = events_key(ev)
+    out.append(events)
+
+    if alerts_changed:
+        out.append(alerts_panel(recent_or_open(alerts, p.window), p, focus=params.get("alert")))
+        new_shown["tables"] = version
+    else:
+        out.append(no_update)
+    out.append(new_shown if new_shown != shown else no_update)
+    return out
 
 
 @callback(Output("url", "href", allow_duplicate=True),
@@ -171,6 +310,10 @@ def _relink(theme, window, params):
     if theme == params.get("theme") and window == params.get("window"):
         return no_update
     return view_href(PAGE, params["adcode"], query_string(**params), theme=theme, window=window)
+
+
+register_rotation(PAGE)
+wall_clock_callback(PAGE)
 
 
 # Registered with its layout: the frame imports the pages explicitly (no folder discovery).

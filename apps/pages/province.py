@@ -25,6 +25,7 @@ from apps.i18n import t
 from apps.maps import MAP_CONFIG, region_map, trend_figure
 from apps.pages.common import (
     empty_note,
+    live_table,
     register_region_callbacks,
     stores,
     view_params,
@@ -42,6 +43,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         queries.check_region(eng, p.adcode, "province")
     except AppsError as exc:
         return error_panel(str(exc), p.lang)
+    version = queries.alerts_version(eng, scope=p.adcode)  # before the reads: a change meanwhile shows next tick
     tree = queries.region_tree(eng)
     state = queries.region_state(eng, scope=p.adcode, theme=p.theme)
     kpis = queries.kpis(eng, scope=p.adcode, theme=p.theme)
@@ -60,13 +62,12 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     trend_graph = dcc.Graph(id=f"{PAGE}-trend", figure=trend_figure(trend, lang=p.lang,
                                                                    height=240 if p.wall else 220),
                             config={"displayModeBar": False})
-    live = stores(PAGE, p, kpis=kpis, state=state, ticker=tick, codes=codes)
+    live = stores(PAGE, p, kpis=kpis, state=state, ticker=tick, codes=codes, tables=version)
     title = f"{tree.name(p.adcode, lang=p.lang)} · {theme_label(p.theme, p.lang)}"
 
     if p.wall:
         return wall_layout(p, tree, title=title, kpis=kpis, map_graph=map_graph, ticker=ticker,
-                           rank=rank, trend_graph=trend_graph, live=live,
-                           alerts=queries.alerts_list(eng, scope=p.adcode, theme=p.theme, limit=12))
+                           rank=rank, trend_graph=trend_graph, live=live, alerts=wall_alerts(eng, p))
     return html.Div([
         header(tree, p.adcode, params=p.as_dict(), lang=p.lang, level=PAGE),
         kpi_strip(PAGE, kpis, p.lang),
@@ -83,6 +84,14 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     ], className=f"page region-page {PAGE}-page", id=f"{PAGE}-page")
 
 
+def wall_alerts(eng, p):
+    """The wall's table of the newest open alerts (the live tick draws it again on a change)."""
+    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, limit=12)
+    if alerts.empty:
+        return empty_note(t("empty.alerts", p.lang))
+    return alerts_table(PAGE, alerts, lang=p.lang, search=p.search, limit=8)
+
+
 def wall_layout(p, tree, *, title, kpis, map_graph, ticker, rank, trend_graph, live, alerts):
     """1920×1080, dark, no scrolling: KPIs on top, the map in the centre, panels around it."""
     return html.Div([
@@ -97,10 +106,7 @@ def wall_layout(p, tree, *, title, kpis, map_graph, ticker, rank, trend_graph, l
             html.Div([panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker")], className="wall-right"),
         ], className="wall-main"),
         html.Div([panel(t("panel.trend", p.lang), trend_graph, cls="panel-trend"),
-                  panel(t("panel.alerts", p.lang),
-                        alerts_table(PAGE, alerts, lang=p.lang, search=p.search, limit=8)
-                        if not alerts.empty else empty_note(t("empty.alerts", p.lang)),
-                        cls="panel-alerts")],
+                  panel(t("panel.alerts", p.lang), live_table(PAGE, "alerts", alerts), cls="panel-alerts")],
                  className="wall-bottom"),
         # The wall has no selectors; hidden ones keep the shared callbacks' inputs present.
         html.Div([dcc.RadioItems(id=f"{PAGE}-theme", value=p.theme, options=[p.theme]),
@@ -110,7 +116,7 @@ def wall_layout(p, tree, *, title, kpis, map_graph, ticker, rank, trend_graph, l
     ], className=f"wall wall-{PAGE}", id=f"{PAGE}-page")
 
 
-register_region_callbacks(PAGE, child_level="city")
+register_region_callbacks(PAGE, child_level="city", renderers={"alerts": wall_alerts})
 wall_clock_callback(PAGE)
 
 

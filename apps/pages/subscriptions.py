@@ -15,6 +15,7 @@ from apps.catalogue import LEVEL_COLOURS, theme_label, themes
 from apps.components import error_panel, fmt_when, panel, query_string
 from apps.context import current_scope, engine
 from apps.i18n import norm_lang, t
+from apps.live import LIVE_INTERVAL_MS
 from apps.navigation import nav_links
 from tongguan import TongguanError
 
@@ -156,6 +157,8 @@ def layout(lang=None, **_query):
         dcc.Store(id=f"{PAGE}-editing", data=None),
         dcc.Store(id=f"{PAGE}-params", data={"lang": lang}),
         dcc.Store(id="inbox-refresh", data=0),
+        dcc.Store(id="inbox-shown", data=view.inbox_version(eng, scope)),
+        dcc.Interval(id="inbox-live", interval=LIVE_INTERVAL_MS),
     ], className="page subscriptions-page", id="subscriptions-page")
 
 
@@ -226,7 +229,17 @@ def _subs_action(_save, _new, act_clicks, *states):
     return keep + [no_update] * 5
 
 
+@callback(Output("inbox-refresh", "data", allow_duplicate=True), Input("inbox-live", "n_intervals"),
+          State("inbox-shown", "data"), State("inbox-refresh", "data"), prevent_initial_call=True)
+def _inbox_live(_n, shown, refresh):
+    """Live: a message delivered (or changed) since the list was drawn draws it again."""
+    if view.inbox_version(engine(), current_scope()) == shown:
+        return no_update
+    return (refresh or 0) + 1
+
+
 @callback(Output("inbox-list", "children"), Output("inbox-unread", "children"),
+          Output("inbox-shown", "data"),
           Input("inbox-mark-all", "n_clicks"), Input({"type": "inbox-toggle", "msg": ALL, "read": ALL}, "n_clicks"),
           Input("inbox-unread-only", "value"), Input("inbox-refresh", "data"),
           State(f"{PAGE}-params", "data"), prevent_initial_call=True)
@@ -239,10 +252,11 @@ def _inbox(_all, toggles, unread_only, _refresh, params):
         view.set_read(eng, scope, None, True)
     elif isinstance(trig, dict) and trig.get("type") == "inbox-toggle":
         if not any(c for c in toggles if c):
-            return no_update, no_update
+            return no_update, no_update, no_update
         view.set_read(eng, scope, [int(trig["msg"])], bool(trig["read"]))
+    version = view.inbox_version(eng, scope)  # before the read: a message meanwhile shows next tick
     return (inbox_list(eng, scope, lang, unread_only=bool(unread_only)),
-            t("inbox.unread", lang, n=view.unread(eng, scope)))
+            t("inbox.unread", lang, n=view.unread(eng, scope)), version)
 
 
 dash.register_page(__name__, path="/subscriptions", name="subscriptions", title="统管 · 预警订阅", layout=layout,

@@ -125,18 +125,63 @@ def ticker(engine, *, scope: str, theme: str = ALL_THEMES, since: datetime | Non
     return df.reset_index(drop=True)
 
 
-def open_alert_counts(engine, *, scope: str, theme: str = ALL_THEMES) -> dict[str, int]:
-    """Open alerts inside ``scope`` by level (every level present, zero when none)."""
-    out = dict.fromkeys(LEVELS, 0)
+def open_alerts_by_theme_level(engine, *, scope: str) -> dict[tuple[str, str], int]:
+    """Open (active) alerts inside ``scope`` by (theme, level): THE count of open alerts.
+
+    The KPI strip and the open-alert vital signs derive their figures from this one result (one
+    query), so the numbers on one screen cannot disagree."""
     where, params = _scope_sql(region_tree(engine), scope)
     params["statuses"] = list(ACTIVE_STATUSES)
-    sql = (f"SELECT level, count(*) FROM alerts WHERE {where} AND status = ANY(:statuses)"
-           + _theme_sql(theme, params) + " GROUP BY level")
     with engine.connect() as conn:
-        for level, n in conn.execute(sa.text(sql), params):
-            if level in out:
-                out[level] = int(n)
+        return {(th, lv): int(n) for th, lv, n in conn.execute(sa.text(
+            f"SELECT theme, level, count(*) FROM alerts WHERE {where} AND status = ANY(:statuses) GROUP BY 1, 2"),
+            params)}
+
+
+def open_by_level(counts: dict[tuple[str, str], int], theme: str = ALL_THEMES) -> dict[str, int]:
+    """Open alerts of ``theme`` (every theme: ``ALL_THEMES``) by level, every level present.
+
+    >>> open_by_level({("flood", "red"): 2, ("air", "red"): 1, ("air", "blue"): 4}, "air")
+    {'blue': 4, 'yellow': 0, 'orange': 0, 'red': 1}
+    """
+    out = dict.fromkeys(LEVELS, 0)
+    for (th, lv), n in counts.items():
+        if lv in out and (theme == ALL_THEMES or th == theme):
+            out[lv] += n
     return out
+
+
+def open_by_theme(counts: dict[tuple[str, str], int]) -> dict[str, int]:
+    """Open alerts per theme (what the open-alert vital signs sum).
+
+    >>> open_by_theme({("flood", "red"): 2, ("flood", "blue"): 1, ("air", "red"): 1})
+    {'flood': 3, 'air': 1}
+    """
+    out: dict[str, int] = {}
+    for (th, _lv), n in counts.items():
+        out[th] = out.get(th, 0) + n
+    return out
+
+
+def open_alert_counts(engine, *, scope: str, theme: str = ALL_THEMES) -> dict[str, int]:
+    """Open alerts inside ``scope`` by level (every level present, zero when none)."""
+    return open_by_level(open_alerts_by_theme_level(engine, scope=scope), theme)
+
+
+@memo
+def alerts_version(engine, *, scope: str) -> str:
+    """A short token of the alerts inside ``scope`` that changes when one is raised or changes
+    (status, level, last sighting: ``alerts.updated_at``) or when its handling changes
+    (escalation, owner, dispatch: ``alert_handling.updated_at``).
+
+    The live tables read and render again only when it changed, so an unchanged screen costs one
+    aggregate per tick (and per scope, with the view cache), not a list query and a render."""
+    where, params = _scope_sql(region_tree(engine), scope, "a.")
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(
+            "SELECT count(*), max(a.updated_at), max(h.updated_at) FROM alerts a "
+            f"LEFT JOIN alert_handling h ON h.alert_id = a.id WHERE {where}"), params).one()
+    return "|".join("" if v is None else (v.isoformat() if hasattr(v, "isoformat") else str(v)) for v in row)
 
 
 def hourly_alerts(engine, *, scope: str, hours: int = 24, theme: str = ALL_THEMES) -> pd.Series:
@@ -149,15 +194,6 @@ def hourly_alerts(engine, *, scope: str, hours: int = 24, theme: str = ALL_THEME
     with engine.connect() as conn:
         rows = conn.execute(sa.text(sql), params).all()
     return fill_hours(index, rows)
-
-
-def open_alerts_by_theme(engine, *, scope: str) -> dict[str, int]:
-    """Open alerts inside ``scope`` by theme."""
-    where, params = _scope_sql(region_tree(engine), scope)
-    params["statuses"] = list(ACTIVE_STATUSES)
-    with engine.connect() as conn:
-        return {th: int(n) for th, n in conn.execute(sa.text(
-            f"SELECT theme, count(*) FROM alerts WHERE {where} AND status = ANY(:statuses) GROUP BY 1"), params)}
 
 
 def hourly_alerts_by_theme(engine, *, scope: str, index: pd.DatetimeIndex) -> dict[str, dict]:

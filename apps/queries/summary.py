@@ -13,8 +13,9 @@ from apps.catalogue import ALL_THEMES, WINDOWS, Indicator
 from apps.queries.alerts import (
     hourly_alerts,
     hourly_alerts_by_theme,
-    open_alert_counts,
-    open_alerts_by_theme,
+    open_alerts_by_theme_level,
+    open_by_level,
+    open_by_theme,
 )
 from apps.queries.rollups import (
     hour_index,
@@ -44,15 +45,19 @@ def local_midnight(now: datetime | None = None) -> datetime:
 
 @memo
 def kpis(engine, *, scope: str, theme: str = ALL_THEMES) -> dict:
-    """The KPI strip: sensors online/total, readings today, video events today, open alerts by level."""
+    """The KPI strip: sensors online/total, readings today, video events today, open alerts by
+    level (of ``theme``) and ``open_by_theme`` (every theme, for the open-alert vital signs)."""
     midnight = local_midnight()
     sensors = sensor_counts(engine, scope=scope, theme=theme)
-    alerts = open_alert_counts(engine, scope=scope, theme=theme)
+    counts = open_alerts_by_theme_level(engine, scope=scope)
+    alerts = open_by_level(counts, theme)
     return {
         "sensors_online": sensors["online"], "sensors_total": sensors["total"],
         "readings_today": readings_count(engine, scope=scope, since=midnight, theme=theme),
         "video_today": video_event_count(engine, scope=scope, since=midnight, theme=theme),
         "alerts": alerts, "open_alerts": sum(alerts.values()),
+        # every theme's open alerts, from the same read: the open-alert vital signs show these
+        "open_by_theme": open_by_theme(counts),
     }
 
 
@@ -66,14 +71,27 @@ def trend(engine, *, scope: str, theme: str = ALL_THEMES, hours: int = 24) -> pd
     })
 
 
+def open_alerts_value(ind: Indicator, by_theme: dict[str, int]) -> float:
+    """An open-alert vital sign's value from the open alerts per theme (its theme, or all).
+
+    >>> open_alerts_value(Indicator("o", "o", "o", "open_alerts"), {"flood": 2, "air": 1})
+    3.0
+    """
+    return float(sum(n for th, n in by_theme.items() if not ind.theme or th == ind.theme))
+
+
 def _float(v) -> float | None:
     return None if v is None else float(v)
 
 
 @memo
-def vitals(engine, *, scope: str, indicators: list[Indicator], spark: bool = True) -> list[dict]:
+def vitals(engine, *, scope: str, indicators: list[Indicator], spark: bool = True,
+           open_counts: dict[str, int] | None = None) -> list[dict]:
     """Every configured vital sign of ``scope``: value, status and (``spark``) its hourly history
     for the sparkline (None where no data).
+
+    ``open_counts`` (open alerts per theme, as ``kpis(...)["open_by_theme"]``) feeds the
+    open-alert signs from the read the KPI strip shows, so the two agree.
 
     Batched: one query per kind of source (metric windows, metric hours, alerts, video events,
     sensors) whatever the number of indicators, instead of two or three per indicator.
@@ -96,10 +114,11 @@ def vitals(engine, *, scope: str, indicators: list[Indicator], spark: bool = Tru
                 sparks[i.id] = [_float(hist.get((i.metric, ts), (None, None))[k]) for ts in index]
     alert_inds = [i for i in indicators if i.kind == "open_alerts"]
     if alert_inds:
-        by_theme = open_alerts_by_theme(engine, scope=scope)
+        by_theme = (open_counts if open_counts is not None
+                    else open_by_theme(open_alerts_by_theme_level(engine, scope=scope)))
         hourly = hourly_alerts_by_theme(engine, scope=scope, index=index) if spark else {}
         for i in alert_inds:
-            values[i.id] = float(sum(n for th, n in by_theme.items() if not i.theme or th == i.theme))
+            values[i.id] = open_alerts_value(i, by_theme)
             if spark:
                 sparks[i.id] = [float(sum(c.get(ts, 0) for th, c in hourly.items() if not i.theme or th == i.theme))
                                 for ts in index]

@@ -148,18 +148,50 @@ def test_topojson_placeholders_are_valid_json():
         assert doc["type"] == "Topology" and "land" in doc["objects"]
 
 
+class _Tree:
+    """Guangdong with two cities, Guangzhou with two districts (the shape rotation_ring walks)."""
+
+    parents = {"440000": None, "440100": "440000", "440300": "440000", "440200": "440000",
+               "440106": "440100", "440104": "440100"}
+
+    def parent(self, a):
+        return self.parents[a]
+
+    def children(self, a):
+        return [c for c, p in self.parents.items() if p == a]
+
+    def level(self, a):
+        return {0: "province", 2: "city"}.get(len(self.path(a)) - 1, "county")
+
+    def path(self, a):
+        return ([*self.path(self.parents[a])] if self.parents[a] else []) + [a]
+
+    def is_within(self, a, scope):
+        return scope in self.path(a)
+
+
 def test_wall_rotation_goes_round_the_province():
-    from apps.live import next_city
+    from apps.live import next_in_ring, rotation_ring
 
-    class Tree:
-        def parent(self, a):
-            return "440000"
+    ring = rotation_ring(_Tree(), "440000", "440100")
+    assert ring == ["440100", "440300", "440200"]
+    assert next_in_ring(ring, "440100") == "440300" and next_in_ring(ring, "440200") == "440100"
 
-        def children(self, a):
-            return ["440100", "440200", "440300"]
 
-    assert next_city(Tree(), "440100") == "440200"
-    assert next_city(Tree(), "440300") == "440100"
+def test_wall_rotation_never_leaves_a_city_or_county_operators_region():
+    from apps.live import next_in_ring, rotation_ring
+
+    tree = _Tree()
+    ring = rotation_ring(tree, "440100", "440100")  # Guangzhou's operator: the city, then its districts
+    assert ring == ["440100", "440106", "440104"]
+    assert rotation_ring(tree, "440100", "440106") == ring  # the same ring seen from a district wall
+    here, seen = "440100", []
+    for _ in range(6):
+        here = next_in_ring(ring, here)
+        seen.append(here)
+    assert set(seen) == set(ring) and all(tree.is_within(c, "440100") for c in seen)
+    assert rotation_ring(tree, "440106", "440106") == ["440106"]  # a county operator's wall stays
+    assert next_in_ring(["440106"], "440106") == "440106"
 
 
 def test_every_interface_string_the_code_asks_for_is_in_messages_yaml():
