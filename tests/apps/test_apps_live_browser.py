@@ -1,0 +1,130 @@
+"""In headless Chromium (issue 14 items 2 and 5): an alert raised while a page is open appears
+without reload on the county view, the /alerts list (the selection stays on the alerts the
+user picked), the inbox and the province wall's alert table and ranking; the rotating wall of
+the Guangzhou operator moves through Guangzhou and its districts only, as walls, the address
+and the screen agreeing."""
+
+import pytest
+import sqlalchemy as sa
+
+from tests.apps.test_apps_browser import browser, server, sign_in, wait_for  # noqa: F401  (fixtures)
+from tongguan.db import engine_for
+
+pytestmark = pytest.mark.integration
+
+
+def _raise(url, aid, title, *, county="440106", city="440100", level="red"):
+    with engine_for(url).begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
+            "first_seen, last_seen, status) VALUES (:id, :id, 'rule:test', :lv, 'flood', :t, 'sensor:x', :c, "
+            ":city, '440000', now(), now(), 'open')"),
+            {"id": aid, "lv": level, "t": title, "c": county, "city": city})
+
+
+def _mark(driver):
+    """Set a flag a reload would lose."""
+    driver.execute_script("window.__same_page = true;")
+
+
+def _same_page(driver) -> bool:
+    return driver.execute_script("return window.__same_page === true;")
+
+
+def test_county_view_shows_a_new_alert_without_reload(server, browser):  # noqa: F811
+    base, url = server
+    sign_in(browser, base, url, user="e2e-tianhe", home="440106")
+    browser.get(base + "/county/440106")
+    wait_for(browser, lambda d: d.find_element("id", "county-alerts"), what="the county's alerts")
+    _mark(browser)
+    _raise(url, "e2e-live-county", "区县实时测试预警")
+    row = wait_for(browser, lambda d: d.find_element("id", "county-alert-row-e2e-live-county"), timeout=15,
+                   what="the new alert in the county table")
+    assert "区县实时测试预警" in row.text and "待处置" in row.text
+    assert row.find_elements("css selector", ".action-ack")  # with its handling buttons
+    assert _same_page(browser)
+
+
+def test_alerts_list_updates_live_and_keeps_the_selection(server, browser):  # noqa: F811
+    base, url = server
+    sign_in(browser, base, url)
+    browser.get(base + "/alerts")
+    wait_for(browser, lambda d: d.find_elements("css selector", "#alerts-table td input[type=checkbox]"),
+             what="the alerts table")
+    picked_title = browser.find_element("css selector", "#alerts-table tbody tr:nth-child(2) td[data-dash-column=title]").text
+    browser.find_element("css selector", "#alerts-table tbody tr:nth-child(2) td input[type=checkbox]").click()
+    wait_for(browser, lambda d: "1" in d.find_element("id", "alerts-count").text, what="one selected")
+    _mark(browser)
+    _raise(url, "e2e-live-list", "列表实时测试预警")
+    wait_for(browser, lambda d: "列表实时测试预警" in d.find_element("id", "alerts-table").text, timeout=15,
+             what="the new alert in the list")
+    checked = browser.find_elements("css selector", "#alerts-table tbody tr:has(input[type=checkbox]:checked) "
+                                                    "td[data-dash-column=title]")
+    assert [c.text for c in checked] == [picked_title]  # the selection stayed on the alert picked
+    assert _same_page(browser)
+
+
+def test_inbox_shows_a_delivered_message_without_reload(server, browser):  # noqa: F811
+    base, url = server
+    sign_in(browser, base, url)
+    browser.get(base + "/subscriptions")
+    wait_for(browser, lambda d: d.find_element("id", "inbox-list"), what="the inbox")
+    _mark(browser)
+    _raise(url, "e2e-live-inbox", "收件箱实时测试预警")
+    with engine_for(url).begin() as conn:
+        sub = conn.execute(sa.text(
+            "INSERT INTO subscriptions (name, owner, adcode, channels) VALUES ('e2e', 'e2e-admin', '440000', "
+            "'{inbox}') RETURNING id")).scalar()
+        conn.execute(sa.text(
+            "INSERT INTO inbox_messages (delivery_key, subscription_id, recipient, title, body, alert_ids, alert_id, "
+            "top_level) VALUES ('e2e-live-inbox', :s, 'e2e-admin', '收件箱实时测试预警', '正文', "
+            "ARRAY['e2e-live-inbox'], 'e2e-live-inbox', 'red')"), {"s": sub})
+    wait_for(browser, lambda d: "收件箱实时测试预警" in d.find_element("id", "inbox-list").text, timeout=15,
+             what="the delivered message in the inbox")
+    link = browser.find_element("css selector", "#inbox-list .inbox-alert-link")
+    assert link.get_attribute("href").endswith("/alert/e2e-live-inbox")
+    assert _same_page(browser)
+
+
+def test_province_wall_tables_update_without_reload(server, browser):  # noqa: F811
+    base, url = server
+    sign_in(browser, base, url)
+    with engine_for(url).connect() as conn:  # a city with nothing open: its ranking row will change
+        quiet = conn.execute(sa.text(
+            "SELECT adcode FROM regions WHERE parent = '440000' AND adcode NOT IN "
+            "(SELECT city FROM alerts WHERE status IN ('open', 'acknowledged', 'dispatched')) ORDER BY adcode LIMIT 1"
+        )).scalar().strip()
+        county = conn.execute(sa.text("SELECT adcode FROM regions WHERE parent = :c ORDER BY adcode LIMIT 1"),
+                              {"c": quiet}).scalar().strip()
+    browser.get(base + "/province/440000?screen=wall")
+    row = wait_for(browser, lambda d: d.find_element("id", f"province-rank-{quiet}"), what="the wall's ranking")
+    assert "正常" in row.find_element("xpath", "../..").text
+    _mark(browser)
+    _raise(url, "e2e-live-wall", "大屏实时测试预警", county=county, city=quiet)
+    wait_for(browser, lambda d: "大屏实时测试预警" in d.find_element("css selector", ".wall .panel-alerts").text,
+             timeout=15, what="the new alert in the wall's table")
+    wait_for(browser, lambda d: "红色" in d.find_element("id", f"province-rank-{quiet}").find_element(
+        "xpath", "../..").text, timeout=15, what="the city's ranking row red, as its map colour")
+    assert _same_page(browser)
+
+
+def test_rotating_wall_of_the_city_operator_stays_in_guangzhou(server, browser):  # noqa: F811
+    base, url = server
+    sign_in(browser, base, url, user="e2e-gz", home="440100")
+    browser.get(base + "/city/440100?screen=wall&rotate=10")
+    wait_for(browser, lambda d: d.find_element("css selector", ".wall-subtitle").text.startswith("广州市"),
+             what="the Guangzhou wall")
+    seen = []
+    for _ in range(2):
+        previous = browser.current_url
+        wait_for(browser, lambda d, prev=previous: d.current_url != prev, timeout=30, what="the wall moving on")
+        here = browser.current_url
+        seen.append(here)
+        assert "/county/4401" in here and "screen=wall" in here and "rotate=10" in here, here
+        adcode = here.split("/county/")[1][:6]
+        with engine_for(url).connect() as conn:
+            name = conn.execute(sa.text("SELECT name FROM regions WHERE adcode = :a"), {"a": adcode}).scalar()
+        # the screen shows the district the address names, as a wall (no error page)
+        wait_for(browser, lambda d, n=name: d.find_element("css selector", ".wall-county .wall-subtitle").text
+                 .startswith(n), what=f"the wall of {name}")
+    assert seen[0] != seen[1]
