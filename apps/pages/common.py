@@ -92,15 +92,15 @@ def require_in_scope(adcode) -> str:
 def stores(page: str, p: ViewParams, *, kpis: dict, state, ticker, codes: list[str],
            tables: str = "", vitals: list | None = None) -> list:
     """The page's state for the live callback: what is on screen now (``tables``: the alerts
-    version the page's live tables were read at, :func:`apps.data.alerts_version`; ``vitals``:
+    version the page's live tables were read at, :func:`apps.queries.alerts_version`; ``vitals``:
     the (indicator, value) pairs of the vital signs shown)."""
     return [
         dcc.Store(id=f"{page}-params", data={"adcode": p.adcode, **p.as_dict()}),
         dcc.Store(id=f"{page}-shown", data={
             "kpis": kpi_values(kpis, p.lang), "codes": codes, "levels": map_levels(state, codes),
             "rank": ranking_rows(state), "since": newest_change(ticker, None), "ticks": len(ticker),
-            "tables": tables,
             **({"vitals": {i.id: vital_text(i, v) for i, v in vitals}} if vitals else {})}),
+        dcc.Store(id=f"{page}-tables-shown", data=tables),
         dcc.Interval(id=f"{page}-live", interval=LIVE_INTERVAL_MS),
     ]
 
@@ -143,35 +143,62 @@ def register_region_callbacks(page: str, child_level: str, *, renderers: dict | 
 
     @callback([Output(f"{page}-kpi-{k}", "children") for k in KPI_IDS]
               + [Output(f"{page}-map", "figure"), Output(f"{page}-ticker", "children"),
-                 Output(f"{page}-ranking", "children"),
-                 Output({"type": f"{page}-live-table", "table": ALL}, "children")]
+                 Output(f"{page}-ranking", "children")]
               + vital_outputs + [Output(f"{page}-shown", "data")],
               Input(f"{page}-live", "n_intervals"),
               State(f"{page}-params", "data"), State(f"{page}-shown", "data"),
               prevent_initial_call=True)
     def _live(n, params, shown):
-        tables = [o["id"]["table"] for o in dash.ctx.outputs_list[len(KPI_IDS) + 3]]
         return live_update(data_engine=engine(), params=params, shown=shown, page=page, child_level=child_level,
-                           tables=tables, renderers=renderers or {}, vitals=inds, tick=n or 0)
+                           vitals=inds, tick=n or 0)
+
+    if renderers:
+        # The tables the page holds differ (desk, wall): a pattern-matching output takes those present.
+        @callback(Output({"type": f"{page}-live-table", "table": ALL}, "children"),
+                  Output(f"{page}-tables-shown", "data"),
+                  Input(f"{page}-live", "n_intervals"), State(f"{page}-params", "data"),
+                  State(f"{page}-tables-shown", "data"), prevent_initial_call=True)
+        def _live_tables(n, params, shown):
+            names = [o["id"]["table"] for o in dash.ctx.outputs_list[0]]
+            return live_tables_update(engine(), params=params, shown=shown, names=names, renderers=renderers,
+                                      tick=n or 0)
 
 
 VITAL_PARTS = (("", "children"), ("", "style"), ("-status", "children"))  # value, its colour, 正常/异常
 VITALS_EVERY = 5  # ticks (10 s) between reads of the vital signs that are not alert counts
 
 
+TABLES_EVERY = 30  # ticks (1 min): the tables are drawn again even unchanged (due times pass)
+
+
+def live_tables_update(eng, *, params: dict, shown: str | None, names: list[str], renderers: dict,
+                       tick: int = 0) -> list:
+    """The live tables' tick: when the alerts of the view's region changed
+    (:func:`apps.queries.alerts_version`), or every ``TABLES_EVERY`` ticks, each table in
+    ``names`` drawn again by ``renderers[name](engine, params)``; else nothing.
+
+    Returns [the tables (a list), the version now shown]."""
+    if not names:
+        return [[], no_update]
+    scope = require_in_scope(params["adcode"])
+    version = queries.alerts_version(eng, scope=scope)
+    if version == shown and tick % TABLES_EVERY:
+        return [[no_update] * len(names), no_update]
+    p = view_params(scope, params["theme"], params.get("window"), params["lang"], params.get("screen"))
+    return [[renderers[name](eng, p) for name in names], version if version != shown else no_update]
+
+
 def live_update(*, data_engine, params: dict, shown: dict, page: str | None = None, child_level: str | None = None,
-                tables: list[str] = (), renderers: dict | None = None, vitals: list = (),
-                tick: int = 0) -> list:
+                vitals: list = (), tick: int = 0) -> list:
     """One live tick: only the KPI texts that changed, a Patch of the map colours when a region's
     level changed, a Patch that prepends new/escalated alerts to the ticker, the ranking again
-    when it changed (from the same region state as the map colours), the live tables again
-    when the region's alerts changed (``tables`` in the page, drawn by ``renderers``), and the
-    vital signs that changed (the open-alert ones from the read the KPIs show, every tick; the
-    others every ``VITALS_EVERY`` ticks).
+    when it changed (from the same region state as the map colours), and the vital signs that
+    changed (the open-alert ones from the read the KPIs show, every tick; the others every
+    ``VITALS_EVERY`` ticks). The tables are :func:`live_tables_update`'s.
 
     Returns the outputs in the callback's order: KPIs, map, ticker, ranking (of ``page``, whose
-    rows link to ``child_level`` views), tables (a list), three per vital sign (value, its colour,
-    its status), the shown-state store."""
+    rows link to ``child_level`` views), three per vital sign (value, its colour, its status),
+    the shown-state store."""
     scope, theme, lang = require_in_scope(params["adcode"]), params["theme"], params["lang"]
     kpis = queries.kpis(data_engine, scope=scope, theme=theme)
     k = kpi_values(kpis, lang)
@@ -209,14 +236,6 @@ def live_update(*, data_engine, params: dict, shown: dict, page: str | None = No
         new_shown["rank"] = rank
     else:
         out.append(no_update)
-
-    version = queries.alerts_version(data_engine, scope=scope) if tables else None
-    if version is not None and version != shown.get("tables"):
-        p = view_params(scope, theme, params.get("window"), lang, params.get("screen"))
-        out.append([(renderers or {})[name](data_engine, p) for name in tables])
-        new_shown["tables"] = version
-    else:
-        out.append([no_update] * len(tables))
 
     vital_values = shown.get("vitals") or {}
     if vitals:

@@ -151,7 +151,7 @@ def test_ticker_and_live_update_send_only_changes(seeded_rw):
              "levels": map_levels(state, codes), "since": newest_change(tick, None), "ticks": len(tick)}
     params = {"adcode": scope, "theme": "all", "window": "24h", "lang": "zh", "screen": "desk"}
     out = live_update(data_engine=eng, params=params, shown=shown)
-    assert all(o is no_update or o == [] for o in out)  # nothing changed: nothing sent (no live tables)
+    assert all(o is no_update for o in out)  # nothing changed: nothing sent
 
     quiet = state[state["worst"] == "none"]["adcode"].iloc[0]
     county = queries.region_tree(eng).children(quiet)[0]
@@ -167,8 +167,8 @@ def test_ticker_and_live_update_send_only_changes(seeded_rw):
     kpi = dict(zip(KPI_IDS, out[:len(KPI_IDS)]))
     assert kpi["alert-red"] == str(shown["kpis"] and int(shown["kpis"]["alert-red"].replace(",", "")) + 1)
     assert kpi["readings"] is no_update
-    fig_patch, ticker_patch, ranking, tables, new_shown = out[len(KPI_IDS):]
-    assert ranking is no_update and tables == []  # no ranking or live tables asked for
+    fig_patch, ticker_patch, ranking, new_shown = out[len(KPI_IDS):]
+    assert ranking is no_update  # no ranking asked for
     ops = fig_patch.to_plotly_json()["operations"]
     assert ops[0]["location"] == ["data", 0, "z"]
     z = ops[0]["params"]["value"]

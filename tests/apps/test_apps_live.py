@@ -76,29 +76,34 @@ def test_one_city_tick_sends_kpi_vital_ranking_map_and_tables_from_one_read(app_
     from apps.live import map_levels
     from apps.maps import level_z
     from apps.pages import city
-    from apps.pages.common import live_update
+    from apps.pages.common import live_tables_update, live_update
 
     app, eng = app_rw
     with app.server.app_context():
         page = city.layout(adcode="440100")
         params = _find(page, "city-params").data
         shown = _find(page, "city-shown").data
+        tables_shown = _find(page, "city-tables-shown").data
         state = queries.region_state(eng, scope="440100")
         quiet = state[state["worst"] == "none"]["adcode"].iloc[0]
 
         def tick(shown, n):
             return live_update(data_engine=eng, params=params, shown=shown, page="city", child_level="county",
-                               tables=["alerts", "escalations"], renderers=city.LIVE_TABLES,
                                vitals=indicators(), tick=n)
 
-        first = tick(shown, 1)
-        assert all(o is no_update for o in first[:len(KPI_IDS) + 3]) and first[len(KPI_IDS) + 3] == [no_update] * 2
+        def tables(shown, n):
+            return live_tables_update(eng, params=params, shown=shown, names=["alerts", "escalations"],
+                                      renderers=city.LIVE_TABLES, tick=n)
+
+        assert all(o is no_update for o in tick(shown, 1))
+        assert tables(tables_shown, 1) == [[no_update] * 2, no_update]
 
         _raise(eng, "t-city-live", county=quiet, city="440100")
         out = tick(shown, 2)
+        (alerts_table, _escalations), version = tables(tables_shown, 2)
     kpi = dict(zip(KPI_IDS, out[:len(KPI_IDS)]))
-    fig, _ticker, ranking, tables = out[len(KPI_IDS):len(KPI_IDS) + 4]
-    vitals = out[len(KPI_IDS) + 4:-1]
+    fig, _ticker, ranking = out[len(KPI_IDS):len(KPI_IDS) + 3]
+    vitals = out[len(KPI_IDS) + 3:-1]
     new_shown = out[-1]
     before = int(shown["kpis"]["open"].replace(",", ""))
     assert kpi["open"] == f"{before + 1:,}"
@@ -113,13 +118,13 @@ def test_one_city_tick_sends_kpi_vital_ranking_map_and_tables_from_one_read(app_
     z = fig.to_plotly_json()["operations"][0]["params"]["value"]
     assert z[shown["codes"].index(quiet)] == level_z(["red"])[0]
     assert map_levels(queries.region_state(eng, scope="440100"), shown["codes"]) == new_shown["levels"]
-    alerts_table, _escalations = tables
-    assert _find(alerts_table, "city-alert-row-t-city-live") is not None
+    # the city's alerts table, drawn again with the new alert in it
+    assert version != tables_shown and _find(alerts_table, "city-alert-row-t-city-live") is not None
 
     with app.server.app_context():
         again = tick(new_shown, 3)
-    assert all(o is no_update for o in again[:len(KPI_IDS) + 3] + again[len(KPI_IDS) + 4:])
-    assert again[len(KPI_IDS) + 3] == [no_update] * 2  # unchanged: nothing sent
+        assert tables(version, 3) == [[no_update] * 2, no_update]  # unchanged: nothing sent
+    assert all(o is no_update for o in again)
 
 
 def test_numbers_on_one_screen_agree_on_a_seeded_database(seeded):
