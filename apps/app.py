@@ -12,7 +12,19 @@ from apps.context import AppConfig
 from apps.i18n import t
 
 
+def _fast_json() -> None:
+    """Dash serialises every callback answer with plotly's ``to_json_plotly``. Its "orjson" engine
+    (the default when orjson is installed, as here) first walks the whole answer in Python to clean
+    it; the "json" engine hands it to the C encoder and is called back only for components and
+    numpy values. Measured on a city page's layout (116 kB): 75 ms orjson, 40 ms json; a county
+    page 26 vs 15 ms. The output is the same JSON (NaN as null in both)."""
+    import plotly.io as pio
+
+    pio.json.config.default_engine = "json"
+
+
 def create_app(config: AppConfig) -> dash.Dash:
+    _fast_json()
     app = dash.Dash(
         "apps",  # the package: pages are apps/pages/*.py (as apps.pages.<name>), assets apps/assets/
         use_pages=True,
