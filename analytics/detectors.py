@@ -335,7 +335,7 @@ class Regime:
     returned: int = 0  # regimes ended as a return to the series' long-run level (see :func:`regime_end`)
 
 
-def regime_end(fs: FeatureState, quarantine, floor: float) -> str:
+def regime_end(fs: FeatureState, quarantine, floor: float, season: SeasonProfile | None = None) -> str:
     """How a regime's recent readings (a full quarantine) relate to the levels the series knows:
     ``"returned"``, ``"recovered"`` or ``""`` (still away: the regime goes on).
 
@@ -343,7 +343,8 @@ def regime_end(fs: FeatureState, quarantine, floor: float) -> str:
     looks like a shift against the learned baseline, and a frozen regime would flag normal readings
     until the long re-learn horizon. The slow (6 h half-life) average barely moves meanwhile: when
     the recent readings are much nearer to it than to the baseline that flags them, the series has
-    come back, and its baselines are re-learned at once.
+    come back, and its baselines are re-learned at once. So also when the recent readings are
+    ordinary for the hour by the online hour-of-day profile (``season``, once it knows the hour).
 
     ``recovered``: the recent readings are back within the spread of the (frozen) baseline the
     regime left, yet the regime's score has not calmed (the few readings learned before the regime
@@ -352,6 +353,11 @@ def regime_end(fs: FeatureState, quarantine, floor: float) -> str:
     q = median(v for _, v in quarantine)
     center, spread = fs.level_cache[0], max(fs.level_cache[1], fs.noise_scale(floor))
     if fs.ewm is not None and abs(q - fs.ewm) < 0.5 * abs(q - center):
+        return "returned"
+    # a seasonal series: the frozen trend line goes stale as the day moves on, but the hour's
+    # learned profile does not; recent readings ordinary for this hour are the series back
+    z = season.z(quarantine[-1][0], q, fs.noise_scale(floor)) if season is not None else None
+    if z is not None and z <= SEASON_BACK_Z:
         return "returned"
     if fs.level_n >= 0 and abs(q - center) <= spread:
         return "recovered"
@@ -396,6 +402,7 @@ def _local_day_hour(t: float) -> tuple[int, int]:
 SEASON_BINS = 48  # hour of day x (weekday, weekend)
 SEASON_DAYS = 3  # distinct days a bin needs before it is scored
 SEASON_MEMORY = 2000.0  # readings per bin the profile averages over, at most
+SEASON_BACK_Z = 2.0  # a regime's recent median this close to the hour's profile is the series back
 
 
 class SeasonProfile:
@@ -652,7 +659,8 @@ class SeriesDetector(BaseEstimator):
             elif reg.n >= dec.relearn_n and t - reg.since >= dec.relearn_s:
                 self._relearn(state)
             elif len(state.quarantine) == QUARANTINE:
-                end = regime_end(state.features, state.quarantine, self.floor_)
+                end = regime_end(state.features, state.quarantine, self.floor_,
+                                 state.season if "time_of_day" in self.components_ and self.time_of_day_ is None else None)
                 if end == "returned":
                     self._relearn(state, returned=True)
                 elif end == "recovered":
@@ -675,6 +683,12 @@ class SeriesDetector(BaseEstimator):
         fs.scale_n = fs.level_n = -1
         for qt, qv in state.quarantine:
             learn(fs, qt, qv)
+        reg = state.regime
+        if returned:  # back to normal: what the series knows of its long-run levels still holds
+            state.quarantine.clear()
+            reg.active, reg.hits, reg.calm = False, 0, 0.0
+            reg.returned += 1
+            return
         fs.reference = median(q for _, q in state.quarantine)
         if self.time_of_day_ is not None:
             tod = self.time_of_day_.center_
@@ -685,12 +699,8 @@ class SeriesDetector(BaseEstimator):
             state.season = SeasonProfile()
         fs.ewm = fs.reference
         state.quarantine.clear()
-        reg = state.regime
         reg.active, reg.hits, reg.calm = False, 0, 0.0
-        if returned:
-            reg.returned += 1
-        else:
-            reg.relearned += 1
+        reg.relearned += 1
 
     def score_frame(self, X) -> pd.DataFrame:
         """Scores of a whole ``timestamp,value`` series, streaming (row k uses rows <= k)."""
