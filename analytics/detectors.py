@@ -674,7 +674,9 @@ class SeriesDetector(BaseEstimator):
     def _relearn(self, state: SeriesState, returned: bool = False) -> None:
         """A regime far longer than any incident: the new normal (a re-installed sensor, a
         changed set-point). The baselines restart from the regime's recent readings; counted in
-        ``state.regime.relearned``. Stuck values never are."""
+        ``state.regime.relearned``. Stuck values never are. With ``returned`` (the series came
+        back, :func:`regime_end`) only the short-term baselines restart; the drift reference, the
+        slow average and the hour-of-day profile are kept; counted in ``state.regime.returned``."""
         fs = state.features
         fs.short.clear()
         fs.long.clear()
