@@ -256,7 +256,11 @@ def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profil
     worker.region_index  # loaded before the clock starts: a worker loads it once per process
     profiler = None
     if profile:
-        from pyinstrument import Profiler
+        try:
+            from pyinstrument import Profiler
+        except ImportError:
+            raise IngestError("--profile needs pyinstrument (a development extra): "
+                              ".venv/bin/pip install -e '.[dev]'") from None
 
         profiler = Profiler()
         profiler.start()
@@ -285,7 +289,9 @@ def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profil
         for r in parse_message(value).readings:
             rows.append((r.ts, r.event_id + "-ceiling", r.sensor_id, r.metric, r.value, r.quality, "440106", "440100",
                          "440000", None, r.lon, r.lat, r.gateway_id, topic, 0, 0))
-    copy_s = copy_ceiling(s.database_url, rows)
+    # As the tables' owner: the worker's role is under row-level security, which refuses COPY FROM
+    # (and the ceiling is the database's, not a role's).
+    copy_s = copy_ceiling(ctx.database_url, rows)
     return {"mode": label, "readings": n, "messages": len(msgs), "produce_s": round(produce_s, 2),
             "worker_s": round(active_s, 2), "readings_per_s": round(n / active_s),
             "copy_s": round(copy_s, 2), "copy_readings_per_s": round(n / copy_s),
