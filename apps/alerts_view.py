@@ -7,6 +7,7 @@
   through :func:`apps.queries.alerts_list`, under the request's row-level security);
 - :func:`version` and :func:`keep_selection`: the live list — read again only when an alert of
   the caller's region changed, keeping the rows the user selected (by alert id, not position);
+- :func:`csv_text`: the filtered list as CSV (the page's export; scoped like the list, audited by it);
 - :func:`bulk_action`: one handling action on many alerts, each through the same path as the
   county view's buttons (:func:`apps.handling.handle`: access check, audit, analytics lifecycle).
   An alert the lifecycle or the access check refuses is reported with its reason; the others
@@ -145,3 +146,35 @@ def table_rows(df: pd.DataFrame, lang: str = "zh", engine=None) -> list[dict]:
             "last_seen": fmt_when(r.get("last_seen")),
         })
     return rows
+
+
+CSV_COLUMNS = ("id", "level_label", "region", "adcode", "title", "theme", "status_label", "owner", "last_seen")
+
+
+def csv_text(rows: list[dict], lang: str = "zh") -> str:
+    """The table's rows as CSV with a header in the page's language (a spreadsheet opens it as
+    UTF-8: the text starts with a byte-order mark). Cells are text: one that a spreadsheet would
+    run as a formula (=, +, -, @) is quoted with a leading apostrophe.
+
+    >>> print(csv_text([{"id": "a1", "level_label": "红色", "region": "天河区", "adcode": "440106",
+    ...                  "title": "=1+1", "theme": "内涝", "status_label": "待处置", "owner": "天河区",
+    ...                  "last_seen": "06-01 12:00:00"}], "en").lstrip("\ufeff"))
+    id,Level,Region,Adcode,Alert,Theme,Status,Handled by,Time
+    a1,红色,天河区,440106,'=1+1,内涝,待处置,天河区,06-01 12:00:00
+    <BLANKLINE>
+    """
+    import csv
+    import io
+
+    from apps.i18n import t
+
+    names = {"id": "id", "level_label": t("col.level", lang), "region": t("col.region", lang),
+             "adcode": t("col.adcode", lang), "title": t("col.title", lang), "theme": t("col.theme", lang),
+             "status_label": t("col.status", lang), "owner": t("alerts.owner", lang), "last_seen": t("col.time", lang)}
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow([names[c] for c in CSV_COLUMNS])
+    for r in rows:
+        cells = [str(r.get(c, "") if r.get(c) is not None else "") for c in CSV_COLUMNS]
+        out.writerow(["'" + v if v[:1] in ("=", "+", "-", "@") else v for v in cells])
+    return "\ufeff" + buf.getvalue()

@@ -244,8 +244,13 @@ def ticker_items(df: pd.DataFrame, *, search: str, lang: str) -> list:
     return [ticker_item(r, search=search, lang=lang) for r in df.to_dict("records")]
 
 
-def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool = False,
+TABLE_ACTIONS = ("ack", "dispatch", "resolve", "close")
+
+
+def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool | tuple = False,
                  search: str = "", limit: int = 50, focus: str | None = None) -> html.Div:
+    """The alerts as rows (level, region, title linking to the alert's page, theme, status, time);
+    ``actions``: a handling button per row, ``TABLE_ACTIONS`` or the names given."""
     if df.empty:
         return html.Div(t("empty.alerts", lang), className="muted empty", id=f"{page}-alerts-empty")
     from apps.catalogue import theme_label as tl
@@ -267,7 +272,7 @@ def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool = Fals
             cells.append(html.Td([html.Button(t(f"action.{a}", lang), n_clicks=0,
                                               id={"type": f"{page}-action", "action": a, "alert": str(r["id"])},
                                               className=f"action-btn action-{a}")
-                                  for a in ("ack", "dispatch", "resolve", "close")]))
+                                  for a in (TABLE_ACTIONS if actions is True else actions)]))
         rows.append(html.Tr(cells, id=f"{page}-alert-row-{r['id']}",
                             className="alert-focus" if focus is not None and str(r["id"]) == str(focus) else ""))
     head = [t(k, lang) for k in ("col.level", "col.region", "col.title", "col.theme", "col.status", "col.time")]
@@ -275,6 +280,41 @@ def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool = Fals
         head.append(t("col.actions", lang))
     return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
                       className="grid-table alerts-table", id=f"{page}-alerts-table")
+
+
+def overdue_table(page: str, rows: list[dict], *, lang: str, tree) -> html.Div:
+    """Dispatched alerts past their due time (督办), most overdue first: level, region, title
+    (links to the alert's page, where it is handled), unit, due time, how long overdue."""
+    if not rows:
+        return html.Div(t("empty.overdue", lang), className="muted empty", id=f"{page}-overdue-empty")
+    body = []
+    for r in rows:
+        try:
+            region = tree.name(r["adcode"], lang=lang)
+        except Exception:  # noqa: BLE001 - an unknown code is shown as it is
+            region = r["adcode"]
+        body.append(html.Tr([
+            html.Td(level_badge(r["level"], lang)), html.Td(region),
+            html.Td(dcc.Link(r.get("title") or "", href=f"/alert/{r['id']}" + query_string(lang=lang),
+                             className="alert-link")),
+            html.Td(r.get("assigned_unit") or ""), html.Td(fmt_when(r.get("due_at"))),
+            html.Td(t("overdue.minutes", lang, n=int(r.get("overdue_min") or 0)), className="overdue-min"),
+        ], id=f"{page}-overdue-row-{r['id']}"))
+    head = [t(k, lang) for k in ("col.level", "col.region", "col.title", "col.unit", "col.due")] + [""]
+    return html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(body)],
+                      className="grid-table alerts-table overdue-table", id=f"{page}-overdue-table")
+
+
+def level_legend(lang: str, *, sensors: bool = False) -> html.Div:
+    """What the map colours mean: the four warning levels and 正常 (a county map: its sensors'
+    colours, green online without a warning, grey offline)."""
+    items = [(LEVEL_COLOURS[lv], t(f"alert.level.{lv}", lang)) for lv in ("red", "orange", "yellow", "blue")]
+    items += ([("#3fd07a", t("legend.online", lang)), ("#6b7785", t("legend.offline", lang))] if sensors
+              else [(LEVEL_COLOURS["none"], t("alert.level.none", lang))])
+    return html.Div([html.Span(t("legend.levels", lang), className="legend-title")]
+                    + [html.Span([html.Span(className="legend-dot", style={"background": c}), label],
+                                 className="legend-item") for c, label in items],
+                    className="map-legend")
 
 
 def fmt_indicator(ind, value: float | None) -> str:

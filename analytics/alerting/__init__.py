@@ -28,7 +28,7 @@ _EXPORTS = {
     "region_status": "linkage", "children_status": "linkage",
     "alerts_for_region": "linkage", "escalate_due": "linkage",
     "refresh_sensors": "linkage", "add_silence": "linkage",
-    "list_silences": "linkage", "expire_silence": "linkage",
+    "list_silences": "linkage", "expire_silence": "linkage", "overdue": "linkage",
     "add_subscription": "subscriptions", "list_subscriptions": "subscriptions",
     "remove_subscription": "subscriptions", "update_subscription": "subscriptions", "inbox": "subscriptions",
     "mark_read": "subscriptions", "unread_count": "subscriptions",

@@ -8,6 +8,8 @@ The initial filters come from the query string (``?region=440106&theme=flood&lev
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import dash
 from dash import (
     ALL,
@@ -126,6 +128,8 @@ def layout(region=None, theme=None, level=None, status=None, lang=None, **_query
         html.Span(t("alerts.count", lang, n=len(rows), k=0), id=f"{PAGE}-count", className="muted bulk-count"),
         dcc.Input(id=f"{PAGE}-note", placeholder=t("alerts.note_hint", lang), className="note-input bulk-note",
                   debounce=False),
+        html.Button(t("alerts.export", lang), id=f"{PAGE}-export", n_clicks=0, className="action-btn export-btn"),
+        dcc.Download(id=f"{PAGE}-download"),
         html.Span(t("alerts.bulk", lang), className="bulk-label"),
         *[html.Button(t(f"action.{a}", lang), n_clicks=0, id={"type": f"{PAGE}-bulk", "action": a},
                       className=f"action-btn bulk-btn action-{a}") for a in view.BULK_ACTIONS],
@@ -216,6 +220,26 @@ def _live(_n, region, theme, levels, statuses, rows, selected, shown, params):
         return no_update, no_update, now
     new_rows = view.table_rows(df, params["lang"], eng)
     return new_rows, view.keep_selection(rows, selected, new_rows), now
+
+
+@callback(Output(f"{PAGE}-download", "data"), Input(f"{PAGE}-export", "n_clicks"),
+          State(f"{PAGE}-region", "value"), State(f"{PAGE}-theme", "value"), State(f"{PAGE}-levels", "value"),
+          State(f"{PAGE}-statuses", "value"), State(f"{PAGE}-params", "data"), prevent_initial_call=True)
+def _export(clicks, region, theme, levels, statuses, params):
+    """The list as filtered on screen, as CSV: read again under the caller's scope, audited."""
+    if not clicks:
+        return no_update
+    scope = current_scope()
+    eng = engine()
+    if (region or "").strip():
+        require_in_scope(region)  # the picker only offers the caller's subtree: anything else is crafted
+    df = view.filter_alerts(eng, home=scope.home, region=region, theme=theme or "all", levels=levels,
+                            statuses=statuses)
+    rows = view.table_rows(df, params["lang"], eng)
+    audit.record_web("export_alerts", region=(region or "").strip() or scope.home, target="/alerts",
+                     rows=len(rows), theme=theme, levels=levels, statuses=statuses, format="csv")
+    name = f"alerts-{(region or scope.home).strip()}-{datetime.now(UTC):%Y%m%d-%H%M}.csv"
+    return {"content": view.csv_text(rows, params["lang"]), "filename": name, "type": "text/csv"}
 
 
 @callback(Output(f"{PAGE}-table", "selected_rows", allow_duplicate=True),

@@ -1,14 +1,17 @@
 """/city/<adcode> — 穗智管: the city's 城市体征 (vital signs from apps/indicators.yaml, each with
 normal/abnormal colour and a 24 h sparkline), one map of its counties (一图统揽), theme tabs, the
 city's alerts with their status and the escalations waiting for the city. Click a county to open
-its view."""
+its view. Live: KPIs, vital signs, map, ranking, ticker and tables without reload; the escalations
+panel takes an escalated alert over, acknowledges or dispatches it; the overdue panel (督办) lists
+what is past its due time."""
 
 from __future__ import annotations
 
 import dash
-from dash import dcc, html
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from apps import queries
+from analytics import alerting
+from apps import handling, queries
 from apps.catalogue import indicators, theme_label
 from apps.components import (
     alerts_table,
@@ -16,6 +19,8 @@ from apps.components import (
     error_panel,
     header,
     kpi_strip,
+    level_legend,
+    overdue_table,
     panel,
     ranking,
     ticker_items,
@@ -35,6 +40,7 @@ from apps.pages.common import (
     view_params,
     wall_clock_callback,
 )
+from tongguan import TongguanError
 
 PAGE = "city"
 
@@ -46,15 +52,31 @@ def alerts_panel(eng, p):
     return alerts_table(PAGE, alerts, lang=p.lang, search=p.search, limit=30)
 
 
+# What the city does with an escalation from the table (the alert's page has every form).
+ESCALATION_ACTIONS = ("take_over", "ack", "dispatch")
+
+
 def escalations_panel(eng, p):
-    """The alerts escalated to the city and not yet taken in hand there."""
+    """The alerts escalated to the city and not yet taken in hand there, each with take over,
+    acknowledge (which takes it over) and dispatch (back down, to the county's duty team)."""
     escalations = queries.escalations_waiting(eng, scope=p.adcode, theme=p.theme)
     if escalations.empty:
-        return empty_note(t("empty.escalations", p.lang))
-    return alerts_table(f"{PAGE}-esc", escalations, lang=p.lang, search=p.search)
+        body = empty_note(t("empty.escalations", p.lang))
+    else:
+        body = alerts_table(f"{PAGE}-esc", escalations, lang=p.lang, search=p.search,
+                            actions=() if p.wall else ESCALATION_ACTIONS)
+    return html.Div(body, id=f"{PAGE}-esc-body")
 
 
-LIVE_TABLES = {"alerts": alerts_panel, "escalations": escalations_panel}
+def overdue_panel(eng, p):
+    """Dispatched alerts of the city past their due time (督办), most overdue first."""
+    rows = alerting.overdue(eng, p.adcode, limit=30)
+    if p.theme != "all":
+        rows = [r for r in rows if r["theme"] == p.theme]
+    return overdue_table(PAGE, rows, lang=p.lang, tree=queries.region_tree(eng))
+
+
+LIVE_TABLES = {"alerts": alerts_panel, "escalations": escalations_panel, "overdue": overdue_panel}
 
 
 def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen=None, rotate=None,
@@ -99,7 +121,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
             html.Div([
                 html.Div([panel(t("panel.vitals", p.lang), vitals_panel, cls="panel-vitals")],
                          className="wall-left"),
-                html.Div([map_graph], className="wall-centre"),
+                html.Div([map_graph, level_legend(p.lang)], className="wall-centre"),
                 html.Div([panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker")], className="wall-right"),
             ], className="wall-main"),
             html.Div([panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240),
@@ -119,7 +141,8 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         kpi_strip(PAGE, kpis, p.lang),
         panel(t("panel.vitals", p.lang), vitals_panel, cls="panel-vitals"),
         html.Div([
-            panel(t("panel.map_city", p.lang) + " · " + theme_label(p.theme, p.lang), map_graph,
+            panel(t("panel.map_city", p.lang) + " · " + theme_label(p.theme, p.lang),
+                  html.Div([map_graph, level_legend(p.lang)], className="map-wrap"),
                   cls="panel-map", id=f"{PAGE}-map-panel"),
             html.Div([
                 panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker"),
@@ -128,11 +151,37 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         ], className="main-row"),
         html.Div([
             panel(t("panel.alerts", p.lang), live_table(PAGE, "alerts", alerts_panel(eng, p)), cls="panel-alerts"),
-            panel(t("panel.escalations", p.lang), live_table(PAGE, "escalations", escalations_panel(eng, p)),
-                  cls="panel-escalations"),
+            html.Div([
+                panel(t("panel.escalations", p.lang),
+                      html.Div([html.Div(id=f"{PAGE}-esc-result", className="action-result"),
+                                live_table(PAGE, "escalations", escalations_panel(eng, p))]),
+                      cls="panel-escalations"),
+                panel(t("panel.overdue", p.lang), live_table(PAGE, "overdue", overdue_panel(eng, p)),
+                      cls="panel-overdue"),
+            ], className="side-stack"),
         ], className="two-col"),
         *live,
     ], className=f"page region-page {PAGE}-page", id=f"{PAGE}-page")
+
+
+@callback(Output(f"{PAGE}-esc-result", "children"), Output(f"{PAGE}-esc-body", "children"),
+          Input({"type": f"{PAGE}-esc-action", "action": ALL, "alert": ALL}, "n_clicks"),
+          State(f"{PAGE}-params", "data"), prevent_initial_call=True)
+def _act_escalation(clicks, params):
+    """Take over, acknowledge or dispatch an escalated alert from the city's panel (the access
+    rule, the audit and the lifecycle of every other handling path: ``apps.handling``)."""
+    trig = ctx.triggered_id
+    if not trig or not any(clicks):
+        return no_update, no_update
+    p = view_params(params["adcode"], params["theme"], params["window"], params["lang"], params["screen"])
+    eng = engine()
+    try:
+        handling.handle(eng, alert_id=trig["alert"], action=trig["action"], actor=f"city:{p.adcode}")
+    except TongguanError as exc:  # refused (scope, role, transition): the reason, nothing changed
+        return html.Span(str(exc), className="error", id=f"{PAGE}-esc-error"), no_update
+    done = html.Span(t("action.done", p.lang, action=t(f"action.{trig['action']}", p.lang)), className="ok",
+                     id=f"{PAGE}-esc-done")
+    return done, escalations_panel(eng, p).children
 
 
 register_region_callbacks(PAGE, child_level="county", renderers=LIVE_TABLES, vitals=indicators())

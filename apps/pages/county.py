@@ -23,6 +23,7 @@ from apps.components import (
     header,
     kpi_strip,
     kpi_values,
+    level_legend,
     panel,
     with_query,
 )
@@ -157,7 +158,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
             kpi_strip(PAGE, kpis, p.lang),
             html.Div([
                 html.Div([panel(t("panel.alerts", p.lang), alerts_live, cls="panel-alerts")], className="wall-left"),
-                html.Div([map_graph], className="wall-centre"),
+                html.Div([map_graph, level_legend(p.lang, sensors=True)], className="wall-centre"),
                 html.Div([panel(t("panel.events", p.lang), events_panel, cls="panel-events")],
                          className="wall-right"),
             ], className="wall-main"),
@@ -177,7 +178,8 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         header(tree, p.adcode, params=p.as_dict(), lang=p.lang, level=PAGE),
         kpi_strip(PAGE, kpis, p.lang),
         html.Div([
-            panel(t("panel.map_county", p.lang) + " · " + theme_label(p.theme, p.lang), map_graph,
+            panel(t("panel.map_county", p.lang) + " · " + theme_label(p.theme, p.lang),
+                  html.Div([map_graph, level_legend(p.lang, sensors=True)], className="map-wrap"),
                   cls="panel-map", id=f"{PAGE}-map-panel"),
             html.Div([
                 panel(t("panel.series", p.lang), html.Div(series, id=f"{PAGE}-series"), cls="panel-series"),

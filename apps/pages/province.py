@@ -15,6 +15,7 @@ from apps.components import (
     error_panel,
     header,
     kpi_strip,
+    level_legend,
     panel,
     ranking,
     ticker_items,
@@ -73,7 +74,8 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         kpi_strip(PAGE, kpis, p.lang),
         html.Div([
             panel(t("panel.map_province", p.lang) + " · " + theme_label(p.theme, p.lang),
-                  map_graph, cls="panel-map", id=f"{PAGE}-map-panel"),
+                  html.Div([map_graph, level_legend(p.lang)], className="map-wrap"),
+                  cls="panel-map", id=f"{PAGE}-map-panel"),
             html.Div([
                 panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker"),
                 panel(t("panel.ranking", p.lang), rank, cls="panel-ranking"),
@@ -102,7 +104,7 @@ def wall_layout(p, tree, *, title, kpis, map_graph, ticker, rank, trend_graph, l
         kpi_strip(PAGE, kpis, p.lang),
         html.Div([
             html.Div([panel(t("panel.ranking", p.lang), rank, cls="panel-ranking")], className="wall-left"),
-            html.Div([map_graph], className="wall-centre"),
+            html.Div([map_graph, level_legend(p.lang)], className="wall-centre"),
             html.Div([panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker")], className="wall-right"),
         ], className="wall-main"),
         html.Div([panel(t("panel.trend", p.lang), trend_graph, cls="panel-trend"),
