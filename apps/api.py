@@ -302,6 +302,12 @@ def install(server, engine, limiter) -> None:
 
     _install_users(bp, engine, me, _audit)
     _install_subscriptions(bp, engine, me, _audit)
+
+    @bp.route("/<path:_unknown>", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+    def not_an_endpoint(_unknown):
+        # Else Dash's catch-all page route answers an unknown API path with its HTML page (200).
+        return _error(404, "not_found", f"no such endpoint: {flask.request.path[:200]} (see {PREFIX}/openapi.json)")
+
     server.register_blueprint(bp)
 
     @server.errorhandler(404)

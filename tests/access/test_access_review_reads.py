@@ -147,3 +147,14 @@ def test_a_crafted_alert_list_callback_with_a_foreign_region_is_refused_and_audi
     assert "A-FUTIAN-1" not in r.get_data(as_text=True)
     denied = [a for a in _audit(engine, actor="tianhe-operator") if a["outcome"] == "denied"]
     assert denied and _region(denied[-1]) == "440304"
+
+
+def test_an_unknown_api_path_is_a_json_404_not_the_dash_page(access):
+    engine, app, _ = access
+    api = app.server.test_client()
+    h = token_for(engine, "tianhe-operator")
+    for path in ("/api/v1/sensors/S-440104/readings", "/api/v1/alerts/A-TIANHE-1/nothing", "/api/v1/x"):
+        r = api.get(path, headers=h)
+        assert r.status_code == 404 and r.is_json and r.get_json()["error"]["code"] == "not_found", path
+    assert api.get("/api/v1/x").status_code == 401  # anonymous: not even told what exists
+    assert api.get("/api/v1/alerts/A-TIANHE-1", headers=h).status_code == 200  # real routes still win
