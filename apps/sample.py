@@ -228,8 +228,9 @@ def _alerts(conn, rng, counties, now, spec) -> int:
                "lon": sensor[1] if sensor else 113.3,
                "lat": sensor[2] if sensor else 23.1}
         conn.execute(sa.text(
-            f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}, geom) VALUES ({', '.join(':' + c for c in ALERT_COLUMNS)}, "
-            "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) ON CONFLICT DO NOTHING"), row)
+            f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}, geom) "
+            f"VALUES ({', '.join(':' + c for c in ALERT_COLUMNS)}, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) "
+            "ON CONFLICT DO NOTHING"), row)
         n += 1
         # Red and some orange open alerts are escalated to the city (the escalation rule's effect).
         if (row["status"] == "open"

@@ -164,3 +164,30 @@ def loopback_webhooks_allowed(monkeypatch):
     from tongguan import netguard
 
     monkeypatch.setattr(netguard, "default_allow", lambda: netguard.parse_allow("127.0.0.0/8"))
+
+
+@pytest.fixture
+def schema_drift(engine):
+    """``schema_drift(tables)``: alembic's autogenerate differences between the declared table
+    models (tongguan.models) and the migrated database, for those tables (an empty list: they agree)."""
+    def drift(tables) -> list:
+        from alembic.autogenerate import compare_metadata
+        from alembic.migration import MigrationContext
+
+        import tongguan.models  # noqa: F401  (every table module)
+        from tongguan.db import metadata
+
+        tables = set(tables)
+
+        def ours(obj, name, type_, reflected, compare_to):
+            table = obj if type_ == "table" else getattr(obj, "table", None)
+            return table is None or table.name in tables
+
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={
+                "include_name": lambda name, type_, parent: type_ != "table" or name in tables,
+                "include_object": ours,
+                "compare_type": True,
+            })
+            return compare_metadata(ctx, metadata)
+    return drift

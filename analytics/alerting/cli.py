@@ -289,8 +289,8 @@ def cmd_sub_inbox(args, ctx) -> int:
     from analytics.alerting.subscriptions import inbox, mark_read
 
     rows = inbox(ctx.engine, args.owner, unread_only=args.unread, limit=args.limit)
-    _print_rows(rows, lambda r: f"{'  ' if r['read_at'] else '● '}{r['id']:>5} {_fmt_ts(r['created_at'])} {r['title']}",
-                "收件箱为空 / inbox empty")
+    _print_rows(rows, lambda r: (f"{'  ' if r['read_at'] else '● '}{r['id']:>5} {_fmt_ts(r['created_at'])} "
+                                 f"{r['title']}"), "收件箱为空 / inbox empty")
     if args.mark_read:
         mark_read(ctx.engine, args.owner, [r["id"] for r in rows])
     return 0

@@ -100,7 +100,8 @@ def refresh_sensors(engine, *, now: datetime | None = None, config: AlertingConf
             WITH s AS (SELECT trim(county) AS county, trim(city) AS city, trim(province) AS province,
                               last_seen < :cut AS off FROM sensors),
             e AS (SELECT x.adcode AS a, x.region_level AS lvl, x.parent AS p, s.off
-                  FROM s CROSS JOIN LATERAL {region_path_sql('s.county', 's.city', 's.province', alias='x')} WHERE x.adcode IS NOT NULL)
+                  FROM s CROSS JOIN LATERAL {region_path_sql('s.county', 's.city', 's.province', alias='x')}
+                  WHERE x.adcode IS NOT NULL)
             INSERT INTO region_alert_status AS r (adcode, region_level, parent, sensors_total, sensors_offline,
                                                   sensors_at, updated_at)
             SELECT a, min(lvl), min(p), count(*), count(*) FILTER (WHERE off), :now, :now FROM e

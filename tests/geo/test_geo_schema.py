@@ -6,26 +6,8 @@ import sqlalchemy as sa
 pytestmark = pytest.mark.integration
 
 
-def test_migration_matches_models(engine):
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    import tongguan.models  # noqa: F401
-    from tongguan.db import metadata
-
-    geo_tables = {"regions", "grid_cells"}
-    with engine.connect() as conn:
-        def ours(obj, name, type_, reflected, compare_to):
-            table = obj if type_ == "table" else getattr(obj, "table", None)
-            return table is None or table.name in geo_tables
-
-        ctx = MigrationContext.configure(conn, opts={
-            "include_name": lambda name, type_, parent: type_ != "table" or name in geo_tables,
-            "include_object": ours,
-            "compare_type": True,
-        })
-        diff = compare_metadata(ctx, metadata)
-    assert diff == []
+def test_migration_matches_models(schema_drift):
+    assert schema_drift({"regions", "grid_cells"}) == []
 
 
 def test_geometry_srid(engine):
