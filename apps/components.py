@@ -314,7 +314,8 @@ def level_legend(lang: str, *, sensors: bool = False) -> html.Div:
     return html.Div([html.Span(t("legend.levels", lang), className="legend-title")]
                     + [html.Span([html.Span(className="legend-dot", style={"background": c}), label],
                                  className="legend-item") for c, label in items],
-                    className="map-legend")
+                    # the county map's own legend (sensor, camera, event) is on the left
+                    className="map-legend" + (" map-legend-right" if sensors else ""))
 
 
 def fmt_indicator(ind, value: float | None) -> str:

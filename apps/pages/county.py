@@ -110,7 +110,7 @@ def recent_or_open(alerts, window: str):
 def alerts_panel(alerts, p, focus: str | None = None):
     """The table (with the handling buttons on the desk; the wall only shows)."""
     table = alerts_table(PAGE, alerts, lang=p.lang, actions=not p.wall, search=p.search, focus=focus,
-                         limit=10 if p.wall else 50)
+                         limit=8 if p.wall else 50)
     return html.Div(table, id=f"{PAGE}-alerts")
 
 
@@ -157,15 +157,15 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
                      className="wall-head"),
             kpi_strip(PAGE, kpis, p.lang),
             html.Div([
-                html.Div([panel(t("panel.alerts", p.lang), alerts_live, cls="panel-alerts")], className="wall-left"),
+                html.Div([panel(t("panel.events", p.lang), events_panel, cls="panel-events")], className="wall-left"),
                 html.Div([map_graph, level_legend(p.lang, sensors=True)], className="wall-centre"),
-                html.Div([panel(t("panel.events", p.lang), events_panel, cls="panel-events")],
+                html.Div([panel(t("panel.series", p.lang), html.Div(series, id=f"{PAGE}-series"), cls="panel-series")],
                          className="wall-right"),
             ], className="wall-main"),
             html.Div([panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240),
                                                                 config={"displayModeBar": False}),
                             cls="panel-trend"),
-                      panel(t("panel.series", p.lang), html.Div(series, id=f"{PAGE}-series"), cls="panel-series")],
+                      panel(t("panel.alerts", p.lang), alerts_live, cls="panel-alerts")],
                      className="wall-bottom"),
             # The wall has no selectors; hidden ones keep the shared callbacks' inputs present.
             html.Div([dcc.RadioItems(id=f"{PAGE}-theme", value=p.theme, options=[p.theme]),
