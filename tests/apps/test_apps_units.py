@@ -151,8 +151,9 @@ def test_topojson_placeholders_are_valid_json():
 class _Tree:
     """Guangdong with two cities, Guangzhou with two districts (the shape rotation_ring walks)."""
 
-    parents = {"440000": None, "440100": "440000", "440300": "440000", "440200": "440000",
-               "440106": "440100", "440104": "440100"}
+    def __init__(self):
+        self.parents = {"440000": None, "440100": "440000", "440300": "440000", "440200": "440000",
+                        "440106": "440100", "440104": "440100"}
 
     def parent(self, a):
         return self.parents[a]
