@@ -46,6 +46,8 @@ ENTRIES = (
     Entry("chaos", ("--kills", "5", "--outage", "10"), (), "the store worker under kills, a database outage and a broker kill"),
     Entry("chaos-alerts", ("--kills", "2", "--sensors", "100", "--hours", "2"), (),
           "detector kills, notifier kill and receiver outage: extra / missing alerts, undelivered deliveries"),
+    Entry("memory", ("--duration", "120", "--warmup", "40"), ("--duration", "3600", "--warmup", "300"),
+          "RSS of the store, detect and notify workers and of the broker over a stream at ~2,000 readings/s"),
 )
 
 
