@@ -40,6 +40,11 @@ REFRESH = 64  # readings between recomputing the tail table (the hot path only r
 P_FLOOR = 1e-12
 PRIOR_SCALE = 0.5  # prior mean excess above the anchor, relative to the anchor
 PRIOR_EXCESSES = 20.0
+# The narrowest tail a history may claim, in raw-score units (z-like scores: a quarter of the
+# noise). A quantised gauge that mostly sits still scores almost only zeros; a tail fitted to them
+# alone is ~0 wide, so its next one-step move gets p ~ 0 and opens a regime, whose readings are not
+# learned, so the history never corrects (it flagged 44 % of such a series' rows).
+PRIOR_MIN_SCALE = 0.25
 MAX_XI = 0.5  # the heaviest tail a history may claim (a Pareto tail of index 2)
 
 
@@ -123,7 +128,7 @@ class TailCalibrator:
                 s2 += bins[j] * y * y
                 wt += bins[j]
         n_ex = wt / self.w
-        scale0 = PRIOR_SCALE * max(self.anchor_x, 1e-9)
+        scale0 = max(PRIOR_SCALE * self.anchor_x, PRIOR_MIN_SCALE)
         m = (s1 / self.w + PRIOR_EXCESSES * scale0) / (n_ex + PRIOR_EXCESSES)
         m2 = (s2 / self.w + PRIOR_EXCESSES * 2 * scale0 * scale0) / (n_ex + PRIOR_EXCESSES)
         var = max(m2 - m * m, 1e-24)
