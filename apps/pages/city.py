@@ -15,7 +15,6 @@ from apps import handling, queries
 from apps.catalogue import indicators, theme_label
 from apps.components import (
     alerts_table,
-    clock,
     error_panel,
     header,
     kpi_strip,
@@ -39,6 +38,7 @@ from apps.pages.common import (
     stores,
     view_params,
     wall_clock_callback,
+    wall_frame,
 )
 from tongguan import TongguanError
 
@@ -112,29 +112,14 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
 
     if p.wall:
         trend = queries.trend(eng, scope=p.adcode, theme=p.theme)
-        return html.Div([
-            html.Div([html.Div(t("wall.title", p.lang), className="wall-title"),
-                      html.Div(title, className="wall-subtitle"),
-                      clock(PAGE), dcc.Interval(id=f"{PAGE}-clock-tick", interval=1000)],
-                     className="wall-head"),
-            kpi_strip(PAGE, kpis, p.lang),
-            html.Div([
-                html.Div([panel(t("panel.vitals", p.lang), vitals_panel, cls="panel-vitals")],
-                         className="wall-left"),
-                html.Div([map_graph, level_legend(p.lang)], className="wall-centre"),
-                html.Div([panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker")], className="wall-right"),
-            ], className="wall-main"),
-            html.Div([panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240),
-                                                                config={"displayModeBar": False}),
-                            cls="panel-trend"),
-                      panel(t("panel.ranking_county", p.lang), rank, cls="panel-ranking")],
-                     className="wall-bottom"),
-            html.Div([dcc.RadioItems(id=f"{PAGE}-theme", value=p.theme, options=[p.theme]),
-                      dcc.Dropdown(id=f"{PAGE}-window", value=p.window, options=[p.window])],
-                     style={"display": "none"}),
-            *live,
-            *rotation(PAGE, p, rotate),
-        ], className=f"wall wall-{PAGE}", id=f"{PAGE}-page")
+        return wall_frame(
+            PAGE, p, title=title, kpis=kpis, live=live, extra=rotation(PAGE, p, rotate),
+            left=panel(t("panel.vitals", p.lang), vitals_panel, cls="panel-vitals"),
+            centre=[map_graph, level_legend(p.lang)],
+            right=panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker"),
+            bottom=[panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240),
+                                                              config={"displayModeBar": False}), cls="panel-trend"),
+                    panel(t("panel.ranking_county", p.lang), rank, cls="panel-ranking")])
 
     return html.Div([
         header(tree, p.adcode, params=p.as_dict(), lang=p.lang, level=PAGE),

@@ -14,7 +14,9 @@ from apps.catalogue import norm_theme, norm_window
 from apps.components import (
     KPI_IDS,
     VITAL_COLOURS,
+    clock,
     fmt_indicator,
+    kpi_strip,
     kpi_values,
     parse_search,
     query_string,
@@ -24,7 +26,7 @@ from apps.components import (
     vital_status_text,
 )
 from apps.context import engine
-from apps.i18n import norm_lang
+from apps.i18n import norm_lang, t
 from apps.live import (
     LIVE_INTERVAL_MS,
     changed_values,
@@ -316,6 +318,28 @@ def wall_clock_callback(page: str) -> None:
         """function(n) {  // China Standard Time, whatever the wall PC's own time zone
             return new Date().toLocaleString('sv-SE', {timeZone: 'Asia/Shanghai', hour12: false}); }""",
         Output(f"{page}-clock", "children"), Input(f"{page}-clock-tick", "n_intervals"))
+
+
+def wall_frame(page: str, p: ViewParams, *, title: str, kpis: dict, left, centre: list, right, bottom: list,
+               live: list, extra: list = ()) -> html.Div:
+    """The 1920×1080 wall of every level (dark, no scrolling): title, clock and KPIs on top, the
+    map (``centre``) between the ``left`` and ``right`` panels, the ``bottom`` row under it. The
+    wall has no selectors; hidden ones keep the shared callbacks' inputs present."""
+    return html.Div([
+        html.Div([html.Div(t("wall.title", p.lang), className="wall-title"),
+                  html.Div(title, className="wall-subtitle"),
+                  clock(page), dcc.Interval(id=f"{page}-clock-tick", interval=1000)],
+                 className="wall-head"),
+        kpi_strip(page, kpis, p.lang),
+        html.Div([html.Div([left], className="wall-left"), html.Div(centre, className="wall-centre"),
+                  html.Div([right], className="wall-right")], className="wall-main"),
+        html.Div(bottom, className="wall-bottom"),
+        html.Div([dcc.RadioItems(id=f"{page}-theme", value=p.theme, options=[p.theme]),
+                  dcc.Dropdown(id=f"{page}-window", value=p.window, options=[p.window])],
+                 style={"display": "none"}),
+        *live,
+        *extra,
+    ], className=f"wall wall-{page}", id=f"{page}-page")
 
 
 def empty_note(text: str) -> html.Div:

@@ -18,7 +18,6 @@ from apps.catalogue import WINDOWS, label, theme_label
 from apps.components import (
     KPI_IDS,
     alerts_table,
-    clock,
     error_panel,
     header,
     kpi_strip,
@@ -46,6 +45,7 @@ from apps.pages.common import (
     rotation,
     view_params,
     wall_clock_callback,
+    wall_frame,
 )
 
 PAGE = "county"
@@ -150,30 +150,14 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     title = f"{tree.name(p.adcode, lang=p.lang)} · {theme_label(p.theme, p.lang)}"
     if p.wall:
         trend = queries.trend(eng, scope=p.adcode, theme=p.theme)
-        return html.Div([
-            html.Div([html.Div(t("wall.title", p.lang), className="wall-title"),
-                      html.Div(title, className="wall-subtitle"),
-                      clock(PAGE), dcc.Interval(id=f"{PAGE}-clock-tick", interval=1000)],
-                     className="wall-head"),
-            kpi_strip(PAGE, kpis, p.lang),
-            html.Div([
-                html.Div([panel(t("panel.events", p.lang), events_panel, cls="panel-events")], className="wall-left"),
-                html.Div([map_graph, level_legend(p.lang, sensors=True)], className="wall-centre"),
-                html.Div([panel(t("panel.series", p.lang), html.Div(series, id=f"{PAGE}-series"), cls="panel-series")],
-                         className="wall-right"),
-            ], className="wall-main"),
-            html.Div([panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240),
-                                                                config={"displayModeBar": False}),
-                            cls="panel-trend"),
-                      panel(t("panel.alerts", p.lang), alerts_live, cls="panel-alerts")],
-                     className="wall-bottom"),
-            # The wall has no selectors; hidden ones keep the shared callbacks' inputs present.
-            html.Div([dcc.RadioItems(id=f"{PAGE}-theme", value=p.theme, options=[p.theme]),
-                      dcc.Dropdown(id=f"{PAGE}-window", value=p.window, options=[p.window])],
-                     style={"display": "none"}),
-            *live,
-            *rotation(PAGE, p, rotate),
-        ], className=f"wall wall-{PAGE}", id=f"{PAGE}-page")
+        return wall_frame(
+            PAGE, p, title=title, kpis=kpis, live=live, extra=rotation(PAGE, p, rotate),
+            left=panel(t("panel.events", p.lang), events_panel, cls="panel-events"),
+            centre=[map_graph, level_legend(p.lang, sensors=True)],
+            right=panel(t("panel.series", p.lang), html.Div(series, id=f"{PAGE}-series"), cls="panel-series"),
+            bottom=[panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240),
+                                                              config={"displayModeBar": False}), cls="panel-trend"),
+                    panel(t("panel.alerts", p.lang), alerts_live, cls="panel-alerts")])
     return html.Div([
         header(tree, p.adcode, params=p.as_dict(), lang=p.lang, level=PAGE),
         kpi_strip(PAGE, kpis, p.lang),

@@ -11,7 +11,6 @@ from apps import queries
 from apps.catalogue import theme_label
 from apps.components import (
     alerts_table,
-    clock,
     error_panel,
     header,
     kpi_strip,
@@ -31,6 +30,7 @@ from apps.pages.common import (
     stores,
     view_params,
     wall_clock_callback,
+    wall_frame,
 )
 
 PAGE = "province"
@@ -67,8 +67,14 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     title = f"{tree.name(p.adcode, lang=p.lang)} · {theme_label(p.theme, p.lang)}"
 
     if p.wall:
-        return wall_layout(p, tree, title=title, kpis=kpis, map_graph=map_graph, ticker=ticker,
-                           rank=rank, trend_graph=trend_graph, live=live, alerts=wall_alerts(eng, p))
+        return wall_frame(
+            PAGE, p, title=title, kpis=kpis, live=live,
+            left=panel(t("panel.ranking", p.lang), rank, cls="panel-ranking"),
+            centre=[map_graph, level_legend(p.lang)],
+            right=panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker"),
+            bottom=[panel(t("panel.trend", p.lang), trend_graph, cls="panel-trend"),
+                    panel(t("panel.alerts", p.lang), live_table(PAGE, "alerts", wall_alerts(eng, p)),
+                          cls="panel-alerts")])
     return html.Div([
         header(tree, p.adcode, params=p.as_dict(), lang=p.lang, level=PAGE),
         kpi_strip(PAGE, kpis, p.lang),
@@ -92,30 +98,6 @@ def wall_alerts(eng, p):
     if alerts.empty:
         return empty_note(t("empty.alerts", p.lang))
     return alerts_table(PAGE, alerts, lang=p.lang, search=p.search, limit=8)
-
-
-def wall_layout(p, tree, *, title, kpis, map_graph, ticker, rank, trend_graph, live, alerts):
-    """1920×1080, dark, no scrolling: KPIs on top, the map in the centre, panels around it."""
-    return html.Div([
-        html.Div([html.Div(t("wall.title", p.lang), className="wall-title"),
-                  html.Div(title, className="wall-subtitle"),
-                  clock(PAGE), dcc.Interval(id=f"{PAGE}-clock-tick", interval=1000)],
-                 className="wall-head"),
-        kpi_strip(PAGE, kpis, p.lang),
-        html.Div([
-            html.Div([panel(t("panel.ranking", p.lang), rank, cls="panel-ranking")], className="wall-left"),
-            html.Div([map_graph, level_legend(p.lang)], className="wall-centre"),
-            html.Div([panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker")], className="wall-right"),
-        ], className="wall-main"),
-        html.Div([panel(t("panel.trend", p.lang), trend_graph, cls="panel-trend"),
-                  panel(t("panel.alerts", p.lang), live_table(PAGE, "alerts", alerts), cls="panel-alerts")],
-                 className="wall-bottom"),
-        # The wall has no selectors; hidden ones keep the shared callbacks' inputs present.
-        html.Div([dcc.RadioItems(id=f"{PAGE}-theme", value=p.theme, options=[p.theme]),
-                  dcc.Dropdown(id=f"{PAGE}-window", value=p.window, options=[p.window])],
-                 style={"display": "none"}),
-        *live,
-    ], className=f"wall wall-{PAGE}", id=f"{PAGE}-page")
 
 
 register_region_callbacks(PAGE, child_level="city", renderers={"alerts": wall_alerts})
