@@ -24,6 +24,43 @@ def changed_values(old: dict | None, new: dict) -> dict:
     return {k: v for k, v in new.items() if old.get(k) != v}
 
 
+def ticker_merge(shown_ids: list, new_ids: list, limit: int) -> tuple[list[int], list]:
+    """A ticker showing ``shown_ids`` (alert ids, top first) receives ``new_ids`` (newest first)
+    on top: which shown lines to delete first (an alert escalated after it was shown as new
+    moves to the top instead of appearing twice), and the ids on screen after, at most
+    ``limit`` (the lines below it are deleted).
+
+    Returns (indices to delete, highest first, so the earlier ones stay valid; ids after).
+
+    >>> ticker_merge(["a2", "a1"], ["a3", "a1"], 3)
+    ([1], ['a3', 'a1', 'a2'])
+    >>> ticker_merge(["a2", "a1"], ["a3", "a3"], 2)
+    ([], ['a3', 'a2'])
+    """
+    fresh = list(dict.fromkeys(new_ids))
+    moving = set(fresh)
+    drop = [i for i, a in enumerate(shown_ids) if a in moving]
+    kept = [a for a in shown_ids if a not in moving]
+    return sorted(drop, reverse=True), (fresh + kept)[:limit]
+
+
+def ticker_order(df: pd.DataFrame) -> pd.DataFrame:
+    """The ticker's rows newest first by the moment each line shows (``at``: escalated_at for an
+    escalation, first_seen for a new alert), one line per alert.
+
+    >>> t0 = pd.Timestamp("2026-12-02T08:00Z")
+    >>> d = pd.DataFrame({"id": ["a", "b"], "kind": ["new", "escalated"], "first_seen": [t0, t0 - pd.Timedelta("2h")],
+    ...                   "escalated_at": [pd.NaT, t0 + pd.Timedelta("5min")]})
+    >>> ticker_order(d)["id"].tolist()
+    ['b', 'a']
+    """
+    if df.empty:
+        return df.assign(at=df.get("first_seen"))
+    at = df["escalated_at"].where(df["kind"] == "escalated", df["first_seen"])
+    out = df.assign(at=at).sort_values("at", ascending=False, kind="stable")
+    return out.drop_duplicates("id").reset_index(drop=True)
+
+
 def newest_change(df: pd.DataFrame, previous: str | None) -> str | None:
     """ISO time of the newest change in the ticker rows (or ``previous`` when there are none)."""
     if df.empty:

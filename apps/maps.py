@@ -21,6 +21,12 @@ MAP_CONFIG = {"displayModeBar": False, "scrollZoom": False, "topojsonURL": "/ass
 BG = "rgba(0,0,0,0)"
 FG = "#e6eef8"
 GRID = "#23406b"
+# Where a region map is drawn: the desk view's map panel, and the wall's centre (1920x1080).
+DESK_MAP_FRAME = (1250, 520)
+WALL_MAP_FRAME = (940, 560)
+WALL_FONT_PX = 18  # the smallest text on a wall, read across the room
+
+
 # Discrete colour scale over the level ranks 0..4 (none, blue, yellow, orange, red).
 _ORDER = ("none", "blue", "yellow", "orange", "red")
 LEVEL_SCALE = []
@@ -68,14 +74,17 @@ def _geo_layout(**extra) -> dict:
 
 
 def region_map(geojson: dict, state: pd.DataFrame, *, lang: str = "zh", height: int | None = None,
-               labels: bool = True, source: str | None = None) -> dict:
+               labels: bool = True, source: str | None = None, label_size: int = 12,
+               frame: tuple[int, int] = DESK_MAP_FRAME) -> dict:
     """Choropleth of the children in ``geojson`` coloured by ``state.worst`` (worst open level).
 
     ``state`` comes from :func:`apps.queries.region_state`; children missing from it are "none".
     Clicking a region yields ``clickData.points[0].location`` = its adcode. Returned as a plain
     figure dict: plotly's graph objects would validate every coordinate of the boundaries on
     each request, which costs more than all the view's queries together. With ``source`` (a URL
-    serving the same GeoJSON) the browser loads the boundaries from there, once, cached.
+    serving the same GeoJSON) the browser loads the boundaries from there, once, cached. The
+    names are written ``label_size`` px high where they do not overlap on a map of ``frame``
+    px (:func:`place_labels`).
     """
     features = geojson.get("features", [])
     codes = [f["properties"]["adcode"] for f in features]
@@ -93,18 +102,136 @@ def region_map(geojson: dict, state: pd.DataFrame, *, lang: str = "zh", height: 
              "marker": {"line": {"color": "#9cc7ff", "width": 0.8}},
              "text": [_hover(r, lang) for r in rows], "hoverinfo": "text", "customdata": codes}]
     if labels and features:
-        lon, lat, names = [], [], []
-        for f, r in zip(features, rows):
-            c = _label_point(f)
+        bounds, anchors = _geometry_facts(geojson)
+        names, points, weights = [], [], []
+        for (c, area), r in zip(anchors, rows):
             if c is None:
                 continue
-            lon.append(c[0])
-            lat.append(c[1])
+            points.append(c)
+            weights.append((level_rank(r["worst"]), area))
             names.append(r["name_en"] if lang == "en" and r.get("name_en") else r["name"])
-        data.append({"type": "scattergeo", "lon": lon, "lat": lat, "text": names, "mode": "text",
-                     "hoverinfo": "skip", "textfont": {"color": "#ffffff", "size": 11}})
+        placed = place_labels(points, names, bounds=bounds, frame=frame, font_px=label_size, priority=weights)
+        shown = [(pt, n) for pt, n in zip(placed, names) if pt is not None]
+        data.append({"type": "scattergeo", "lon": [pt[0] for pt, _ in shown], "lat": [pt[1] for pt, _ in shown],
+                     "text": [n for _, n in shown], "mode": "text",
+                     "hoverinfo": "skip", "textfont": {"color": "#ffffff", "size": label_size}})
     layout = _geo_layout(showlegend=False, dragmode=False, **({"height": height} if height else {}))
+    _fit_ranges(layout, features, _geometry_facts(geojson)[0] if features else None)
     return {"data": data, "layout": layout}
+
+
+_FACTS: dict[int, tuple[dict, tuple]] = {}
+
+
+def _geometry_facts(geojson: dict) -> tuple:
+    """(bounds, [(label point, largest ring area) per feature]) of a boundary collection,
+    computed once per collection object (the queries cache the collections; walking every
+    coordinate costs ~10 ms a request otherwise). The entry keeps the collection alive, so
+    its id cannot be reused for another one."""
+    hit = _FACTS.get(id(geojson))
+    if hit is None or hit[0] is not geojson:
+        features = geojson.get("features", [])
+        facts = (_bounds(features), [(_label_point(f), _largest_ring_area(f)) for f in features])
+        if len(_FACTS) > 64:
+            _FACTS.clear()
+        hit = _FACTS[id(geojson)] = (geojson, facts)
+    return hit[1]
+
+
+def _exteriors(feature: dict) -> list:
+    """The exterior rings of a (multi)polygon feature (they hold every point of its outline)."""
+    geom = feature.get("geometry") or {}
+    polys = geom.get("coordinates") or []
+    if geom.get("type") == "Polygon":
+        polys = [polys]
+    return [poly[0] for poly in polys if poly and poly[0]]
+
+
+def _ring_box(ring) -> tuple[float, float, float, float]:
+    xs = [pt[0] for pt in ring]
+    ys = [pt[1] for pt in ring]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _bounds(features: list) -> tuple[float, float, float, float]:
+    """(west, south, east, north) of the features' coordinates."""
+    boxes = [_ring_box(ring) for f in features for ring in _exteriors(f)]
+    if not boxes:
+        return (73.0, 18.0, 135.0, 54.0)
+    return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+
+
+def _fit_ranges(layout: dict, features: list, bounds: tuple | None = None) -> None:
+    """Fit the map to its regions' extent through the axis ranges: ``fitbounds`` fits them into
+    a square frame inside the panel (a 940x560 wall map drew Guangdong 504 px wide); ranges
+    make the frame the regions' own shape, so the map fills the panel's height or width."""
+    if not features:
+        return
+    w, s, e, n = bounds or _bounds(features)
+    pad_x, pad_y = (e - w) * 0.02, (n - s) * 0.02
+    layout["geo"].pop("fitbounds", None)
+    layout["geo"]["lonaxis"] = {"range": [w - pad_x, e + pad_x]}
+    layout["geo"]["lataxis"] = {"range": [s - pad_y, n + pad_y]}
+
+
+def _merc(lat: float) -> float:
+    return math.log(math.tan(math.pi / 4 + math.radians(max(-85.0, min(85.0, lat))) / 2))
+
+
+def _text_width(text: str, font_px: float) -> float:
+    """Drawn width of a label: a CJK character is about one em, Latin about 0.6 em."""
+    return sum(font_px if ord(ch) > 0x2E80 else 0.6 * font_px for ch in text)
+
+
+def place_labels(points: list, names: list[str], *, bounds: tuple, frame: tuple[int, int], font_px: float,
+                 priority: list | None = None) -> list[tuple[float, float] | None]:
+    """Where to write each region's name on a map of ``bounds`` (west, south, east, north)
+    drawn in ``frame`` (width, height px, Mercator, fitted like :func:`_fit_ranges`): at its
+    label point, else just above, below, left or right of it, else nowhere (its name is in the
+    hover and the ranking) — so no two names overlap. ``priority`` (higher first, e.g. (level
+    rank, area)) decides who keeps its place; by default the list's order.
+
+    >>> place_labels([(113.30, 23.13), (113.31, 23.13)], ["越秀区", "荔湾区"], bounds=(113.0, 22.5, 114.0, 23.9),
+    ...              frame=(400, 560), font_px=18)[1] != (113.31, 23.13)
+    True
+    """
+    w, s, e, n = bounds
+    fw, fh = frame
+    x0, x1 = math.radians(w), math.radians(e)
+    y0, y1 = _merc(s), _merc(n)
+    scale = min(fw / max(x1 - x0, 1e-9), fh / max(y1 - y0, 1e-9)) / 1.04  # _fit_ranges pads 2 % a side
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+
+    def to_px(lon, lat):
+        return fw / 2 + (math.radians(lon) - cx) * scale, fh / 2 - (_merc(lat) - cy) * scale
+
+    def to_lonlat(px, py):
+        lon = math.degrees((px - fw / 2) / scale + cx)
+        lat = math.degrees(2 * math.atan(math.exp(cy - (py - fh / 2) / scale)) - math.pi / 2)
+        return lon, lat
+
+    order = sorted(range(len(points)), key=lambda i: priority[i] if priority else -i, reverse=True)
+    boxes: list[tuple[float, float, float, float]] = []
+    out: list = [None] * len(points)
+    gap = 2.0
+    for i in order:
+        px, py = to_px(*points[i])
+        bw, bh = _text_width(names[i], font_px) + gap, font_px * 1.3 + gap
+        for dx, dy in ((0, 0), (0, -bh), (0, bh), (-bw * 0.75, 0), (bw * 0.75, 0)):
+            box = (px + dx - bw / 2, py + dy - bh / 2, px + dx + bw / 2, py + dy + bh / 2)
+            if box[0] < 0 or box[1] < 0 or box[2] > fw or box[3] > fh:
+                continue
+            if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes):
+                continue
+            boxes.append(box)
+            out[i] = points[i] if (dx, dy) == (0, 0) else to_lonlat(px + dx, py + dy)
+            break
+    return out
+
+
+def _largest_ring_area(feature: dict) -> float:
+    """Bounding-box area of the feature's largest ring (how much room its name has)."""
+    return max(((b[2] - b[0]) * (b[3] - b[1]) for b in map(_ring_box, _exteriors(feature))), default=0.0)
 
 
 def _label_point(feature: dict) -> tuple[float, float] | None:
@@ -115,25 +242,17 @@ def _label_point(feature: dict) -> tuple[float, float] | None:
         return p["label_lon"], p["label_lat"]
     if p.get("centroid"):
         return tuple(p["centroid"])[:2]
-    geom = feature.get("geometry") or {}
-    polys = geom.get("coordinates") or []
-    if geom.get("type") == "Polygon":
-        polys = [polys]
     best, best_area = None, -1.0
-    for poly in polys:
-        if not poly:
-            continue
-        ring = poly[0]
-        xs = [pt[0] for pt in ring]
-        ys = [pt[1] for pt in ring]
-        area = (max(xs) - min(xs)) * (max(ys) - min(ys))
-        if area > best_area:
-            best, best_area = ((max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2), area
+    for ring in _exteriors(feature):
+        x0, y0, x1, y1 = _ring_box(ring)
+        if (x1 - x0) * (y1 - y0) > best_area:
+            best, best_area = ((x0 + x1) / 2, (y0 + y1) / 2), (x1 - x0) * (y1 - y0)
     return best
 
 
-def trend_figure(df: pd.DataFrame, *, lang: str = "zh", height: int = 220) -> dict:
-    """Last 24 h: readings (bars, left axis), video events and new alerts (lines, right axis)."""
+def trend_figure(df: pd.DataFrame, *, lang: str = "zh", height: int = 220, font_px: int | None = None) -> dict:
+    """Last 24 h: readings (bars, left axis), video events and new alerts (lines, right axis);
+    ``font_px``: every text that high (a wall), with fewer hour ticks so they still fit."""
     idx = df.index
     if getattr(idx, "tz", None) is not None:
         idx = idx.tz_convert("Asia/Shanghai")  # the screens speak China Standard Time
@@ -151,6 +270,11 @@ def trend_figure(df: pd.DataFrame, *, lang: str = "zh", height: int = 220) -> di
               "bargap": 0.2, "xaxis": {"gridcolor": GRID, "tickfont": {"size": 10}},
               "yaxis": {"gridcolor": GRID, "rangemode": "tozero"},
               "yaxis2": {"overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False}}
+    if font_px:
+        layout["font"]["size"] = font_px
+        layout["xaxis"].update(tickfont={"size": font_px}, nticks=8)
+        layout["margin"] = {"l": 60, "r": 50, "t": 10, "b": 34}
+        layout["legend"]["font"] = {"size": font_px}
     return {"data": data, "layout": layout}
 
 
@@ -218,12 +342,13 @@ def sensor_trace(figure: dict) -> int | None:
 
 def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, events: pd.DataFrame,
                grid: dict, lang: str = "zh", height: int | None = None,
-               selected: str | None = None, focus: dict | None = None) -> dict:
+               selected: str | None = None, focus: dict | None = None, font_px: int | None = None) -> dict:
     """The county: its boundary, grid cells shaded by activity, sensors coloured by their worst
     open alert (grey when offline), cameras, and recent video events: raw points are clustered
     when dense, or ``events`` may already be clusters (with ``n``, e.g. per camera).
 
     Clicking a sensor yields ``clickData.points[0].customdata`` = ["sensor", sensor_id].
+    ``font_px``: the legend and the focus label that high (a wall).
     """
     from apps.catalogue import label
 
@@ -271,10 +396,12 @@ def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, 
                      "marker": {"symbol": "circle-open", "size": 34,
                                 "color": LEVEL_COLOURS.get(focus.get("level"), "#ffffff"), "line": {"width": 4}},
                      "text": [plain(focus.get("title"))], "textposition": "top center",
-                     "textfont": {"color": "#ffffff", "size": 13}, "hoverinfo": "text",
+                     "textfont": {"color": "#ffffff", "size": font_px or 13}, "hoverinfo": "text",
                      "name": plain(focus.get("title")), "showlegend": False})
-    layout = _geo_layout(showlegend=True, legend={"x": 0, "y": 0, "bgcolor": "rgba(6,17,31,0.7)"},
+    layout = _geo_layout(showlegend=True, legend={"x": 0, "y": 0, "bgcolor": "rgba(6,17,31,0.7)",
+                                                  **({"font": {"size": font_px}} if font_px else {})},
                          **({"height": height} if height else {}))
+    _fit_ranges(layout, boundary.get("features", []))
     return {"data": data, "layout": layout}
 
 

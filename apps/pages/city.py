@@ -28,7 +28,7 @@ from apps.components import (
 from apps.context import engine
 from apps.errors import AppsError
 from apps.i18n import t
-from apps.maps import MAP_CONFIG, region_map, trend_figure
+from apps.maps import MAP_CONFIG, WALL_FONT_PX, region_map, trend_figure
 from apps.pages.common import (
     empty_note,
     live_table,
@@ -39,6 +39,7 @@ from apps.pages.common import (
     view_params,
     wall_clock_callback,
     wall_frame,
+    wall_map_text,
 )
 from tongguan import TongguanError
 
@@ -99,7 +100,8 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     vit = queries.vitals(eng, scope=p.adcode, indicators=inds, open_counts=kpis["open_by_theme"])
 
     map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang,
-                                                                   source=queries.geojson_url(p.adcode)),
+                                                                   source=queries.geojson_url(p.adcode),
+                                                                   **wall_map_text(p)),
                           config=MAP_CONFIG, responsive=True,
                           className="region-map", style={"height": "100%"})
     vitals_panel = html.Div([vital_card(PAGE, ind, v, p.lang) for ind, v in zip(inds, vit)],
@@ -117,7 +119,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
             left=panel(t("panel.vitals", p.lang), vitals_panel, cls="panel-vitals"),
             centre=[map_graph, level_legend(p.lang)],
             right=panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker"),
-            bottom=[panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240),
+            bottom=[panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240, font_px=WALL_FONT_PX),
                                                               config={"displayModeBar": False}), cls="panel-trend"),
                     panel(t("panel.ranking_county", p.lang), rank, cls="panel-ranking")])
 

@@ -33,8 +33,9 @@ from apps.live import (
     map_levels,
     newest_change,
     ranking_rows,
+    ticker_merge,
 )
-from apps.maps import level_z
+from apps.maps import DESK_MAP_FRAME, WALL_FONT_PX, WALL_MAP_FRAME, level_z
 
 TICKER_MAX = 30
 
@@ -100,7 +101,8 @@ def stores(page: str, p: ViewParams, *, kpis: dict, state, ticker, codes: list[s
         dcc.Store(id=f"{page}-params", data={"adcode": p.adcode, **p.as_dict()}),
         dcc.Store(id=f"{page}-shown", data={
             "kpis": kpi_values(kpis, p.lang), "codes": codes, "levels": map_levels(state, codes),
-            "rank": ranking_rows(state), "since": newest_change(ticker, None), "ticks": len(ticker),
+            "rank": ranking_rows(state), "since": newest_change(ticker, None),
+            "tick_ids": [str(i) for i in ticker["id"]] if not ticker.empty else [],
             **({"vitals": {i.id: vital_text(i, v) for i, v in vitals}} if vitals else {})}),
         dcc.Store(id=f"{page}-tables-shown", data=tables),
         dcc.Interval(id=f"{page}-live", interval=LIVE_INTERVAL_MS),
@@ -221,14 +223,19 @@ def live_update(*, data_engine, params: dict, shown: dict, page: str | None = No
     new = queries.ticker(data_engine, scope=scope, theme=theme, since=since, limit=TICKER_MAX)
     if not new.empty:
         items = ticker_items(new, search=query_string(**params), lang=lang)
+        # a state from before the ids were kept knows only how many lines it shows
+        shown_ids = shown.get("tick_ids", [None] * shown.get("ticks", 0))
+        drop, after = ticker_merge(shown_ids, [str(i) for i in new["id"]], TICKER_MAX)
         patch = Patch()
+        for index in drop:
+            del patch[index]
         for item in reversed(items):
             patch.prepend(item)
-        total = shown.get("ticks", 0) + len(items)
-        for _ in range(max(0, total - TICKER_MAX)):
+        for _ in range(len(items) + len(shown_ids) - len(drop) - len(after)):
             del patch[TICKER_MAX]
         out.append(patch)
-        new_shown["ticks"] = min(total, TICKER_MAX)
+        new_shown["tick_ids"] = after
+        new_shown.pop("ticks", None)
     else:
         out.append(no_update)
 
@@ -340,6 +347,12 @@ def wall_frame(page: str, p: ViewParams, *, title: str, kpis: dict, left, centre
         *live,
         *extra,
     ], className=f"wall wall-{page}", id=f"{page}-page")
+
+
+def wall_map_text(p: ViewParams) -> dict:
+    """How a region map writes its names: on the wall in ``WALL_FONT_PX`` for its centre panel,
+    on the desk in the default size for the map panel (:func:`apps.maps.region_map`)."""
+    return {"label_size": WALL_FONT_PX, "frame": WALL_MAP_FRAME} if p.wall else {"frame": DESK_MAP_FRAME}
 
 
 def empty_note(text: str) -> html.Div:

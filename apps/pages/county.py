@@ -33,6 +33,7 @@ from apps.live import LIVE_INTERVAL_MS, changed_values
 from apps.maps import (
     EVENT_COLOURS,
     MAP_CONFIG,
+    WALL_FONT_PX,
     county_map,
     sensor_marks,
     sensor_trace,
@@ -68,7 +69,8 @@ def build_map(eng, p, selected: str | None = None, alerts=None, focus: dict | No
     events = queries.county_events(eng, county=p.adcode, window=p.window, theme=p.theme, limit=12)
     grid = queries.grid_activity(eng, county=p.adcode, window=p.window, theme=p.theme)
     fig = county_map(county_boundary(eng, p.adcode), sensors=sensors, cameras=cams, events=clusters,
-                     grid=grid, lang=p.lang, selected=selected, focus=focus)
+                     grid=grid, lang=p.lang, selected=selected, focus=focus,
+                     font_px=WALL_FONT_PX if p.wall else None)
     return fig, sensors, events
 
 
@@ -155,7 +157,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
             left=panel(t("panel.events", p.lang), events_panel, cls="panel-events"),
             centre=[map_graph, level_legend(p.lang, sensors=True)],
             right=panel(t("panel.series", p.lang), html.Div(series, id=f"{PAGE}-series"), cls="panel-series"),
-            bottom=[panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240),
+            bottom=[panel(t("panel.trend", p.lang), dcc.Graph(figure=trend_figure(trend, lang=p.lang, height=240, font_px=WALL_FONT_PX),
                                                               config={"displayModeBar": False}), cls="panel-trend"),
                     panel(t("panel.alerts", p.lang), alerts_live, cls="panel-alerts")])
     return html.Div([

@@ -22,7 +22,7 @@ from apps.components import (
 from apps.context import engine
 from apps.errors import AppsError
 from apps.i18n import t
-from apps.maps import MAP_CONFIG, region_map, trend_figure
+from apps.maps import MAP_CONFIG, WALL_FONT_PX, region_map, trend_figure
 from apps.pages.common import (
     empty_note,
     live_table,
@@ -31,6 +31,7 @@ from apps.pages.common import (
     view_params,
     wall_clock_callback,
     wall_frame,
+    wall_map_text,
 )
 
 PAGE = "province"
@@ -54,14 +55,16 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     codes = [f["properties"]["adcode"] for f in geojson.get("features", [])]
 
     map_graph = dcc.Graph(id=f"{PAGE}-map", figure=region_map(geojson, state, lang=p.lang,
-                                                                   source=queries.geojson_url(p.adcode)),
+                                                                   source=queries.geojson_url(p.adcode),
+                                                                   **wall_map_text(p)),
                           config=MAP_CONFIG, responsive=True,
                           className="region-map", style={"height": "100%"})
     ticker = html.Div(ticker_items(tick, search=p.search, lang=p.lang), id=f"{PAGE}-ticker",
                       className="ticker")
     rank = ranking(PAGE, state, level="city", search=p.search, lang=p.lang)
     trend_graph = dcc.Graph(id=f"{PAGE}-trend", figure=trend_figure(trend, lang=p.lang,
-                                                                   height=240 if p.wall else 220),
+                                                                   height=240 if p.wall else 220,
+                                                                   font_px=WALL_FONT_PX if p.wall else None),
                             config={"displayModeBar": False})
     live = stores(PAGE, p, kpis=kpis, state=state, ticker=tick, codes=codes, tables=version)
     title = f"{tree.name(p.adcode, lang=p.lang)} · {theme_label(p.theme, p.lang)}"

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from analytics import ACTIVE_STATUSES, LEVELS
 from apps.catalogue import ALL_THEMES, WINDOWS, level_rank, worst_level
+from apps.live import ticker_order
 from apps.queries.regions import child_of, region_tree, safe_name, scope_column
 from apps.queries.rollups import fill_hours, hour_index
 from apps.view_cache import memo
@@ -121,8 +122,7 @@ def ticker(engine, *, scope: str, theme: str = ALL_THEMES, since: datetime | Non
         df = df[changed]
     kind = ["escalated" if pd.notna(e) and (since is None or e > since) and f < e else "new"
             for f, e in zip(df["first_seen"], df["escalated_at"])]
-    df = df.assign(kind=kind)
-    return df.reset_index(drop=True)
+    return ticker_order(df.assign(kind=kind))
 
 
 def open_alerts_by_theme_level(engine, *, scope: str) -> dict[tuple[str, str], int]:

@@ -103,7 +103,8 @@ def test_region_map_colours_by_worst_level_and_clicks_yield_adcodes():
     assert trace["z"] == level_z(["red", "none"])
     assert "Guangzhou" in trace["text"][0]
     geo = fig["layout"]["geo"]
-    assert geo["visible"] is False and geo["fitbounds"] == "locations"
+    assert geo["visible"] is False  # fitted to the regions drawn (both squares inside the ranges)
+    assert geo["lonaxis"]["range"][0] < 113 and geo["lonaxis"]["range"][1] > 114.5
     import plotly.graph_objects as go
 
     go.Figure(fig)  # a valid plotly figure (validated here once, not on every request)
@@ -217,3 +218,55 @@ def test_messages_yaml_errors_name_the_key():
         parse_messages({"x.y": {"zh": "甲", "en": ""}})
     with pytest.raises(AppsError, match="expected a mapping"):
         parse_messages(["x"])
+
+
+def _squares(n: int, step: float = 0.02) -> dict:
+    """n small square regions side by side (0.01° wide), named like districts."""
+    feats = []
+    for i in range(n):
+        x = 113.0 + i * step
+        ring = [[x, 23.0], [x, 23.01], [x + 0.01, 23.01], [x + 0.01, 23.0], [x, 23.0]]
+        feats.append({"type": "Feature", "properties": {"adcode": f"44{i:04d}", "name": f"第{i}区"},
+                      "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    feats.append({"type": "Feature", "properties": {"adcode": "449999", "name": "大区"},  # the extent
+                  "geometry": {"type": "Polygon", "coordinates": [[[113.0, 22.5], [113.0, 23.5], [114.0, 23.5],
+                                                                    [114.0, 22.5], [113.0, 22.5]]]}})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def test_map_names_on_the_wall_never_overlap_and_the_map_fits_its_regions():
+    from apps.maps import WALL_FONT_PX, WALL_MAP_FRAME
+
+    gj = _squares(8)
+    fig = region_map(gj, pd.DataFrame(), label_size=WALL_FONT_PX, frame=WALL_MAP_FRAME)
+    labels = fig["data"][1]
+    assert labels["textfont"]["size"] == WALL_FONT_PX
+    assert 2 <= len(labels["text"]) < 9  # crowded names give way instead of overlapping
+    # the same names in pixels of the 940x560 frame: no two boxes (name width x 1.3 em) intersect
+    lon0, lon1 = fig["layout"]["geo"]["lonaxis"]["range"]
+    px_per_deg = min(WALL_MAP_FRAME[0] / (lon1 - lon0), WALL_MAP_FRAME[1] / (lon1 - lon0))
+    boxes = [(lon * px_per_deg, lat * px_per_deg * 1.09, len(name) * WALL_FONT_PX, WALL_FONT_PX * 1.3)
+             for lon, lat, name in zip(labels["lon"], labels["lat"], labels["text"])]
+    for i, (x, y, w, h) in enumerate(boxes):
+        for x2, y2, w2, h2 in boxes[i + 1:]:
+            assert abs(x - x2) >= (w + w2) / 2 - 1 or abs(y - y2) >= (h + h2) / 2 - 1, (boxes,)
+    # fitted by axis ranges around the regions (fitbounds draws them in a square frame, small)
+    assert "fitbounds" not in fig["layout"]["geo"]
+    assert lon0 < 113.0 and lon1 > 114.0 and lon1 - lon0 < 1.1
+
+
+def test_ticker_is_newest_first_by_what_it_shows_with_one_line_per_alert():
+    from apps.live import ticker_merge, ticker_order
+
+    t0 = pd.Timestamp("2026-12-02T08:00Z")
+    rows = pd.DataFrame({"id": ["new1", "esc", "new2", "esc"],
+                         "kind": ["new", "escalated", "new", "escalated"],
+                         "first_seen": [t0, t0 - pd.Timedelta("3h"), t0 - pd.Timedelta("1h"), t0 - pd.Timedelta("3h")],
+                         "escalated_at": [pd.NaT, t0 + pd.Timedelta("1min"), pd.NaT, t0 + pd.Timedelta("1min")]})
+    ordered = ticker_order(rows)
+    assert ordered["id"].tolist() == ["esc", "new1", "new2"]
+    assert ordered["at"].is_monotonic_decreasing
+    # live: the escalated alert already on screen as "new" moves to the top, not shown twice
+    drop, after = ticker_merge(["new1", "esc", "old"], ["esc2", "esc"], limit=3)
+    assert drop == [1] and after == ["esc2", "esc", "new1"]
+    assert len(set(after)) == len(after)

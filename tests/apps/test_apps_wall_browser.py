@@ -1,0 +1,84 @@
+"""The walls in headless Chromium at 1920x1080 (issue 14, "readable across a room"): no visible
+text under 18 px, no user bar, region names on the map that do not overlap, the map filling its
+panel; and on the desk view the selected theme chip looks selected."""
+
+import pytest
+
+from tests.apps.test_apps_browser import browser, server, sign_in, wait_for  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.integration
+
+# Every visible text node inside the viewport: [font px, tag, text] (SVG text of the plots too).
+_VISIBLE_TEXT = """
+const out = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+let n;
+while ((n = walker.nextNode())) {
+  if (!n.textContent.trim()) continue;
+  const el = n.parentElement, r = el.getBoundingClientRect(), cs = getComputedStyle(el);
+  if (!r.width || !r.height || cs.visibility === 'hidden' || el.closest('[hidden]')) continue;
+  if (r.bottom <= 0 || r.top >= innerHeight || r.right <= 0 || r.left >= innerWidth) continue;
+  if (!el.checkVisibility()) continue;
+  out.push([parseFloat(cs.fontSize), el.tagName, n.textContent.trim().slice(0, 20)]);
+}
+return out;"""
+
+_MAP_LABELS = """
+return [...document.querySelectorAll(arguments[0] + ' .scattergeo text')].map(t => {
+  const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.top, r.right, r.bottom]; });"""
+
+
+@pytest.fixture
+def wall_viewport(browser):  # noqa: F811
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        yield browser
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _overlaps(labels):
+    return [(a[0], b[0]) for i, a in enumerate(labels) for b in labels[i + 1:]
+            if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]]
+
+
+@pytest.mark.parametrize("path, page, min_names", [("/province/440000", "province", 15),
+                                                   ("/city/440100", "city", 8),
+                                                   ("/county/440106", "county", 0)])
+def test_wall_is_readable_across_the_room(server, wall_viewport, path, page, min_names):  # noqa: F811
+    base, url = server
+    driver = wall_viewport
+    sign_in(driver, base, url)
+    driver.get(base + path + "?screen=wall")
+    wait_for(driver, lambda d: d.find_elements("css selector", f"#{page}-map .js-plotly-plot .main-svg"),
+             what="the wall's map")
+    if min_names:
+        wait_for(driver, lambda d: len(d.execute_script(_MAP_LABELS, f"#{page}-map")) >= min_names,
+                 what="the region names on the map")
+    wait_for(driver, lambda d: d.find_elements("css selector", ".wall .panel-trend .main-svg"), what="the trend")
+    texts = driver.execute_script(_VISIBLE_TEXT)
+    assert len(texts) > 50  # the wall is on screen
+    small = [t for t in texts if t[0] < 18]
+    assert not small, small[:10]
+    # no user bar on the wall: nobody logs in or out on the room's screen
+    assert not driver.find_element("id", "access-user").is_displayed()
+    assert "退出" not in driver.find_element("tag name", "body").text
+    if min_names:
+        labels = driver.execute_script(_MAP_LABELS, f"#{page}-map")
+        assert not _overlaps(labels), _overlaps(labels)
+    # the map fills its panel: the drawn regions span (almost) its full height or width
+    graph = driver.find_element("css selector", f"#{page}-map .js-plotly-plot").rect
+    drawn = driver.find_element("css selector", f"#{page}-map .choroplethlayer").rect
+    assert drawn["height"] >= 0.9 * graph["height"] or drawn["width"] >= 0.9 * graph["width"], (graph, drawn)
+
+
+def test_the_selected_theme_chip_looks_selected(server, browser):  # noqa: F811
+    base, url = server
+    sign_in(browser, base, url)
+    browser.get(base + "/province/440000?theme=flood")
+    chips = wait_for(browser, lambda d: d.find_elements("css selector", "#province-theme .theme-tab"),
+                     what="the theme chips")
+    colours = {c.text: c.value_of_css_property("background-color") for c in chips}
+    picked = colours.pop("防汛排涝")
+    assert colours and all(bg != picked for bg in colours.values()), (picked, colours)
