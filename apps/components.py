@@ -247,6 +247,19 @@ def ticker_items(df: pd.DataFrame, *, search: str, lang: str) -> list:
 TABLE_ACTIONS = ("ack", "dispatch", "resolve", "close")
 
 
+def _title_link(row: dict, lang: str):
+    """An alert's title linking to its page; a row standing for an incident's repeated alerts
+    (:func:`apps.queries.by_incident`) links to the incident, with how many they are."""
+    n = row.get("incident_n") or 1
+    if n > 1 and not pd.isna(row.get("incident_id")):
+        return dcc.Link([html.Span(row.get("title") or ""), html.Span(t("table.incident_n", lang, n=int(n)),
+                                                                      className="incident-n")],
+                        className="alert-link incident-link",
+                        href=f"/incident/{int(row['incident_id'])}" + query_string(lang=lang))
+    return dcc.Link(html.Span(row.get("title") or ""), className="alert-link",
+                    href=f"/alert/{row['id']}" + query_string(lang=lang))
+
+
 def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool | tuple = False,
                  search: str = "", limit: int = 50, focus: str | None = None) -> html.Div:
     """The alerts as rows (level, region, title linking to the alert's page, theme, status, time);
@@ -263,8 +276,7 @@ def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool | tupl
         cells = [html.Td(level_badge(r["level"], lang)),
                  html.Td(dcc.Link(r.get("region_name_en" if lang == "en" else "region_name", r["adcode"]),
                                   href=view_href("county", r["adcode"], search)) if len(r["adcode"]) == 6 else r["adcode"]),
-                 html.Td(dcc.Link(html.Span(r.get("title") or ""), className="alert-link",
-                                  href=f"/alert/{r['id']}" + query_string(lang=lang))),
+                 html.Td(_title_link(r, lang)),
                  html.Td(tl(r["theme"], lang) if r.get("theme") else ""),
                  html.Td(status_label(r["status"], lang), className=f"status status-{r['status']}"),
                  html.Td(fmt_when(r.get("last_seen")))]

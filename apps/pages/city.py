@@ -48,9 +48,10 @@ PAGE = "city"
 
 
 def alerts_panel(eng, p):
-    """The city's alerts in the window (any status), newest change first."""
-    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, window=p.window, statuses=None, limit=30)
-    return alerts_table(PAGE, alerts, lang=p.lang, search=p.search, limit=30)
+    """The city's alerts in the window (any status), newest change first, one row per incident
+    (repeated alerts of one sensor, place and theme)."""
+    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, window=p.window, statuses=None, limit=120)
+    return alerts_table(PAGE, queries.by_incident(alerts), lang=p.lang, search=p.search, limit=30)
 
 
 # What the city does with an escalation from the table (the alert's page has every form).

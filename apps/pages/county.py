@@ -110,9 +110,10 @@ def recent_or_open(alerts, window: str):
 
 
 def alerts_panel(alerts, p, focus: str | None = None):
-    """The table (with the handling buttons on the desk; the wall only shows)."""
-    table = alerts_table(PAGE, alerts, lang=p.lang, actions=not p.wall, search=p.search, focus=focus,
-                         limit=8 if p.wall else 50)
+    """The table: on the desk one row per alert with its handling buttons; the wall only shows,
+    one row per incident (repeated alerts of one sensor, place and theme)."""
+    table = alerts_table(PAGE, queries.by_incident(alerts) if p.wall else alerts, lang=p.lang,
+                         actions=not p.wall, search=p.search, focus=focus, limit=8 if p.wall else 50)
     return html.Div(table, id=f"{PAGE}-alerts")
 
 

@@ -96,11 +96,12 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
 
 
 def wall_alerts(eng, p):
-    """The wall's table of the newest open alerts (the live tick draws it again on a change)."""
-    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, limit=12)
+    """The wall's table of the newest open alerts, one row per incident (the live tick draws it
+    again on a change)."""
+    alerts = queries.alerts_list(eng, scope=p.adcode, theme=p.theme, limit=60)
     if alerts.empty:
         return empty_note(t("empty.alerts", p.lang))
-    return alerts_table(PAGE, alerts, lang=p.lang, search=p.search, limit=8)
+    return alerts_table(PAGE, queries.by_incident(alerts), lang=p.lang, search=p.search, limit=8)
 
 
 register_region_callbacks(PAGE, child_level="city", renderers={"alerts": wall_alerts})

@@ -13,6 +13,7 @@ arguments and returns plain Python / pandas values that the pages render.
 from apps.queries.alerts import (
     alerts_list,
     alerts_version,
+    by_incident,
     escalations_waiting,
     region_state,
     thresholds,
@@ -37,7 +38,7 @@ from apps.queries.regions import (
 )
 from apps.queries.summary import kpis, open_alerts_value, trend, vitals
 
-__all__ = ["alerts_list", "alerts_version", "check_region", "children_geojson", "children_geojson_bytes", "clear_caches",
+__all__ = ["alerts_list", "alerts_version", "by_incident", "check_region", "children_geojson", "children_geojson_bytes", "clear_caches",
            "county_cameras", "county_event_clusters", "county_events", "county_sensors", "escalations_waiting",
            "geojson_url", "grid_activity", "kpis", "open_alerts_value", "plotly_orientation", "region_state", "region_tree",
            "sensor_series", "thresholds", "ticker", "trend", "vitals"]

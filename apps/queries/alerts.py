@@ -19,7 +19,7 @@ _ALERT_COLUMNS = (
     "a.id, a.level, a.status, a.adcode, a.first_seen, a.last_seen, a.theme, a.title, a.source, a.count, "
     "a.city, a.province, a.subject, ST_X(ST_PointOnSurface(a.geom)) AS lon, "
     "ST_Y(ST_PointOnSurface(a.geom)) AS lat, h.visible_at AS escalated_to, h.escalated_at, h.owner_region, "
-    "h.overdue_at, h.assigned_region")
+    "h.overdue_at, h.assigned_region, h.incident_id")
 
 
 def _scope_sql(tree, scope: str, alias: str = "") -> tuple[str, dict]:
@@ -96,6 +96,29 @@ def alerts_list(engine, *, scope: str, theme: str = ALL_THEMES, statuses=ACTIVE_
     df["region_name_en"] = [safe_name(tree, a, "en") for a in df["adcode"]]
     df["level_rank"] = df["level"].map(level_rank).fillna(0).astype(int)
     return df
+
+
+def by_incident(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per incident instead of one per alert (a storm's five identical "河道水位快速上涨"
+    rows become one): each incident's first row in the list's order (its newest change), with
+    the worst level of its alerts in the list and ``incident_n``, how many they are. Alerts
+    without an incident stay rows of their own (``incident_n`` 1).
+
+    >>> d = pd.DataFrame({"id": ["a3", "b1", "a2", "a1"], "level": ["yellow", "blue", "red", "yellow"],
+    ...                   "incident_id": [7, None, 7, 7]})
+    >>> by_incident(d)[["id", "level", "incident_n"]].values.tolist()
+    [['a3', 'red', 3], ['b1', 'blue', 1]]
+    """
+    if df.empty or "incident_id" not in df:
+        return df.assign(incident_n=1) if not df.empty else df
+    incident = pd.to_numeric(df["incident_id"]).astype("Int64")
+    key = incident.astype("string").fillna("alert:" + df["id"].astype(str))
+    groups = df.groupby(key, sort=False)
+    worst = groups["level"].transform(lambda lv: worst_level(list(lv)))
+    out = df.assign(incident_id=incident, level=worst, incident_n=groups["id"].transform("size"))
+    if "level_rank" in out:
+        out["level_rank"] = out["level"].map(level_rank)
+    return out[~key.duplicated()].reset_index(drop=True)
 
 
 def escalations_waiting(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.DataFrame:

@@ -275,3 +275,64 @@ def test_county_rollups_roll_up_to_their_city_and_province(engine):
             "AND adcode IN ('440100', '440300', '440000')"))}
     assert got == {("440100", t0): (30, 1.0, 7.0), ("440300", t0): (5, 0.5, 9.0), ("440000", t0): (35, 0.5, 9.0),
                    ("440100", t1): (1, 3.0, 3.0), ("440000", t1): (1, 3.0, 3.0)}
+
+
+def _storm(eng, prefix: str, n: int, subject: str) -> None:
+    """``n`` red alerts of one Baiyun sensor (the database groups them into one incident)."""
+    with eng.begin() as conn:
+        for k in range(n):
+            conn.execute(sa.text(
+                "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
+                "first_seen, last_seen, status) VALUES (:id, :id, 'rule:water-level', :lv, 'flood', '河道水位快速上涨', "
+                ":subj, '440111', '440100', '440000', now() - make_interval(mins => :k), now(), 'open')"),
+                {"id": f"{prefix}-{k}", "lv": "red" if k == 2 else "orange", "subj": subject, "k": k})
+
+
+def _rows(component) -> list:
+    """The <tr> rows of a rendered alerts table with their text and links."""
+    from dash import dcc, html
+
+    rows, stack = [], [component]
+    while stack:
+        c = stack.pop()
+        if isinstance(c, (list, tuple)):
+            stack.extend(c)
+        elif isinstance(c, html.Tr) and str(getattr(c, "id", "")).startswith(("province-alert-row-", "city-alert-row-")):
+            rows.append(c)
+        elif c is not None and not isinstance(c, (str, int, float)):
+            stack.append(getattr(c, "children", None))
+
+    def flat(c):
+        if isinstance(c, (list, tuple)):
+            return [x for y in c for x in flat(y)]
+        if c is None or isinstance(c, (str, int, float)):
+            return [c] if c is not None else []
+        return ([c] if isinstance(c, dcc.Link) else []) + flat(getattr(c, "children", None))
+
+    out = []
+    for r in rows:
+        parts = flat(r.children)
+        out.append({"id": r.id, "text": " ".join(str(p) for p in parts if not isinstance(p, dcc.Link)),
+                    "links": [p.href for p in parts if isinstance(p, dcc.Link)]})
+    return out
+
+
+def test_wall_and_city_tables_show_one_row_per_incident(eng, seeded):
+    from analytics.alerting.incidents import incident_of
+    from apps import AppConfig, create_app
+
+    create_app(AppConfig(database_url=seeded[0], kafka_bootstrap="127.0.0.1:9"))  # the pages register with it
+    from apps.pages import city, province
+    from apps.pages.common import view_params
+
+    _storm(eng, "inc-storm", 5, "sensor:e2e-storm-440111")
+    _storm(eng, "inc-other", 1, "sensor:e2e-other-440111")  # same title, another sensor: its own row
+    inc = incident_of(eng, "inc-storm-0")
+    assert inc is not None and all(incident_of(eng, f"inc-storm-{k}") == inc for k in range(5))
+    for rows in (_rows(province.wall_alerts(eng, view_params("440000", screen="wall"))),
+                 _rows(city.alerts_panel(eng, view_params("440100")))):
+        storm = [r for r in rows if any(f"/incident/{inc}" in h for h in r["links"])]
+        assert len(storm) == 1, rows  # one row for the five alerts, linking to the incident
+        assert "×5 条" in storm[0]["text"] and "红色" in storm[0]["text"]  # how many, and the worst level
+        assert not [r for r in rows if r["id"] != storm[0]["id"] and r["id"].endswith(tuple(f"inc-storm-{k}" for k in range(5)))]
+        assert any(r["id"].endswith("inc-other-0") for r in rows)  # the other sensor's alert stays a row
