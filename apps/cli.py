@@ -14,9 +14,9 @@ State and the processes (each worker is a separate process with its own memory):
 - rate-limit counters (flask-limiter, ``memory://``): per process by design for now; the
   log-in limit is the access layer's (apps.web) to move into PostgreSQL.
 - caches (region tree, display boundaries in ``apps.queries.regions``; the views' query
-  results of the last seconds in ``apps.view_cache``): per process by design; they hold data
-  that is the same for every process (boundaries) or only a few seconds old, so a process
-  that misses one reads the database.
+  results and the region pages' layouts of the last seconds in ``apps.view_cache``): per
+  process by design; they hold data that is the same for every process (boundaries) or only a
+  few seconds old, so a process that misses one reads the database.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def serve(ctx, host: str | None = None, port: int | None = None, *, dev: bool = 
     from apps import view_cache
 
     # Before the fork, so every worker starts with it on (each with its own, empty, cache).
-    view_cache.enable(ctx.settings.view_cache_s)
+    view_cache.enable(ctx.settings.view_cache_s, ctx.settings.layout_cache_s)
     if dev or debug:
         from apps.app import create_app
 

@@ -1,4 +1,5 @@
-"""A few seconds' cache of the views' queries, per (caller's scope, query and arguments).
+"""A few seconds' cache of the views' queries, per (caller's scope, query and arguments), and
+of the region pages' rendered layouts (:func:`page_layout`).
 
 Why: a duty room has many screens on the same few regions, and each asks every 2 s for the
 same live figures (KPIs, the map's levels, new alerts) and, on a page view, for what another
@@ -30,24 +31,32 @@ import time
 from collections import OrderedDict
 
 MAX_ENTRIES = 1024
+# A city page's layout is ~140 kB of JSON, about 1 MB as Python values: a few dozen per process
+# (a duty room's regions × languages × screens) and the oldest make room.
+MAX_LAYOUTS = 48
 
 _ttl_s = 0.0
+_layout_ttl_s = 0.0
 _entries: OrderedDict = OrderedDict()
+_layouts: OrderedDict = OrderedDict()
 _inflight: dict = {}
 _lock = threading.Lock()
 stats = {"hits": 0, "misses": 0}
 
 
-def enable(ttl_s: float) -> None:
-    """Cache for ``ttl_s`` seconds from now on in this process (0: off)."""
-    global _ttl_s
+def enable(ttl_s: float, layout_ttl_s: float = 0.0) -> None:
+    """Cache query results for ``ttl_s`` seconds and rendered region pages for ``layout_ttl_s``
+    seconds from now on in this process (0: off)."""
+    global _ttl_s, _layout_ttl_s
     _ttl_s = max(0.0, float(ttl_s))
+    _layout_ttl_s = max(0.0, float(layout_ttl_s))
     clear()
 
 
 def clear() -> None:
     with _lock:
         _entries.clear()
+        _layouts.clear()
 
 
 def _private(value):
@@ -59,6 +68,36 @@ def _private(value):
     if isinstance(value, dict | list):
         return copy.deepcopy(value)
     return value
+
+
+def _once(key, compute, ttl_s: float, entries: OrderedDict = _entries, limit: int = MAX_ENTRIES):
+    """The entry of ``key`` when younger than the enabled time, else ``compute()`` stored under
+    it; identical calls that arrive together compute once, the others wait for that result."""
+    while True:
+        with _lock:
+            entry = entries.get(key)
+            if entry is not None and time.monotonic() - entry[0] < ttl_s:
+                entries.move_to_end(key)
+                stats["hits"] += 1
+                return entry[1]
+            waiting = _inflight.get(key)
+            if waiting is None:
+                done = _inflight[key] = threading.Event()
+                stats["misses"] += 1
+                break
+        waiting.wait(timeout=30)  # another thread is computing the same entry
+    try:
+        value = compute()
+        with _lock:
+            entries[key] = (time.monotonic(), value)
+            entries.move_to_end(key)
+            while len(entries) > limit:
+                entries.popitem(last=False)
+        return value
+    finally:
+        with _lock:
+            _inflight.pop(key, None)
+        done.set()
 
 
 def memo(fn=None, *, per_user: bool = False):
@@ -78,30 +117,59 @@ def memo(fn=None, *, per_user: bool = False):
             return fn(engine, *args, **kwargs)
         key = (fn.__qualname__, str(engine.url), scope.home, scope.is_operator,
                scope.username if per_user else None, repr(args), repr(sorted(kwargs.items())))
-        while True:
-            with _lock:
-                entry = _entries.get(key)
-                if entry is not None and time.monotonic() - entry[0] < _ttl_s:
-                    _entries.move_to_end(key)
-                    stats["hits"] += 1
-                    return _private(entry[1])
-                waiting = _inflight.get(key)
-                if waiting is None:
-                    done = _inflight[key] = threading.Event()
-                    stats["misses"] += 1
-                    break
-            waiting.wait(timeout=30)  # another thread is running the same query
-        try:
-            value = fn(engine, *args, **kwargs)
-            with _lock:
-                _entries[key] = (time.monotonic(), value)
-                _entries.move_to_end(key)
-                while len(_entries) > MAX_ENTRIES:
-                    _entries.popitem(last=False)
-            return _private(value)
-        finally:
-            with _lock:
-                _inflight.pop(key, None)
-            done.set()
+        return _private(_once(key, lambda: fn(engine, *args, **kwargs), _ttl_s))
 
     return wrapper
+
+
+def _alerts_version(adcode: str) -> tuple[str, str]:
+    """The app's database and the token of the alerts in ``adcode`` (what the live tables follow)."""
+    from apps import queries
+    from apps.context import engine
+
+    eng = engine()
+    return str(eng.url), queries.alerts_version(eng, scope=adcode)
+
+
+def page_layout(layout, *, version=_alerts_version):
+    """Cache a region page's rendered layout (``layout(adcode, **query)``) for the enabled
+    layout time, per caller and page state; see the module. What the cache keeps is the layout
+    as plain JSON values (what Dash would send), so a hit costs neither building the ~1,000
+    components of a city page nor Plotly's encoder walking them.
+
+    The key is the page, the region, every query argument (theme, window, language, screen,
+    focus), the caller's home region and roles (two callers share a page only when the access
+    rules and row-level security cannot tell them apart) and ``version(adcode)``: the database
+    and the token of the region's alerts the live tables follow, a raised or handled alert renders the page anew
+    at once. The other figures on a page (KPIs, map colours, ticker, ranking, vital signs) may
+    be up to the layout time old: the page's ``shown`` store is cached with them, so the first
+    live tick (2 s) compares with what this page shows and sends what changed. Nothing of the
+    user (name, CSRF token) is in a page layout; they are in the frame and the cookie.
+
+    A refusal (the region is outside the caller's scope) is an exception, never cached, so it is
+    raised and audited every time; outside a scoped request nothing is cached."""
+
+    @functools.wraps(layout)
+    def wrapper(adcode=None, **query):
+        from apps import scope as scope_mod
+
+        scope = scope_mod.current()
+        code = str(adcode or "").strip()
+        if (_layout_ttl_s <= 0 or scope is None or not scope.home
+                or not (len(code) == 6 and code.isdigit())):
+            return layout(adcode, **query)
+        key = (layout.__module__, layout.__qualname__, scope.home, tuple(sorted(scope.roles)), code,
+               repr(sorted(query.items())), version(code))
+        return _once(key, lambda: _as_json(layout(adcode, **query)), _layout_ttl_s, _layouts, MAX_LAYOUTS)
+
+    return wrapper
+
+
+def _as_json(component):
+    """``component`` as the plain JSON values Dash sends for it (shared by every hit: nothing
+    changes it, Dash only serialises it)."""
+    import json
+
+    from plotly.io.json import to_json_plotly
+
+    return json.loads(to_json_plotly(component))

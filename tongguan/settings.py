@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # Seconds `tongguan serve` reuses a view query's result for the same caller scope and
     # arguments (apps.view_cache); 0 turns the cache off.
     view_cache_s: float = 2.0
+    # Seconds `tongguan serve` reuses a rendered province / city / county page for callers of one
+    # home region and roles (apps.view_cache.page_layout; a changed alert renders it anew, the
+    # first live tick brings the other figures up to date); 0 turns it off.
+    layout_cache_s: float = 10.0
     log_level: str = "INFO"
     # A consumer with lag that has not committed for this long is stalled: it rejoins its group
     # (then exits non-zero for its supervisor) and `status` and /status show it red.

@@ -11,7 +11,7 @@ import dash
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from analytics import alerting
-from apps import handling, queries
+from apps import handling, queries, view_cache
 from apps.catalogue import indicators, theme_label
 from apps.components import (
     alerts_table,
@@ -178,4 +178,5 @@ wall_clock_callback(PAGE)
 
 
 # Registered with its layout: the frame imports the pages explicitly (no folder discovery).
-dash.register_page(__name__, path_template="/city/<adcode>", name=PAGE, title="统管 · 城市运行", layout=layout)
+dash.register_page(__name__, path_template="/city/<adcode>", name=PAGE, title="统管 · 城市运行",
+                   layout=view_cache.page_layout(layout))

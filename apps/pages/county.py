@@ -13,7 +13,7 @@ import pandas as pd
 from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_update
 
 from analytics import ACTIVE_STATUSES
-from apps import handling, queries
+from apps import handling, queries, view_cache
 from apps.catalogue import WINDOWS, label, theme_label
 from apps.components import (
     KPI_IDS,
@@ -306,4 +306,5 @@ wall_clock_callback(PAGE)
 
 
 # Registered with its layout: the frame imports the pages explicitly (no folder discovery).
-dash.register_page(__name__, path_template="/county/<adcode>", name=PAGE, title="统管 · 区县", layout=layout)
+dash.register_page(__name__, path_template="/county/<adcode>", name=PAGE, title="统管 · 区县",
+                   layout=view_cache.page_layout(layout))

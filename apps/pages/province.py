@@ -7,7 +7,7 @@ from __future__ import annotations
 import dash
 from dash import dcc, html
 
-from apps import queries
+from apps import queries, view_cache
 from apps.catalogue import theme_label
 from apps.components import (
     alerts_table,
@@ -109,4 +109,5 @@ wall_clock_callback(PAGE)
 
 
 # Registered with its layout: the frame imports the pages explicitly (no folder discovery).
-dash.register_page(__name__, path_template="/province/<adcode>", name=PAGE, title="统管 · 全省态势", layout=layout)
+dash.register_page(__name__, path_template="/province/<adcode>", name=PAGE, title="统管 · 全省态势",
+                   layout=view_cache.page_layout(layout))

@@ -214,3 +214,37 @@ def test_the_probes_change_with_the_alerts_and_the_inbox(seeded_rw):
 
     rows = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
     assert alerts_view.keep_selection(rows, [0, 2], [{"id": "n"}, *rows]) == [1, 3]
+
+
+def test_a_cached_city_page_is_what_the_page_renders_and_is_rendered_anew_when_an_alert_changes(app_rw):
+    """The layout cache of ``tongguan serve`` (apps.view_cache.page_layout) as Dash calls it: a
+    second operator of Guangzhou gets the page the first one was rendered, equal to a fresh
+    render; a new alert of the city renders it again, with the alert in its table."""
+    import json
+
+    import dash
+    from plotly.io.json import to_json_plotly
+
+    from apps import view_cache
+    from apps.pages import city
+    from apps.scope import Scope, scoped
+
+    app, eng = app_rw
+    cached = next(p["layout"] for p in dash.page_registry.values() if p.get("path_template") == "/city/<adcode>")
+    view_cache.enable(0, 60)  # query results uncached: the alerts version is read fresh each time
+    try:
+        with app.server.app_context():
+            with scoped(Scope(home="440100", roles=frozenset({"operator"}), username="gz-a")):
+                first = cached(adcode="440100", lang="en")
+                fresh = json.loads(to_json_plotly(city.layout(adcode="440100", lang="en")))
+            with scoped(Scope(home="440100", roles=frozenset({"operator"}), username="gz-b")):
+                assert cached(adcode="440100", lang="en") is first
+            assert first == fresh
+            assert "city-alert-row-t-city-cached" not in json.dumps(first)
+            quiet = queries.region_state(eng, scope="440100").query("worst == 'none'")["adcode"].iloc[0]
+            _raise(eng, "t-city-cached", county=quiet, city="440100")
+            with scoped(Scope(home="440100", roles=frozenset({"operator"}), username="gz-b")):
+                again = cached(adcode="440100", lang="en")
+        assert again is not first and "city-alert-row-t-city-cached" in json.dumps(again)
+    finally:
+        view_cache.enable(0)

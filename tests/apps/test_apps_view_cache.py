@@ -121,3 +121,76 @@ def test_identical_concurrent_calls_run_once(cache_on):
     for th in threads:
         th.join()
     assert calls == ["440000"] and results == [{"scope": "440000"}] * 5
+
+
+def _layouts():
+    """A page layout (components) counting its renders, and a settable alerts version."""
+    from dash import dcc, html
+
+    renders = []
+    version = {"token": "v1"}
+
+    def layout(adcode=None, lang=None, **query):
+        renders.append((adcode, lang, query))
+        if adcode == "440300":
+            raise PermissionError("outside the caller's region")
+        return html.Div([html.H1(f"{adcode} {lang}"), dcc.Store(id="p-shown", data={"n": len(renders)})])
+
+    cached = view_cache.page_layout(layout, version=lambda code: ("db", code, version["token"]))
+    return cached, renders, version
+
+
+def test_page_layouts_are_reused_per_home_roles_arguments_and_alerts_version():
+    cached, renders, version = _layouts()
+    gz = Scope(home="440100", roles=frozenset({"operator"}), username="gz-a")
+    gz_b = Scope(home="440100", roles=frozenset({"operator"}), username="gz-b")
+    gz_admin = Scope(home="440100", roles=frozenset({"operator", "admin"}), username="gz-c")
+    province = Scope(home="440000", roles=frozenset({"operator"}), username="p")
+    view_cache.enable(5, 0)
+    try:
+        with scoped(gz):
+            cached(adcode="440100")
+            cached(adcode="440100")
+        assert len(renders) == 2  # the layout cache is off: every page view renders
+        view_cache.enable(5, 5)
+        with scoped(gz):
+            first = cached(adcode="440100", lang="en")
+        with scoped(gz_b):  # another operator of the same region and roles: the same page
+            assert cached(adcode="440100", lang="en") is first
+        assert len(renders) == 3
+        # what a hit returns is what Dash would have sent for the components
+        assert first["props"]["children"][0] == {"props": {"children": "440100 en"}, "type": "H1",
+                                                 "namespace": "dash_html_components"}
+        for who, kwargs in ((gz_admin, {"lang": "en"}), (province, {"lang": "en"}), (gz, {"lang": "zh"}),
+                            (gz, {"lang": "en", "theme": "flood"})):
+            with scoped(who):
+                cached(adcode="440100", **kwargs)
+        assert len(renders) == 7  # other roles, home, language, theme: rendered for each
+        version["token"] = "v2"  # an alert of the region was raised or handled
+        with scoped(gz):
+            fresh = cached(adcode="440100", lang="en")
+        assert len(renders) == 8 and fresh["props"]["children"][1]["props"]["data"] == {"n": 8}
+        with scoped(gz):  # a refusal is never cached: raised (and audited) each time
+            for _ in range(2):
+                with pytest.raises(PermissionError):
+                    cached(adcode="440300")
+        assert len(renders) == 10
+        outside = cached(adcode="440100", lang="en")  # outside a scoped request: rendered, not cached
+        assert len(renders) == 11 and not isinstance(outside, dict)
+    finally:
+        view_cache.enable(0)
+
+
+def test_a_page_layout_expires_after_the_layout_time():
+    cached, renders, _ = _layouts()
+    view_cache.enable(5, 0.3)
+    try:
+        with scoped(Scope(home="440100", roles=frozenset({"operator"}), username="gz")):
+            cached(adcode="440100")
+            cached(adcode="440100")
+            assert len(renders) == 1
+            time.sleep(0.35)
+            cached(adcode="440100")
+        assert len(renders) == 2
+    finally:
+        view_cache.enable(0)
