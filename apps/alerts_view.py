@@ -104,9 +104,11 @@ class Outcome:
     message: str  # the new status, or why it was refused
 
 
-def bulk_action(engine, *, alert_ids: list[str], action: str, actor: str, note: str | None = None) -> list[Outcome]:
-    """Apply ``action`` to each alert; a refusal (lifecycle or access) is reported, not raised."""
+def bulk_action(engine, *, alert_ids: list[str], action: str, actor: str, note: str | None = None,
+                lang: str = "zh") -> list[Outcome]:
+    """Apply ``action`` to each alert; a refusal (lifecycle or access) is reported in ``lang``, not raised."""
     from apps import handling
+    from apps.i18n import user_message
     from tongguan import TongguanError
 
     if action not in BULK_ACTIONS:
@@ -117,7 +119,7 @@ def bulk_action(engine, *, alert_ids: list[str], action: str, actor: str, note: 
             status = handling.handle(engine, alert_id=aid, action=action, actor=actor, note=note)
             out.append(Outcome(aid, True, str(status)))
         except TongguanError as exc:
-            out.append(Outcome(aid, False, str(exc)))
+            out.append(Outcome(aid, False, user_message(exc, lang)))
     return out
 
 
@@ -125,7 +127,7 @@ def table_rows(df: pd.DataFrame, lang: str = "zh", engine=None) -> list[dict]:
     """Rows for the page's DataTable (plain strings: the table renders text, never HTML)."""
     from analytics import status_label
     from apps.catalogue import theme_label
-    from apps.components import fmt_when
+    from apps.components import alert_title, fmt_when
     from apps.i18n import t
 
     tree = queries.region_tree(engine) if engine is not None else None  # names of the handling regions
@@ -138,7 +140,7 @@ def table_rows(df: pd.DataFrame, lang: str = "zh", engine=None) -> list[dict]:
             "level_label": t(f"alert.level.{r['level']}", lang) if r["level"] in LEVELS else str(r["level"]),
             "region": str(r.get("region_name_en" if lang == "en" else "region_name") or r["adcode"]),
             "adcode": r["adcode"],
-            "title": str(r.get("title") or ""),
+            "title": str(alert_title(r, lang)),
             "theme": theme_label(r["theme"], lang) if r.get("theme") else "",
             "status": r["status"],
             "status_label": status_label(r["status"], lang),

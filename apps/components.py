@@ -223,7 +223,7 @@ def fmt_when(ts) -> str:
 def ticker_item(row: dict, *, search: str, lang: str) -> html.Div:
     """One line of the live ticker; clicking opens the county view centred on the alert."""
     kind = row.get("kind", "new")
-    title = row.get("title") or row.get("theme") or ""
+    title = alert_title(row, lang) or row.get("theme") or ""
     href = view_href("county", row["adcode"], search) if row.get("adcode") else None
     if href and row.get("id") is not None:
         href += ("&" if "?" in href else "?") + f"alert={row['id']}"
@@ -247,16 +247,27 @@ def ticker_items(df: pd.DataFrame, *, search: str, lang: str) -> list:
 TABLE_ACTIONS = ("ack", "dispatch", "resolve", "close")
 
 
+def alert_title(row: dict, lang: str) -> str:
+    """An alert's title in ``lang``: in English its ``title_en`` (the rule's English title,
+    kept in the alert's detail) when it has one.
+
+    >>> alert_title({"title": "道路积水预警", "title_en": "Road ponding"}, "en"), alert_title({"title": "道路积水预警"}, "en")
+    ('Road ponding', '道路积水预警')
+    """
+    en = row.get("title_en") if lang == "en" else None
+    return (en if isinstance(en, str) and en else None) or row.get("title") or ""
+
+
 def _title_link(row: dict, lang: str):
     """An alert's title linking to its page; a row standing for an incident's repeated alerts
     (:func:`apps.queries.by_incident`) links to the incident, with how many they are."""
     n = row.get("incident_n") or 1
     if n > 1 and not pd.isna(row.get("incident_id")):
-        return dcc.Link([html.Span(row.get("title") or ""), html.Span(t("table.incident_n", lang, n=int(n)),
+        return dcc.Link([html.Span(alert_title(row, lang)), html.Span(t("table.incident_n", lang, n=int(n)),
                                                                       className="incident-n")],
                         className="alert-link incident-link",
                         href=f"/incident/{int(row['incident_id'])}" + query_string(lang=lang))
-    return dcc.Link(html.Span(row.get("title") or ""), className="alert-link",
+    return dcc.Link(html.Span(alert_title(row, lang)), className="alert-link",
                     href=f"/alert/{row['id']}" + query_string(lang=lang))
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from apps import audit
 from apps.api_queries import alert
 from apps.errors import AccessError, AppsError
-from apps.policy import ACTIONS, can_handle
+from apps.policy import ACTIONS, Reason, can_handle
 from apps.scope import Scope, current
 from tongguan import TongguanError
 
@@ -53,7 +53,8 @@ def act(engine, scope: Scope, alert_id: str, action: str, *, note: str | None = 
         transition(engine, alert_id=str(alert_id), action=action, actor=scope.username, note=note, **kw)
     except TongguanError as exc:
         audit.record(engine, action=f"alert_{action}", outcome="failed", detail={"error": str(exc)}, **base)
-        raise AccessError(str(exc), 409, "conflict") from None
+        raise AccessError(str(exc), 409, "conflict", getattr(exc, "key", None),
+                          **(getattr(exc, "params", None) or {})) from None
     except TypeError as exc:  # a keyword this action does not take
         raise AccessError(f"bad arguments for {action}: {exc}", 422, "invalid") from None
     audit.record(engine, action=f"alert_{action}", detail={"note": note, **{k: str(v) for k, v in kw.items()}},
@@ -77,7 +78,7 @@ def check_action(engine, *, alert_id: str, action: str, actor: str) -> str:
         raise
     ok, how = can_handle(engine, scope, row, action)
     if not ok or how == "take_over":
-        why = how if not ok else "take the alert over first"
+        why = how if not ok else Reason("take the alert over first", "take_over_first")
         audit.record(engine, region=row["adcode"], outcome="denied", detail={"reason": why}, **base)
         raise AccessError(why, 403, "forbidden")
     return scope.username

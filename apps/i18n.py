@@ -52,6 +52,65 @@ if set(MESSAGES) & set(_vocabulary()):
 MESSAGES.update(_vocabulary())
 
 
+# The lifecycle's action names and the views' labels for them (action.<name>).
+_ACTION_LABELS = {"acknowledge": "ack", "close_false_alarm": "false_alarm"}
+
+
+def user_message(exc: BaseException, lang: str | None = None) -> str:
+    """What a person reads when an action is refused or input is wrong: the error's reason
+    (``key``, ``params``: the lifecycle's and the access policy's) in ``lang`` from
+    ``refusal.<key>``, statuses (``state``), actions and regions by their labels; the error's own text when it names
+    no reason (it is already the person's: e.g. a form's own check).
+
+    >>> from analytics.alerting.lifecycle import next_status
+    >>> try:
+    ...     next_status("open", "close")
+    ... except Exception as exc:
+    ...     print(user_message(exc))
+    无法办结：该预警当前为「待处置」，尚未处置完成——请先填写处置说明并处置完成，或按误报关闭
+    """
+    key = getattr(exc, "key", None)
+    if not key or f"refusal.{key}" not in MESSAGES:
+        return str(exc)
+    params = dict(getattr(exc, "params", None) or {})
+    lang = norm_lang(lang)
+    for name in [k[:-3] for k in params if k.endswith("_zh")]:  # a name given in both languages
+        params[name] = params.pop(f"{name}_{lang}", None) or params.pop(f"{name}_zh")
+        params.pop(f"{name}_en", None)
+    for name in REGION_PARAMS & set(params):
+        params[name] = _region_name(str(params[name]), lang)
+    if "kind" in params and f"object.{params['kind']}" in MESSAGES:
+        params["kind"] = t(f"object.{params['kind']}", lang)
+    if "level" in params and f"level.{params['level']}" in MESSAGES:
+        params["level"] = t(f"level.{params['level']}", lang)
+    if "state" in params:  # an alert's status (``status`` is the HTTP status of an AccessError)
+        params["state"] = t(f"alert.status.{params['state']}", lang) if (
+            f"alert.status.{params['state']}" in MESSAGES) else params["state"]
+    if "action" in params:
+        name = _ACTION_LABELS.get(params["action"], params["action"])
+        params["action"] = t(f"action.{name}", lang) if f"action.{name}" in MESSAGES else name
+    return t(f"refusal.{key}", lang, **params)
+
+
+REGION_PARAMS = {"owner", "target", "county"}  # reasons' parameters that are adcodes
+
+
+def _region_name(code: str, lang: str) -> str:
+    """A region's name for a message (inside a request, from the app's database); the code
+    when it is none (a grid unit) or nothing can be looked up."""
+    import flask
+
+    if not (len(code) == 6 and code.isdigit() and flask.has_app_context()):
+        return code
+    try:
+        from apps.context import engine
+        from apps.queries import region_tree
+
+        return region_tree(engine()).name(code, lang=lang)
+    except Exception:  # noqa: BLE001 - a name is a nicety; the code still says which region
+        return code
+
+
 def norm_lang(lang: str | None) -> str:
     return lang if lang in LANGS else DEFAULT_LANG
 

@@ -46,6 +46,19 @@ def _rank(alert_row: dict, region: str) -> int:
     return path.index(region) if region in path else -1
 
 
+class Reason(str):
+    """Why an action is refused: the English text the API and the audit log give, with its
+    message key and parameters so the views say it in the user's language (``refusal.<key>``)."""
+
+    key: str
+    params: dict
+
+    def __new__(cls, text: str, key: str, **params):
+        reason = super().__new__(cls, text)
+        reason.key, reason.params = key, params
+        return reason
+
+
 def can_handle(engine, scope: Scope, alert_row: dict, action: str) -> tuple[bool, str]:
     """Whether the caller may apply ``action`` to the alert, and why not.
 
@@ -60,21 +73,22 @@ def can_handle(engine, scope: Scope, alert_row: dict, action: str) -> tuple[bool
 
     tree = tree_for(engine)
     if not scope.is_operator:
-        return False, "handling alerts needs the operator role / 处置预警需要值班员角色"
+        return False, Reason("handling alerts needs the operator role / 处置预警需要值班员角色", "need_operator")
     if not scope.within(tree, alert_row["adcode"]):
-        return False, "the alert is outside your region"
+        return False, Reason("the alert is outside your region", "outside_region")
     owner = str(alert_row.get("handling_region") or alert_row["adcode"]).strip()
     mine, theirs = _rank(alert_row, scope.home), _rank(alert_row, owner)
     if action == "take_over":
         if mine < 1:
-            return False, "only the alert's city or province can take it over"
+            return False, Reason("only the alert's city or province can take it over", "take_over_from_below")
         if mine <= theirs:
-            return False, f"the alert is already handled by {owner}"
+            return False, Reason(f"the alert is already handled by {owner}", "already_handled", owner=owner)
         return True, ""
     if may_act(alert_row, scope.home, action):  # the owner, or the region it is dispatched to resolving it
         return True, ""
     visible = _rank(alert_row, str(alert_row.get("visible_at") or "").strip())
     if mine >= 1 and mine > theirs and visible >= mine:
         return True, "take_over"
-    return False, (f"the alert is handled by region {owner}; an operator of a region above it may take it "
-                   "over (it must be escalated to that region to be handled there without taking over)")
+    return False, Reason(f"the alert is handled by region {owner}; an operator of a region above it may take it "
+                         "over (it must be escalated to that region to be handled there without taking over)",
+                         "handled_by", owner=owner)

@@ -23,7 +23,15 @@ LOCAL = timezone(timedelta(hours=8))
 
 
 class AlertingError(AnalyticsError):
-    """Alert handling, subscriptions or delivery could not do what was asked."""
+    """Alert handling, subscriptions or delivery could not do what was asked. The message says
+    why in English (for the CLI and the API); ``key`` and ``params``, when given, name the same
+    reason for the views, which say it in the user's language (``refusal.<key>`` in
+    apps/messages.yaml)."""
+
+    def __init__(self, message: str, key: str | None = None, **params):
+        super().__init__(message)
+        self.key = key
+        self.params = params
 
 
 @dataclass(frozen=True)

@@ -45,13 +45,15 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "take_over": (ACTIVE_STATUSES, ""),  # status unchanged
 }
 
+_NOT_RESOLVED = ("not_resolved", "it is not resolved yet: resolve it first (with a note), or close it as a false alarm")
+# (action, status) -> (reason key, why)
 _WHY = {
-    ("acknowledge", "acknowledged"): "it is already acknowledged",
-    ("acknowledge", "dispatched"): "it is already dispatched (dispatching acknowledges it)",
-    ("close", "open"): "it is not resolved yet: resolve it first (with a note), or close it as a false alarm",
-    ("close", "acknowledged"): "it is not resolved yet: resolve it first (with a note), or close it as a false alarm",
-    ("close", "dispatched"): "it is not resolved yet: resolve it first (with a note), or close it as a false alarm",
-    ("reopen", "open"): "it is still open",
+    ("acknowledge", "acknowledged"): ("already_acknowledged", "it is already acknowledged"),
+    ("acknowledge", "dispatched"): ("already_dispatched", "it is already dispatched (dispatching acknowledges it)"),
+    ("close", "open"): _NOT_RESOLVED,
+    ("close", "acknowledged"): _NOT_RESOLVED,
+    ("close", "dispatched"): _NOT_RESOLVED,
+    ("reopen", "open"): ("still_open", "it is still open"),
 }
 
 
@@ -70,17 +72,18 @@ def next_status(status: str, action: str) -> str:
     allowed, to = TRANSITIONS[action]
     if status in allowed:
         return to or status
-    why = _WHY.get((action, status))
+    key, why = _WHY.get((action, status)) or (None, None)
     if why is None:
         if status in FINISHED_STATUSES and action != "close":
-            why = ("it is already finished; reopen it if the condition returned" if status == "closed"
-                   else "it is already resolved; close it (verify) or reopen it")
+            key, why = (("finished", "it is already finished; reopen it if the condition returned") if status == "closed"
+                        else ("already_resolved", "it is already resolved; close it (verify) or reopen it"))
         elif status == "closed":
-            why = "it is already closed"
+            key, why = "already_closed", "it is already closed"
         else:
-            why = f"{action} is allowed only from {', '.join(allowed)}"
+            key, why = "not_from", f"{action} is allowed only from {', '.join(allowed)}"
     verb = action.replace("_", " ").replace("close false alarm", "close as a false alarm")
-    raise AlertTransitionError(f"cannot {verb} an alert that is {status} ({status_label(status)}): {why}")
+    raise AlertTransitionError(f"cannot {verb} an alert that is {status} ({status_label(status)}): {why}",
+                               f"transition.{key}", action=action, state=status)
 
 
 def region_path(alert: dict) -> list[str]:
@@ -214,7 +217,7 @@ def _update(conn, alert_id: str, now: datetime, status: str | None = None, **han
 def _actor(actor: str) -> str:
     actor = (actor or "").strip()
     if not actor:
-        raise AlertTransitionError("say who does this (actor), e.g. --actor zhang.san")
+        raise AlertTransitionError("say who does this (actor), e.g. --actor zhang.san", "need_actor")
     return actor
 
 
@@ -252,12 +255,15 @@ def dispatch(engine, alert_id: str, *, actor: str, to_unit: str, due_at: datetim
     cfg = config or load_alerting()
     to_unit = (to_unit or "").strip()
     if not to_unit:
-        raise AlertTransitionError("say to whom it is dispatched (a unit or person), e.g. --to-unit 天河区排水所")
+        raise AlertTransitionError("say to whom it is dispatched (a unit or person), e.g. --to-unit 天河区排水所",
+                                   "need_unit")
     if due_at is None or due_at.tzinfo is None:
-        raise AlertTransitionError("give a due time with a time-zone offset, e.g. 2026-06-01T18:00:00+08:00")
+        raise AlertTransitionError("give a due time with a time-zone offset, e.g. 2026-06-01T18:00:00+08:00",
+                                   "need_due")
     if due_at < now + timedelta(seconds=cfg.min_due_ahead):
         raise AlertTransitionError(f"the due time {_fmt(due_at)} is not in the future (at least "
-                                   f"{cfg.min_due_ahead:g} s ahead); give a later one")
+                                   f"{cfg.min_due_ahead:g} s ahead); give a later one", "due_past",
+                                   due=_fmt(due_at), seconds=f"{cfg.min_due_ahead:g}")
     with engine.begin() as conn:
         a = load_alert(conn, alert_id, lock=True)
         status = next_status(a["status"], "dispatch")
@@ -268,11 +274,12 @@ def dispatch(engine, alert_id: str, *, actor: str, to_unit: str, due_at: datetim
         if r == -2:
             raise AlertTransitionError(
                 f"cannot dispatch to {target}: it is neither a region on the alert's path "
-                f"({' < '.join(region_path(a))}) nor a grid unit of its county {a['adcode']}")
+                f"({' < '.join(region_path(a))}) nor a grid unit of its county {a['adcode']}",
+                "dispatch_elsewhere", target=target, county=a["adcode"])
         if r > max(owner_rank, 0):
             raise AlertTransitionError(
                 f"cannot dispatch up to {target}: the alert is handled by {a['owner_region']}; dispatch goes "
-                "down (escalation and take-over go up)")
+                "down (escalation and take-over go up)", "dispatch_up", target=target, owner=a["owner_region"])
         # The owner does not change: a city that took an alert over and dispatches it down still
         # handles the case (it verifies and closes what it dispatched); the region it was
         # dispatched to reports it resolved (see ASSIGNEE_ACTIONS).
@@ -288,7 +295,7 @@ def resolve(engine, alert_id: str, *, actor: str, note: str, now: datetime | Non
     """→ resolved: handled on the ground; the note says what was done."""
     actor, now = _actor(actor), checked_now(now)
     if not (note or "").strip():
-        raise AlertTransitionError("a resolution note is required: say what was done (--note ...)")
+        raise AlertTransitionError("a resolution note is required: say what was done (--note ...)", "need_note")
     with engine.begin() as conn:
         a = load_alert(conn, alert_id, lock=True)
         status = next_status(a["status"], "resolve")
@@ -315,12 +322,13 @@ def _reopen_locked(conn, a: dict, *, actor: str, note: str | None, now: datetime
                    level: str | None = None) -> dict:
     status = next_status(a["status"], "reopen")
     if a["false_alarm"]:
-        raise AlertTransitionError("cannot reopen an alert closed as a false alarm; a new alert will be opened")
+        raise AlertTransitionError("cannot reopen an alert closed as a false alarm; a new alert will be opened",
+                                   "reopen_false_alarm")
     since = a["resolved_at"] or a["closed_at"] or a["updated_at"]
     if since is not None and now - since > timedelta(seconds=cfg.reopen_window):
         raise AlertTransitionError(
             f"cannot reopen: it was resolved at {_fmt(since)}, longer ago than the reopen window "
-            f"({cfg.reopen_window:g} s); a new alert will be opened")
+            f"({cfg.reopen_window:g} s); a new alert will be opened", "reopen_window", since=_fmt(since))
     conn.execute(sa.text("UPDATE alerts SET status = 'open', level = coalesce(:lv, level), last_seen = "
                          "greatest(last_seen, :now), updated_at = :now WHERE id = :id"),
                  {"lv": level, "now": now, "id": a["id"]})
@@ -415,9 +423,10 @@ def take_over(engine, alert_id: str, *, actor: str, region: str, note: str | Non
         if r < 1:
             raise AlertTransitionError(
                 f"{region or '(none)'} cannot take over this alert: only its city or province can "
-                f"({' < '.join(region_path(a)[1:])})")
+                f"({' < '.join(region_path(a)[1:])})", "take_over_from_below")
         if r <= owner:
-            raise AlertTransitionError(f"{region} already handles this alert (owner {a['owner_region']})")
+            raise AlertTransitionError(f"{region} already handles this alert (owner {a['owner_region']})",
+                                       "already_yours", owner=a["owner_region"])
         visible = region if r > rank_in_path(a, a["visible_at"]) else a["visible_at"]
         _update(conn, a["id"], now, None, owner_region=region, visible_at=visible,
                 escalated_at=now if visible != a["visible_at"] else a["escalated_at"])
@@ -459,7 +468,7 @@ def transition(engine, *, alert_id: str, action: str, actor: str, note: str | No
         return acknowledge(engine, alert_id, actor=actor, note=note, **kwargs)
     if name == "dispatch":
         if not kwargs.get("to_unit") or not kwargs.get("due_at"):
-            raise AlertTransitionError("dispatch needs a unit or person (to_unit) and a due time (due_at)")
+            raise AlertTransitionError("dispatch needs a unit or person (to_unit) and a due time (due_at)", "need_unit")
         return dispatch(engine, alert_id, actor=actor, note=note, **kwargs)
     if name == "resolve":
         return resolve(engine, alert_id, actor=actor, note=note or "", **kwargs)

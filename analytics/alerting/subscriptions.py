@@ -40,7 +40,7 @@ def parse_time(text: str | time | None) -> time | None:
         return text
     m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", str(text))
     if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
-        raise AlertingError(f"bad time {text!r}; write HH:MM, e.g. 22:00")
+        raise AlertingError(f"bad time {text!r}; write HH:MM, e.g. 22:00", "bad_time", text=str(text))
     return time(int(m.group(1)), int(m.group(2)))
 
 
@@ -52,9 +52,11 @@ def _check(*, name: str, adcode: str, channels: Iterable[str], themes: Iterable[
     themes = [t.strip() for t in themes if t and t.strip()]
     names = channel_names()
     if not channels or set(channels) - set(names):
-        raise AlertingError(f"channels must be some of {', '.join(names)} (got {', '.join(channels) or 'none'})")
+        raise AlertingError(f"channels must be some of {', '.join(names)} (got {', '.join(channels) or 'none'})",
+                            "need_channel")
     if not re.fullmatch(r"\d{6}", adcode or ""):
-        raise AlertingError(f"region {adcode!r} is not a six-digit adcode (e.g. 440100 for Guangzhou)")
+        raise AlertingError(f"region {adcode!r} is not a six-digit adcode (e.g. 440100 for Guangzhou)", "bad_region",
+                            adcode=str(adcode))
     if min_level not in LEVELS:
         raise AlertingError(f"min level {min_level!r} unknown; use one of {', '.join(LEVELS)}")
     known = _themes()
@@ -68,13 +70,13 @@ def _check(*, name: str, adcode: str, channels: Iterable[str], themes: Iterable[
         channel(c).validate(settings)
     qs, qe = parse_time(quiet_start), parse_time(quiet_end)
     if (qs is None) != (qe is None):
-        raise AlertingError("give both ends of the quiet hours (--quiet 22:00-07:00)")
+        raise AlertingError("give both ends of the quiet hours (--quiet 22:00-07:00)", "quiet_both_ends")
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise AlertingError(f"unknown time zone {timezone!r}; e.g. Asia/Shanghai") from None
     if not (name or "").strip():
-        raise AlertingError("a subscription needs a name")
+        raise AlertingError("a subscription needs a name", "need_name")
     return {"name": name.strip(), "adcode": adcode, "channels": channels, "themes": themes,
             "min_level": min_level, "quiet_start": qs, "quiet_end": qe, "timezone": timezone}
 
@@ -83,7 +85,7 @@ def _check_region(conn, adcode: str) -> None:
     # Checked when the regions are loaded (`tongguan geo load`); before that any code is taken.
     loaded = conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM regions)")).scalar()
     if loaded and not conn.execute(sa.text("SELECT 1 FROM regions WHERE adcode = :a"), {"a": adcode}).first():
-        raise AlertingError(f"no region {adcode}; find codes with `tongguan geo tree`")
+        raise AlertingError(f"no region {adcode}; find codes with `tongguan geo tree`", "bad_region", adcode=adcode)
 
 
 def _channel_columns(channels: list[str], settings: dict, given: dict, old: dict | None) -> dict:

@@ -29,7 +29,7 @@ from apps.components import (
 )
 from apps.context import current_scope, engine
 from apps.errors import AppsError
-from apps.i18n import MESSAGES, norm_lang, t
+from apps.i18n import MESSAGES, norm_lang, t, user_message
 from apps.maps import series_figure
 from apps.pages.subscriptions import channel_label
 from tongguan import TongguanError
@@ -242,7 +242,7 @@ def layout(alert_id: str | None = None, lang=None, **_query):
         # Absent or outside the region (row-level security cannot tell them apart): a denial.
         audit.record_web("view_alert", target=str(alert_id or "")[:200], outcome="denied", status=status or 400,
                          reason=str(exc)[:200])
-        return error_panel(t("alertpage.not_found", lang, id=alert_id or "") if status == 404 else str(exc), lang)
+        return error_panel(t("alertpage.not_found", lang, id=alert_id or "") if status == 404 else user_message(exc, lang), lang)
     audit.record_web("view_alert", region=str(a.get("adcode") or "").strip() or None, target=str(alert_id))
     other = "en" if lang == "zh" else "zh"
     return html.Div([
@@ -283,7 +283,7 @@ def _do(clicks, note, unit, due, params):
     try:
         status = apply(eng, alert_id=aid, action=trig["action"], lang=lang, note=note, unit=unit, due=due)
     except TongguanError as exc:  # refused (access or lifecycle) or bad input: say why, keep what was typed
-        return (html.Span(str(exc), className="error", id=f"{PAGE}-error"),) + (no_update,) * 9
+        return (html.Span(user_message(exc, lang), className="error", id=f"{PAGE}-error"),) + (no_update,) * 9
     msg = html.Span(t("alertpage.done", lang, action=t(f"action.{trig['action']}", lang),
                       status=status_label(status, lang)), className="ok", id=f"{PAGE}-ok")
     # The forms follow the new status and are emptied: a note is never carried into the next action.

@@ -31,7 +31,7 @@ from apps.catalogue import LEVEL_COLOURS, norm_theme
 from apps.components import error_panel, panel, theme_selector
 from apps.context import current_scope, engine
 from apps.errors import AppsError
-from apps.i18n import norm_lang, t
+from apps.i18n import norm_lang, t, user_message
 from apps.live import LIVE_INTERVAL_MS
 from apps.navigation import nav_links
 from apps.pages.common import require_in_scope
@@ -100,7 +100,7 @@ def layout(region=None, theme=None, level=None, status=None, lang=None, **_query
         region = view.check_region(eng, scope.home, region)
         df = view.filter_alerts(eng, home=scope.home, region=region, theme=theme, levels=levels, statuses=statuses)
     except AppsError as exc:
-        return error_panel(str(exc), lang)
+        return error_panel(user_message(exc, lang), lang)
     rows = view.table_rows(df, lang, eng)
     audit.record_web("view_alerts", region=region, target="/alerts", rows=len(rows), theme=theme,
                      levels=levels, statuses=statuses)
@@ -174,7 +174,7 @@ def _update(region, theme, levels, statuses, _clicks, _virtual, selected, rows, 
         if not ids:
             return no_update, no_update, html.Span(t("alerts.none_selected", lang), className="error")
         outcomes = view.bulk_action(eng, alert_ids=ids, action=trig["action"],
-                                    actor=f"web:{scope.username}", note=note)
+                                    actor=f"web:{scope.username}", note=note, lang=lang)
         ok = sum(o.ok for o in outcomes)
         result = html.Div([
             html.Span(t("alerts.bulk_done", lang, action=t(f"action.{trig['action']}", lang), ok=ok,
@@ -189,7 +189,7 @@ def _update(region, theme, levels, statuses, _clicks, _virtual, selected, rows, 
         df = view.filter_alerts(eng, home=scope.home, region=region, theme=theme or "all", levels=levels,
                                 statuses=statuses)
     except AppsError as exc:
-        return [], [], html.Span(str(exc), className="error")
+        return [], [], html.Span(user_message(exc, lang), className="error")
     rows = view.table_rows(df, lang, eng)
     audit.record_web("view_alerts", region=(region or "").strip() or scope.home, target="/alerts", rows=len(rows),
                      theme=theme, levels=levels, statuses=statuses)

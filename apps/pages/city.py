@@ -27,7 +27,7 @@ from apps.components import (
 )
 from apps.context import engine
 from apps.errors import AppsError
-from apps.i18n import t
+from apps.i18n import t, user_message
 from apps.maps import MAP_CONFIG, WALL_FONT_PX, region_map, trend_figure
 from apps.pages.common import (
     empty_note,
@@ -88,7 +88,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     try:
         queries.check_region(eng, p.adcode, "city")
     except AppsError as exc:
-        return error_panel(str(exc), p.lang)
+        return error_panel(user_message(exc, p.lang), p.lang)
     version = queries.alerts_version(eng, scope=p.adcode)  # before the reads: a change meanwhile shows next tick
     tree = queries.region_tree(eng)
     state = queries.region_state(eng, scope=p.adcode, theme=p.theme)
@@ -166,7 +166,7 @@ def _act_escalation(clicks, params):
     try:
         handling.handle(eng, alert_id=trig["alert"], action=trig["action"], actor=f"city:{p.adcode}")
     except TongguanError as exc:  # refused (scope, role, transition): the reason, nothing changed
-        return html.Span(str(exc), className="error", id=f"{PAGE}-esc-error"), no_update
+        return html.Span(user_message(exc, p.lang), className="error", id=f"{PAGE}-esc-error"), no_update
     done = html.Span(t("action.done", p.lang, action=t(f"action.{trig['action']}", p.lang)), className="ok",
                      id=f"{PAGE}-esc-done")
     return done, escalations_panel(eng, p).children

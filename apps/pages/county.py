@@ -28,7 +28,7 @@ from apps.components import (
 )
 from apps.context import engine
 from apps.errors import AppsError
-from apps.i18n import t
+from apps.i18n import t, user_message
 from apps.live import LIVE_INTERVAL_MS, changed_values
 from apps.maps import (
     EVENT_COLOURS,
@@ -124,7 +124,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     try:
         queries.check_region(eng, p.adcode, "county")
     except AppsError as exc:
-        return error_panel(str(exc), p.lang)
+        return error_panel(user_message(exc, p.lang), p.lang)
     version = queries.alerts_version(eng, scope=p.adcode)  # before the reads: a change meanwhile shows next tick
     tree = queries.region_tree(eng)
     kpis = queries.kpis(eng, scope=p.adcode, theme=p.theme)
@@ -231,7 +231,7 @@ def _act(clicks, note, params):
                        note=note)
         msg = html.Span(t("action.done", lang, action=t(f"action.{trig['action']}", lang)), className="ok")
     except Exception as exc:  # the lifecycle refuses nonsense transitions with a message
-        return html.Span(str(exc), className="error"), no_update
+        return html.Span(user_message(exc, lang), className="error", id=f"{PAGE}-action-error"), no_update
     p = view_params(params["adcode"], params["theme"], params["window"], lang, params["screen"])
     return msg, alerts_panel(recent_or_open(county_alerts(eng, p), p.window), p, focus=params.get("alert")).children
 

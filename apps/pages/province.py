@@ -21,7 +21,7 @@ from apps.components import (
 )
 from apps.context import engine
 from apps.errors import AppsError
-from apps.i18n import t
+from apps.i18n import t, user_message
 from apps.maps import MAP_CONFIG, WALL_FONT_PX, region_map, trend_figure
 from apps.pages.common import (
     empty_note,
@@ -44,7 +44,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     try:
         queries.check_region(eng, p.adcode, "province")
     except AppsError as exc:
-        return error_panel(str(exc), p.lang)
+        return error_panel(user_message(exc, p.lang), p.lang)
     version = queries.alerts_version(eng, scope=p.adcode)  # before the reads: a change meanwhile shows next tick
     tree = queries.region_tree(eng)
     state = queries.region_state(eng, scope=p.adcode, theme=p.theme)

@@ -14,7 +14,7 @@ from apps.alerts_view import region_options
 from apps.catalogue import LEVEL_COLOURS, theme_label, themes
 from apps.components import error_panel, fmt_when, panel, query_string
 from apps.context import current_scope, engine
-from apps.i18n import norm_lang, t
+from apps.i18n import norm_lang, t, user_message
 from apps.live import LIVE_INTERVAL_MS
 from apps.navigation import nav_links
 from tongguan import TongguanError
@@ -224,7 +224,7 @@ def _subs_action(_save, _new, act_clicks, *states):
                                          className="ok" if ok else "error", id=f"{PAGE}-tested"),
                                no_update, (refresh or 0) + 1]
     except TongguanError as exc:  # bad input or outside the user's region: one line, no traceback
-        return keep + [no_update, no_update, html.Span(str(exc), className="error", id=f"{PAGE}-error"),
+        return keep + [no_update, no_update, html.Span(user_message(exc, lang), className="error", id=f"{PAGE}-error"),
                        no_update, no_update]
     return keep + [no_update] * 5
 

@@ -19,7 +19,7 @@ _ALERT_COLUMNS = (
     "a.id, a.level, a.status, a.adcode, a.first_seen, a.last_seen, a.theme, a.title, a.source, a.count, "
     "a.city, a.province, a.subject, ST_X(ST_PointOnSurface(a.geom)) AS lon, "
     "ST_Y(ST_PointOnSurface(a.geom)) AS lat, h.visible_at AS escalated_to, h.escalated_at, h.owner_region, "
-    "h.overdue_at, h.assigned_region, h.incident_id")
+    "h.overdue_at, h.assigned_region, h.incident_id, a.detail->>'title_en' AS title_en")
 
 
 def _scope_sql(tree, scope: str, alias: str = "") -> tuple[str, dict]:

@@ -25,9 +25,12 @@ def check_region(engine, adcode: str | None, level: str) -> str:
     try:
         actual = tree.level(code)
     except Exception:  # unknown adcode: geo raises its own error type
-        raise AppsError(t("region.unknown", "en", adcode=code or "(none)")) from None
+        raise AppsError(t("region.unknown", "en", adcode=code or "(none)"), "region_unknown",
+                        adcode=code or "-") from None
     if actual != level:
-        raise AppsError(t("region.wrong_level", "en", name=tree.name(code, lang="en"), level=level))
+        raise AppsError(t("region.wrong_level", "en", name=tree.name(code, lang="en"), level=level),
+                        "region_wrong_level", name_zh=tree.name(code), name_en=tree.name(code, lang="en"),
+                        level=level)
     return code
 
 

@@ -219,3 +219,45 @@ def test_incident_page_lists_its_alerts(engine, users):
         body = page.body(engine, inc, "zh")
     assert {"incident-alert-AP-1", "incident-alert-AP-1B"} <= _ids(body)
     assert "2 条预警" in _text(_find(body, "incident-summary"))
+
+
+def test_refusals_are_said_in_the_users_language_without_cli_flags(engine, users):
+    """A county closing what is not resolved, resolving without a note, a city taking over what
+    it already handles, a subscription with half its quiet hours: Chinese on a zh page, English on
+    an en page, never a command-line flag; the API and the CLI keep their English reason."""
+    import re
+
+    from analytics.alerting.subscriptions import add_subscription
+    from apps.i18n import user_message
+    from apps.pages import alert as page
+    from apps.scope import scoped
+    from tongguan import TongguanError
+
+    def refusal(scope, **kw):
+        with scoped(scope), pytest.raises(TongguanError) as info:
+            page.apply(engine, alert_id="AP-1", lang="zh", unit=None, due=None, **kw)
+        return info.value
+
+    th, gz = users["tianhe-operator"], users["gz-operator"]
+    cases = [refusal(th, action="close", note=None), refusal(th, action="resolve", note=" "),
+             refusal(th, action="reopen", note=None)]
+    with scoped(gz):
+        page.apply(engine, alert_id="AP-1", action="take_over", lang="zh", note=None, unit=None, due=None)
+    cases.append(refusal(gz, action="take_over", note=None))
+    with pytest.raises(TongguanError) as quiet:
+        add_subscription(engine, name="夜间", owner="gz-operator", adcode="440100", channels=["inbox"],
+                            quiet_start="22:00", quiet_end=None)
+    cases.append(quiet.value)
+    import dash
+
+    with dash.get_app().server.app_context():  # as in a request: regions are named from the app's database
+        zh = [user_message(exc, "zh") for exc in cases]
+        en = [user_message(exc, "en") for exc in cases]
+    for text in zh:
+        assert re.search(r"[\u4e00-\u9fff]{4}", text), text  # said in Chinese
+        assert not re.search(r"[A-Za-z]{3}", text), text  # not in English, no --flags or `tongguan ...`
+    assert "尚未处置完成" in zh[0] and "待处置" in zh[0] and "处置说明" in zh[1] and "仍为「待处置」" in zh[2]
+    assert "广州市" in zh[3]  # the region named, not its code
+    for text in en:
+        assert "--" not in text and "tongguan" not in text and not re.search(r"[\u4e00-\u9fff]", text), text
+    assert "--note" in str(cases[1]) and "--quiet" in str(cases[4])  # the CLI's own words stay the CLI's

@@ -97,7 +97,7 @@ def test_bulk_acknowledge_reports_the_refused_and_handles_the_rest(engine, users
 
     with scoped(users["tianhe-operator"]):
         out = bulk_action(engine, alert_ids=["P-TH-RED", "P-TH-ACKED", "P-TH-ORANGE", "P-YX-RED"],
-                          action="ack", actor="web:tianhe-operator")
+                          action="ack", actor="web:tianhe-operator", lang="en")
     by_id = {o.alert_id: o for o in out}
     assert by_id["P-TH-RED"].ok and by_id["P-TH-RED"].message == "acknowledged"
     assert by_id["P-TH-ORANGE"].ok
@@ -115,7 +115,7 @@ def test_bulk_acknowledge_reports_the_refused_and_handles_the_rest(engine, users
     # A viewer-only province admin is refused every one, with the reason, and nothing changes.
     with scoped(users["gd-admin"]):
         out = bulk_action(engine, alert_ids=["P-FT-RED"], action="ack", actor="web:gd-admin")
-    assert not out[0].ok and "operator" in out[0].message
+    assert not out[0].ok and "值班员角色" in out[0].message  # said in Chinese (the default)
 
 
 # ----------------------------------------------------------------------------- in the browser
@@ -180,7 +180,8 @@ def test_alerts_and_subscriptions_pages_in_chromium(served, engine):
         d.find_element("css selector", ".bulk-btn.action-ack").click()
         summary = _wait(d, lambda d: d.find_element("id", "alerts-bulk-summary").text, "the bulk result")
         assert "成功 2" in summary and "未处理 1" in summary, summary
-        assert "already acknowledged" in d.find_element("id", "alerts-refused").text
+        refused = d.find_element("id", "alerts-refused").text
+        assert "无需重复签收" in refused and "already" not in refused, refused  # said in the page's language
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT status FROM alerts WHERE id = 'P-TH-RED'")).scalar() == "acknowledged"
         d.find_element("id", "alerts-subs-link").click()

@@ -195,3 +195,25 @@ def test_county_sensor_series_and_acknowledge_an_alert(server, browser):
         assert conn.execute(sa.text("SELECT status FROM alerts WHERE id = 'e2e-ack'")).scalar() == "acknowledged"
         actors = conn.execute(sa.text("SELECT actor FROM alert_history WHERE alert_id = 'e2e-ack'")).scalars().all()
     assert "e2e-tianhe" in actors  # the signed-in user, recorded by the lifecycle
+
+
+def test_a_refused_action_is_said_in_chinese_without_cli_flags(server, browser):
+    """Issue 14: 办结 on an alert not yet resolved is refused in the page's language (it was the
+    lifecycle's English, naming --note); nothing changes."""
+    import re
+
+    base, url = server
+    sign_in(browser, base, url, user="e2e-tianhe", home="440106")
+    with engine_for(url).begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
+            "first_seen, last_seen, status) VALUES ('e2e-refuse', 'e2e-refuse', 'rule:test', 'yellow', 'flood', "
+            "'拒绝测试预警', 'sensor:refuse', '440106', '440100', '440000', now(), now(), 'open')"))
+    browser.get(base + "/county/440106")
+    row = wait_for(browser, lambda d: d.find_element("id", "county-alert-row-e2e-refuse"), what="alert row")
+    row.find_element("css selector", ".action-close").click()
+    said = wait_for(browser, lambda d: d.find_element("id", "county-action-error").text, what="the refusal")
+    assert "尚未处置完成" in said and "待处置" in said, said
+    assert not re.search(r"[A-Za-z]{3}|--", said), said  # no English, no command-line flag
+    with engine_for(url).connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM alerts WHERE id = 'e2e-refuse'")).scalar() == "open"
