@@ -137,35 +137,56 @@ def _scalar(engine, sql: str):
 
 def detect_with_kills(settings, engine, *, group: str, kills: int, seed: int = 5, total: int | None = None,
                       progress_timeout: float = 60.0) -> dict:
-    """Run ``tongguan detect`` on ``group``, SIGKILL it up to ``kills`` times at random moments
-    once it works, then let a last one finish (``--until-idle``); returns its stats, how many
-    kills landed before the stream (``total`` messages, when known) was done, and per restart
-    the seconds from the process start to its first progress."""
+    """Run ``tongguan detect`` on ``group``, SIGKILL it up to ``kills`` times, then let a last one
+    finish (``--until-idle``); returns its stats, how many kills landed before the stream was done,
+    and per restart the seconds from the process start to its first progress.
+
+    With ``total`` (the messages on the topics, which must be fresh for this group) the kills land
+    at random points of the stream rather than at random times, so they land mid-stream however
+    fast the machine is, and once the stream is done nothing is left to interrupt: a live detector
+    with nothing to do rightly waits, it does not "progress". Without it, each kill comes a random
+    moment after the restart's first progress."""
+    import tempfile
+
     rng = random.Random(seed)
     env = worker_env(settings)
+    targets = sorted(rng.uniform(0.05, 0.9) * total for _ in range(kills)) if total else []
     recovery = []
     landed = 0
-    for _ in range(kills):
-        if total is not None and _scalar(engine, DONE) >= total:
+
+    def finished() -> bool:
+        return total is not None and _scalar(engine, DONE) >= total
+
+    for i in range(kills):
+        if finished():
             break  # nothing left to interrupt
-        p = subprocess.Popen([*TONGGUAN, "detect", "--group-id", group], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        t0 = time.monotonic()
-        before = _scalar(engine, PROGRESS)
-        while _scalar(engine, PROGRESS) == before:
-            if total is not None and _scalar(engine, DONE) >= total:
-                break
-            if p.poll() is not None:
-                raise RuntimeError(f"the detector died: {p.stderr.read().decode()[-2000:]}")
-            if time.monotonic() - t0 > progress_timeout:
-                p.kill()
-                raise RuntimeError(f"the detector made no progress in {progress_timeout:.0f} s")
-            time.sleep(0.05)
-        recovery.append(round(time.monotonic() - t0, 2))
-        time.sleep(rng.uniform(0.0, 1.5))
-        p.send_signal(signal.SIGKILL)
-        p.wait(30)
-        landed += 1
+        with tempfile.TemporaryFile() as err:  # a file, not a pipe nobody reads: a full pipe blocks the child
+            p = subprocess.Popen([*TONGGUAN, "detect", "--group-id", group], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=err)
+
+            def check(t0: float, what: str) -> None:
+                died = p.poll() is not None
+                if died or time.monotonic() - t0 > progress_timeout:
+                    p.kill()
+                    p.wait(30)
+                    err.seek(0)
+                    tail = err.read().decode(errors="replace")[-3000:]
+                    raise RuntimeError(f"the detector {f'died ({p.returncode})' if died else what}; "
+                                       f"its log ends:\n{tail}")
+
+            t0 = time.monotonic()
+            before = _scalar(engine, PROGRESS)
+            while _scalar(engine, PROGRESS) == before and not finished():
+                check(t0, f"made no progress in {progress_timeout:.0f} s")
+                time.sleep(0.05)
+            recovery.append(round(time.monotonic() - t0, 2))
+            while targets and _scalar(engine, DONE) < targets[i]:
+                check(t0, f"did not reach message {targets[i]:.0f} in {progress_timeout:.0f} s")
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.3 if targets else 1.5))
+            p.send_signal(signal.SIGKILL)
+            p.wait(30)
+        landed += 1 if total is None or _scalar(engine, DONE) < total else 0
     last = subprocess.run([*TONGGUAN, "detect", "--group-id", group, "--until-idle"], env=env,
                           capture_output=True, timeout=1800)
     if last.returncode != 0:
