@@ -26,6 +26,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -41,6 +42,7 @@ ALERT_TABLES = ("alert_history", "alert_handling", "alert_outbox", "detect_offse
 PROGRESS = "SELECT (SELECT count(*) FROM alert_history) + (SELECT coalesce(sum(next_offset), 0) FROM detect_offsets)"
 DONE = "SELECT coalesce(sum(next_offset), 0) FROM detect_offsets"  # messages processed (fresh topics)
 TONGGUAN = [sys.executable, "-m", "tongguan.cli"]
+KILL_BATCH = 200  # records per transaction of a detector about to be killed
 
 
 # ------------------------------------------------------------------------------------- pieces
@@ -135,6 +137,17 @@ def _scalar(engine, sql: str):
         return conn.execute(sa.text(sql)).scalar()
 
 
+def _alive_or_raise(p, err, t0: float, timeout: float, what: str) -> None:
+    """Raise, with the tail of its log, when the detector ``p`` died or has run ``timeout`` s."""
+    died = p.poll() is not None
+    if died or time.monotonic() - t0 > timeout:
+        p.kill()
+        p.wait(30)
+        err.seek(0)
+        tail = err.read().decode(errors="replace")[-3000:]
+        raise RuntimeError(f"the detector {f'died ({p.returncode})' if died else what}; its log ends:\n{tail}")
+
+
 def detect_with_kills(settings, engine, *, group: str, kills: int, seed: int = 5, total: int | None = None,
                       progress_timeout: float = 60.0) -> dict:
     """Run ``tongguan detect`` on ``group``, SIGKILL it up to ``kills`` times, then let a last one
@@ -144,10 +157,10 @@ def detect_with_kills(settings, engine, *, group: str, kills: int, seed: int = 5
     With ``total`` (the messages on the topics, which must be fresh for this group) the kills land
     at random points of the stream rather than at random times, so they land mid-stream however
     fast the machine is, and once the stream is done nothing is left to interrupt: a live detector
-    with nothing to do rightly waits, it does not "progress". Without it, each kill comes a random
-    moment after the restart's first progress."""
-    import tempfile
-
+    with nothing to do rightly waits, it does not "progress". The killed lives then take small
+    batches (``KILL_BATCH``) so that even a short stream is many transactions to land between, and
+    the alerts must not depend on the batch size either. Without ``total``, each kill comes a
+    random moment after the restart's first progress."""
     rng = random.Random(seed)
     env = worker_env(settings)
     targets = sorted(rng.uniform(0.05, 0.9) * total for _ in range(kills)) if total else []
@@ -161,34 +174,25 @@ def detect_with_kills(settings, engine, *, group: str, kills: int, seed: int = 5
         if finished():
             break  # nothing left to interrupt
         with tempfile.TemporaryFile() as err:  # a file, not a pipe nobody reads: a full pipe blocks the child
-            p = subprocess.Popen([*TONGGUAN, "detect", "--group-id", group], env=env,
+            p = subprocess.Popen([*TONGGUAN, "detect", "--group-id", group,
+                                  *(["--batch-size", str(KILL_BATCH)] if total else [])], env=env,
                                  stdout=subprocess.DEVNULL, stderr=err)
-
-            def check(t0: float, what: str) -> None:
-                died = p.poll() is not None
-                if died or time.monotonic() - t0 > progress_timeout:
-                    p.kill()
-                    p.wait(30)
-                    err.seek(0)
-                    tail = err.read().decode(errors="replace")[-3000:]
-                    raise RuntimeError(f"the detector {f'died ({p.returncode})' if died else what}; "
-                                       f"its log ends:\n{tail}")
-
             t0 = time.monotonic()
             before = _scalar(engine, PROGRESS)
             while _scalar(engine, PROGRESS) == before and not finished():
-                check(t0, f"made no progress in {progress_timeout:.0f} s")
+                _alive_or_raise(p, err, t0, progress_timeout, f"made no progress in {progress_timeout:.0f} s")
                 time.sleep(0.05)
             recovery.append(round(time.monotonic() - t0, 2))
             while targets and _scalar(engine, DONE) < targets[i]:
-                check(t0, f"did not reach message {targets[i]:.0f} in {progress_timeout:.0f} s")
+                _alive_or_raise(p, err, t0, progress_timeout,
+                                f"did not reach message {targets[i]:.0f} in {progress_timeout:.0f} s")
                 time.sleep(0.02)
             time.sleep(rng.uniform(0.0, 0.3 if targets else 1.5))
             p.send_signal(signal.SIGKILL)
             p.wait(30)
         landed += 1 if total is None or _scalar(engine, DONE) < total else 0
     last = subprocess.run([*TONGGUAN, "detect", "--group-id", group, "--until-idle"], env=env,
-                          capture_output=True, timeout=1800)
+                          capture_output=True, timeout=1800, check=False)
     if last.returncode != 0:
         raise RuntimeError(f"the last detector failed: {last.stderr.decode()[-2000:]}")
     return {"stats": json.loads(last.stderr.decode().strip().splitlines()[-1]), "kills": landed,

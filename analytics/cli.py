@@ -59,6 +59,8 @@ def register(sub) -> None:
     p.add_argument("--until-idle", action="store_true", help="exit once caught up (tests, benchmarks)")
     p.add_argument("--warm-hours", type=float, default=12.0, help="history replayed per sensor after a restart")
     p.add_argument("--group-id", help="consumer group (default tongguan-detect, after the topic prefix)")
+    p.add_argument("--batch-size", type=_positive(int), default=5000,
+                   help="records per poll, scored and stored in one transaction (default 5000)")
     p.set_defaults(func=cmd_live)
 
 
@@ -114,7 +116,7 @@ def cmd_live(args, ctx) -> int:
     settings = ctx.settings.model_copy(update={"database_url": services.role_url("worker"),
                                                "kafka_bootstrap": services.kafka_bootstrap})
     worker = DetectWorker(settings, DetectConfig(until_idle=args.until_idle, warm_hours=args.warm_hours,
-                                                group_id=args.group_id))
+                                                group_id=args.group_id, batch_size=args.batch_size))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     from tongguan.consumer import run_worker
 

@@ -343,9 +343,12 @@ class DetectorCore:
                 continue
             key = f"offline|sensor:{ctx.sensor_id}"
             silent = now - ctx.last_t
-            if silent >= self._offline_after(ctx) and key not in self.book.active:
+            after = self._offline_after(ctx)
+            if silent >= after and key not in self.book.active:
                 zh, en = _metric_label(ctx.metric)
-                self.book.raise_(key, ts=now, level="blue", source="rule:offline", theme=_metric_theme(ctx.metric),
+                # offline since the silence grew long, in stream time: the same alert whenever the
+                # tick that notices it runs (a replay, a restart, a busy worker tick at other moments)
+                self.book.raise_(key, ts=ctx.last_t + after, level="blue", source="rule:offline", theme=_metric_theme(ctx.metric),
                                  title=f"{zh}传感器离线", detail={
                                      "title_en": f"{en} sensor offline", "sensor_id": ctx.sensor_id,
                                      "metric": ctx.metric, "silent_s": round(silent), "kind": "offline",

@@ -358,7 +358,7 @@ class DetectWorker:
         core.book = load_active(self.engine)
         return core
 
-    def _warm(self, first: dict[str, dict]) -> None:
+    def _warm(self, first: dict[str, dict], *, replay_only: bool = False) -> None:
         """Rebuild the state of sensors new to this process from their stored history before
         their first reading here (``first``: sensor id -> that reading), then make it agree with
         the table: the table says which alerts are active, never the replay.
@@ -369,7 +369,10 @@ class DetectWorker:
         (resolved by the detector or by people) it is not raised again. An alert the table holds
         active stays active under its id, and the sensor's rule state takes its level, so it
         continues and clears as a live one would. An occurrence the table does not know (the
-        readings were stored while no detector processed them) is raised now."""
+        readings were stored while no detector processed them) is raised now.
+
+        ``replay_only``: no reading of these sensors is about to follow; their state is what the
+        history before ``first[sid]["ts"]`` makes it (silent sensors adopted at a tick)."""
         q = sa.text("""
             SELECT sensor_id, metric, value, extract(epoch FROM ts) AS t, ST_X(geom), ST_Y(geom) FROM (
                 SELECT r.*, row_number() OVER (PARTITION BY r.sensor_id ORDER BY r.ts DESC) AS k
@@ -413,7 +416,7 @@ class DetectWorker:
             for k, a in warm_active.items():
                 if k not in stored and a.id in unrecorded:
                     book.active[k] = a
-            for sid in ids:
+            for sid in () if replay_only else ids:
                 if sid not in self.core.sensors:
                     # no history: the state starts here, with its alerts (a reading the core cannot
                     # take fails again when it is scored, and is dead-lettered there)
@@ -492,7 +495,7 @@ class DetectWorker:
         self._publish_outbox()  # what a killed predecessor wrote but could not publish
         self._resume = load_offsets(self.engine, self.group_id)
         self._heartbeat()
-        last_tick = last_refresh = last_beat = time.monotonic()
+        last_tick = last_refresh = last_beat = last_sweep = time.monotonic()
         idle = 0
         try:
             while not self._stop.is_set():
@@ -504,20 +507,21 @@ class DetectWorker:
                     self._partition_time.clear()
                     self._resume = load_offsets(self.engine, self.group_id)
                 records, done = self._fresh([r for recs in batch.values() for r in recs])
+                caught_up = False
                 if not records:
                     # idle only counts once the group has given us partitions (joins can be slow)
                     if self.consumer.assignment():
                         idle += 1
-                    if self.config.until_idle and idle >= self.config.idle_polls:
-                        break
+                    caught_up = self.config.until_idle and idle >= self.config.idle_polls
                 else:
                     idle = 0
                     self._process(records, parse_message)
                 now = time.monotonic()
-                if now - last_tick >= self.config.tick_s:
-                    self.core.tick(min(self._partition_time.values()) if self._partition_time else None)
-                    self._evict()
-                    last_tick = now
+                if now - last_tick >= self.config.tick_s or caught_up:
+                    # caught up: judge silence at the stream's end once more before leaving
+                    sweep = caught_up or now - last_sweep >= self.config.refresh_s
+                    self._tick(sweep=sweep)
+                    last_tick, last_sweep = now, now if sweep else last_sweep
                 if now - last_refresh >= self.config.refresh_s:
                     self._refresh()
                     last_refresh = now
@@ -530,6 +534,8 @@ class DetectWorker:
                 if done:
                     self.consumer.commit()
                     self.progress.committed()
+                if caught_up:
+                    break
         finally:
             for c in (self.consumer, self.producer):
                 try:
@@ -537,6 +543,42 @@ class DetectWorker:
                 except Exception:  # noqa: BLE001 - best effort on shutdown
                     pass
         return self.stats
+
+    def _tick(self, *, sweep: bool) -> None:
+        stream_now = min(self._partition_time.values()) if self._partition_time else None
+        if sweep and stream_now is not None:
+            self._adopt_silent(stream_now)
+        self.core.tick(stream_now)
+        self._evict()
+
+    def _adopt_silent(self, now: float) -> None:
+        """Sensors that fell silent while no process of ours held their state (they stopped
+        before a restart or a rebalance, so their last reading is behind us) would never be
+        noticed: nothing of theirs arrives to rebuild their state. Rebuild it from stored history
+        for every stored sensor silent for at least ``OFFLINE_MIN_S`` of stream time, and silent
+        also against the newest reading stored (a store worker that lags is not a silence), so
+        the next tick judges them as it judges the others.
+
+        With several detectors in one group each may adopt the same silent sensor: its offline
+        alert is then raised once (the active dedupe key is unique; the loser adopts it)."""
+        from analytics.engine import OFFLINE_MIN_S
+
+        q = sa.text("""
+            SELECT sensor_id FROM sensors
+            WHERE last_seen >= to_timestamp(:now - :span) AND last_seen <= to_timestamp(:now - :quiet)
+              AND last_seen <= (SELECT max(last_seen) FROM sensors) - make_interval(secs => :quiet)""")
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(q, {"now": now, "span": self.config.warm_hours * 3600,
+                                        "quiet": OFFLINE_MIN_S}).all()
+        except sa.exc.SQLAlchemyError as exc:  # judged again at the next tick
+            log.warning("silent sensors not read: %s", str(exc).splitlines()[0])
+            return
+        # "first" at the stream's time: the whole stored history before it is replayed
+        first = {sid: {"ts": now} for (sid,) in rows if sid not in self.core.sensors}
+        if first:
+            self._warm(first, replay_only=True)
+            self.stats["adopted_silent"] = self.stats.get("adopted_silent", 0) + len(first)
 
     def _fresh(self, records: list) -> tuple[list, dict[tuple[str, int], int]]:
         """The records the table does not reflect yet, and the next offset per partition polled.

@@ -91,6 +91,8 @@ def test_silent_sensor_goes_offline_and_comes_back():
     c.tick(T0 + 9 * 60 + 1000)
     off = opened(c.drain())
     assert len(off) == 1 and off[0].dedupe_key == "offline|sensor:s"
+    # offline since the silence reached 10 intervals (900 s at the least), whenever the tick ran
+    assert off[0].first_seen == T0 + 9 * 60 + 900
     feed(c, "s", "temperature", [24.0], t0=T0 + 3000)
     assert [ch.action for ch in c.drain()] == ["resolved"]
 
