@@ -403,5 +403,7 @@ def cmd_bench_ingest(args, ctx) -> int:
         print(f"{r['mode']:>14}: {r['readings_per_s']:>8} readings/s stored "
               f"({r['readings']} readings in {r['messages']} messages, {r['worker_s']} s); "
               f"bare COPY {r['copy_readings_per_s']} readings/s; ratio {r['ratio']}", flush=True)
+    # Which Kafka client the worker used (TONGGUAN_STORE_CONSUMER), so runs compare like with like.
+    print(f"store worker consumer: {settings.store_consumer}")
     print(json.dumps(results))
     return 0

@@ -272,7 +272,17 @@ class StoreWorker:
                                       client_id=self.worker_id + ":dlq", acks="all", linger_ms=5, retries=10)
 
     def _connect_consumer(self) -> None:
-        from kafka import KafkaConsumer
+        if self.settings.store_consumer == "kafka-python":
+            from kafka import KafkaConsumer
+
+            fetch_wait_ms = self.IDLE_FETCH_WAIT_MS  # tuned per poll (_tune_fetch_wait)
+        else:
+            # librdkafka (tongguan.rdkafka): fetches and decodes in C threads of its own.
+            from tongguan.rdkafka import RdKafkaConsumer as KafkaConsumer
+
+            # Set once (librdkafka cannot change it later): the short wait, for the reason below;
+            # its background fetches are C, not this process's Python, when idle.
+            fetch_wait_ms = self.BUSY_FETCH_WAIT_MS
 
         bs = self.settings.kafka_bootstrap
         self.consumer = KafkaConsumer(
@@ -288,7 +298,7 @@ class StoreWorker:
             # Tansu answers a fetch that includes an empty partition (the video topic, mostly) only
             # after fetch_max_wait_ms: a short wait keeps fetches flowing (measured: 23k → 69k
             # msg/s); when idle the wait goes back up (see _tune_fetch_wait) to spare the CPU.
-            fetch_max_wait_ms=self.IDLE_FETCH_WAIT_MS,
+            fetch_max_wait_ms=fetch_wait_ms,
         )
 
     def close(self) -> None:

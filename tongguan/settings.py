@@ -6,6 +6,7 @@ import logging
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,9 @@ class Settings(BaseSettings):
     # home region and roles (apps.view_cache.page_layout; a changed alert renders it anew, the
     # first live tick brings the other figures up to date); 0 turns it off.
     layout_cache_s: float = 10.0
+    # The store worker's Kafka client: "rdkafka" (librdkafka through confluent-kafka, the
+    # default: tongguan.rdkafka) or "kafka-python".
+    store_consumer: Literal["rdkafka", "kafka-python"] = "rdkafka"
     log_level: str = "INFO"
     # A consumer with lag that has not committed for this long is stalled: it rejoins its group
     # (then exits non-zero for its supervisor) and `status` and /status show it red.
