@@ -56,7 +56,7 @@ def _bin(x: float) -> int:
 
 
 class TailCalibrator:
-    """Bounded history of one raw score (``N_BINS`` doubles plus a tail table of as many)."""
+    """Bounded history of one raw score (``N_BINS`` doubles plus a tail table of as many floats)."""
 
     __slots__ = ("anchor_p", "anchor_x", "bins", "prior", "sigma", "since", "tail", "total", "w", "xi")
 
@@ -65,7 +65,7 @@ class TailCalibrator:
         self.w = 1.0  # weight of the next reading; grows so old readings count less (no per-step decay)
         self.total = 0.0
         self.since = REFRESH
-        self.tail = array("d", bytes(8 * (N_BINS + 1)))
+        self.tail = array("f", bytes(4 * (N_BINS + 1)))  # single precision: p-values need no more
         self.anchor_x = 2.0
         self.anchor_p = 0.05
         self.xi = 0.0
@@ -74,7 +74,7 @@ class TailCalibrator:
 
     @property
     def nbytes(self) -> int:
-        return self.bins.itemsize * (len(self.bins) + len(self.tail)) + 8 * 8
+        return self.bins.itemsize * len(self.bins) + self.tail.itemsize * len(self.tail) + 8 * 8
 
     def count(self) -> float:
         """Effective number of readings in the history (weights relative to the newest)."""

@@ -43,7 +43,7 @@ from analytics.levels import LEVELS, rank
 from tongguan.yamlfile import read_yaml
 
 ANOMALY_FILE = Path(__file__).with_name("anomaly.yaml")
-COMPONENTS = ("spike", "level_shift", "stuck", "drift", "time_of_day")
+COMPONENTS = ("spike", "level_shift", "cusum", "stuck", "drift", "time_of_day")
 MAD_TO_SD = 1.4826
 WARMUP = 30  # accepted readings before spikes and shifts are scored
 
@@ -271,7 +271,18 @@ def metric_config(metric: str | None) -> MetricConfig:
 
 
 # ---------------------------------------------------------------------------- the composite
-CALIBRATED = ("spike", "level_shift", "drift", "time_of_day")
+CALIBRATED = ("spike", "level_shift", "cusum", "drift", "time_of_day")
+# Change-point scoring (component ``cusum``): a two-sided, leaky CUSUM of the reading's residual
+# against the exponentially weighted mean of accepted readings (about CUSUM_MEMORY of them; less
+# a trained hour-of-day profile), in units of their standard deviation, calibrated like any
+# component against its own history. A shift of d sds accumulates to about
+# (d - CUSUM_K) / (1 - CUSUM_LEAK), so a small sustained shift (a valve half closed: two sds on a
+# flow gauge) is flagged within tens of readings, held while it lasts (nothing is learned in a
+# regime), and forgotten within about 1 / (1 - CUSUM_LEAK) readings once the series is back.
+# Mean and sd, not median and MAD: a quantised gauge sits on its median while its mean is off it.
+CUSUM_K = 0.5
+CUSUM_LEAK = 0.97
+CUSUM_MEMORY = 120.0  # readings the running mean and variance average over
 QUARANTINE = 30  # regime readings kept to re-learn from
 DRIFT_WARM_S = 2 * 86400.0
 
@@ -464,6 +475,11 @@ class SeriesState:
     repeated: int = 0
     gaps: int = 0
     last_dt: float = 0.0
+    cusum_hi: float = 0.0
+    cusum_lo: float = 0.0
+    cusum_mu: float = 0.0  # exponentially weighted mean and variance of accepted readings
+    cusum_var: float = 0.0  # (less the trained hour-of-day profile), over about CUSUM_MEMORY
+    cusum_n: int = 0
 
     def nbytes(self) -> int:
         """Upper bound of the memory this state holds, in bytes (CPython 3.11, 64-bit)."""
@@ -488,13 +504,17 @@ class SeriesDetector(BaseEstimator):
     the smallest (Bonferroni-corrected) is mapped to the 0..1 score, and :func:`decide` applies
     the hysteresis and decides what is learned. No training is needed.
 
+    ``cusum=True`` adds the change-point component ``cusum`` (see ``CUSUM_K``) when the metric
+    has a level component; :class:`SiteDetector` turns it on for its channels.
+
     ``fit(frame)`` (``tongguan analytics train``) may improve a metric: it learns the stuck limit
     and an hour-of-day profile from history (with a ``series`` column, several sensors at once).
     """
 
     def __init__(self, metric: str | None = None, accept_below: float = 0.3, adapt_after: int = 30,
-                 max_train_rows: int = 200_000, random_state: int | None = 0):
+                 max_train_rows: int = 200_000, random_state: int | None = 0, cusum: bool = False):
         self.metric = metric
+        self.cusum = cusum
         self.accept_below = accept_below
         self.adapt_after = adapt_after
         self.max_train_rows = max_train_rows
@@ -503,10 +523,12 @@ class SeriesDetector(BaseEstimator):
     def _setup(self) -> None:
         cfg = metric_config(self.metric)
         self.components_ = cfg.components
+        if self.cusum and "cusum" not in cfg.components and "level_shift" in cfg.components:
+            self.components_ = (*cfg.components, "cusum")
         self.floor_ = cfg.floor
         self.stuck_ignore_zero_ = cfg.stuck_ignore_zero
         self.decision_ = decision_config()
-        self.calibrated_ = tuple(c for c in CALIBRATED if c in cfg.components)
+        self.calibrated_ = tuple(c for c in CALIBRATED if c in self.components_)
         self.spike_ = SpikeDetector()
         self.level_shift_ = LevelShiftDetector()
         self.drift_ = DriftDetector()
@@ -583,6 +605,13 @@ class SeriesDetector(BaseEstimator):
             if "level_shift" in comps:
                 center, spread = fs.level_baseline(self.floor_)
                 raw["level_shift"] = abs(median(fs.recent) - center) / spread
+            if "cusum" in comps and state.cusum_n >= 5:
+                # (never below half the short-term noise: a flat stretch does not make the next wobble huge)
+                sd = max(math.sqrt(state.cusum_var), 0.5 * fs.noise_scale(self.floor_), self.floor_)
+                e = (v - self._season_of(state, f["hour"]) - state.cusum_mu) / sd
+                hi = state.cusum_hi = max(0.0, CUSUM_LEAK * state.cusum_hi + e - CUSUM_K)
+                lo = state.cusum_lo = max(0.0, CUSUM_LEAK * state.cusum_lo - e - CUSUM_K)
+                raw["cusum"] = max(hi, lo)
             if "drift" in comps and fs.reference is not None:
                 # the slow average swings with the daily cycle: its normal range is only known
                 # once the calibration has seen whole days
@@ -600,6 +629,25 @@ class SeriesDetector(BaseEstimator):
                 if z is not None:
                     raw["time_of_day"] = float(z)
         return raw, f
+
+    def _season_of(self, state: SeriesState, hour: int) -> float:
+        """The trained hour-of-day level (0 untrained): the CUSUM follows what is left after it."""
+        tod = self.time_of_day_
+        if tod is None or "time_of_day" not in self.components_:
+            return 0.0
+        c = tod.center_[hour]
+        return float(c) + state.tod_offset if np.isfinite(c) else 0.0
+
+    def learn_cusum(self, state: SeriesState, t: float, v: float) -> None:
+        """Admit an accepted reading into the CUSUM's baseline (mean and variance)."""
+        if "cusum" not in self.components_ or state.features.run_n > REPEATS_LEARNED:
+            return
+        y = v - self._season_of(state, hour_of_day(t))
+        n = state.cusum_n = state.cusum_n + 1
+        a = 1.0 / min(n, CUSUM_MEMORY)
+        d = y - state.cusum_mu
+        state.cusum_mu += a * d
+        state.cusum_var += a * ((1.0 - a) * d * d - state.cusum_var) if n > 1 else 0.0
 
     def step(self, state: SeriesState, t: float, v: float) -> tuple[float, dict]:
         """Score reading ``(t, v)`` from the readings before it, then learn from it unless the
@@ -647,6 +695,7 @@ class SeriesDetector(BaseEstimator):
             if not replay:
                 fs = state.features
                 learn(fs, t, v)
+                self.learn_cusum(state, t, v)
                 if fs.run_n <= REPEATS_LEARNED:
                     for c, x in raw.items():
                         cals[c].add(x)
@@ -668,6 +717,7 @@ class SeriesDetector(BaseEstimator):
                     fs.short.clear()
                     fs.short.extend(q for _, q in list(state.quarantine)[-fs.short.maxlen:])
                     state.quarantine.clear()
+                    state.cusum_hi = state.cusum_lo = 0.0
                     reg.active, reg.hits, reg.calm = False, 0, 0.0
         return float(reported), parts
 
@@ -678,6 +728,8 @@ class SeriesDetector(BaseEstimator):
         back, :func:`regime_end`) only the short-term baselines restart; the drift reference, the
         slow average and the hour-of-day profile are kept; counted in ``state.regime.returned``."""
         fs = state.features
+        state.cusum_hi = state.cusum_lo = 0.0  # measured against baselines that restart now
+        state.cusum_n = 0
         fs.short.clear()
         fs.long.clear()
         fs.diffs.clear()
@@ -685,6 +737,7 @@ class SeriesDetector(BaseEstimator):
         fs.scale_n = fs.level_n = -1
         for qt, qv in state.quarantine:
             learn(fs, qt, qv)
+            self.learn_cusum(state, qt, qv)
         reg = state.regime
         if returned:  # back to normal: what the series knows of its long-run levels still holds
             state.quarantine.clear()
@@ -721,6 +774,11 @@ class SeriesDetector(BaseEstimator):
 SITE_REFRESH = 32  # accepted rows between re-inverting a site's covariance
 SITE_SHRINK = 0.2  # largest weight of the identity in the shrinkage covariance of a site's residuals
 SITE_MEMORY = 2000.0  # rows the covariance averages over, at most
+# Readings of each channel's own calibration history before the site decides. A tail fitted to
+# fewer is mostly the prior's guess, and a site regime entered on a guess sticks (nothing is
+# learned inside it): at 25 a slowly trending channel (a pump's temperature) opened regimes in
+# its first minutes and held them (SKAB, site with CUSUM: FAR 82 % at 25, 32 % at 100, 24 % at 200).
+SITE_TRUST = 200.0
 
 
 @dataclass
@@ -760,7 +818,9 @@ class SiteDetector(BaseEstimator):
     window). The joint raw score is Hotelling's T² of that vector under a shrinkage covariance
     (toward the identity, ``SITE_SHRINK`` at most, less as rows accumulate) estimated on accepted rows only; it is calibrated like
     any component, combined (Bonferroni) with the channels' own calibrated components, and one
-    site regime decides what every channel learns. A missing channel value (``None`` or NaN)
+    site regime decides what every channel learns. Each channel also runs the ``cusum``
+    component (a sustained small shift of one channel: SKAB's valve closures), and the site
+    decides only once every channel's calibration has ``SITE_TRUST`` readings. A missing channel value (``None`` or NaN)
     counts as at its baseline and is counted in ``state.missing``.
     """
 
@@ -774,7 +834,7 @@ class SiteDetector(BaseEstimator):
         metrics = self.metrics or (None,) * len(self.channels)
         if len(metrics) != len(self.channels):
             raise AnalyticsError("give one metric per channel (or none)")
-        self.detectors_ = [SeriesDetector(metric=m).prior() for m in metrics]
+        self.detectors_ = [SeriesDetector(metric=m, cusum=True).prior() for m in metrics]
         self.decision_ = decision_config()
         return self
 
@@ -843,7 +903,7 @@ class SiteDetector(BaseEstimator):
             pmin = 1.0
             for c, x in raw.items():
                 cal = cs.calibrators[c]
-                cold = cold or cal.prior
+                cold = cold or cal.count() < SITE_TRUST
                 p = cal.p(x)
                 pmin = min(pmin, p)
                 n_comp += 1
@@ -873,6 +933,7 @@ class SiteDetector(BaseEstimator):
                     continue
                 raw, v = item
                 learn(cs.features, t, v)
+                det.learn_cusum(cs, t, v)
                 if cs.features.run_n <= REPEATS_LEARNED:
                     for c, x in raw.items():
                         cs.calibrators[c].add(x)

@@ -299,6 +299,32 @@ def test_site_scoring_sees_a_broken_relation_and_stays_quiet_on_normal_rows():
     assert st_.regime.entered == 1 and st_.nbytes() < 80_000
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_site_cusum_flags_a_small_sustained_shift_early_and_holds_it_while_it_lasts(seed):
+    """One channel of three steps down by two noise sds for 400 rows, then back (a valve half
+    closed): no reading is far enough out for a spike or a median-of-three level shift, but the
+    site's CUSUM component adds it up. Flagged within 30 rows, held for most of the stretch, quiet
+    before and after; the same site without the CUSUM component misses it entirely."""
+    from analytics.detectors import SeriesDetector
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (3000, 3)) + [10.0, 20.0, 30.0]
+    x[2000:2400, 1] -= 2.0
+    t = T0 + np.arange(3000) * 1.0
+    cut = decision_config().low_cut
+    flags = []
+    for with_cusum in (True, False):
+        det = SiteDetector(channels=("a", "b", "c")).prior()
+        if not with_cusum:
+            det.detectors_ = [SeriesDetector().prior() for _ in range(3)]
+        st_ = det.new_state()
+        flags.append(np.array([det.step(st_, float(a), row.tolist())[0] for a, row in zip(t, x)]) >= cut)
+    f, f0 = flags
+    assert not f[300:2000].any() and not f[2460:].any()
+    assert f[2000:2030].any() and f[2000:2400].mean() >= 0.9
+    assert not f0[2000:2400].any()
+
+
 def test_cli_scores_several_columns_as_one_site(tmp_path, capsys):
     from tongguan.cli import main
 
