@@ -88,7 +88,7 @@ def install(server, engine, limiter) -> None:
         except AccessError as exc:
             return flask.render_template_string(FORBIDDEN_HTML, message=str(exc)), exc.status
         return flask.render_template_string(AUDIT_HTML, rows=rows, total=total, page=page, args=args,
-                                            scope=scope, pages=max(1, (total + 99) // 100))
+                                            scope=scope, pages=max(1, (total + 99) // 100), who=who(engine))
 
     server.register_blueprint(bp)
 
@@ -98,7 +98,8 @@ def install(server, engine, limiter) -> None:
     def catalogue_page():
         scope = current_scope()
         return flask.render_template_string(STYLE_HEAD + CATALOGUE_HTML, style=STYLE,
-                                            datasets=governance.visible_catalogue(scope), scope=scope)
+                                            datasets=governance.visible_catalogue(scope), scope=scope,
+                                            who=who(engine))
 
     @gov.route("/quality/<adcode>")
     def quality_page(adcode: str):
@@ -109,9 +110,42 @@ def install(server, engine, limiter) -> None:
         except (AccessError, ValueError) as exc:
             status = getattr(exc, "status", 400)
             return flask.render_template_string(FORBIDDEN_HTML, message=str(exc)), status
-        return flask.render_template_string(STYLE_HEAD + QUALITY_HTML, style=STYLE, q=q)
+        return flask.render_template_string(STYLE_HEAD + QUALITY_HTML, style=STYLE, q=q, who=who(engine))
 
     server.register_blueprint(gov)
+    server.add_template_filter(china_time, "china")
+
+
+def china_time(ts) -> str:
+    """An ISO time as China Standard Time, like every time on the screens.
+
+    >>> china_time("2026-12-02T04:30:05.123+00:00"), china_time(None)
+    ('2026-12-02 12:30:05', '')
+    """
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    if not ts:
+        return ""
+    when = ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts))
+    return when.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def who(engine) -> dict | None:
+    """The signed-in user as every page's user bar shows them (name, home region and its name,
+    admin or not), None outside a signed-in request."""
+    import flask
+
+    user = getattr(flask.g, "tongguan_user", None) if flask.has_request_context() else None
+    if not user:
+        return None
+    home = user["home_adcode"].strip()
+    try:
+        region = tree_for(engine).name(home)
+    except Exception:  # noqa: BLE001 - a user bar must never break the page
+        region = home
+    return {"username": user["username"], "home": home, "region": region,
+            "admin": "admin" in (user["roles"] or ())}
 
 
 def _int(value, default: int) -> int:
@@ -152,7 +186,8 @@ def home_path(engine, scope: Scope) -> str:
     return f"/{level}/{scope.home}"
 
 
-STYLE = """<style>body{font-family:system-ui,"PingFang SC","Microsoft YaHei",sans-serif;background:#0b1726;color:#e6edf5;margin:0}
+# The views' stylesheet (font, colours, the top bar and the user bar), then what these pages add.
+STYLE = """<link rel="stylesheet" href="/assets/base.css"><style>body{color:#e6edf5}
 main{max-width:1100px;margin:40px auto;padding:0 16px}.card{background:#13243a;border-radius:8px;padding:24px;max-width:380px;margin:60px auto}
 label{display:block;margin:12px 0 4px}input{width:100%;padding:8px;box-sizing:border-box;border-radius:4px;border:1px solid #2c4766;background:#0b1726;color:#e6edf5}
 button{margin-top:16px;padding:8px 16px;background:#1f6feb;color:#fff;border:0;border-radius:4px;cursor:pointer}
@@ -183,17 +218,23 @@ NOT_FOUND_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8
 <body><div class="card"><h2>未找到 <span class="muted">Not found</span></h2><p id="not-found-message">{{ message }}</p>
 <p><a href="/">返回 Home</a> · <a href="/logout">退出 Log out</a></p></div></body></html>"""
 
+# The app's header and user bar, as on the views (apps.app's top bar, apps.web's user bar).
+TOP = """<header class="topbar" id="topbar"><a class="brand" href="/" id="brand">统管 tongguan</a></header>
+{% if who %}<div id="access-user" class="user-bar"><span id="access-user-name">{{ who.username }} · {{ who.region }}</span>
+{% if who.admin %}<a href="/catalogue">数据目录 Catalogue</a><a href="/quality/{{ who.home }}">数据质量 Quality</a>
+<a href="/audit">审计 Audit</a>{% endif %}<a href="/logout" id="access-logout">退出 Log out</a></div>{% endif %}"""
+
 AUDIT_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>审计日志 Audit log · 统管</title>""" + STYLE + """</head>
-<body><main><h2>审计日志 <span class="muted">Audit log</span> · {{ scope.home }}</h2>
+<body>""" + TOP + """<main><h2>审计日志 <span class="muted">Audit log</span> · {{ scope.home }}</h2>
 <form method="get" action="/audit">
 区域 Region <input name="region" value="{{ args.get('region','') }}" style="width:90px">
 用户 User <input name="actor" value="{{ args.get('actor','') }}" style="width:140px">
 操作 Action <input name="action" value="{{ args.get('action','') }}" placeholder="alert_*" style="width:140px">
 <button type="submit">查询 Search</button></form>
-<p class="muted">共 {{ total }} 条 entries · 第 {{ page }}/{{ pages }} 页 page</p>
+<p class="muted">共 {{ total }} 条 entries · 第 {{ page }}/{{ pages }} 页 page · 北京时间 China Standard Time</p>
 <table id="audit-table"><thead><tr><th>时间 Time</th><th>用户 User</th><th>操作 Action</th><th>区域 Region</th>
 <th>对象 Target</th><th>结果 Outcome</th><th>渠道 Channel</th><th>IP</th></tr></thead><tbody>
-{% for r in rows %}<tr><td>{{ r.ts[:19] }}</td><td>{{ r.actor }}</td><td>{{ r.action }}</td><td>{{ r.region or '' }}</td>
+{% for r in rows %}<tr><td>{{ r.ts|china }}</td><td>{{ r.actor }}</td><td>{{ r.action }}</td><td>{{ r.region or '' }}</td>
 <td>{{ r.target or '' }}</td><td>{{ r.outcome }}</td><td>{{ r.channel }}</td><td>{{ r.ip or '' }}</td></tr>{% endfor %}
 </tbody></table>
 {% if page > 1 %}<a href="?page={{ page - 1 }}&region={{ args.get('region','') }}&actor={{ args.get('actor','') }}&action={{ args.get('action','') }}">上一页 Previous</a>{% endif %}
@@ -203,7 +244,7 @@ AUDIT_HTML = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><t
 STYLE_HEAD = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>统管 · 数据治理 Data governance</title>
 {{ style|safe }}</head>"""
 
-CATALOGUE_HTML = """<body><main><h2>数据目录 <span class="muted">Data catalogue</span></h2>
+CATALOGUE_HTML = """<body>""" + TOP + """<main><h2>数据目录 <span class="muted">Data catalogue</span></h2>
 <table id="catalogue-table"><thead><tr><th>数据集 Dataset</th><th>名称 Name</th><th>责任部门 Owner</th>
 <th>分级 Classification</th><th>更新频率 Update</th><th>字段 Fields</th></tr></thead><tbody>
 {% for d in datasets %}<tr><td>{{ d.id }}</td><td>{{ d.name_zh }} <span class="muted">{{ d.name_en }}</span></td>
@@ -211,7 +252,7 @@ CATALOGUE_HTML = """<body><main><h2>数据目录 <span class="muted">Data catalo
 <td>{{ d.classification }}{% if not d.accessible %} 🔒{% endif %}</td><td>{{ d['update'] }}</td>
 <td class="muted">{{ d.fields|join(', ') }}</td></tr>{% endfor %}</tbody></table></main></body></html>"""
 
-QUALITY_HTML = """<body><main><h2>数据质量 <span class="muted">Data quality</span> · {{ q.adcode }}</h2>
+QUALITY_HTML = """<body>""" + TOP + """<main><h2>数据质量 <span class="muted">Data quality</span> · {{ q.adcode }}</h2>
 <table id="quality-table"><tbody>
 <tr><th>完整性 Completeness</th><td>{{ q.completeness.reporting }} / {{ q.completeness.sensors }} 传感器在报 sensors reporting</td></tr>
 <tr><th>及时性 Timeliness</th><td>p50 {{ q.timeliness.lag_p50_s }} s · p95 {{ q.timeliness.lag_p95_s }} s · {{ q.timeliness.readings }} 条 readings</td></tr>

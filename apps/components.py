@@ -6,7 +6,6 @@ Pure functions of data (no database): the pages call :mod:`apps.queries` and han
 
 from __future__ import annotations
 
-from datetime import datetime
 from urllib.parse import parse_qsl, urlencode
 
 import pandas as pd
@@ -392,7 +391,9 @@ def error_panel(message: str, lang: str) -> html.Div:
 
 
 def clock(page: str) -> html.Div:
-    return html.Div(datetime.now().strftime("%Y-%m-%d %H:%M:%S"), id=f"{page}-clock", className="clock")
+    # China Standard Time from the first paint (the browser's tick keeps it so: common.wall_clock_callback)
+    return html.Div(pd.Timestamp.now(tz="Asia/Shanghai").strftime("%Y-%m-%d %H:%M:%S"), id=f"{page}-clock",
+                    className="clock")
 
 
 def panel(title: str, body, *, id: str | None = None, cls: str = "") -> html.Section:

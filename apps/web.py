@@ -199,10 +199,6 @@ def install(app) -> None:
     api.install(server, engine, limiter)
 
 
-_BADGE_STYLE = {"position": "fixed", "top": "8px", "right": "16px", "zIndex": 1000, "fontSize": "13px",
-                "display": "flex", "gap": "12px", "alignItems": "center", "color": "#c9d6e3"}
-
-
 def _user_badge(layout):
     """Dash layout hook: who is signed in, their region, and links to the catalogue, the audit
     log (admins) and log-out, on every page (text nodes only: names are never HTML)."""
@@ -211,21 +207,16 @@ def _user_badge(layout):
 
     if not flask.has_request_context():
         return layout
-    user = getattr(flask.g, "tongguan_user", None)
-    if not user:
+    me = access_pages.who(flask.current_app.config["TONGGUAN_ENGINE"])
+    if not me:
         return layout
-    home = user["home_adcode"].strip()
-    try:
-        region = tree_for(flask.current_app.config["TONGGUAN_ENGINE"]).name(home)
-    except Exception:  # noqa: BLE001 - a badge must never break the page
-        region = home
-    links = [html.Span(f"{user['username']} · {region}", id="access-user-name")]
-    if "admin" in (user["roles"] or ()):
-        links += [html.A("数据目录 Catalogue", href="/catalogue"), html.A("数据质量 Quality", href=f"/quality/{home}"),
-                  html.A("审计 Audit", href="/audit")]
+    links = [html.Span(f"{me['username']} · {me['region']}", id="access-user-name")]
+    if me["admin"]:
+        links += [html.A("数据目录 Catalogue", href="/catalogue"),
+                  html.A("数据质量 Quality", href=f"/quality/{me['home']}"), html.A("审计 Audit", href="/audit")]
     links.append(html.A("退出 Log out", href="/logout", id="access-logout"))
-    return html.Div([layout, html.Div(links, id="access-user", style=_BADGE_STYLE)],
-                    style={"display": "contents"})
+    # the same bar as the server-rendered pages' (access_pages.TOP), styled by base.css
+    return html.Div([layout, html.Div(links, id="access-user", className="user-bar")], style={"display": "contents"})
 
 
 def _register_badge() -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
 from apps.health import probe_broker, probe_database
 from apps.i18n import norm_lang, t
+
+CHINA = ZoneInfo("Asia/Shanghai")  # every time on the screens is China Standard Time
 
 
 def layout(lang: str | None = None, **_query):
@@ -78,7 +81,7 @@ def render(lang: str):
         services,
         html.H3(t("status.topics", lang)), topics,
         html.H3(t("status.workers", lang)), worker_list,
-        html.P(f"{t('status.updated', lang)} {datetime.now():%Y-%m-%d %H:%M:%S}", className="muted"),
+        html.P(f"{t('status.updated', lang)} {datetime.now(CHINA):%Y-%m-%d %H:%M:%S}", className="muted"),
     ]
 
 

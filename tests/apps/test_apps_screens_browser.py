@@ -1,6 +1,7 @@
-"""The walls in headless Chromium at 1920x1080 (issue 14, "readable across a room"): no visible
-text under 18 px, no user bar, region names on the map that do not overlap, the map filling its
-panel; and on the desk view the selected theme chip looks selected."""
+"""The screens in headless Chromium (issue 14). The walls at 1920x1080, "readable across a room":
+no visible text under 18 px, no user bar, region names on the map that do not overlap, the map
+filling its panel; on the desk view the selected theme chip looks selected; the admin pages
+(/audit, /catalogue, /quality, /status) share the views' header, user bar, font and China time."""
 
 import pytest
 
@@ -82,3 +83,35 @@ def test_the_selected_theme_chip_looks_selected(server, browser):  # noqa: F811
     colours = {c.text: c.value_of_css_property("background-color") for c in chips}
     picked = colours.pop("防汛排涝")
     assert colours and all(bg != picked for bg in colours.values()), (picked, colours)
+
+
+def test_admin_pages_share_the_header_font_and_china_time(server, browser):  # noqa: F811
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import sqlalchemy as sa
+
+    from tongguan.db import engine_for
+
+    base, url = server
+    sign_in(browser, base, url)  # an admin
+    browser.get(base + "/province/440000")
+    wait_for(browser, lambda d: d.find_element("id", "access-user").is_displayed(), what="the view's user bar")
+    font = browser.execute_script("return getComputedStyle(document.body).fontFamily")
+    bar = browser.find_element("id", "access-user-name").text
+    for path in ("/audit", "/catalogue", "/quality/440000", "/status"):
+        browser.get(base + path)
+        wait_for(browser, lambda d: d.find_element("id", "brand").text == "统管 tongguan", what=f"{path}'s header")
+        assert browser.find_element("id", "access-user-name").text == bar, path  # the same user bar
+        assert browser.find_element("id", "access-logout").is_displayed(), path
+        assert browser.execute_script("return getComputedStyle(document.body).fontFamily") == font, path
+    browser.get(base + "/audit?actor=e2e-admin")
+    first = wait_for(browser, lambda d: d.find_element("css selector", "#audit-table tbody tr td").text,
+                     what="the audit log")
+    with engine_for(url).connect() as conn:
+        stamps = conn.execute(sa.text("SELECT ts FROM audit_log WHERE actor = 'e2e-admin' ORDER BY ts DESC, id DESC "
+                                      "LIMIT 5")).scalars().all()
+    china = [ts.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S") for ts in stamps]
+    assert first in china, (first, china)  # China Standard Time, not the server's UTC
+    assert abs((datetime.strptime(first, "%Y-%m-%d %H:%M:%S")
+                - datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)).total_seconds()) < 600
