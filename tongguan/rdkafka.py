@@ -73,7 +73,16 @@ class RdKafkaConsumer:
 
     # -- records ------------------------------------------------------------------------------
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[TopicPartition, list[Record]]:
-        msgs = self._consumer.consume(max_records or self.max_poll_records, timeout=max(timeout_ms, 0) / 1000)
+        """What is there now, up to ``max_records``; when nothing is, wait up to ``timeout_ms``
+        for the first record (kafka-python's semantics). librdkafka's ``consume(n, timeout)``
+        waits until it has ``n`` or the time is up: a worker at a few hundred messages a second
+        would then spend the whole timeout on every poll."""
+        limit = max_records or self.max_poll_records
+        msgs = self._consumer.consume(limit, timeout=0)
+        if not msgs and timeout_ms > 0:
+            first = self._consumer.poll(timeout_ms / 1000)
+            if first is not None:
+                msgs = [first, *self._consumer.consume(limit - 1, timeout=0)] if limit > 1 else [first]
         out: dict[TopicPartition, list[Record]] = {}
         for m in msgs:
             err = m.error()

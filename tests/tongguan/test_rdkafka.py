@@ -81,3 +81,23 @@ def test_records_lag_pause_seek_and_commit_as_with_kafka_python(settings):
 def test_auto_commit_is_refused(settings):
     with pytest.raises(ValueError, match="enable_auto_commit"):
         RdKafkaConsumer("t", bootstrap_servers=settings.kafka_bootstrap, group_id="g", enable_auto_commit=True)
+
+
+def test_poll_hands_over_what_is_there_without_waiting_for_max_records(settings):
+    """kafka-python's poll returns as soon as records are there; librdkafka's consume(n, timeout)
+    waits for n or the timeout, which made a store worker at a few hundred messages a second
+    sleep through every poll. (A liveness bound far from any speed: 60 s asked, 30 s allowed.)"""
+    topic = _topic_with(settings, 5)
+    c = RdKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                        group_id=f"{settings.topic_prefix}rd-{uuid.uuid4().hex[:6]}", client_id="rd-test-3")
+    try:
+        got: list = []
+        deadline = time.monotonic() + 60
+        while not got and time.monotonic() < deadline:  # joining the group comes first
+            t0 = time.monotonic()
+            got = [r for recs in c.poll(timeout_ms=60_000, max_records=1000).values() for r in recs]
+        assert got and time.monotonic() - t0 < 30
+        got += _poll_until(c, 5 - len(got), max_records=1000)
+        assert sorted(r.offset for r in got) == [0, 1, 2, 3, 4]
+    finally:
+        c.close()
