@@ -152,7 +152,9 @@ def kpi_values(k: dict, lang: str) -> dict[str, str]:
     >>> v["sensors"], v["readings"], v["alert-orange"]
     ('5 / 8', '1,200', '2')
     """
-    out = {"sensors": f"{fmt_int(k['sensors_online'])} / {fmt_int(k['sensors_total'])}",
+    catching_up = k.get("catch_up")
+    out = {"sensors": t("kpi.catching_up", lang, pct=catching_up) if catching_up is not None else
+           f"{fmt_int(k['sensors_online'])} / {fmt_int(k['sensors_total'])}",
            "readings": fmt_int(k["readings_today"]), "video": fmt_int(k["video_today"]),
            "open": fmt_int(k["open_alerts"])}
     for lv in LEVELS:

@@ -91,15 +91,38 @@ def metric_hours(conn, *, scope: str, metrics: list[str], index: pd.DatetimeInde
     return {(m, pd.Timestamp(h)): (mean, mx) for m, h, mean, mx in rows}
 
 
-def sensor_counts(engine, *, scope: str, theme: str = ALL_THEMES) -> dict[str, int]:
-    """Sensors registered in ``scope`` and how many were seen within ONLINE_WITHIN."""
+def sensor_counts(engine, *, scope: str, theme: str = ALL_THEMES) -> dict:
+    """Sensors registered in ``scope``, how many were seen within ONLINE_WITHIN, and
+    ``catch_up``: how far (percent, 0-99) the store is through replaying history when the
+    newest reading is older than that while the store worker commits (the demo's first minutes:
+    its simulator streams the last hours first), else None."""
     col = scope_column(region_tree(engine), scope)
     params = {"scope": scope, "within": ONLINE_WITHIN}
-    sql = (f"SELECT count(*), count(*) FILTER (WHERE last_seen >= now() - :within) FROM sensors "
-           f"WHERE {col} = :scope" + metric_filter(theme, params))
+    sql = (f"SELECT count(*), count(*) FILTER (WHERE last_seen >= now() - :within), min(first_seen), "
+           f"max(last_seen), now() FROM sensors WHERE {col} = :scope" + metric_filter(theme, params))
     with engine.connect() as conn:
-        total, online = conn.execute(sa.text(sql), params).one()
-    return {"total": int(total), "online": int(online)}
+        total, online, first, newest, now = conn.execute(sa.text(sql), params).one()
+        behind = bool(total) and not online and newest is not None and newest < now - ONLINE_WITHIN
+        replaying = behind and conn.execute(sa.text(STORE_COMMITTING)).scalar()
+    return {"total": int(total), "online": int(online),
+            "catch_up": catch_up_percent(first, newest, now) if replaying else None}
+
+
+# The store worker is alive and writing: a heartbeat and a commit within the last minute.
+STORE_COMMITTING = ("SELECT EXISTS (SELECT 1 FROM worker_heartbeats WHERE role = 'store' "
+                    "AND last_seen > now() - interval '1 minute' AND last_commit_at > now() - interval '1 minute')")
+
+
+def catch_up_percent(first: datetime, newest: datetime, now: datetime) -> int:
+    """How far the readings stored reach from the first one towards now, in percent (0-99:
+    100 is "caught up", which is no longer catching up).
+
+    >>> t0 = datetime(2026, 12, 2, 10, 0)
+    >>> catch_up_percent(t0, t0 + timedelta(minutes=30), t0 + timedelta(hours=2))
+    25
+    """
+    span = (now - first).total_seconds()
+    return max(0, min(99, round(100 * (newest - first).total_seconds() / span))) if span > 0 else 0
 
 
 def _video_sql(res: str, *, scope: str, theme: str, event_type: str | None, params: dict) -> str:

@@ -52,7 +52,7 @@ def kpis(engine, *, scope: str, theme: str = ALL_THEMES) -> dict:
     counts = open_alerts_by_theme_level(engine, scope=scope)
     alerts = open_by_level(counts, theme)
     return {
-        "sensors_online": sensors["online"], "sensors_total": sensors["total"],
+        "sensors_online": sensors["online"], "sensors_total": sensors["total"], "catch_up": sensors["catch_up"],
         "readings_today": readings_count(engine, scope=scope, since=midnight, theme=theme),
         "video_today": video_event_count(engine, scope=scope, since=midnight, theme=theme),
         "alerts": alerts, "open_alerts": sum(alerts.values()),
@@ -133,7 +133,8 @@ def vitals(engine, *, scope: str, indicators: list[Indicator], spark: bool = Tru
                     engine, scope=scope, hours=hours, event_type=i.event_type).tolist()]
         elif i.kind == "sensor_online_rate":
             c = sensor_counts(engine, scope=scope)
-            values[i.id] = c["online"] / c["total"] if c["total"] else None
+            # replaying history, nobody is "offline" yet: no rate rather than a red 0 %
+            values[i.id] = c["online"] / c["total"] if c["total"] and c["catch_up"] is None else None
             if spark:  # the online rate has no history in the rollups: readings per hour instead
                 sparks[i.id] = [float(v) for v in hourly_readings(engine, scope=scope, hours=hours).tolist()]
     return [{"id": i.id, "value": values.get(i.id), "status": i.status(values.get(i.id)),

@@ -336,3 +336,30 @@ def test_wall_and_city_tables_show_one_row_per_incident(eng, seeded):
         assert "×5 条" in storm[0]["text"] and "红色" in storm[0]["text"]  # how many, and the worst level
         assert not [r for r in rows if r["id"] != storm[0]["id"] and r["id"].endswith(tuple(f"inc-storm-{k}" for k in range(5)))]
         assert any(r["id"].endswith("inc-other-0") for r in rows)  # the other sensor's alert stays a row
+
+
+def test_kpis_say_catching_up_while_history_is_replayed(seeded_rw):
+    """The demo's first minutes: the store writes readings of an hour ago (its simulator streams
+    history first), so no sensor is "online" yet — the KPI says how far the replay is instead of
+    "0 / N online", until the readings reach now."""
+    from apps.components import kpi_values
+
+    eng = engine_for(seeded_rw[0])
+    with eng.begin() as conn:
+        conn.execute(sa.text("UPDATE sensors SET first_seen = now() - interval '2 hours', "
+                             "last_seen = now() - interval '90 minutes'"))
+    stalled = queries.kpis(eng, scope="440000")
+    assert stalled["catch_up"] is None and stalled["sensors_online"] == 0  # nothing writing: offline, not replaying
+    with eng.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO worker_heartbeats (worker, role, started_at, last_seen, stats, last_commit_at, state) "
+            "VALUES ('store:test:1', 'store', now(), now(), '{}', now(), 'ok')"))
+    k = queries.kpis(eng, scope="440000")
+    assert k["catch_up"] == 25  # 30 of the 120 minutes replayed
+    assert kpi_values(k, "zh")["sensors"] == "回放历史 25%" and kpi_values(k, "en")["sensors"] == "catching up 25 %"
+    online = next(i for i in indicators() if i.kind == "sensor_online_rate")
+    assert queries.vitals(eng, scope="440100", indicators=[online])[0]["value"] is None  # not a red 0 %
+    with eng.begin() as conn:  # caught up: the readings reach now
+        conn.execute(sa.text("UPDATE sensors SET last_seen = now()"))
+    k = queries.kpis(eng, scope="440000")
+    assert k["catch_up"] is None and kpi_values(k, "zh")["sensors"] == f"{k['sensors_total']:,} / {k['sensors_total']:,}"
