@@ -51,6 +51,21 @@ def test_calibrator_is_conservative_on_gaussian_scores_and_bounded():
     assert cal.nbytes < 1800  # fixed, whatever the history's length
 
 
+def test_tail_floor_is_the_scores_resolution_so_a_quiet_continuous_sensor_keeps_its_narrow_tail():
+    """A continuous score whose history is narrow (|N(0, 0.05)|: a very quiet sensor) keeps the
+    tail its history shows: 10 of its sds out is rare (a fixed 0.25-wide floor called it 1 in 200).
+    A quantised score (multiples of 0.6, mostly 0) is floored at its resolution: one step is not
+    taken for a 1-in-a-million event."""
+    rng = np.random.default_rng(0)
+    quiet, steps = TailCalibrator(), TailCalibrator()
+    for x in np.abs(rng.normal(0, 0.05, 3000)):
+        quiet.add(float(x))
+    for x in 0.6 * np.abs(np.round(rng.normal(0, 0.3, 3000))):
+        steps.add(float(x))
+    assert quiet.p(0.5) < 1e-4 and quiet.quantum < 1e-3
+    assert steps.quantum == pytest.approx(0.6) and steps.p(0.6) > 0.01
+
+
 def test_level_score_puts_each_configured_rate_on_its_cut():
     pts = level_points({"blue": 1e-4, "yellow": 1e-6}, {"blue": 0.6, "yellow": 0.9})
     assert level_score(1e-4, pts) == pytest.approx(0.6) and level_score(1e-6, pts) == pytest.approx(0.9)
@@ -439,7 +454,8 @@ def test_a_quantised_gauge_that_mostly_sits_still_does_not_lock_into_alarm(seed)
     excursions now and then (1 Hz, no incident): its level-shift scores are almost all zero, and a
     tail fitted to them alone would be ~0 wide, give the next one-step move p ~ 0, open a regime,
     and, since readings in a regime are not learned, never correct itself (it flagged 44 % of the
-    rows on two of these seeds). The fitted tail is never narrower than PRIOR_MIN_SCALE."""
+    rows on two of these seeds). The fitted tail is never narrower than the scores' resolution
+    (one step), capped at PRIOR_MIN_SCALE."""
     dec = decision_config()
     rng = np.random.default_rng(seed)
     t = T0 + np.arange(6000, dtype=float)
