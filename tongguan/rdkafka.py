@@ -13,6 +13,13 @@ records and offsets are kafka-python's ``TopicPartition`` and a record type with
 attribute names (``topic``, ``partition``, ``offset``, ``timestamp``, ``key``, ``value``,
 ``headers``), ``highwater`` is the high watermark of the last fetch response (librdkafka's
 cached watermark), and ``position`` is the offset of the next record ``poll`` returns.
+
+Not the default (``TONGGUAN_STORE_CONSUMER=rdkafka`` turns it on): every test of tests/ingest
+passes with it, and on a backlog it is faster, but under ``tongguan bench load`` (the simulator
+live at ~1,000 messages/s, the web server saturating a loaded two-core machine) the store
+worker on it stalled for 10-20 s at a time against the embedded Tansu broker (no error, no
+rebalance logged; lag growing) and stored half of what the kafka-python worker stores in the
+same setting. Why is not known yet (fetch sessions? isolation level? Tansu's fetch waits?).
 """
 
 from __future__ import annotations
