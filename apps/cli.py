@@ -28,9 +28,12 @@ log = logging.getLogger("tongguan.serve")
 
 
 def default_workers(cpus: int | None = None) -> int:
-    """One worker per core plus one, so a worker blocked on the database or on garbage
-    collection does not leave a core idle; at least 2."""
-    return max(2, (cpus or os.cpu_count() or 1) + 1)
+    """One worker per core, at least 2. Not one more: the threads of a worker already overlap its
+    database waits, and each process keeps caches of its own (view results, rendered pages), which
+    a third process on two cores splits three ways. Measured with ``tongguan bench load --users 50
+    --stress`` on two cores, two runs each, minutes apart: 2 workers 71.7 and 88.8 callbacks/s at
+    7.8 and 6.0 ms of server CPU a callback, 3 workers 52.5 and 87.6 at 9.1 and 8.3."""
+    return max(2, cpus or os.cpu_count() or 1)
 
 
 # Threads per worker. A callback spends most of its time waiting (PostgreSQL round trips, above
@@ -58,7 +61,7 @@ def register(sub) -> None:
     p.add_argument("--host", help="bind address (default TONGGUAN_DASH_HOST)")
     p.add_argument("--port", type=int, help="port (default TONGGUAN_DASH_PORT, 8050)")
     p.add_argument("--workers", type=_positive,
-                   help=f"gunicorn worker processes (default CPUs + 1, here {default_workers()})")
+                   help=f"gunicorn worker processes (default one per CPU, at least 2; here {default_workers()})")
     p.add_argument("--threads", type=_positive, default=DEFAULT_THREADS,
                    help=f"threads per worker (default {DEFAULT_THREADS})")
     p.add_argument("--dev", action="store_true",

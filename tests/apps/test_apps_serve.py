@@ -13,8 +13,8 @@ from apps.cli import default_workers
 
 def test_default_workers_follow_the_cpu_count():
     assert default_workers(1) == 2
-    assert default_workers(2) == 3
-    assert default_workers(8) == 9
+    assert default_workers(2) == 2
+    assert default_workers(8) == 8
 
 
 @pytest.mark.parametrize("args", [["--workers", "0"], ["--threads", "x"], ["--workers", "-3"]])
