@@ -82,7 +82,12 @@ def create_app(config: AppConfig) -> dash.Dash:
 
     app.layout = html.Div([
         dcc.Location(id="url", refresh="callback-nav"),
-        html.Header([dcc.Link("统管 tongguan", href=HOME, className="brand", id="brand")],
+        html.Header([dcc.Link("统管 tongguan", href=HOME, className="brand", id="brand"),
+                     # a plain GET form: /search?q= is a page of its own (shareable, audited)
+                     html.Form([dcc.Input(name="q", type="search", id="search-q", className="search-input",
+                                          placeholder=t("search.placeholder"), debounce=True),
+                                html.Button(t("search.go"), type="submit", className="search-go")],
+                               action="/search", method="get", id="search-form", className="search-form")],
                     className="topbar", id="topbar"),
         dash.page_container,
     ], id="frame")

@@ -1,7 +1,8 @@
 """The screens in headless Chromium (issue 14). The walls at 1920x1080, "readable across a room":
 no visible text under 18 px, no user bar, region names on the map that do not overlap, the map
 filling its panel; on the desk view the selected theme chip looks selected; the admin pages
-(/audit, /catalogue, /quality, /status) share the views' header, user bar, font and China time."""
+(/audit, /catalogue, /quality, /status) share the views' header, user bar, font and China time;
+the header's search finds sensors, cameras, places and alerts of the caller's region only, audited."""
 
 import pytest
 
@@ -115,3 +116,40 @@ def test_admin_pages_share_the_header_font_and_china_time(server, browser):  # n
     assert first in china, (first, china)  # China Standard Time, not the server's UTC
     assert abs((datetime.strptime(first, "%Y-%m-%d %H:%M:%S")
                 - datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)).total_seconds()) < 600
+
+
+def test_header_search_finds_only_the_callers_region_and_is_audited(server, browser):  # noqa: F811
+    from selenium.webdriver.common.keys import Keys
+
+    import sqlalchemy as sa
+
+    from tongguan.db import engine_for
+
+    base, url = server
+    sign_in(browser, base, url, user="e2e-tianhe", home="440106")
+    with engine_for(url).begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
+            "first_seen, last_seen, status) VALUES (:id, :id, 'rule:test', 'orange', 'flood', '搜索测试预警', "
+            "'sensor:search', :c, '440100', '440000', now(), now(), 'open')"),
+            [{"id": "e2e-search-th", "c": "440106"}, {"id": "e2e-search-yx", "c": "440104"}])
+    browser.get(base + "/county/440106")
+    box = wait_for(browser, lambda d: d.find_element("id", "search-q"), what="the header's search box")
+    box.send_keys("e2e-search", Keys.ENTER)
+    wait_for(browser, lambda d: "/search?q=e2e-search" in d.current_url, what="the results page")
+    found = wait_for(browser, lambda d: d.find_element("id", "search-alerts").text, what="the alerts found")
+    assert "e2e-search-th" in found and "e2e-search-yx" not in found  # Yuexiu is not Tianhe's
+    browser.get(base + "/search?q=s-440106")
+    sensors = wait_for(browser, lambda d: d.find_elements("css selector", "#search-sensors tbody tr"), what="sensors")
+    assert sensors and all("s-440106" in r.text for r in sensors)
+    link = sensors[0].find_element("tag name", "a").get_attribute("href")
+    assert "/county/440106?" in link and "sensor=s-440106" in link  # to the sensor on its county's map
+    browser.get(base + "/search?q=s-440104")  # another county's sensors: nothing
+    wait_for(browser, lambda d: d.find_element("id", "search-sensors-none"), what="no sensors outside Tianhe")
+    browser.get(base + "/search?q=天河")
+    places = wait_for(browser, lambda d: d.find_element("id", "search-places").text, what="places")
+    assert "天河区" in places
+    with engine_for(url).connect() as conn:
+        searched = conn.execute(sa.text("SELECT target FROM audit_log WHERE actor = 'e2e-tianhe' AND action = 'search' "
+                                        "ORDER BY id")).scalars().all()
+    assert {"e2e-search", "s-440106", "s-440104", "天河"} <= set(searched)  # each search audited as a read

@@ -11,6 +11,7 @@ import apps.components
 import apps.i18n
 import apps.live
 import apps.maps
+import apps.queries.search
 import apps.queries.summary
 from apps.catalogue import indicators, parse_indicators, worst_level
 from apps.components import parse_search, query_string, view_href
@@ -19,7 +20,7 @@ from apps.live import changed_values, map_levels, newest_change
 from apps.maps import aggregate_points, level_z, region_map
 
 
-@pytest.mark.parametrize("module", [apps.catalogue, apps.components, apps.queries.summary, apps.i18n,
+@pytest.mark.parametrize("module", [apps.catalogue, apps.components, apps.queries.search, apps.queries.summary, apps.i18n,
                                     apps.live, apps.maps])
 def test_doctests(module):
     result = doctest.testmod(module)
