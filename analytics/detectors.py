@@ -800,6 +800,8 @@ class SiteState:
     repeated: int = 0
     gaps: int = 0
     missing: int = 0
+    opener: str | None = None  # the part that opened the current regime
+    opener_quiet: int = 0  # rows in a row that part has been below the exit score
 
     def nbytes(self) -> int:
         k = len(self.channels)
@@ -820,7 +822,11 @@ class SiteDetector(BaseEstimator):
     any component, combined (Bonferroni) with the channels' own calibrated components, and one
     site regime decides what every channel learns. Each channel also runs the ``cusum``
     component (a sustained small shift of one channel: SKAB's valve closures), and the site
-    decides only once every channel's calibration has ``SITE_TRUST`` readings. A missing channel value (``None`` or NaN)
+    decides only once every channel's calibration has ``SITE_TRUST`` readings. A site regime
+    ends once the part that opened it (a channel, or ``joint``) has been below the exit score for
+    ``exit_n`` rows in a row; channels still away from their frozen baselines then restart their
+    short-term baselines from the regime's recent readings (counted in ``regime.returned``).
+    A missing channel value (``None`` or NaN)
     counts as at its baseline and is counted in ``state.missing``.
     """
 
@@ -922,11 +928,33 @@ class SiteDetector(BaseEstimator):
         for name, p in ps:
             parts[name] = level_score(min(1.0, p * 2 * m), dec.points)
         score = max(parts.values())
+        ended = False
         if cold:
             reported, learn_ok = min(score, dec.low_cut - 0.01), True
         else:
-            reported, learn_ok = decide(state.regime, dec, score, t)
-        if learn_ok:
+            reg = state.regime
+            was_active = reg.active
+            reported, learn_ok = decide(reg, dec, score, t)
+            if reg.active and not was_active:
+                state.opener, state.opener_quiet = max(parts, key=parts.get), 0
+            elif reg.active and state.opener is not None:
+                # the evidence that opened the regime is gone (the valve is open again): the
+                # regime ends, and channels still away from their frozen baselines (a temperature
+                # that moved meanwhile) restart their short-term baselines from the regime's readings
+                state.opener_quiet = state.opener_quiet + 1 if parts.get(state.opener, 0.0) < dec.exit_score else 0
+                if state.opener_quiet >= dec.exit_n:
+                    ended = True
+        if ended:
+            reg = state.regime
+            for det, cs, item in zip(self.detectors_, state.channels, raws):
+                if item is not None:
+                    cs.quarantine.append((t, item[1]))
+                if cs.quarantine:
+                    det._relearn(cs, returned=True)
+            reg.active, reg.hits, reg.calm = False, 0, 0.0
+            reg.returned += 1
+            state.opener = None
+        elif learn_ok:
             for det, cs, item in zip(self.detectors_, state.channels, raws):
                 cs.quarantine.clear()
                 if item is None:

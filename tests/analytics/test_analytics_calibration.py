@@ -340,6 +340,26 @@ def test_site_cusum_flags_a_small_sustained_shift_early_and_holds_it_while_it_la
     assert not f0[2000:2400].any()
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_site_regime_ends_when_what_opened_it_is_back_though_another_channel_moved_meanwhile(seed):
+    """A valve closes (channel b down 3 sds for 400 rows) and, meanwhile, a slow channel (c, a
+    temperature) moves 4 sds and stays there. Once b is back, the regime ends within a minute of
+    rows and c's new level is taken up without a re-learn (c's frozen baseline would otherwise hold
+    the site in alarm until the 600-row re-learn horizon)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (3000, 3)) + [10.0, 20.0, 30.0]
+    x[2000:2400, 1] -= 3.0
+    x[2100:2400, 2] += np.linspace(0, 4.0, 300)
+    x[2400:, 2] += 4.0
+    t = T0 + np.arange(3000) * 1.0
+    det = SiteDetector(channels=("a", "b", "c")).prior()
+    st_ = det.new_state()
+    f = np.array([det.step(st_, float(a), row.tolist())[0] for a, row in zip(t, x)]) >= decision_config().low_cut
+    assert not f[300:2000].any() and f[2000:2400].mean() >= 0.9
+    assert not f[2460:].any()
+    assert st_.regime.entered == 1 and st_.regime.returned == 1 and st_.regime.relearned == 0
+
+
 def test_cli_scores_several_columns_as_one_site(tmp_path, capsys):
     from tongguan.cli import main
 
