@@ -400,4 +400,5 @@ def clock(page: str) -> html.Div:
 
 def panel(title: str, body, *, id: str | None = None, cls: str = "") -> html.Section:
     kw = {"id": id} if id else {}
-    return html.Section([html.H3(title, className="panel-title"), body], className="panel " + cls, **kw)
+    parts = body if isinstance(body, list) else [body]  # a list: the panel's column, in order
+    return html.Section([html.H3(title, className="panel-title"), *parts], className="panel " + cls, **kw)

@@ -39,6 +39,7 @@ from apps.pages.common import (
     view_params,
     wall_clock_callback,
     wall_frame,
+    replay_slider,
     wall_map_text,
 )
 from tongguan import TongguanError
@@ -130,7 +131,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         panel(t("panel.vitals", p.lang), vitals_panel, cls="panel-vitals"),
         html.Div([
             panel(t("panel.map_city", p.lang) + " · " + theme_label(p.theme, p.lang),
-                  html.Div([map_graph, level_legend(p.lang)], className="map-wrap"),
+                  [html.Div([map_graph, level_legend(p.lang)], className="map-wrap"), replay_slider(PAGE, p.lang)],
                   cls="panel-map", id=f"{PAGE}-map-panel"),
             html.Div([
                 panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker"),

@@ -142,6 +142,12 @@ def register_region_callbacks(page: str, child_level: str, *, renderers: dict | 
         level = page
         return view_href(level, params["adcode"], query_string(**params), theme=theme, window=window)
 
+    @callback(Output(f"{page}-map", "figure", allow_duplicate=True), Output(f"{page}-replay-at", "children"),
+              Input(f"{page}-replay", "value"), State(f"{page}-params", "data"), State(f"{page}-shown", "data"),
+              prevent_initial_call=True)
+    def _replay(hours_ago, params, shown):
+        return replay_figure(engine(), params=params, codes=shown["codes"], hours_ago=hours_ago)
+
     inds = list(vitals or ())
     vital_outputs = [Output(f"{page}-vital{part}-{ind.id}", prop) for ind in inds for part, prop in VITAL_PARTS]
 
@@ -166,6 +172,40 @@ def register_region_callbacks(page: str, child_level: str, *, renderers: dict | 
             names = [o["id"]["table"] for o in dash.ctx.outputs_list[0]]
             return live_tables_update(engine(), params=params, shown=shown, names=names, renderers=renderers,
                                       tick=n or 0)
+
+
+REPLAY_HOURS = 24
+
+
+def replay_slider(page: str, lang: str) -> html.Div:
+    """The map's time slider: the last 24 h by the hour (0 = now); moving it colours the map as
+    the alerts stood then (:func:`replay_figure`)."""
+    marks = {h: t("replay.now", lang) if h == 0 else t("replay.ago", lang, h=-h)
+             for h in range(-REPLAY_HOURS, 1, 6)}
+    return html.Div([html.Span(t("replay.label", lang), className="replay-title"),
+                     html.Div(dcc.Slider(id=f"{page}-replay", min=-REPLAY_HOURS, max=0, step=1, value=0, marks=marks,
+                                         updatemode="mouseup"), className="replay-slider"),
+                     html.Span(t("replay.now", lang), id=f"{page}-replay-at", className="replay-at")],
+                    className="replay", id=f"{page}-replay-bar")
+
+
+def replay_figure(eng, *, params: dict, codes: list[str], hours_ago: int):
+    """[a Patch of the map colours as the alerts stood ``hours_ago`` hours ago (0: now, the
+    live state), the time shown]: the region's children coloured by the worst alert that was
+    open at that moment, in China Standard Time."""
+    import pandas as pd
+
+    scope, theme = require_in_scope(params["adcode"]), params["theme"]
+    hours_ago = max(0, min(REPLAY_HOURS, int(-(hours_ago or 0))))
+    if hours_ago == 0:
+        state, label = queries.region_state(eng, scope=scope, theme=theme), t("replay.now", params["lang"])
+    else:
+        at = pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=hours_ago - 1)
+        state = queries.region_state_at(eng, scope=scope, theme=theme, at=at.to_pydatetime())
+        label = at.tz_convert("Asia/Shanghai").strftime("%m-%d %H:00")
+    fig = Patch()
+    fig["data"][0]["z"] = level_z(map_levels(state, codes))
+    return [fig, label]
 
 
 VITAL_PARTS = (("", "children"), ("", "style"), ("-status", "children"))  # value, its colour, 正常/异常

@@ -31,6 +31,7 @@ from apps.pages.common import (
     view_params,
     wall_clock_callback,
     wall_frame,
+    replay_slider,
     wall_map_text,
 )
 
@@ -83,7 +84,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
         kpi_strip(PAGE, kpis, p.lang),
         html.Div([
             panel(t("panel.map_province", p.lang) + " · " + theme_label(p.theme, p.lang),
-                  html.Div([map_graph, level_legend(p.lang)], className="map-wrap"),
+                  [html.Div([map_graph, level_legend(p.lang)], className="map-wrap"), replay_slider(PAGE, p.lang)],
                   cls="panel-map", id=f"{PAGE}-map-panel"),
             html.Div([
                 panel(t("panel.ticker", p.lang), ticker, cls="panel-ticker"),

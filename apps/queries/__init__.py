@@ -16,6 +16,7 @@ from apps.queries.alerts import (
     by_incident,
     escalations_waiting,
     region_state,
+    region_state_at,
     thresholds,
     ticker,
 )
@@ -40,5 +41,5 @@ from apps.queries.summary import kpis, open_alerts_value, trend, vitals
 
 __all__ = ["alerts_list", "alerts_version", "by_incident", "check_region", "children_geojson", "children_geojson_bytes", "clear_caches",
            "county_cameras", "county_event_clusters", "county_events", "county_sensors", "escalations_waiting",
-           "geojson_url", "grid_activity", "kpis", "open_alerts_value", "plotly_orientation", "region_state", "region_tree",
+           "geojson_url", "grid_activity", "kpis", "open_alerts_value", "plotly_orientation", "region_state", "region_state_at", "region_tree",
            "sensor_series", "thresholds", "ticker", "trend", "vitals"]

@@ -42,12 +42,31 @@ def region_state(engine, *, scope: str, theme: str = ALL_THEMES) -> pd.DataFrame
     Sorted most serious first (the ranking); the map colours by ``worst``.
     """
     tree = region_tree(engine)
-    children = list(tree.children(scope))
-    counts = {c: dict.fromkeys(LEVELS, 0) for c in children}
     where, params = _scope_sql(tree, scope)
     params["statuses"] = list(ACTIVE_STATUSES)
     sql = (f"SELECT adcode, level, count(*) AS n FROM alerts WHERE {where} AND status = ANY(:statuses)"
            + _theme_sql(theme, params) + " GROUP BY adcode, level")
+    return _state_of(engine, tree, scope, sql, params)
+
+
+def region_state_at(engine, *, scope: str, at: datetime, theme: str = ALL_THEMES) -> pd.DataFrame:
+    """:func:`region_state` as it was at ``at`` (the map's 24 h replay): the alerts first seen by
+    then and not yet resolved or closed then — a finished alert without those times ended when
+    last seen (levels as they are now: a level raised later is shown from the start)."""
+    tree = region_tree(engine)
+    where, params = _scope_sql(tree, scope, "a.")
+    params.update(at=at, active=list(ACTIVE_STATUSES))
+    sql = (f"SELECT a.adcode, a.level, count(*) AS n FROM alerts a LEFT JOIN alert_handling h ON h.alert_id = a.id "
+           f"WHERE {where} AND a.first_seen <= :at AND (a.status = ANY(:active) "
+           "OR coalesce(h.resolved_at, h.closed_at, a.last_seen) > :at)"
+           + _theme_sql(theme, params, "a.") + " GROUP BY a.adcode, a.level")
+    return _state_of(engine, tree, scope, sql, params)
+
+
+def _state_of(engine, tree, scope: str, sql: str, params: dict) -> pd.DataFrame:
+    """The per-child state from ``sql``'s (adcode, level, n) rows (see :func:`region_state`)."""
+    children = list(tree.children(scope))
+    counts = {c: dict.fromkeys(LEVELS, 0) for c in children}
     with engine.connect() as conn:
         for adcode, level, n in conn.execute(sa.text(sql), params):
             child = child_of(tree, str(adcode).strip(), scope)

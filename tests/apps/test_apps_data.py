@@ -3,6 +3,7 @@
 import json
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from dash import no_update
@@ -363,3 +364,39 @@ def test_kpis_say_catching_up_while_history_is_replayed(seeded_rw):
         conn.execute(sa.text("UPDATE sensors SET last_seen = now()"))
     k = queries.kpis(eng, scope="440000")
     assert k["catch_up"] is None and kpi_values(k, "zh")["sensors"] == f"{k['sensors_total']:,} / {k['sensors_total']:,}"
+
+
+def test_map_replay_colours_regions_as_the_alerts_stood_then(seeded_rw):
+    """The 24 h slider: a city red now because of an alert raised 30 minutes ago was quiet three
+    hours ago; an alert resolved an hour ago still colours its city two hours ago; "now" is the
+    live state."""
+    from apps.pages.common import replay_figure
+
+    eng = engine_for(seeded_rw[0])
+    state = queries.region_state(eng, scope="440000")
+    assert queries.region_state_at(eng, scope="440000", at=pd.Timestamp.now(tz="UTC")).equals(state)
+    quiet = list(state[state["worst"] == "none"]["adcode"][:2])
+    tree = queries.region_tree(eng)
+    with eng.begin() as conn:
+        for aid, city, ago in (("replay-new", quiet[0], "30 minutes"), ("replay-done", quiet[1], "4 hours")):
+            conn.execute(sa.text(
+                "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
+                "first_seen, last_seen, status) VALUES (:id, :id, 'rule:test', 'red', 'flood', '回放测试', :id, :c, "
+                ":city, '440000', now() - CAST(:ago AS interval), now(), 'open')"),
+                {"id": aid, "c": tree.children(city)[0], "city": city, "ago": ago})
+        conn.execute(sa.text("UPDATE alerts SET status = 'resolved' WHERE id = 'replay-done'"))
+        conn.execute(sa.text("UPDATE alert_handling SET resolved_at = now() - interval '1 hour' "
+                             "WHERE alert_id = 'replay-done'"))
+    codes = list(state["adcode"])
+    params = {"adcode": "440000", "theme": "all", "lang": "zh"}
+
+    def colours(hours_ago):
+        patch, label = replay_figure(eng, params=params, codes=codes, hours_ago=hours_ago)
+        z = patch.to_plotly_json()["operations"][0]["params"]["value"]
+        return {c: z[codes.index(c)] for c in quiet}, label
+
+    now, label = colours(0)
+    assert label == "现在" and now == {quiet[0]: 4.5, quiet[1]: 0.5}
+    two_h, label = colours(-2)
+    assert two_h == {quiet[0]: 0.5, quiet[1]: 4.5}, two_h  # before the new one, while the other was open
+    assert len(label) == len("12-02 10:00") and label.endswith(":00")
