@@ -5,6 +5,7 @@ without installing it."""
 from __future__ import annotations
 
 import threading
+from urllib.parse import quote
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,11 @@ DEFAULT_SHOTS = (
     Shot("county", "/county/440106", click_sensor=True),
     Shot("wall", "/province/440000?screen=wall", full_page=False),
     Shot("wall-city", "/city/440100?screen=wall", full_page=False),
+    Shot("wall-county", "/county/440106?screen=wall", full_page=False),
     Shot("province-en", "/province/440000?lang=en&theme=flood"),
+    Shot("alerts", "/alerts"),
+    Shot("subscriptions", "/subscriptions"),
+    Shot("search", "/search?q=%E5%A4%A9%E6%B2%B3"),  # 天河
 )
 
 
@@ -97,7 +102,8 @@ def take(base: str, out_dir: Path, shots=DEFAULT_SHOTS, *, username: str | None 
             _viewport(driver, width, height)
             driver.get(base + shot.path)
             wait_until(driver, lambda d: d.find_elements("css selector", ".js-plotly-plot .main-svg")
-                  or d.find_elements("id", "error-message"))
+                       or d.find_elements("css selector", "#error-message, .search-page, .alerts-page table, "
+                                                          ".subscriptions-page, .alert-page"))
             time.sleep(2.0)  # let the plots finish laying out and the first live tick land
             if shot.click_sensor:
                 _click_first_sensor(driver)
@@ -144,11 +150,14 @@ def register(sub) -> None:
     p.add_argument("--username", help="log-in user when the app asks for one")
     p.add_argument("--password", help="its password")
     p.add_argument("--only", nargs="*", choices=[s.name for s in DEFAULT_SHOTS], help="just these views")
+    p.add_argument("--alert", help="also alert.png: the page of this alert id (/alert/<id>)")
     p.set_defaults(func=cmd_screenshot)
 
 
 def cmd_screenshot(args, ctx) -> int:
     shots = [s for s in DEFAULT_SHOTS if not args.only or s.name in args.only]
+    if args.alert:
+        shots.append(Shot("alert", f"/alert/{quote(args.alert, safe='')}"))
     stop = None
     base = args.url
     if not base:
