@@ -103,10 +103,11 @@ def _region_name(code: str, lang: str) -> str:
     if not (len(code) == 6 and code.isdigit() and flask.has_app_context()):
         return code
     try:
+        # geo's tree (cached per engine), not apps.queries: the queries use this module
         from apps.context import engine
-        from apps.queries import region_tree
+        from geo import RegionTree
 
-        return region_tree(engine()).name(code, lang=lang)
+        return RegionTree.from_db(engine()).name(code, lang=lang)
     except Exception:  # noqa: BLE001 - a name is a nicety; the code still says which region
         return code
 

@@ -122,16 +122,7 @@ def memo(fn=None, *, per_user: bool = False):
     return wrapper
 
 
-def _alerts_version(adcode: str) -> tuple[str, str]:
-    """The app's database and the token of the alerts in ``adcode`` (what the live tables follow)."""
-    from apps import queries
-    from apps.context import engine
-
-    eng = engine()
-    return str(eng.url), queries.alerts_version(eng, scope=adcode)
-
-
-def page_layout(layout, *, version=_alerts_version):
+def page_layout(layout, *, version):
     """Cache a region page's rendered layout (``layout(adcode, **query)``) for the enabled
     layout time, per caller and page state; see the module. What the cache keeps is the layout
     as plain JSON values (what Dash would send), so a hit costs neither building the ~1,000

@@ -30,16 +30,17 @@ from apps.errors import AppsError
 from apps.i18n import t, user_message
 from apps.maps import MAP_CONFIG, WALL_FONT_PX, region_map, trend_figure
 from apps.pages.common import (
+    alerts_version_here,
     empty_note,
     live_table,
     register_region_callbacks,
     register_rotation,
+    replay_slider,
     rotation,
     stores,
     view_params,
     wall_clock_callback,
     wall_frame,
-    replay_slider,
     wall_map_text,
 )
 from tongguan import TongguanError
@@ -180,4 +181,4 @@ wall_clock_callback(PAGE)
 
 # Registered with its layout: the frame imports the pages explicitly (no folder discovery).
 dash.register_page(__name__, path_template="/city/<adcode>", name=PAGE, title="统管 · 城市运行",
-                   layout=view_cache.page_layout(layout))
+                   layout=view_cache.page_layout(layout, version=alerts_version_here))

@@ -412,3 +412,10 @@ __all__ = [
     "view_params",
     "wall_clock_callback",
 ]
+
+
+def alerts_version_here(adcode: str) -> tuple[str, str]:
+    """The app's database and the token of the alerts in ``adcode`` (what the live tables
+    follow): the version a cached page layout is keyed by (apps.view_cache.page_layout)."""
+    eng = engine()
+    return str(eng.url), queries.alerts_version(eng, scope=adcode)

@@ -42,6 +42,7 @@ from apps.maps import (
 )
 from apps.pages.common import (
     VITALS_EVERY,
+    alerts_version_here,
     register_rotation,
     rotation,
     view_params,
@@ -307,4 +308,4 @@ wall_clock_callback(PAGE)
 
 # Registered with its layout: the frame imports the pages explicitly (no folder discovery).
 dash.register_page(__name__, path_template="/county/<adcode>", name=PAGE, title="统管 · 区县",
-                   layout=view_cache.page_layout(layout))
+                   layout=view_cache.page_layout(layout, version=alerts_version_here))

@@ -24,14 +24,15 @@ from apps.errors import AppsError
 from apps.i18n import t, user_message
 from apps.maps import MAP_CONFIG, WALL_FONT_PX, region_map, trend_figure
 from apps.pages.common import (
+    alerts_version_here,
     empty_note,
     live_table,
     register_region_callbacks,
+    replay_slider,
     stores,
     view_params,
     wall_clock_callback,
     wall_frame,
-    replay_slider,
     wall_map_text,
 )
 
@@ -111,4 +112,4 @@ wall_clock_callback(PAGE)
 
 # Registered with its layout: the frame imports the pages explicitly (no folder discovery).
 dash.register_page(__name__, path_template="/province/<adcode>", name=PAGE, title="统管 · 全省态势",
-                   layout=view_cache.page_layout(layout))
+                   layout=view_cache.page_layout(layout, version=alerts_version_here))
