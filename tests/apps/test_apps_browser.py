@@ -51,6 +51,17 @@ def browser():
         driver.quit()
 
 
+def insert_open_alert(db_url: str, aid: str, title: str, *, level: str, subject: str,
+                      adcode: str = "440106", theme: str = "flood") -> None:
+    """An open alert of ``adcode`` (in Guangzhou) seen now, its id as its dedupe key."""
+    with engine_for(db_url).begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
+            "first_seen, last_seen, status) VALUES (:id, :id, 'rule:test', :lv, :th, :title, :subj, :ad, "
+            "'440100', '440000', now(), now(), 'open')"),
+            {"id": aid, "lv": level, "th": theme, "title": title, "subj": subject, "ad": adcode})
+
+
 def sign_in(driver, base: str, db_url: str, user: str = "e2e-admin", home: str = "440000"):
     """Log in (as an operator of ``home``) when the app asks for it: the access layer guards
     every page and lets only the owning region's operators handle an alert."""
@@ -167,11 +178,7 @@ def test_county_sensor_series_and_acknowledge_an_alert(server, browser):
 
     base, url = server
     sign_in(browser, base, url, user="e2e-tianhe", home="440106")  # the county's own operator
-    with engine_for(url).begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
-            "first_seen, last_seen, status) VALUES ('e2e-ack', 'e2e-ack', 'rule:test', 'orange', 'flood', "
-            "'待确认测试预警', 'sensor:x', '440106', '440100', '440000', now(), now(), 'open')"))
+    insert_open_alert(url, "e2e-ack", "待确认测试预警", level="orange", subject="sensor:x")
     browser.get(base + "/county/440106")
     wait_for(browser, lambda d: d.find_element("id", "breadcrumb-current").text == "天河区", what="county page")
 
@@ -204,11 +211,7 @@ def test_a_refused_action_is_said_in_chinese_without_cli_flags(server, browser):
 
     base, url = server
     sign_in(browser, base, url, user="e2e-tianhe", home="440106")
-    with engine_for(url).begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
-            "first_seen, last_seen, status) VALUES ('e2e-refuse', 'e2e-refuse', 'rule:test', 'yellow', 'flood', "
-            "'拒绝测试预警', 'sensor:refuse', '440106', '440100', '440000', now(), now(), 'open')"))
+    insert_open_alert(url, "e2e-refuse", "拒绝测试预警", level="yellow", subject="sensor:refuse")
     browser.get(base + "/county/440106")
     row = wait_for(browser, lambda d: d.find_element("id", "county-alert-row-e2e-refuse"), what="alert row")
     row.find_element("css selector", ".action-close").click()

@@ -6,7 +6,13 @@ the header's search finds sensors, cameras, places and alerts of the caller's re
 
 import pytest
 
-from tests.apps.test_apps_browser import browser, server, sign_in, wait_for  # noqa: F401  (fixtures)
+from tests.apps.test_apps_browser import (  # noqa: F401  (fixtures)
+    browser,
+    insert_open_alert,
+    server,
+    sign_in,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -127,12 +133,8 @@ def test_header_search_finds_only_the_callers_region_and_is_audited(server, brow
 
     base, url = server
     sign_in(browser, base, url, user="e2e-tianhe", home="440106")
-    with engine_for(url).begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO alerts (id, dedupe_key, source, level, theme, title, subject, adcode, city, province, "
-            "first_seen, last_seen, status) VALUES (:id, :id, 'rule:test', 'orange', 'flood', '搜索测试预警', "
-            "'sensor:search', :c, '440100', '440000', now(), now(), 'open')"),
-            [{"id": "e2e-search-th", "c": "440106"}, {"id": "e2e-search-yx", "c": "440104"}])
+    for aid, adcode in (("e2e-search-th", "440106"), ("e2e-search-yx", "440104")):
+        insert_open_alert(url, aid, "搜索测试预警", level="orange", subject="sensor:search", adcode=adcode)
     browser.get(base + "/county/440106")
     box = wait_for(browser, lambda d: d.find_element("id", "search-q"), what="the header's search box")
     box.send_keys("e2e-search", Keys.ENTER)
