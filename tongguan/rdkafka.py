@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
+from confluent_kafka import TopicPartition as RdTP
 from kafka.structs import TopicPartition
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,6 @@ class RdKafkaConsumer:
                  fetch_max_wait_ms: int = 10, fetch_max_bytes: int = 64 * 1024 * 1024,
                  max_partition_fetch_bytes: int = 16 * 1024 * 1024, max_poll_records: int = 5000,
                  enable_auto_commit: bool = False, **_ignored):
-        from confluent_kafka import Consumer
-
         if enable_auto_commit:
             raise ValueError("tongguan's workers commit after their writes: enable_auto_commit must be False")
         self.max_poll_records = max_poll_records
@@ -95,8 +95,6 @@ class RdKafkaConsumer:
             err = m.error()
             if err is not None:
                 if err.fatal():
-                    from confluent_kafka import KafkaException
-
                     raise KafkaException(err)
                 log.warning("kafka: %s", err)  # e.g. a topic not created yet: nothing to hand over
                 continue
@@ -109,8 +107,6 @@ class RdKafkaConsumer:
     def commit(self, offsets: dict) -> None:
         """Synchronously commit ``{TopicPartition: OffsetAndMetadata}`` (raises when it failed,
         e.g. the partitions were taken away by a rebalance)."""
-        from confluent_kafka import TopicPartition as RdTP
-
         self._consumer.commit(offsets=[RdTP(tp.topic, tp.partition, om.offset) for tp, om in offsets.items()],
                               asynchronous=False)
 
@@ -119,26 +115,18 @@ class RdKafkaConsumer:
         return {TopicPartition(p.topic, p.partition) for p in self._consumer.assignment()}
 
     def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
-        from confluent_kafka import TopicPartition as RdTP
-
         (p,) = self._consumer.position([RdTP(tp.topic, tp.partition)])
         return p.offset if p.offset >= 0 else None
 
     def highwater(self, tp: TopicPartition) -> int | None:
-        from confluent_kafka import TopicPartition as RdTP
-
         _low, high = self._consumer.get_watermark_offsets(RdTP(tp.topic, tp.partition), cached=True)
         return high if high is not None and high >= 0 else None
 
     def committed(self, tp: TopicPartition) -> int | None:
-        from confluent_kafka import TopicPartition as RdTP
-
         (p,) = self._consumer.committed([RdTP(tp.topic, tp.partition)], timeout=10)
         return p.offset if p.offset >= 0 else None
 
     def end_offsets(self, tps) -> dict[TopicPartition, int]:
-        from confluent_kafka import TopicPartition as RdTP
-
         return {tp: self._consumer.get_watermark_offsets(RdTP(tp.topic, tp.partition), timeout=10)[1] for tp in tps}
 
     def partitions_for_topic(self, topic: str) -> set[int] | None:
@@ -146,26 +134,18 @@ class RdKafkaConsumer:
         return set(meta.partitions) if meta is not None and meta.error is None else None
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        from confluent_kafka import TopicPartition as RdTP
-
         self._consumer.seek(RdTP(tp.topic, tp.partition, offset))
 
     def seek_to_beginning(self, *tps: TopicPartition) -> None:
-        from confluent_kafka import OFFSET_BEGINNING
-
         for tp in tps or self.assignment():
             self.seek(tp, OFFSET_BEGINNING)
 
     def pause(self, *tps: TopicPartition) -> None:
-        from confluent_kafka import TopicPartition as RdTP
-
         if tps:
             self._consumer.pause([RdTP(tp.topic, tp.partition) for tp in tps])
             self._paused.update(tps)
 
     def resume(self, *tps: TopicPartition) -> None:
-        from confluent_kafka import TopicPartition as RdTP
-
         if tps:
             self._consumer.resume([RdTP(tp.topic, tp.partition) for tp in tps])
             self._paused.difference_update(tps)
