@@ -49,9 +49,11 @@ def check_region(engine, home: str, region: str | None) -> str:
     region = (region or "").strip() or home
     tree = queries.region_tree(engine)
     if region not in tree:
-        raise AppsError(f"unknown region {region!r}; pick one from the region list")
+        raise AppsError(f"unknown region {region!r}; pick one from the region list", "region_unknown",
+                        adcode=region)
     if not (home and tree.is_within(region, home)):
-        raise AppsError(f"region {region} is outside your region {home}")
+        raise AppsError(f"region {region} is outside your region {home}", "region_outside", region=region,
+                        home=home)
     return region
 
 

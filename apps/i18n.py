@@ -92,7 +92,7 @@ def user_message(exc: BaseException, lang: str | None = None) -> str:
     return t(f"refusal.{key}", lang, **params)
 
 
-REGION_PARAMS = {"owner", "target", "county"}  # reasons' parameters that are adcodes
+REGION_PARAMS = {"owner", "target", "county", "region", "home"}  # reasons' parameters that are adcodes
 
 
 def _region_name(code: str, lang: str) -> str:

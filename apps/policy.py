@@ -33,10 +33,12 @@ def require_region(engine, scope: Scope, adcode: str) -> str:
     tree = tree_for(engine)
     code = str(adcode or "").strip()
     if code not in tree:
-        raise AccessError(f"region {code or '(none)'} not found", 404, "not_found")
+        raise AccessError(f"region {code or '(none)'} not found", 404, "not_found", "region_unknown",
+                          adcode=code or "-")
     if not scope.within(tree, code):
         raise AccessError(f"region {code} ({tree.name(code, lang='en')}) is outside your region "
-                          f"{scope.home or '(none)'}", 403, "forbidden")
+                          f"{scope.home or '(none)'}", 403, "forbidden", "region_outside", region=code,
+                          home=scope.home or "-")
     return code
 
 

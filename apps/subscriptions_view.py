@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from analytics.alerting import subscriptions as subs
 from analytics.alerting.channels import setting_fields
 from apps import audit
-from apps.errors import AccessError
+from apps.errors import AccessError, not_found
 from apps.policy import tree_for
 from apps.scope import Scope
 from tongguan import TongguanError
@@ -64,9 +64,9 @@ def get_mine(engine, scope: Scope, sub_id: int) -> dict:
     try:
         row = subs.get_subscription(engine, int(sub_id))
     except (TongguanError, TypeError, ValueError):
-        raise AccessError(f"subscription {sub_id} not found (or not in your region)", 404, "not_found") from None
+        raise not_found(f"subscription {sub_id}") from None
     if not row["active"] or not _may_manage(engine, scope, row):
-        raise AccessError(f"subscription {sub_id} not found (or not yours)", 404, "not_found")
+        raise not_found(f"subscription {sub_id}")
     return {**row, "adcode": str(row["adcode"]).strip()}
 
 
@@ -80,7 +80,8 @@ def save(engine, scope: Scope, form: dict, sub_id: int | None = None) -> dict:
         audit.record(engine, actor=scope.username, user_id=scope.user_id, action="subscription_save",
                      region=None, target=str(sub_id or ""), outcome="denied",
                      detail={"adcode": f["adcode"]})
-        raise AccessError(f"region {f['adcode']} is outside your region {scope.home}", 403, "forbidden")
+        raise AccessError(f"region {f['adcode']} is outside your region {scope.home}", 403, "forbidden",
+                          "region_outside", region=str(f["adcode"] or ""), home=scope.home)
     values = {k: f[k] for k in fields() if k != "name"}
     if sub_id is None:
         row = subs.add_subscription(engine, owner=scope.username, name=f["name"] or "", **values)
@@ -120,14 +121,32 @@ def send_test_delivery(engine, scope: Scope, sub_id: int) -> list[tuple[str, boo
     if recent >= TEST_DELIVERIES_PER_WINDOW:
         audit.record(engine, actor=scope.username, user_id=scope.user_id, action="subscription_test",
                      region=row["adcode"], target=str(sub_id), outcome="denied", detail={"reason": "rate limit"})
-        raise AccessError(f"at most {TEST_DELIVERIES_PER_WINDOW} test deliveries a minute; try again shortly "
-                          "/ 测试发送过于频繁，请稍后再试", 429, "rate_limited")
+        raise AccessError(f"at most {TEST_DELIVERIES_PER_WINDOW} test deliveries a minute; try again shortly",
+                          429, "rate_limited", "test_rate_limited", n=TEST_DELIVERIES_PER_WINDOW,
+                          seconds=TEST_WINDOW_S)
     with unscoped():
         results = send_test(engine, get_settings(), int(sub_id))
     audit.record(engine, actor=scope.username, user_id=scope.user_id, action="subscription_test",
                  region=row["adcode"], target=str(sub_id),
                  detail={c: ("ok" if ok else d) for c, ok, d in results})
     return results
+
+
+def delivery_outcome(ok: bool, detail: str, lang: str = "zh") -> str:
+    """A test delivery's outcome for the page, in ``lang``: the URL guard's two answers by their
+    labels, anything else (an HTTP status, an SMTP error) quoted after "failed".
+
+    >>> from tongguan.netguard import REFUSED
+    >>> delivery_outcome(True, "HTTP 200"), delivery_outcome(False, REFUSED), delivery_outcome(False, "HTTP 500", "en")
+    ('✓', '✗ 地址不在允许范围内（仅限公网地址或白名单）', '✗ failed (HTTP 500)')
+    """
+    from apps.i18n import t
+    from tongguan.netguard import NO_ANSWER, REFUSED
+
+    if ok:
+        return "✓"
+    known = {REFUSED: "subs.test_refused", NO_ANSWER: "subs.test_no_answer"}
+    return "✗ " + (t(known[detail], lang) if detail in known else t("subs.test_failed", lang, detail=detail))
 
 
 def inbox(engine, scope: Scope, *, unread_only: bool = False, limit: int = 50) -> list[dict]:

@@ -172,7 +172,8 @@ def load_alert(conn, alert_id: str, *, lock: bool = False) -> dict:
     sql = _SELECT.text + (" FOR UPDATE OF a" if lock else "")
     row = conn.execute(sa.text(sql), {"id": str(alert_id)}).mappings().first()
     if row is None:
-        raise AlertingError(f"no alert {alert_id!r}; list alerts with `tongguan alerts list`")
+        raise AlertingError(f"no alert {alert_id!r}; list alerts with `tongguan alerts list`", "not_found",
+                            kind="alert", ident=str(alert_id))
     alert = dict(row)
     if alert["owner_region"] is None:  # created before the handling trigger existed
         conn.execute(sa.text("INSERT INTO alert_handling (alert_id, owner_region, visible_at) "

@@ -58,14 +58,17 @@ def _check(*, name: str, adcode: str, channels: Iterable[str], themes: Iterable[
         raise AlertingError(f"region {adcode!r} is not a six-digit adcode (e.g. 440100 for Guangzhou)", "bad_region",
                             adcode=str(adcode))
     if min_level not in LEVELS:
-        raise AlertingError(f"min level {min_level!r} unknown; use one of {', '.join(LEVELS)}")
+        raise AlertingError(f"min level {min_level!r} unknown; use one of {', '.join(LEVELS)}", "bad_level",
+                            value=str(min_level))
     known = _themes()
     if known is not None and set(themes) - known:
-        raise AlertingError(f"unknown theme(s) {', '.join(sorted(set(themes) - known))}; use {', '.join(sorted(known))}")
+        raise AlertingError(f"unknown theme(s) {', '.join(sorted(set(themes) - known))}; use {', '.join(sorted(known))}",
+                            "bad_theme", value=", ".join(sorted(set(themes) - known)))
     unknown = set(settings) - {f.name for f in setting_fields()}
     if unknown:
         raise AlertingError(f"unknown channel setting(s) {', '.join(sorted(unknown))}; "
-                            f"use {', '.join(f.name for f in setting_fields())}")
+                            f"use {', '.join(f.name for f in setting_fields())}", "bad_setting_name",
+                            value=", ".join(sorted(unknown)))
     for c in channels:
         channel(c).validate(settings)
     qs, qe = parse_time(quiet_start), parse_time(quiet_end)
@@ -74,7 +77,8 @@ def _check(*, name: str, adcode: str, channels: Iterable[str], themes: Iterable[
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise AlertingError(f"unknown time zone {timezone!r}; e.g. Asia/Shanghai") from None
+        raise AlertingError(f"unknown time zone {timezone!r}; e.g. Asia/Shanghai", "bad_timezone",
+                            value=str(timezone)) from None
     if not (name or "").strip():
         raise AlertingError("a subscription needs a name", "need_name")
     return {"name": name.strip(), "adcode": adcode, "channels": channels, "themes": themes,
@@ -132,7 +136,8 @@ def update_subscription(engine, sub_id: int, *, name: str, adcode: str, channels
     :func:`add_subscription`. Its owner, time zone and webhook secret stay."""
     old = get_subscription(engine, sub_id)
     if not old["active"]:
-        raise AlertingError(f"no active subscription {sub_id}; list them with `tongguan subscriptions list`")
+        raise AlertingError(f"no active subscription {sub_id}; list them with `tongguan subscriptions list`",
+                            "not_found", kind="subscription", ident=str(sub_id))
     v = _check(name=name, adcode=adcode, channels=channels, themes=themes, min_level=min_level,
                quiet_start=quiet_start, quiet_end=quiet_end, timezone=old["timezone"], settings=settings)
     cols = _channel_columns(v["channels"], settings, {}, old)
@@ -146,7 +151,8 @@ def update_subscription(engine, sub_id: int, *, name: str, adcode: str, channels
             {**v, "esc": bool(escalated_only), "id": int(sub_id),
              **{"c_" + k: val for k, val in cols.items()}}).mappings().first()
     if row is None:
-        raise AlertingError(f"no active subscription {sub_id}; list them with `tongguan subscriptions list`")
+        raise AlertingError(f"no active subscription {sub_id}; list them with `tongguan subscriptions list`",
+                            "not_found", kind="subscription", ident=str(sub_id))
     return dict(row)
 
 
@@ -164,7 +170,8 @@ def get_subscription(engine, sub_id: int) -> dict:
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT * FROM subscriptions WHERE id = :id"), {"id": int(sub_id)}).mappings().first()
     if row is None:
-        raise AlertingError(f"no subscription {sub_id}; list them with `tongguan subscriptions list`")
+        raise AlertingError(f"no subscription {sub_id}; list them with `tongguan subscriptions list`",
+                            "not_found", kind="subscription", ident=str(sub_id))
     return dict(row)
 
 
@@ -174,7 +181,8 @@ def remove_subscription(engine, sub_id: int) -> None:
         n = conn.execute(sa.text("UPDATE subscriptions SET active = false WHERE id = :id AND active"),
                          {"id": int(sub_id)}).rowcount
     if not n:
-        raise AlertingError(f"no active subscription {sub_id}; list them with `tongguan subscriptions list`")
+        raise AlertingError(f"no active subscription {sub_id}; list them with `tongguan subscriptions list`",
+                            "not_found", kind="subscription", ident=str(sub_id))
 
 
 # -------------------------------------------------------------------------------- matching

@@ -84,9 +84,11 @@ def require_in_scope(adcode) -> str:
 
     tree = tree_for(engine())
     if code not in tree:
-        raise AccessError(f"未找到区域 {code} / region {code} not found", 404, "not_found")
+        raise AccessError(f"未找到区域 {code} / region {code} not found", 404, "not_found", "region_unknown",
+                          adcode=code)
     if not current_scope().within(tree, code):
-        exc = AccessError(f"区域 {code} 不在您的权限范围内 / region {code} is outside your region", 403, "forbidden")
+        exc = AccessError(f"区域 {code} 不在您的权限范围内 / region {code} is outside your region", 403, "forbidden",
+                          "region_outside", region=code, home=current_scope().home)
         exc.region = code if len(code) == 6 and code.isdigit() else None
         raise exc
     return code

@@ -216,7 +216,7 @@ def _subs_action(_save, _new, act_clicks, *states):
                            subs_list(eng, view.list_mine(eng, scope), lang), no_update])
             if action == "test":
                 results = view.send_test_delivery(eng, scope, sub_id)
-                text = "; ".join(f"{channel_label(c, lang)} {'✓' if ok else '✗ ' + detail}"
+                text = "; ".join(f"{channel_label(c, lang)} {view.delivery_outcome(ok, detail, lang)}"
                                  for c, ok, detail in results)
                 ok = all(ok for _, ok, _ in results)
                 return keep + [no_update, no_update,

@@ -4,6 +4,8 @@ to their own subscriptions, audited; test delivery to the in-app inbox; read / u
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -109,3 +111,60 @@ def test_test_delivery_and_inbox_read_unread(engine, users):
         n = conn.execute(sa.text("SELECT count(*) FROM notification_deliveries WHERE subscription_id = :s"),
                          {"s": sid}).scalar()
     assert n == 2
+
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+ENGLISH_PHRASE = re.compile(r"[A-Za-z]+(?:[ ,'’]+[A-Za-z]+){2,}")  # three English words in a row
+CLI_WORDS = re.compile(r"--[a-z]|`|tongguan ")
+
+
+def _said(call, lang):
+    from apps.i18n import user_message
+    from tongguan import TongguanError
+
+    with pytest.raises(TongguanError) as e:
+        call()
+    return user_message(e.value, lang)
+
+
+def test_refusals_and_form_errors_are_said_in_the_users_language(engine, users):
+    """Every way the subscription form, the test button and the alerts filter refuse, said in
+    Chinese without English sentences or CLI flags, and in English with ?lang=en."""
+    from analytics.alerting.lifecycle import load_alert
+    from apps import alerts_view
+    from apps import subscriptions_view as view
+    from apps.scope import scoped
+
+    th = users["tianhe-operator"]
+    with scoped(th):
+        sid = view.save(engine, th, FORM)["id"]
+
+        def load_missing():
+            with engine.connect() as conn:
+                load_alert(conn, "no-such-alert")
+
+        calls = {
+            "webhook url": lambda: view.save(engine, th, {**FORM, "channels": ["webhook"], "webhook_url": "ftp://x"}),
+            "e-mail": lambda: view.save(engine, th, {**FORM, "channels": ["email"], "email": "not-an-address"}),
+            "no channel": lambda: view.save(engine, th, {**FORM, "channels": []}),
+            "quiet hours": lambda: view.save(engine, th, {**FORM, "quiet_end": ""}),
+            "bad time": lambda: view.save(engine, th, {**FORM, "quiet_start": "25:00"}),
+            "no name": lambda: view.save(engine, th, {**FORM, "name": " "}),
+            "level": lambda: view.save(engine, th, {**FORM, "min_level": "purple"}),
+            "theme": lambda: view.save(engine, th, {**FORM, "themes": ["no-such-theme"]}),
+            "outside": lambda: view.save(engine, th, {**FORM, "adcode": "440104"}),
+            "not found": lambda: view.get_mine(engine, th, sid + 1000),
+            "removed": lambda: view.remove(engine, th, sid + 1000),
+            "filter unknown": lambda: alerts_view.check_region(engine, "440106", "999999"),
+            "filter outside": lambda: alerts_view.check_region(engine, "440106", "440104"),
+            "no alert": load_missing,
+        }
+        for _ in range(view.TEST_DELIVERIES_PER_WINDOW):
+            view.send_test_delivery(engine, th, sid)
+        calls["rate limit"] = lambda: view.send_test_delivery(engine, th, sid)
+        for what, call in calls.items():
+            zh, en = _said(call, "zh"), _said(call, "en")
+            assert CJK.search(zh) and not ENGLISH_PHRASE.search(zh) and not CLI_WORDS.search(zh), (what, zh)
+            assert not CJK.search(en) and ENGLISH_PHRASE.search(en) and not CLI_WORDS.search(en), (what, en)
+    assert "Webhook" in _said(calls["webhook url"], "zh") and "邮箱" in _said(calls["e-mail"], "zh")
+    assert view.delivery_outcome(False, "HTTP 503", "zh") == "✗ 发送失败（HTTP 503）"

@@ -57,7 +57,8 @@ class Channel:
         """Raise AlertingError (saying what to write) when a setting is missing or malformed."""
         for f in self.fields:
             if not re.match(f.pattern, values.get(f.name) or ""):
-                raise AlertingError(f.needs)
+                raise AlertingError(f.needs, "bad_setting", field_zh=f.label_zh, field_en=f.label_en,
+                                    example=f.placeholder)
 
     def generate(self, values: Mapping, old: Mapping | None = None) -> dict:
         """Values of the ``generated`` columns for a subscription being created (``old`` None)
