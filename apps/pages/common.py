@@ -107,6 +107,8 @@ def stores(page: str, p: ViewParams, *, kpis: dict, state, ticker, codes: list[s
             "tick_ids": [str(i) for i in ticker["id"]] if not ticker.empty else [],
             **({"vitals": {i.id: vital_text(i, v) for i, v in vitals}} if vitals else {})}),
         dcc.Store(id=f"{page}-tables-shown", data=tables),
+        # hours back the map shows (the 24 h slider; 0 = live): the live tick leaves the map alone meanwhile
+        dcc.Store(id=f"{page}-replaying", data=0),
         dcc.Interval(id=f"{page}-live", interval=LIVE_INTERVAL_MS),
     ]
 
@@ -144,11 +146,15 @@ def register_region_callbacks(page: str, child_level: str, *, renderers: dict | 
         level = page
         return view_href(level, params["adcode"], query_string(**params), theme=theme, window=window)
 
+    # Walls have no slider: a wall is watched across a room, not clicked, and shows the present
+    # (a ``?t=`` in a wall's address is ignored like any other unknown parameter).
     @callback(Output(f"{page}-map", "figure", allow_duplicate=True), Output(f"{page}-replay-at", "children"),
+              Output(f"{page}-replaying", "data"),
               Input(f"{page}-replay", "value"), State(f"{page}-params", "data"), State(f"{page}-shown", "data"),
               prevent_initial_call=True)
     def _replay(hours_ago, params, shown):
-        return replay_figure(engine(), params=params, codes=shown["codes"], hours_ago=hours_ago)
+        fig, label = replay_figure(engine(), params=params, codes=shown["codes"], hours_ago=hours_ago)
+        return fig, label, abs(int(hours_ago or 0))
 
     inds = list(vitals or ())
     vital_outputs = [Output(f"{page}-vital{part}-{ind.id}", prop) for ind in inds for part, prop in VITAL_PARTS]
@@ -158,11 +164,11 @@ def register_region_callbacks(page: str, child_level: str, *, renderers: dict | 
                  Output(f"{page}-ranking", "children")]
               + vital_outputs + [Output(f"{page}-shown", "data")],
               Input(f"{page}-live", "n_intervals"),
-              State(f"{page}-params", "data"), State(f"{page}-shown", "data"),
+              State(f"{page}-params", "data"), State(f"{page}-shown", "data"), State(f"{page}-replaying", "data"),
               prevent_initial_call=True)
-    def _live(n, params, shown):
+    def _live(n, params, shown, replaying):
         return live_update(data_engine=engine(), params=params, shown=shown, page=page, child_level=child_level,
-                           vitals=inds, tick=n or 0)
+                           vitals=inds, tick=n or 0, replaying=bool(replaying))
 
     if renderers:
         # The tables the page holds differ (desk, wall): a pattern-matching output takes those present.
@@ -235,7 +241,7 @@ def live_tables_update(eng, *, params: dict, shown: str | None, names: list[str]
 
 
 def live_update(*, data_engine, params: dict, shown: dict, page: str | None = None, child_level: str | None = None,
-                vitals: list = (), tick: int = 0) -> list:
+                vitals: list = (), tick: int = 0, replaying: bool = False) -> list:
     """One live tick: only the KPI texts that changed, a Patch of the map colours when a region's
     level changed, a Patch that prepends new/escalated alerts to the ticker, the ranking again
     when it changed (from the same region state as the map colours), and the vital signs that
@@ -244,7 +250,9 @@ def live_update(*, data_engine, params: dict, shown: dict, page: str | None = No
 
     Returns the outputs in the callback's order: KPIs, map, ticker, ranking (of ``page``, whose
     rows link to ``child_level`` views), three per vital sign (value, its colour, its status),
-    the shown-state store."""
+    the shown-state store. While ``replaying`` (the 24 h slider shows an earlier hour) the map is
+    left as it is; the levels shown are still tracked, and the slider's return to "now" draws
+    the present."""
     scope, theme, lang = require_in_scope(params["adcode"]), params["theme"], params["lang"]
     kpis = queries.kpis(data_engine, scope=scope, theme=theme)
     k = kpi_values(kpis, lang)
@@ -254,7 +262,7 @@ def live_update(*, data_engine, params: dict, shown: dict, page: str | None = No
 
     state = queries.region_state(data_engine, scope=scope, theme=theme)
     levels = map_levels(state, shown["codes"])
-    if levels != shown.get("levels"):
+    if levels != shown.get("levels") and not replaying:
         fig = Patch()
         fig["data"][0]["z"] = level_z(levels)
         out.append(fig)

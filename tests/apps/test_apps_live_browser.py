@@ -135,3 +135,47 @@ def test_rotating_wall_of_the_city_operator_stays_in_guangzhou(server, browser):
         assert adcode.startswith("4401"), previous  # Guangzhou or one of its districts, never another city
         seen.append(adcode)
     assert len(set(seen)) >= 2 and any(a != "440100" for a in seen)  # it did move, to Guangzhou's districts
+
+
+def _map_z(driver, graph: str, adcode: str):
+    """The colour value (apps.maps.level_z) the map in ``graph`` shows for ``adcode`` now."""
+    return driver.execute_script(
+        f"const g = document.querySelector('#{graph} .js-plotly-plot');"
+        "if (!g || !g.data) return null; const i = g.data[0].locations.indexOf(arguments[0]);"
+        "return i < 0 ? null : g.data[0].z[i];", adcode)
+
+
+def test_map_replay_holds_the_chosen_hour_through_live_ticks(server, browser):  # noqa: F811
+    """The 24 h slider shows an earlier hour: an alert raised meanwhile does not recolour the map
+    on the live ticks; back at "now" the map is live again."""
+    import time
+
+    from selenium.webdriver.common.keys import Keys
+
+    base, url = server
+    sign_in(browser, base, url)
+    with engine_for(url).connect() as conn:  # two cities with nothing open (their colour will change)
+        quiet = [c.strip() for c in conn.execute(sa.text(
+            "SELECT adcode FROM regions WHERE parent = '440000' AND adcode NOT IN "
+            "(SELECT city FROM alerts WHERE status IN ('open', 'acknowledged', 'dispatched')) ORDER BY adcode DESC "
+            "LIMIT 2")).scalars()]
+        counties = [conn.execute(sa.text("SELECT adcode FROM regions WHERE parent = :c ORDER BY adcode LIMIT 1"),
+                                 {"c": c}).scalar().strip() for c in quiet]
+    browser.get(base + "/province/440000")
+    wait_for(browser, lambda d: _map_z(d, "province-map", quiet[0]) == 0.5, what="the quiet city uncoloured")
+    thumb = browser.find_element("css selector", "#province-replay-bar [role=slider]")
+    thumb.send_keys(Keys.HOME)  # 24 hours ago
+    at = wait_for(browser, lambda d: (s := d.find_element("id", "province-replay-at").text) != "现在" and s,
+                  what="the map showing an earlier hour")
+    then = _map_z(browser, "province-map", quiet[0])
+    _mark(browser)
+    _raise(url, "e2e-replay-held", "回放期间新预警", county=counties[0], city=quiet[0])
+    time.sleep(5)  # more than two live ticks (2 s)
+    assert browser.find_element("id", "province-replay-at").text == at
+    assert _map_z(browser, "province-map", quiet[0]) == then != 4.5  # still the chosen hour, not live red
+    thumb.send_keys(Keys.END)  # back to now: the present, and live again
+    wait_for(browser, lambda d: _map_z(d, "province-map", quiet[0]) == 4.5, timeout=10, what="the present drawn")
+    assert browser.find_element("id", "province-replay-at").text == "现在"
+    _raise(url, "e2e-replay-live", "回放结束后新预警", county=counties[1], city=quiet[1])
+    wait_for(browser, lambda d: _map_z(d, "province-map", quiet[1]) == 4.5, timeout=15, what="a live recolour")
+    assert _same_page(browser)
