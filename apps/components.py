@@ -191,25 +191,39 @@ def level_badge(level: str, lang: str) -> html.Span:
                      style={"background": LEVEL_COLOURS.get(level, "#555")})
 
 
+RANK_LEVELS = ("red", "orange", "yellow", "blue")
+
+
 def ranking(page: str, state: pd.DataFrame, *, level: str, search: str, lang: str,
-            limit: int = 25) -> html.Table:
-    """Children by severity: worst level, then counts — each row links down."""
-    rows = []
-    for i, r in enumerate(state.head(limit).itertuples(), 1):
+            limit: int = 25, columns: int = 1) -> html.Table:
+    """Children by severity: worst level, then counts — each row links down. At most ``limit``
+    rows of ``columns`` regions side by side (the walls fit their panel so); when more regions
+    than that remain, the last place says how many more and how many alerts they hold open."""
+    room = limit * columns
+    shown = state if len(state) <= room else state.head(room - 1)
+    cells = []
+    for i, r in enumerate(shown.itertuples(), 1):
         name = r.name_en if lang == "en" and r.name_en else r.name
-        rows.append(html.Tr([
+        cells.append([
             html.Td(i, className="rank-no"),
             html.Td(dcc.Link(name, href=view_href(level, r.adcode, search), id=f"{page}-rank-{r.adcode}")),
             html.Td(level_badge(r.worst, lang)),
             html.Td(int(r.open)),
-            *[html.Td(int(getattr(r, lv)) or "", style={"color": LEVEL_COLOURS[lv]})
-              for lv in ("red", "orange", "yellow", "blue")],
-        ]))
-    head = html.Thead(html.Tr([html.Th("#"), html.Th(t("col.region", lang)), html.Th(t("col.worst", lang)),
-                               html.Th(t("col.open", lang)),
-                               *[html.Th("●", style={"color": LEVEL_COLOURS[lv]})
-                                 for lv in ("red", "orange", "yellow", "blue")]]))
-    return html.Table([head, html.Tbody(rows)], className="grid-table ranking", id=f"{page}-ranking")
+            *[html.Td(int(getattr(r, lv)) or "", style={"color": LEVEL_COLOURS[lv]}) for lv in RANK_LEVELS],
+        ])
+    rest = state.iloc[len(shown):]
+    if len(rest):
+        cells.append([html.Td(t("ranking.more", lang, n=len(rest), open=int(rest["open"].sum())),
+                              colSpan=4 + len(RANK_LEVELS), className="rank-more", id=f"{page}-rank-more")])
+    per_col = -(-len(cells) // columns) if cells else 0
+    rows = [html.Tr([cell for c in range(columns) if c * per_col + i < len(cells) for cell in cells[c * per_col + i]])
+            for i in range(per_col)]
+    head = [th for _ in range(columns) for th in (
+        html.Th("#"), html.Th(t("col.region", lang)), html.Th(t("col.worst", lang)), html.Th(t("col.open", lang)),
+        *[html.Th("●", style={"color": LEVEL_COLOURS[lv]}) for lv in RANK_LEVELS])]
+    return html.Table([html.Thead(html.Tr(head)), html.Tbody(rows)],
+                      className="grid-table ranking" + (f" ranking-cols-{columns}" if columns > 1 else ""),
+                      id=f"{page}-ranking")
 
 
 def fmt_when(ts) -> str:

@@ -406,8 +406,9 @@ def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, 
 
 
 def series_figure(df: pd.DataFrame, *, thresholds: dict | None = None, lang: str = "zh",
-                  title: str = "", height: int = 260) -> dict:
-    """One sensor's readings with its warning thresholds as dashed lines by level."""
+                  title: str = "", height: int = 260, font_px: int | None = None) -> dict:
+    """One sensor's readings with its warning thresholds as dashed lines by level (``font_px``:
+    every text that high, for a wall)."""
     shapes, notes = [], []
     for lv, value in (thresholds or {}).items():
         if value is None:
@@ -416,7 +417,7 @@ def series_figure(df: pd.DataFrame, *, thresholds: dict | None = None, lang: str
         shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": value, "y1": value,
                        "line": {"dash": "dash", "color": colour}})
         notes.append({"xref": "paper", "x": 1, "y": value, "xanchor": "right", "yanchor": "bottom",
-                      "showarrow": False, "font": {"color": colour},
+                      "showarrow": False, "font": {"color": colour, **({"size": font_px} if font_px else {})},
                       "text": f"{t('alert.level.' + lv, lang) if lv in LEVEL_COLOURS else lv} {value:g}"})
     stamps = pd.to_datetime(df["ts"])
     if getattr(stamps.dt, "tz", None) is not None:
@@ -428,4 +429,9 @@ def series_figure(df: pd.DataFrame, *, thresholds: dict | None = None, lang: str
               "plot_bgcolor": BG, "font": {"color": FG}, "title": {"text": plain(title), "font": {"size": 13}},
               "xaxis": {"gridcolor": GRID}, "yaxis": {"gridcolor": GRID}, "showlegend": False,
               "shapes": shapes, "annotations": notes}
+    if font_px:
+        layout["font"]["size"] = layout["title"]["font"]["size"] = font_px
+        layout["xaxis"].update(tickfont={"size": font_px}, nticks=6, tickformat="%H:%M")
+        layout["yaxis"]["tickfont"] = {"size": font_px}
+        layout["margin"] = {"l": 60, "r": 10, "t": 40, "b": 40}
     return {"data": data, "layout": layout}

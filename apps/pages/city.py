@@ -21,7 +21,6 @@ from apps.components import (
     level_legend,
     overdue_table,
     panel,
-    ranking,
     ticker_items,
     vital_card,
 )
@@ -33,11 +32,13 @@ from apps.pages.common import (
     alerts_version_here,
     empty_note,
     live_table,
+    page_ranking,
     register_region_callbacks,
     register_rotation,
     replay_slider,
     rotation,
     stores,
+    ticker_limit,
     view_params,
     wall_clock_callback,
     wall_frame,
@@ -95,7 +96,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     tree = queries.region_tree(eng)
     state = queries.region_state(eng, scope=p.adcode, theme=p.theme)
     kpis = queries.kpis(eng, scope=p.adcode, theme=p.theme)
-    tick = queries.ticker(eng, scope=p.adcode, theme=p.theme, limit=30)
+    tick = queries.ticker(eng, scope=p.adcode, theme=p.theme, limit=ticker_limit(p.wall))
     geojson = queries.children_geojson(eng, p.adcode)
     codes = [f["properties"]["adcode"] for f in geojson.get("features", [])]
     inds = indicators()
@@ -110,7 +111,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     vitals_panel = html.Div([vital_card(PAGE, ind, v, p.lang) for ind, v in zip(inds, vit)],
                             className="vitals", id=f"{PAGE}-vitals")
     ticker = html.Div(ticker_items(tick, search=p.search, lang=p.lang), id=f"{PAGE}-ticker", className="ticker")
-    rank = ranking(PAGE, state, level="county", search=p.search, lang=p.lang)
+    rank = page_ranking(PAGE, state, level="county", search=p.search, lang=p.lang, wall=p.wall)
     live = stores(PAGE, p, kpis=kpis, state=state, ticker=tick, codes=codes, tables=version,
                   vitals=[(ind, v["value"]) for ind, v in zip(inds, vit)])
     title = f"{tree.name(p.adcode, lang=p.lang)} · {theme_label(p.theme, p.lang)}"

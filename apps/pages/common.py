@@ -38,6 +38,20 @@ from apps.live import (
 from apps.maps import DESK_MAP_FRAME, WALL_FONT_PX, WALL_MAP_FRAME, level_z
 
 TICKER_MAX = 30
+# What fits a wall's panels at 18 px (1920x1080): the ranking's rows per column and columns
+# (the province's beside the map, a city's in the wide bottom row), the ticker's lines.
+WALL_RANKING = {"province": (15, 1), "city": (7, 2)}
+WALL_TICKER = 15
+
+
+def page_ranking(page: str, state, *, level: str, search: str, lang: str, wall: bool):
+    """The ranking of a region view: on a wall as many rows as its panel holds."""
+    rows, columns = WALL_RANKING[page] if wall else (25, 1)
+    return ranking(page, state, level=level, search=search, lang=lang, limit=rows, columns=columns)
+
+
+def ticker_limit(wall: bool) -> int:
+    return WALL_TICKER if wall else TICKER_MAX
 
 
 @dataclass(frozen=True)
@@ -270,19 +284,20 @@ def live_update(*, data_engine, params: dict, shown: dict, page: str | None = No
         out.append(no_update)
 
     since = shown.get("since")
-    new = queries.ticker(data_engine, scope=scope, theme=theme, since=since, limit=TICKER_MAX)
+    most = ticker_limit(params.get("screen") == "wall")
+    new = queries.ticker(data_engine, scope=scope, theme=theme, since=since, limit=most)
     if not new.empty:
         items = ticker_items(new, search=query_string(**params), lang=lang)
         # a state from before the ids were kept knows only how many lines it shows
         shown_ids = shown.get("tick_ids", [None] * shown.get("ticks", 0))
-        drop, after = ticker_merge(shown_ids, [str(i) for i in new["id"]], TICKER_MAX)
+        drop, after = ticker_merge(shown_ids, [str(i) for i in new["id"]], most)
         patch = Patch()
         for index in drop:
             del patch[index]
         for item in reversed(items):
             patch.prepend(item)
         for _ in range(len(items) + len(shown_ids) - len(drop) - len(after)):
-            del patch[TICKER_MAX]
+            del patch[most]
         out.append(patch)
         new_shown["tick_ids"] = after
         new_shown.pop("ticks", None)
@@ -291,7 +306,8 @@ def live_update(*, data_engine, params: dict, shown: dict, page: str | None = No
 
     rank = ranking_rows(state) if page and child_level else None
     if rank is not None and rank != shown.get("rank"):
-        out.append(ranking(page, state, level=child_level, search=query_string(**params), lang=lang).children)
+        out.append(page_ranking(page, state, level=child_level, search=query_string(**params), lang=lang,
+                                wall=params.get("screen") == "wall").children)
         new_shown["rank"] = rank
     else:
         out.append(no_update)

@@ -14,7 +14,7 @@ from dash import ALL, Input, Output, Patch, State, callback, ctx, dcc, html, no_
 
 from analytics import ACTIVE_STATUSES
 from apps import handling, queries, view_cache
-from apps.catalogue import WINDOWS, label, theme_label
+from apps.catalogue import WINDOWS, label, level_rank, theme_label
 from apps.components import (
     KPI_IDS,
     alerts_table,
@@ -133,8 +133,10 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     focus = focus_alert(alerts, alert)
     fig, sensors, events = build_map(eng, p, selected=sensor, alerts=alerts, focus=focus)
     table = alerts_panel(recent_or_open(alerts, p.window), p, focus=focus["id"] if focus else None)
+    if p.wall:  # nobody clicks a wall: it shows the sensor in the worst warning by itself
+        sensor = sensor or wall_sensor(sensors)
     series = (series_panel(eng, sensor, p, sensors) if sensor
-              else html.Div(t("series.pick", p.lang), className="muted empty"))
+              else html.Div(t("series.none_warning" if p.wall else "series.pick", p.lang), className="muted empty"))
     map_graph = dcc.Graph(id=f"{PAGE}-map", figure=fig, config=MAP_CONFIG, responsive=True,
                           className="region-map", style={"height": "100%"})
     live = [
@@ -184,6 +186,22 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     ], className=f"page region-page {PAGE}-page", id=f"{PAGE}-page")
 
 
+def wall_sensor(sensors) -> str | None:
+    """The sensor a county wall shows the series of: the one in the worst open warning (the
+    first of equals), none when no sensor is in one.
+
+    >>> import pandas as pd
+    >>> wall_sensor(pd.DataFrame({"sensor_id": ["a", "b", "c"], "level": ["blue", "red", "red"]}))
+    'b'
+    >>> wall_sensor(pd.DataFrame({"sensor_id": ["a"], "level": ["none"]})) is None
+    True
+    """
+    if sensors.empty:
+        return None
+    ranks = sensors["level"].map(level_rank)
+    return str(sensors.loc[ranks.idxmax(), "sensor_id"]) if ranks.max() > 0 else None
+
+
 def events_key(events) -> list:
     """What identifies the events list shown (its newest events), to send it only on a change."""
     return [str(e) for e in events["event_id"].head(12)] if not events.empty else []
@@ -200,7 +218,8 @@ def series_panel(eng, sensor_id: str, p, sensors=None):
 
     unit = metric_info(metric).get("unit", "")
     title = f"{sensor_id} · {label('metric', metric, p.lang)} ({unit})"
-    return dcc.Graph(figure=series_figure(df, thresholds=th, lang=p.lang, title=title),
+    return dcc.Graph(figure=series_figure(df, thresholds=th, lang=p.lang, title=title,
+                                          **({"height": 470, "font_px": WALL_FONT_PX} if p.wall else {})),
                      config={"displayModeBar": False}, id=f"{PAGE}-series-graph")
 
 

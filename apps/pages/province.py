@@ -16,7 +16,6 @@ from apps.components import (
     kpi_strip,
     level_legend,
     panel,
-    ranking,
     ticker_items,
 )
 from apps.context import engine
@@ -27,9 +26,11 @@ from apps.pages.common import (
     alerts_version_here,
     empty_note,
     live_table,
+    page_ranking,
     register_region_callbacks,
     replay_slider,
     stores,
+    ticker_limit,
     view_params,
     wall_clock_callback,
     wall_frame,
@@ -52,7 +53,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
     state = queries.region_state(eng, scope=p.adcode, theme=p.theme)
     kpis = queries.kpis(eng, scope=p.adcode, theme=p.theme)
     trend = queries.trend(eng, scope=p.adcode, theme=p.theme)
-    tick = queries.ticker(eng, scope=p.adcode, theme=p.theme, limit=30)
+    tick = queries.ticker(eng, scope=p.adcode, theme=p.theme, limit=ticker_limit(p.wall))
     geojson = queries.children_geojson(eng, p.adcode)
     codes = [f["properties"]["adcode"] for f in geojson.get("features", [])]
 
@@ -63,7 +64,7 @@ def layout(adcode: str | None = None, theme=None, window=None, lang=None, screen
                           className="region-map", style={"height": "100%"})
     ticker = html.Div(ticker_items(tick, search=p.search, lang=p.lang), id=f"{PAGE}-ticker",
                       className="ticker")
-    rank = ranking(PAGE, state, level="city", search=p.search, lang=p.lang)
+    rank = page_ranking(PAGE, state, level="city", search=p.search, lang=p.lang, wall=p.wall)
     trend_graph = dcc.Graph(id=f"{PAGE}-trend", figure=trend_figure(trend, lang=p.lang,
                                                                    height=240 if p.wall else 220,
                                                                    font_px=WALL_FONT_PX if p.wall else None),

@@ -1,4 +1,5 @@
 """The screens in headless Chromium (issue 14). The walls at 1920x1080, "readable across a room":
+no panel whose content is cut off at the bottom,
 no visible text under 18 px, no user bar, region names on the map that do not overlap, the map
 filling its panel; on the desk view the selected theme chip looks selected; the admin pages
 (/audit, /catalogue, /quality, /status) share the views' header, user bar, font and China time;
@@ -31,6 +32,20 @@ while ((n = walker.nextNode())) {
 }
 return out;"""
 
+# Panels whose content does not fit: [panel, what, its bottom or scroll height, the panel's]
+_OVERFLOWING = """
+const bad = [];
+for (const p of document.querySelectorAll('.wall .panel')) {
+  const box = p.getBoundingClientRect();
+  if (p.scrollHeight > p.clientHeight + 1) bad.push([p.className, 'scrolls', p.scrollHeight, p.clientHeight]);
+  for (const el of p.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.height && r.bottom > box.bottom + 1) {
+      bad.push([p.className, el.tagName + ' ' + el.textContent.slice(0, 20), r.bottom, box.bottom]); break; }
+  }
+}
+return bad;"""
+
 _MAP_LABELS = """
 return [...document.querySelectorAll(arguments[0] + ' .scattergeo text')].map(t => {
   const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.top, r.right, r.bottom]; });"""
@@ -58,7 +73,7 @@ def test_wall_is_readable_across_the_room(server, wall_viewport, path, page, min
     base, url = server
     driver = wall_viewport
     sign_in(driver, base, url)
-    driver.get(base + path + "?screen=wall")
+    driver.get(base + path + "?screen=wall&t=-6")  # a wall has no replay: ?t= changes nothing
     wait_for(driver, lambda d: d.find_elements("css selector", f"#{page}-map .js-plotly-plot .main-svg"),
              what="the wall's map")
     if min_names:
@@ -69,6 +84,9 @@ def test_wall_is_readable_across_the_room(server, wall_viewport, path, page, min
     assert len(texts) > 50  # the wall is on screen
     small = [t for t in texts if t[0] < 18]
     assert not small, small[:10]
+    # every panel's content fits its box (rankings, ticker, tables): nothing cut off at the bottom
+    assert not driver.execute_script(_OVERFLOWING), driver.execute_script(_OVERFLOWING)
+    assert "点击地图" not in driver.find_element("tag name", "body").text  # nobody clicks a wall
     # no user bar on the wall: nobody logs in or out on the room's screen
     assert not driver.find_element("id", "access-user").is_displayed()
     assert "退出" not in driver.find_element("tag name", "body").text
