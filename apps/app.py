@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dash
 from dash import dcc, html
 
@@ -86,11 +88,24 @@ def create_app(config: AppConfig) -> dash.Dash:
                      # a plain GET form: /search?q= is a page of its own (shareable, audited)
                      html.Form([dcc.Input(name="q", type="search", id="search-q", className="search-input",
                                           placeholder=t("search.placeholder"), debounce=True),
-                                html.Button(t("search.go"), type="submit", className="search-go")],
+                                dcc.Input(name="lang", type="hidden", id="search-lang", value="zh"),
+                                html.Button(t("search.go"), type="submit", className="search-go",
+                                            id="search-go")],
                                action="/search", method="get", id="search-form", className="search-form")],
                     className="topbar", id="topbar"),
         dash.page_container,
     ], id="frame")
+    # The frame is drawn once per page load: the box shows the query on its results page, and
+    # speaks (and searches in) the page's language.
+    app.clientside_callback(
+        """function(path, search) {
+            const q = new URLSearchParams(search || "");
+            const en = q.get("lang") === "en";
+            return [path === "/search" ? (q.get("q") || "") : "", en ? %s : %s, en ? "en" : "zh", en ? %s : %s];
+        }""" % tuple(json.dumps(t(k, lang), ensure_ascii=False)
+                     for k in ("search.placeholder", "search.go") for lang in ("en", "zh")),
+        dash.Output("search-q", "value"), dash.Output("search-q", "placeholder"), dash.Output("search-lang", "value"),
+        dash.Output("search-go", "children"), dash.Input("url", "pathname"), dash.Input("url", "search"))
     return app
 
 

@@ -159,6 +159,9 @@ def test_header_search_finds_only_the_callers_region_and_is_audited(server, brow
     wait_for(browser, lambda d: "/search?q=e2e-search" in d.current_url, what="the results page")
     found = wait_for(browser, lambda d: d.find_element("id", "search-alerts").text, what="the alerts found")
     assert "e2e-search-th" in found and "e2e-search-yx" not in found  # Yuexiu is not Tianhe's
+    # the box keeps the query on its results page (to refine it), in the page's language
+    wait_for(browser, lambda d: d.find_element("id", "search-q").get_attribute("value") == "e2e-search",
+             what="the query kept in the box")
     browser.get(base + "/search?q=s-440106")
     sensors = wait_for(browser, lambda d: d.find_elements("css selector", "#search-sensors tbody tr"), what="sensors")
     assert sensors and all("s-440106" in r.text for r in sensors)
@@ -166,10 +169,17 @@ def test_header_search_finds_only_the_callers_region_and_is_audited(server, brow
     assert "/county/440106?" in link and "sensor=s-440106" in link  # to the sensor on its county's map
     browser.get(base + "/search?q=s-440104")  # another county's sensors: nothing
     wait_for(browser, lambda d: d.find_element("id", "search-sensors-none"), what="no sensors outside Tianhe")
-    browser.get(base + "/search?q=天河")
+    browser.get(base + "/search?q=天河&lang=en")
     places = wait_for(browser, lambda d: d.find_element("id", "search-places").text, what="places")
-    assert "天河区" in places
+    assert "Tianhe" in places
+    box = browser.find_element("id", "search-q")
+    assert box.get_attribute("value") == "天河" and box.get_attribute("placeholder").startswith("Search")
+    box.send_keys("区", Keys.ENTER)  # searching again stays in English
+    wait_for(browser, lambda d: "lang=en" in d.current_url and "q=%E5%A4%A9%E6%B2%B3%E5%8C%BA" in d.current_url,
+             what="the second search, in English")
+    wait_for(browser, lambda d: "Results for “天河区”" in d.find_element("tag name", "body").text,
+             what="its results, in English")
     with engine_for(url).connect() as conn:
         searched = conn.execute(sa.text("SELECT target FROM audit_log WHERE actor = 'e2e-tianhe' AND action = 'search' "
                                         "ORDER BY id")).scalars().all()
-    assert {"e2e-search", "s-440106", "s-440104", "天河"} <= set(searched)  # each search audited as a read
+    assert {"e2e-search", "s-440106", "s-440104", "天河", "天河区"} <= set(searched)  # each search audited as a read
