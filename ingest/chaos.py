@@ -44,6 +44,8 @@ class Stream:
     acked_readings: int = 0
     failed_readings: int = 0
     messages: int = 0
+    mark_at: int | None = None     # messages from this index on are also counted in ``acked_after_mark``
+    acked_after_mark: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,10 +62,20 @@ class Stream:
 
     failures_in_a_row: int = 0
 
-    def _count(self, n: int, ok: bool) -> None:
+    def mark(self) -> int:
+        """From the next message on, acknowledged readings are also counted in ``acked_after_mark``
+        (what must all be stored after a fault, while what came before may be lost with a broker)."""
+        with self._lock:
+            self.mark_at = self.messages
+            self.acked_after_mark = 0
+        return self.mark_at
+
+    def _count(self, n: int, ok: bool, i: int = -1) -> None:
         with self._lock:
             if ok:
                 self.acked_readings += n
+                if self.mark_at is not None and i >= self.mark_at:
+                    self.acked_after_mark += n
                 self.failures_in_a_row = 0
             else:
                 self.failed_readings += n
@@ -101,7 +113,7 @@ class Stream:
                     n = 1
                 try:
                     fut = producer.send(self.topic, key=f"k{i % 50}".encode(), value=orjson.dumps(value))
-                    fut.add_callback(lambda _m, n=n: self._count(n, True))
+                    fut.add_callback(lambda _m, n=n, i=i: self._count(n, True, i))
                     fut.add_errback(lambda _e, n=n: self._count(n, False))
                 except Exception:  # noqa: BLE001 - the broker is down: this message is not produced
                     self._count(n, False)
@@ -193,11 +205,30 @@ def _wait_growth(engine, tag: str, above: int, timeout: float) -> float | None:
     return None
 
 
+def _count_from(engine, tag: str, message: int) -> int:
+    """Stored readings of the stream's messages from index ``message`` on."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT count(*) FROM readings WHERE event_id LIKE :p AND split_part(event_id, '-', 3)::int >= :m"),
+            {"p": f"cx-{tag}-%", "m": message}).scalar()
+
+
 def _reconcile(engine, stream: Stream, worker: StoreProcess, *, settle_s: float) -> dict:
-    """Stop the stream, wait until every acknowledged reading is stored (or ``settle_s``)."""
+    """Stop the stream, wait until every acknowledged reading is stored (or ``settle_s``).
+
+    After a ``mark`` (a broker crash) only what was acknowledged from the mark on must arrive:
+    what the crashed memory broker held is gone, and waiting for it would only wait ``settle_s``.
+    The store consumes each partition in order, so once the marked part is stored, everything
+    the broker still had before it is stored too."""
     stream.stop()
+
+    def settled() -> bool:
+        if stream.mark_at is not None:
+            return _count_from(engine, stream.tag, stream.mark_at) >= stream.acked_after_mark
+        return _count(engine, stream.tag) >= stream.acked_readings
+
     t0 = time.monotonic()
-    while time.monotonic() - t0 < settle_s and _count(engine, stream.tag) < stream.acked_readings:
+    while time.monotonic() - t0 < settle_s and not settled():
         time.sleep(0.2)
     caught_up = time.monotonic() - t0
     time.sleep(1.0)  # anything doubled would show now
@@ -287,6 +318,7 @@ def broker_kill(settings, engine, kafka, *, down_s: float = 5.0, rate: float = 4
     time.sleep(down_s)
     kafka.start()
     ensure_topics(settings.kafka_bootstrap, settings.partitions, tuple(settings.topic(t) for t in TOPICS))
+    stream.mark()  # from here on, every acknowledged reading must be stored
     back = time.monotonic()
     stored_at_restart = _count(engine, stream.tag)
     resumed = _wait_growth(engine, stream.tag, stored_at_restart, timeout=90)
@@ -294,7 +326,9 @@ def broker_kill(settings, engine, kafka, *, down_s: float = 5.0, rate: float = 4
     time.sleep(3)
     alive = worker.alive()
     out = _reconcile(engine, stream, worker, settle_s=120)
+    lost_after = max(0, stream.acked_after_mark - _count_from(engine, stream.tag, stream.mark_at))
     out.update(fault="broker-kill", down_s=down_s, acknowledged_before_kill=acked_before, worker_alive=alive,
+               acknowledged_after_restart=stream.acked_after_mark, lost_after_restart=lost_after,
                broker_back_to_first_row_s=resumed_s,
                lost_share=round(out["lost"] / max(1, out["produced"]), 4), status_during_outage=during)
     return out

@@ -378,7 +378,8 @@ def cmd_bench_chaos(args, ctx) -> int:
             r = chaos.broker_kill(settings, engine, services.kafka, down_s=args.broker_down, rate=args.rate,
                                   workdir=workdir, status_probe=lambda: probe_broker(settings.kafka_bootstrap))
             extra = (f"broker down {r['down_s']:.0f} s; back → first stored row {r['broker_back_to_first_row_s']} s; "
-                     f"lost with the memory broker: {r['lost']} ({100 * r['lost_share']:.1f} %)")
+                     f"lost with the memory broker: {r['lost']} ({100 * r['lost_share']:.1f} %); of the "
+                     f"{r['acknowledged_after_restart']} acknowledged after the restart lost {r['lost_after_restart']}")
         results.append(r)
         print(f"{fault:>12}: produced {r['produced']}, stored {r['stored']}, lost {r['lost']}, doubled "
               f"{r['doubled']}, rollups equal raw: {r['rollups_equal_raw']}, caught up in {r['catch_up_s']} s; "

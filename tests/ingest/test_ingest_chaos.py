@@ -41,6 +41,7 @@ def test_broker_sigkill_mid_stream_workers_reconnect_and_the_loss_is_measured(se
     assert out["doubled"] == 0 and out["rollups_equal_raw"]
     # What the memory broker held unconsumed is gone with it; what came after is all stored.
     assert out["lost"] <= out["acknowledged_before_kill"], out
+    assert out["acknowledged_after_restart"] > 0 and out["lost_after_restart"] == 0, out
 
 
 def test_bench_chaos_refuses_an_unknown_fault_in_one_line():
