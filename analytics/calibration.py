@@ -10,9 +10,12 @@ p-value without 1e5 readings of memory. Before ``min_count`` readings a prior ta
 standardised score treated as Laplace-like (5 % above 2, scale 1), so a cold start is
 conservative but not blind.
 
-``level_score(p)`` maps a tail probability to the 0..1 score the thresholder cuts: the
-configured tail rates (``anomaly.yaml`` ``tail_rates``) land exactly on the level cuts, so on
-normal data each level is exceeded at its configured rate.
+``level_score(p)`` maps a tail probability to the 0..1 score the thresholder cuts: each level's
+configured rate lands exactly on its cut, so on normal data each level is exceeded at its
+configured rate. The rates are configured per sensor-day (``anomaly.yaml`` ``rates_per_day``),
+not per reading: a sensor read once a second has 1,440 times as many chances a day as one read
+once a minute, so :func:`per_reading` converts them with the sensor's sampling interval, which
+:class:`SamplingInterval` learns online from its timestamps (robust to jitter and gaps).
 
 >>> cal = TailCalibrator()
 >>> for i in range(2000):
@@ -162,6 +165,78 @@ class TailCalibrator:
         return {"count": round(self.count(), 1), "prior": self.prior, "anchor_x": round(self.anchor_x, 3),
                 "anchor_p": self.anchor_p, "xi": round(self.xi, 3),
                 "sigma": round(self.sigma, 4)}
+
+
+DAY_S = 86400.0
+DEFAULT_INTERVAL_S = 60.0  # assumed until a sensor's own timestamps show its interval
+INTERVAL_STEPS = 8  # the interval is keyed in eighths of a doubling (9 % apart): points are cached per key
+RATE_CAP = 0.1  # a per-reading rate never above this (a sensor read once a week still needs rare levels)
+
+
+def interval_key(seconds: float) -> int:
+    """The cache key of a sampling interval: eighths of a doubling away from a minute (so a
+    minute sensor's rates are exactly the configured ones).
+
+    >>> interval_key(60.0), interval_key(1.0), interval_key(1.04), round(key_seconds(-47), 3)
+    (0, -47, -47, 1.022)
+    """
+    return round(INTERVAL_STEPS * math.log2(max(seconds, 1e-6) / DEFAULT_INTERVAL_S))
+
+
+def key_seconds(key: int) -> float:
+    """The interval a key stands for (the middle of its bucket)."""
+    return DEFAULT_INTERVAL_S * 2.0 ** (key / INTERVAL_STEPS)
+
+
+class SamplingInterval:
+    """A sensor's typical time between readings, learned online from positive time steps.
+
+    An exponentially weighted mean of log intervals (over about ``MEMORY`` steps) whose every
+    move is clamped: after the first few steps no single step moves it by more than ``MAX_MOVE``
+    (5 %), so a gap of hours (a sensor offline) or a burst of replays barely shifts it, while
+    jitter averages out and a real change of rate (re-configured firmware) is followed within
+    tens of readings. Three floats and an int.
+
+    >>> iv = SamplingInterval()
+    >>> for dt in [1.0, 1.1, 0.9, 1.0, 2.0, 1.0] * 20 + [18000.0] + [1.0, 0.9, 1.1] * 3:
+    ...     iv.add(dt)
+    >>> round(iv.seconds, 2), iv.key
+    (1.1, -46)
+    """
+
+    MEMORY = 16.0
+    MAX_MOVE = 0.05
+
+    __slots__ = ("key", "log_s", "n", "seconds")
+
+    def __init__(self) -> None:
+        self.log_s = math.log(DEFAULT_INTERVAL_S)
+        self.seconds = DEFAULT_INTERVAL_S
+        self.n = 0
+        self.key = interval_key(DEFAULT_INTERVAL_S)
+
+    def add(self, dt: float) -> None:
+        """Admit a positive time step (seconds)."""
+        x = math.log(dt)
+        n = self.n = self.n + 1
+        if n == 1:
+            self.log_s = x
+        else:
+            d = (x - self.log_s) / min(n, self.MEMORY)
+            lim = max(self.MAX_MOVE, 2.0 / n)  # wider moves while it has seen few steps
+            self.log_s += lim if d > lim else -lim if d < -lim else d
+        self.seconds = math.exp(self.log_s)
+        self.key = interval_key(self.seconds)
+
+
+def per_reading(rates_per_day: dict[str, float], interval_s: float) -> dict[str, float]:
+    """Rates per sensor-day -> per reading of a sensor read every ``interval_s`` seconds.
+
+    >>> [f"{per_reading({'blue': 0.144}, s)['blue']:.3g}" for s in (60.0, 1.0)]
+    ['0.0001', '1.67e-06']
+    """
+    return {lv: min(float(r) * interval_s / DAY_S, RATE_CAP * float(r) / max(rates_per_day.values()))
+            for lv, r in rates_per_day.items()}
 
 
 def level_points(rates: dict[str, float], cuts: dict[str, float]) -> list[tuple[float, float]]:

@@ -244,7 +244,61 @@ def alarms(flags: np.ndarray) -> int:
     return int(f[0]) + int(np.count_nonzero(f[1:] & ~f[:-1])) if len(f) else 0
 
 
-def score_detector(files: list[pd.DataFrame], free: pd.DataFrame, detect: Detector, metrics) -> dict:
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each run of True in ``mask`` (stop exclusive).
+
+    >>> runs(np.array([0, 1, 1, 0, 1], dtype=bool))
+    [(1, 3), (4, 5)]
+    """
+    m = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
+    edges = np.flatnonzero(m[1:] != m[:-1])
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+AFTER_S = 120.0  # how long after an anomaly window ends its flags count as "after" false positives
+
+
+def file_breakdown(name: str, test: pd.DataFrame, pred: np.ndarray) -> dict:
+    """Where one file's score is won or lost: per labelled anomaly window whether it was detected
+    at all (a flag inside it), the delay of its first flag, the share of its rows flagged; and the
+    false-positive rows before the first window, within ``AFTER_S`` after a window ends, and
+    elsewhere (with the number of false-positive stretches)."""
+    label = test["anomaly"].to_numpy(dtype=int) == 1
+    t = epoch_seconds(test.index)
+    pred = np.asarray(pred, dtype=bool)
+    windows = []
+    after = np.zeros(len(label), dtype=bool)
+    for a, b in runs(label):
+        hit = np.flatnonzero(pred[a:b])
+        windows.append({"start_row": a, "rows": b - a, "detected": bool(len(hit)),
+                        "delay_s": round(float(t[a + hit[0]] - t[a]), 1) if len(hit) else None,
+                        "held_pct": round(100.0 * float(pred[a:b].mean()), 1)})
+        after |= (t >= t[b - 1]) & (t <= t[b - 1] + AFTER_S) & ~label
+    first = runs(label)[0][0] if label.any() else len(label)
+    fp = pred & ~label
+    before = fp.copy()
+    before[first:] = False
+    return {"file": name, "windows": windows, "fp_rows_before": int(before.sum()),
+            "fp_rows_after_end": int((fp & after).sum()), "fp_rows_other": int((fp & ~after & ~before).sum()),
+            "fp_stretches": len(runs(fp)), "normal_rows": int((~label).sum())}
+
+
+def summarise_breakdown(files: list[dict]) -> dict:
+    """The breakdown over all files: windows detected, median delay, mean share held, FP rows."""
+    ws = [w for f in files for w in f["windows"]]
+    delays = [w["delay_s"] for w in ws if w["detected"]]
+    normal = sum(f["normal_rows"] for f in files) or 1
+    return {"windows": len(ws), "detected": sum(w["detected"] for w in ws),
+            "median_delay_s": float(np.median(delays)) if delays else None,
+            "mean_held_pct": round(float(np.mean([w["held_pct"] for w in ws])), 1) if ws else None,
+            "fp_pct_before": round(100.0 * sum(f["fp_rows_before"] for f in files) / normal, 2),
+            "fp_pct_after_end": round(100.0 * sum(f["fp_rows_after_end"] for f in files) / normal, 2),
+            "fp_pct_other": round(100.0 * sum(f["fp_rows_other"] for f in files) / normal, 2),
+            "fp_stretches": sum(f["fp_stretches"] for f in files)}
+
+
+def score_detector(files: list[pd.DataFrame], free: pd.DataFrame, detect: Detector, metrics,
+                   names: list[str] | None = None) -> dict:
     """One detector over the labelled files and the anomaly-free recording, with SKAB's metrics."""
     true_out, pred_out, true_cp, pred_cp = [], [], [], []
     readings = 0
@@ -258,11 +312,13 @@ def score_detector(files: list[pd.DataFrame], free: pd.DataFrame, detect: Detect
     free_flags = np.asarray(detect(free_ch), dtype=bool)
     readings += free_ch.size
     cpu = time.process_time() - cpu0
-    for df, flags in zip(files, all_flags):
+    per_file = []
+    for k, (df, flags) in enumerate(zip(files, all_flags)):
         if len(flags) != len(df):
             raise AnalyticsError(f"a detector returned {len(flags)} flags for {len(df)} rows")
         test = df.iloc[WARMUP_ROWS:]
         pred = pd.Series(flags[WARMUP_ROWS:].astype(int), index=test.index)
+        per_file.append(file_breakdown(names[k] if names else str(k), test, flags[WARMUP_ROWS:]))
         true_out.append(test["anomaly"].astype(int))
         pred_out.append(pred)
         true_cp.append(test["changepoint"].astype(int))
@@ -281,7 +337,8 @@ def score_detector(files: list[pd.DataFrame], free: pd.DataFrame, detect: Detect
             "free_alarms_per_sensor_day": round(n_alarms / sensor_days, 2),
             "free_flagged_pct": round(100.0 * float(test_free.mean()), 2),
             "readings": int(readings), "cpu_s": round(cpu, 3),
-            "readings_per_cpu_s": round(readings / cpu) if cpu > 0 else None}
+            "readings_per_cpu_s": round(readings / cpu) if cpu > 0 else None,
+            "breakdown": summarise_breakdown(per_file), "breakdown_files": per_file}
 
 
 def run_simulator(seed: int, days: float) -> dict:
@@ -325,7 +382,8 @@ def run_detect_bench(data_dir: str | Path, *, detectors: tuple[str, ...] | None 
         if progress:
             progress(f"SKAB: {name}")
         label, detect = DETECTORS[name]
-        out["detectors"][name] = {"label": label, **score_detector(files, free, detect, metrics)}
+        out["detectors"][name] = {"label": label, **score_detector(
+            files, free, detect, metrics, names=[f"{p.parent.name}/{p.stem}" for p in paths])}
     if simulator:
         if progress:
             progress(f"simulator evaluation: seed {sim_seed}, {sim_days:g} day(s)")
@@ -380,6 +438,45 @@ def _markdown(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+BREAKDOWN_COLUMNS = ("detector", "windows detected", "median delay (s)", "window rows held %",
+                     "FP rows % before 1st window", f"FP rows % within {AFTER_S:g} s after a window",
+                     "FP rows % elsewhere", "FP stretches")
+
+
+def breakdown_rows(result: dict) -> list[list[str]]:
+    rows = [list(BREAKDOWN_COLUMNS)]
+    for name, r in result["detectors"].items():
+        b = r.get("breakdown")
+        if b:
+            rows.append([name, f"{b['detected']} / {b['windows']}", _fmt(b["median_delay_s"], 0),
+                         _fmt(b["mean_held_pct"], 1), _fmt(b["fp_pct_before"]), _fmt(b["fp_pct_after_end"]),
+                         _fmt(b["fp_pct_other"]), str(b["fp_stretches"])])
+    return rows
+
+
+def file_rows(result: dict, name: str) -> list[list[str]]:
+    """One detector's breakdown per file (window by window)."""
+    rows = [["file", "window rows", "detected", "delay (s)", "held %", "FP rows before", "FP rows after end",
+             "FP rows elsewhere", "FP stretches"]]
+    for f in result["detectors"][name]["breakdown_files"]:
+        ws = f["windows"]
+        rows.append([f["file"], " + ".join(str(w["rows"]) for w in ws),
+                     " ".join("yes" if w["detected"] else "NO" for w in ws),
+                     " ".join(_fmt(w["delay_s"], 0) for w in ws), " ".join(_fmt(w["held_pct"], 0) for w in ws),
+                     str(f["fp_rows_before"]), str(f["fp_rows_after_end"]), str(f["fp_rows_other"]),
+                     str(f["fp_stretches"])])
+    return rows
+
+
+def format_breakdown(result: dict) -> str:
+    parts = ["Where F1 and NAB are won or lost (SKAB anomaly windows; FP rows as % of normal test rows)", "",
+             _markdown(breakdown_rows(result))]
+    for name in result["detectors"]:
+        if name.startswith("tongguan"):
+            parts += ["", f"{name}, per file:", "", _markdown(file_rows(result, name))]
+    return "\n".join(parts)
+
+
 def format_table(result: dict) -> str:
     head = (f"SKAB ({result['files']} files, {result['test_rows']:,} test rows after {result['warmup_rows']} "
             f"warm-up rows each, {100 * result['anomalous_share']:.0f} % anomalous; {result['channels']} channels; "
@@ -403,6 +500,9 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--sim-days", type=float, default=1.0, help="simulated days (default 1)")
     p.add_argument("--no-simulator", action="store_true", help="skip the simulator evaluation")
     p.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also print where F1/NAB are lost: anomaly windows detected, delay, share held, false "
+                        "positives before / after windows (overall, and per file for the tongguan detectors)")
     p.set_defaults(func=cmd_bench_detect)
 
 
@@ -419,4 +519,7 @@ def cmd_bench_detect(args, ctx) -> int:
         print(json.dumps(result, ensure_ascii=False, indent=1))
     else:
         print(format_table(result))
+        if args.breakdown:
+            print()
+            print(format_breakdown(result))
     return 0

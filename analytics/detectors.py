@@ -28,7 +28,17 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from analytics.calibration import TailCalibrator, level_points, level_score
+from analytics.calibration import (
+    DEFAULT_INTERVAL_S,
+    INTERVAL_STEPS,
+    SamplingInterval,
+    TailCalibrator,
+    interval_key,
+    key_seconds,
+    level_points,
+    level_score,
+    per_reading,
+)
 from analytics.errors import AnalyticsError
 from analytics.features import (
     LOCAL_TZ_OFFSET_S,
@@ -287,11 +297,18 @@ QUARANTINE = 30  # regime readings kept to re-learn from
 DRIFT_WARM_S = 2 * 86400.0
 
 
+@lru_cache(maxsize=256)
+def _points_at(rates: tuple, cuts: tuple, key: int) -> tuple:
+    return tuple(level_points(per_reading(dict(rates), key_seconds(key)), dict(cuts)))
+
+
 @dataclass(frozen=True)
 class Decision:
-    """How calibrated scores become a regime (``anomaly.yaml`` ``tail_rates`` and ``decision``).
+    """How calibrated scores become a regime (``anomaly.yaml`` ``rates_per_day`` and ``decision``).
 
-    ``points``: the p -> score curve (each level's tail rate lands on its score cut). A sensor
+    ``rates``: each level's rate on normal data per sensor-day; :meth:`points_at` gives the
+    p -> score curve of a sensor read every ``key_seconds(key)`` seconds (each level's per-reading
+    rate lands on its score cut), ``points`` that of one read every minute. A sensor
     enters an abnormal regime when ``enter_k`` of its last ``enter_m`` readings reach the lowest
     level, or at once on a reading at the ``strong`` level; it leaves once the mean score of about
     its last ``exit_n`` readings (exponentially weighted) is below ``exit_score``, or when
@@ -309,23 +326,37 @@ class Decision:
     exit_score: float
     relearn_s: float
     relearn_n: int
+    rates: tuple = ()  # ((level, rate per sensor-day), ...)
+    cuts: tuple = ()  # ((level, score cut), ...)
+
+    def points_at(self, key: int) -> tuple:
+        """The p -> score curve of a sensor whose sampling interval has :func:`interval_key` ``key``."""
+        return _points_at(self.rates, self.cuts, key)
 
 
 @lru_cache(maxsize=4)
 def decision_config(path: str | None = None) -> Decision:
     data = _anomaly_config(path)
     cuts = data["thresholds"]
-    rates = data.get("tail_rates") or {}
+    if "tail_rates" in data:
+        raise AnalyticsError("anomaly configuration: tail_rates (per reading) is now rates_per_day "
+                             "(normal readings at each level per sensor-day; 1e-4 of minute readings is 0.144)")
+    rates = data.get("rates_per_day") or {}
     d = data.get("decision") or {}
     try:
-        points = tuple(level_points({k: float(v) for k, v in rates.items()}, cuts))
+        rates_t = tuple(sorted((k, float(v)) for k, v in rates.items()))
+        cuts_t = tuple(sorted((k, float(v)) for k, v in cuts.items()))
+        if any(r <= 0 for _, r in rates_t):
+            raise ValueError("rates_per_day must be positive")
+        points = _points_at(rates_t, cuts_t, interval_key(DEFAULT_INTERVAL_S))
         out = Decision(points=points, low_cut=min(float(c) for c in cuts.values()),
                        strong_cut=max(float(c) for c in cuts.values()),
                        enter_k=int(d.get("enter_k", 3)), enter_m=int(d.get("enter_m", 5)),
                        exit_n=int(d.get("exit_n", 10)), exit_score=float(d.get("exit_score", 0.3)),
-                       relearn_s=float(d.get("relearn_minutes", 10.0)) * 60.0, relearn_n=int(d.get("relearn_n", 600)))
+                       relearn_s=float(d.get("relearn_minutes", 10.0)) * 60.0, relearn_n=int(d.get("relearn_n", 600)),
+                       rates=rates_t, cuts=cuts_t)
     except (KeyError, TypeError, ValueError) as exc:
-        raise AnalyticsError(f"anomaly configuration: bad tail_rates/decision: {exc}") from exc
+        raise AnalyticsError(f"anomaly configuration: bad rates_per_day/decision: {exc}") from exc
     if not 1 <= out.enter_k <= out.enter_m <= 30:
         raise AnalyticsError("anomaly configuration: need 1 <= enter_k <= enter_m <= 30")
     return out
@@ -474,7 +505,9 @@ class SeriesState:
     late: int = 0
     repeated: int = 0
     gaps: int = 0
-    last_dt: float = 0.0
+    interval: SamplingInterval = field(default_factory=SamplingInterval)  # learned time between readings
+    points: tuple = ()  # the p -> score curve at that interval (Decision.points_at)
+    points_key: int | None = None
     cusum_hi: float = 0.0
     cusum_lo: float = 0.0
     cusum_mu: float = 0.0  # exponentially weighted mean and variance of accepted readings
@@ -488,7 +521,8 @@ class SeriesState:
         deques = sum(d.maxlen for d in (fs.short, fs.long, fs.diffs, fs.recent)) * floats + 4 * 640
         quarantine = self.quarantine.maxlen * (56 + 2 * floats) + 640
         cal = sum(c.nbytes + 64 for c in self.calibrators.values()) + 232
-        return deques + quarantine + cal + self.season.nbytes + 5 * 64 + 2 * 600  # + objects, dicts
+        interval = 4 * 32 + 72
+        return deques + quarantine + cal + interval + self.season.nbytes + 5 * 64 + 2 * 600  # + objects, dicts
 
     def time_counts(self) -> dict:
         return {"late": self.late, "repeated": self.repeated, "gaps": self.gaps}
@@ -668,18 +702,23 @@ class SeriesDetector(BaseEstimator):
                 state.repeated += 1
                 replay = v == state.features.last_accepted
             else:
-                if state.last_dt > 0 and dt > 10 * state.last_dt:
+                iv = state.interval
+                if iv.n and dt > 10 * iv.seconds:
                     state.gaps += 1
-                state.last_dt = dt if state.last_dt == 0 else 0.9 * state.last_dt + 0.1 * min(dt, 10 * state.last_dt)
+                iv.add(dt)
         state.last_t = t
         raw, f = self.raw_scores(state, t, v)
         dec = self.decision_
+        if state.points_key != state.interval.key:  # rates are per sensor-day: per reading at its interval
+            state.points_key = state.interval.key
+            state.points = dec.points_at(state.points_key)
+        points = state.points
         cals = state.calibrators
         parts = {}
         k = len(raw)
         for c, x in raw.items():
             # Bonferroni over the components: the combined score keeps the configured tail rates
-            parts[c] = level_score(min(1.0, cals[c].p(x) * k), dec.points)
+            parts[c] = level_score(min(1.0, cals[c].p(x) * k), points)
         if "stuck" in self.components_ and not (self.stuck_ignore_zero_ and v == 0):
             parts["stuck"] = self.stuck_.score_one(f["run_s"])
         score = max(parts.values()) if parts else 0.0
@@ -802,6 +841,9 @@ class SiteState:
     missing: int = 0
     opener: str | None = None  # the part that opened the current regime
     opener_quiet: int = 0  # rows in a row that part has been below the exit score
+    interval: SamplingInterval = field(default_factory=SamplingInterval)  # learned time between rows
+    points: tuple = ()
+    points_key: int | None = None
 
     def nbytes(self) -> int:
         k = len(self.channels)
@@ -876,11 +918,21 @@ class SiteDetector(BaseEstimator):
                 t = last
             elif t == last:
                 state.repeated += 1
-            elif state.channels[0].last_dt > 0 and t - last > 10 * state.channels[0].last_dt:
-                state.gaps += 1
+            else:
+                iv = state.interval
+                if iv.n and t - last > 10 * iv.seconds:
+                    state.gaps += 1
+                iv.add(t - last)
         state.last_t = t
         dec = self.decision_
         k = len(self.detectors_)
+        # the rates are per sensor-day: a site of k sensors raises one stream of alarms for all of
+        # them, k sensor-days a day (its curve is that of one sensor read k times as rarely)
+        key = state.interval.key + round(INTERVAL_STEPS * math.log2(k))
+        if state.points_key != key:
+            state.points_key = key
+            state.points = dec.points_at(key)
+        points = state.points
         r = [0.0] * k
         raws, ps, cold = [], [], False
         names = self.channels
@@ -892,9 +944,6 @@ class SiteDetector(BaseEstimator):
                 raws.append(None)
                 continue
             v = float(v)
-            if cs.last_t is not None and t > cs.last_t:
-                dt = t - cs.last_t
-                cs.last_dt = dt if cs.last_dt == 0 else 0.9 * cs.last_dt + 0.1 * min(dt, 10 * cs.last_dt)
             cs.last_t = t
             raw, _ = det.raw_scores(cs, t, v)
             raws.append((raw, v))
@@ -924,9 +973,9 @@ class SiteDetector(BaseEstimator):
         joint_raw = math.sqrt(max(t2, 0.0) / k)
         cold = cold or state.calibrator.prior or state.rows < 4 * k
         m = n_comp + 1
-        parts["joint"] = level_score(min(1.0, state.calibrator.p(joint_raw) * 2), dec.points)
+        parts["joint"] = level_score(min(1.0, state.calibrator.p(joint_raw) * 2), points)
         for name, p in ps:
-            parts[name] = level_score(min(1.0, p * 2 * m), dec.points)
+            parts[name] = level_score(min(1.0, p * 2 * m), points)
         score = max(parts.values())
         ended = False
         if cold:

@@ -124,6 +124,7 @@ class DetectorCore:
         self.sites = SitePool(max_age=CORROBORATION_S)
         self.time_stats = {"late": 0, "repeated": 0, "gaps": 0}
         dec = decision_config()
+        self.decision = dec
         self._points, self._site_p = dec.points, score_p(dec.low_cut, dec.points)
 
     # ------------------------------------------------------------------------------ sensors
@@ -209,7 +210,9 @@ class DetectorCore:
     def _anomaly(self, ctx: SensorCtx, t: float, v: float) -> None:
         score, parts = ctx.detector.step(ctx.series, t, v)
         # the site's members are judged on their own calibrated rarity, flagged or not
-        self.sites.update(ctx.site, ctx.sensor_id, t, score_p(max(parts.values()) if parts else 0.0, self._points))
+        # (a score back to a tail probability through the curve of the sensor's own sampling interval)
+        points = ctx.series.points or self._points
+        self.sites.update(ctx.site, ctx.sensor_id, t, score_p(max(parts.values()) if parts else 0.0, points))
         key = f"anomaly|sensor:{ctx.sensor_id}"
         level = self.thresholder.level(score) if score > 0 else ""
         if not level:
@@ -222,7 +225,8 @@ class DetectorCore:
         component = max(parts, key=parts.get) if parts else "regime"
         agreeing = self._neighbour_alerting(ctx, t)
         site_p, site_n = self.sites.combined(ctx.site, t, exclude=ctx.sensor_id)
-        corroborated = bool(agreeing) or (site_n > 0 and site_p <= self._site_p)
+        site_cut = self._site_p if points is self._points else score_p(self.decision.low_cut, points)
+        corroborated = bool(agreeing) or (site_n > 0 and site_p <= site_cut)
         zh, en = _metric_label(ctx.metric)
         detail = {"title_en": f"Unusual {en} readings ({component.replace('_', ' ')})", "sensor_id": ctx.sensor_id,
                   "metric": ctx.metric, "value": v, "score": round(score, 3), "component": component,

@@ -174,3 +174,27 @@ def test_real_skab_with_its_own_metric_module():
     z = result["detectors"]["rolling_z"]
     assert 0 < z["f1"] < 1 and 0 < z["far_pct"] < 100 and z["free_alarms"] > 0
     assert z["nab_standard"] > every["nab_standard"]  # flagging everything finds no change point in time
+
+
+def test_breakdown_says_which_windows_were_found_how_late_how_held_and_where_false_positives_sit():
+    idx = pd.date_range("2020-01-01", periods=40, freq="1s")
+    label = np.zeros(40)
+    label[10:20] = label[30:35] = 1
+    test = pd.DataFrame({"anomaly": label}, index=idx)
+    pred = np.zeros(40, dtype=bool)
+    pred[[2]] = True  # a false positive before the first window
+    pred[13:22] = True  # found 3 s late, held to its end and 2 rows past it
+    b = db.file_breakdown("valve1/1", test, pred)
+    assert b["windows"][0] == {"start_row": 10, "rows": 10, "detected": True, "delay_s": 3.0, "held_pct": 70.0}
+    assert b["windows"][1]["detected"] is False and b["windows"][1]["delay_s"] is None
+    assert (b["fp_rows_before"], b["fp_rows_after_end"], b["fp_rows_other"], b["fp_stretches"]) == (1, 2, 0, 2)
+    s = db.summarise_breakdown([b])
+    assert (s["windows"], s["detected"], s["median_delay_s"], s["mean_held_pct"]) == (2, 1, 3.0, 35.0)
+
+
+def test_cli_prints_the_breakdown(tmp_path, capsys):
+    data = make_skab(tmp_path)
+    assert main(["bench", "detect", "--skab", str(data), "--detector", "rolling_z", "--no-simulator",
+                 "--breakdown"]) == 0
+    out = capsys.readouterr().out
+    assert "windows detected" in out and "| rolling_z | 3 / 3 | 0 |" in out
