@@ -80,24 +80,37 @@ READING_HOUR_SOURCE = """SELECT adcode, metric, date_trunc('hour', bucket), sum(
 VIDEO_HOUR_SOURCE = """SELECT adcode, type, date_trunc('hour', bucket), sum(n), sum(count_sum), max(max_confidence),
            max(last_ts) FROM lv GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
 
-# One statement: only the rows that were new (RETURNING of ON CONFLICT DO NOTHING) feed the
-# rollups, so a replayed batch inserts nothing and adds nothing. Aggregation runs county-first:
-# the city and province rows are built from the (few) county aggregates, the hour rows from the
-# minute rows, never from the raw rows again.
-INSERT_READINGS = f"""
+def _insert_readings(assume_new: bool) -> str:
+    """The readings of ``stage_readings`` and their rollups, in one statement.
+
+    ``assume_new=False``: only the rows that were new (RETURNING of ON CONFLICT DO NOTHING) feed
+    the rollups, so a replayed batch inserts nothing and adds nothing.
+
+    ``assume_new=True``, the fast path of a batch none of whose readings is stored yet (the normal
+    case; a replay or a producer's re-send is the exception): a plain INSERT, which the primary key
+    refuses as a whole on the first row already there (the batch then goes the other way), and
+    rollups of the staged rows themselves. It skips ON CONFLICT's speculative insertion and the
+    materialised RETURNING rows.
+
+    Aggregation runs county-first: the city and province rows are built from the (few) county
+    aggregates, the hour rows from the minute rows, never from the raw rows again."""
+    conflict, source = ("", "stage_readings") if assume_new else (
+        "ON CONFLICT DO NOTHING\n    RETURNING ts, metric, value, county, city, province", "ins")
+    # A data-modifying CTE without RETURNING cannot be counted: the caller knows the count.
+    count = "NULL" if assume_new else "(SELECT count(*) FROM ins)"
+    return f"""
 WITH ins AS (
     INSERT INTO readings (ts, event_id, sensor_id, metric, value, quality, county, city, province, grid_id,
                           geom, gateway_id, src_topic, src_partition, src_offset, ingested_at)
     SELECT ts, event_id, sensor_id, metric, value, quality, county, city, province, grid_id,
            ST_SetSRID(ST_MakePoint(lon, lat), 4326), gateway_id, src_topic, src_partition, src_offset, now()
     FROM stage_readings
-    ON CONFLICT DO NOTHING
-    RETURNING ts, metric, value, county, city, province
+    {conflict}
 ), c AS (
     SELECT county, city, province, metric, date_trunc('minute', ts) AS bucket, count(*) AS n,
            min(value) AS vmin, max(value) AS vmax, sum(value) AS vsum,
            (array_agg(value ORDER BY ts DESC))[1] AS last_value, max(ts) AS last_ts
-    FROM ins GROUP BY 1, 2, 3, 4, 5
+    FROM {source} GROUP BY 1, 2, 3, 4, 5
 ), lv AS (
     SELECT x.adcode, c.metric, c.bucket, sum(c.n) AS n, min(c.vmin) AS vmin, max(c.vmax) AS vmax,
            sum(c.vsum) AS vsum, (array_agg(c.last_value ORDER BY c.last_ts DESC))[1] AS last_value,
@@ -109,8 +122,12 @@ WITH ins AS (
 ), h AS (
     {_rollup_upsert("reading", "hour", READING_HOUR_SOURCE)}
 )
-SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM m), (SELECT count(*) FROM h)
+SELECT {count}, (SELECT count(*) FROM m), (SELECT count(*) FROM h)
 """
+
+
+INSERT_READINGS = _insert_readings(assume_new=False)
+INSERT_READINGS_NEW = _insert_readings(assume_new=True)
 
 INSERT_VIDEO = f"""
 WITH ins AS (
@@ -222,6 +239,9 @@ class Store:
         self.conn: psycopg.Connection | None = None
         self.known_days: set[date] = set()
         self._ahead_checked = float("-inf")
+        self._slow_batches = 0      # batches still to write the ON CONFLICT way
+        self._slow_after_miss = 0   # how many the last fast-path miss asked for
+        self.fast_path_misses = 0
 
     # -- connection ------------------------------------------------------------------------
     def connect(self) -> psycopg.Connection:
@@ -298,6 +318,27 @@ class Store:
             self._ahead_checked = time.monotonic()
         if reading_rows:
             self.ensure_partitions({day_of(r[0]) for r in reading_rows})
+        if reading_rows and self._slow_batches <= 0:
+            try:
+                return self._write_tx(reading_rows, video_rows, sensor_rows, camera_rows, heartbeat, new=True)
+            except psycopg.errors.UniqueViolation:
+                # Some reading is stored already (a replay, a re-send): this batch, and the next
+                # few (replays come in runs), take the ON CONFLICT way. Nothing was written.
+                self.fast_path_misses += 1
+                self._slow_after_miss = min(self.MAX_SLOW_BATCHES, max(1, 2 * self._slow_after_miss))
+                self._slow_batches = self._slow_after_miss
+        self._slow_batches -= 1
+        result = self._write_tx(reading_rows, video_rows, sensor_rows, camera_rows, heartbeat, new=False)
+        if reading_rows and result[0] == len(reading_rows):
+            self._slow_after_miss = 0  # every reading was new after all: back to the fast path soon
+        return result
+
+    # Batches written the ON CONFLICT way after a fast-path miss, doubling on each miss in a row.
+    MAX_SLOW_BATCHES = 64
+
+    def _write_tx(self, reading_rows, video_rows, sensor_rows, camera_rows, heartbeat, *, new: bool) -> tuple[int, int]:
+        """One transaction; ``new``: the readings are asserted new (``INSERT_READINGS_NEW``, which
+        fails with a unique violation otherwise), else ``INSERT_READINGS``."""
         conn = self.connect()
         stored_r = stored_v = 0
         try:
@@ -307,8 +348,12 @@ class Store:
                         cp.set_types(READING_TYPES)
                         for row in reading_rows:
                             cp.write_row(row)
-                    cur.execute(INSERT_READINGS)
-                    stored_r = cur.fetchone()[0]
+                    if new:
+                        cur.execute(INSERT_READINGS_NEW)
+                        stored_r = len(reading_rows)
+                    else:
+                        cur.execute(INSERT_READINGS)
+                        stored_r = cur.fetchone()[0]
                 if video_rows:
                     with cur.copy(f"COPY stage_video ({', '.join(VIDEO_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
                         cp.set_types(VIDEO_TYPES)
