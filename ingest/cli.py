@@ -188,6 +188,8 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--target-rows", type=_positive(int), default=None,
                    help="readings per database transaction the worker aims for (default: the worker's)")
     p.add_argument("--mode", choices=("both", "single", "batched"), default="both")
+    p.add_argument("--repeat", type=_positive(int), default=3,
+                   help="runs of each mode, modes alternating; the median run is reported (default 3)")
     p.add_argument("--profile", help="write a pyinstrument profile of the worker's main thread (.html, else text) per mode")
     p.set_defaults(func=cmd_bench_ingest)
 
@@ -265,7 +267,11 @@ def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profil
         profiler = Profiler()
         profiler.start()
     t0 = time.monotonic()
+    cpu0 = time.process_time()
     stats = worker.run()
+    # The worker process's CPU (every thread: Kafka client, preparing, the database thread's
+    # Python): less sensitive than seconds to what else runs on the machine.
+    worker_cpu_s = time.process_time() - cpu0
     # The worker's clock starts at its first record, not at the group join (Tansu joins take ~3 s).
     worker_s = time.monotonic() - t0
     if profiler:
@@ -295,7 +301,8 @@ def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profil
     return {"mode": label, "readings": n, "messages": len(msgs), "produce_s": round(produce_s, 2),
             "worker_s": round(active_s, 2), "readings_per_s": round(n / active_s),
             "copy_s": round(copy_s, 2), "copy_readings_per_s": round(n / copy_s),
-            "ratio": round((n / active_s) / (n / copy_s), 3)}
+            "ratio": round((n / active_s) / (n / copy_s), 3),
+            "worker_cpu_us_per_reading": round(1e6 * worker_cpu_s / n, 1)}
 
 
 CHAOS_FAULTS = ("worker-kill", "db-outage", "broker-kill")
@@ -388,22 +395,44 @@ def cmd_bench_chaos(args, ctx) -> int:
     return 0
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median ratio (the lower middle one of an even count), with the spread
+    of the ratios over all runs.
+
+    >>> median_run([{"ratio": 0.3}, {"ratio": 0.5}, {"ratio": 0.4}])
+    {'ratio': 0.4, 'runs': 3, 'ratio_min': 0.3, 'ratio_max': 0.5}
+    """
+    ordered = sorted(runs, key=lambda r: r["ratio"])
+    return {**ordered[(len(ordered) - 1) // 2], "runs": len(runs), "ratio_min": ordered[0]["ratio"],
+            "ratio_max": ordered[-1]["ratio"]}
+
+
 def cmd_bench_ingest(args, ctx) -> int:
     settings = _live_settings(ctx)
-    results = []
     modes = {"both": ("single", "batched"), "single": ("single",), "batched": ("batched",)}[args.mode]
-    for mode in modes:
-        batch = 1 if mode == "single" else args.batch_size
-        prof = None
-        if args.profile:
-            stem, dot, ext = args.profile.rpartition(".")
-            prof = f"{stem}-{mode}.{ext}" if dot else f"{args.profile}-{mode}"
-        r = _bench_once(ctx, settings, mode if batch == 1 else f"batched({batch})", args.events, batch,
-                        args.poll_size, prof, args.target_rows)
-        results.append(r)
+    repeat = getattr(args, "repeat", 1)
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
+    # Modes alternate (single, batched, single, …) so a burst of load elsewhere on the machine
+    # does not land on one mode only; every run has topics, a group and a worker of its own.
+    for i in range(repeat):
+        for mode in modes:
+            batch = 1 if mode == "single" else args.batch_size
+            prof = None
+            if args.profile and i == 0:
+                stem, dot, ext = args.profile.rpartition(".")
+                prof = f"{stem}-{mode}.{ext}" if dot else f"{args.profile}-{mode}"
+            r = _bench_once(ctx, settings, mode if batch == 1 else f"batched({batch})", args.events, batch,
+                            args.poll_size, prof, args.target_rows)
+            runs[mode].append(r)
+            print(f"  run {i + 1}/{repeat} {r['mode']}: {r['readings_per_s']} readings/s, bare COPY "
+                  f"{r['copy_readings_per_s']}/s, ratio {r['ratio']}", flush=True)
+    results = [median_run(runs[m]) for m in modes]
+    for r in results:
         print(f"{r['mode']:>14}: {r['readings_per_s']:>8} readings/s stored "
               f"({r['readings']} readings in {r['messages']} messages, {r['worker_s']} s); "
-              f"bare COPY {r['copy_readings_per_s']} readings/s; ratio {r['ratio']}", flush=True)
+              f"bare COPY {r['copy_readings_per_s']} readings/s; ratio {r['ratio']} "
+              f"(median of {r['runs']} runs, {r['ratio_min']}-{r['ratio_max']}); "
+              f"worker CPU {r['worker_cpu_us_per_reading']} us/reading", flush=True)
     # Which Kafka client the worker used (TONGGUAN_STORE_CONSUMER), so runs compare like with like.
     print(f"store worker consumer: {settings.store_consumer}")
     print(json.dumps(results))
