@@ -76,6 +76,9 @@ class Reading(NamedTuple):
     index: int | None
 
 
+_new_tuple = tuple.__new__
+
+
 class VideoEvent(NamedTuple):
     event_id: str
     camera_id: str
@@ -212,7 +215,10 @@ def _reading_fast(d: dict, now: float, cat: Catalogue, gateway_id: str | None, i
     limits = cat.limits
     if not now - limits["max_age_days"] * 86400 <= epoch <= now + limits["max_future_seconds"]:
         return None
-    return Reading(event_id, sensor_id, m.name, float(value), unit, ts, float(lon), float(lat), None, gateway_id, index)
+    # tuple.__new__ directly: a NamedTuple's own constructor is a Python-level function (0.37 µs
+    # a call against 0.18 µs), paid once per reading.
+    return _new_tuple(Reading, (event_id, sensor_id, m.name, float(value), unit, ts, float(lon), float(lat), None,
+                                gateway_id, index))
 
 
 def _reading(d: Any, prefix: str, now: float, cat: Catalogue, gateway_id: str | None,

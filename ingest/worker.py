@@ -87,7 +87,11 @@ class WorkerConfig:
     wedge_after_s: float = 15.0  # nothing assigned while messages wait and nobody commits: rejoin
     max_rejoins: int = 3         # consecutive rejoins without progress before exiting non-zero
     observe_every_s: float = 2.0
-    pause_after_s: float = 10.0  # a write slower than this pauses fetching (well inside max_poll_interval)
+    # A write slower than this pauses fetching and polls meanwhile. It must stay well inside
+    # MAX_POLL_INTERVAL_MS (8 s): without a poll for that long, both kafka-python and librdkafka
+    # leave the group, and the rejoin against Tansu costs seconds with nothing consumed (10 s
+    # here, from when the interval was 30 s, let a write of 8-10 s on a busy machine do that).
+    pause_after_s: float = 3.0
     log_every_s: float = 10.0
     heartbeat_every_s: float = 5.0
     sensor_refresh_s: float = 60.0  # how stale sensors.last_seen may get before it is rewritten
@@ -190,6 +194,32 @@ def _load_region_index(database_url: str, cache_dir=None):
             log.warning("region index cache not written (%s)", exc)
     return index
 
+
+
+# Young-generation collections every this many container allocations instead of Python's 700.
+# A batch's records, dicts and rows all live until the batch is written, so the default's
+# frequent collections scan survivors for nothing: preparing a 10,000-reading batch cost
+# 7.6 µs a reading of CPU with the default and 6.4 µs with this (best of 3, bench messages).
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc():
+    """Fewer young collections (see ``GC_GEN0_THRESHOLD``), and what the worker loaded at start
+    (region index, catalogue, modules) moved out of the collector's view: it lives as long as
+    the process. Reference counting still frees everything that is not a cycle. Returns the
+    function that puts the collector back as it was (the worker may share a process: tests)."""
+    import gc
+
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(max(GC_GEN0_THRESHOLD, before[0]), *before[1:])
+
+    def restore() -> None:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+    return restore
 
 
 def forget_stale(seen: dict[str, float], now: float, older_than: float) -> int:
@@ -336,6 +366,7 @@ class StoreWorker:
         t_start = time.monotonic()
         last_log = last_observe = time.monotonic()
         assigned_once = False
+        restore_gc = tune_gc()
         try:
             while not self._stop.is_set():
                 polled = self.consumer.poll(timeout_ms=0 if pending else self.config.poll_timeout_ms,
@@ -390,6 +421,7 @@ class StoreWorker:
             if pending is not None:
                 pending[0].cancel()
             executor.shutdown(wait=True)
+            restore_gc()
             self._log_stats()
             try:
                 self.store.heartbeat(self._heartbeat_params())
