@@ -67,6 +67,13 @@ class RdKafkaConsumer:
             "max.poll.interval.ms": max(max_poll_interval_ms, session_timeout_ms),
             # kafka-python's default assignors: a group may mix both clients (tests, a rolling upgrade).
             "partition.assignment.strategy": "range,roundrobin",
+            # kafka-python's isolation, not librdkafka's read_committed: tongguan's producers are
+            # not transactional, and Tansu answers the last stable offset like ListOffsets (the
+            # base offset of a partition's last record batch): read_committed held back the newest
+            # batch of every partition until the next one came (measured: a steady lag of one
+            # producer batch against a live stream, 0 with read_uncommitted), for good on a
+            # partition that goes quiet.
+            "isolation.level": "read_uncommitted",
             "fetch.wait.max.ms": fetch_max_wait_ms, "fetch.max.bytes": fetch_max_bytes,
             "max.partition.fetch.bytes": max_partition_fetch_bytes,
             "error_cb": self._on_error, "logger": log,
