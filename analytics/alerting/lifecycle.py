@@ -302,7 +302,7 @@ def resolve(engine, alert_id: str, *, actor: str, note: str, now: datetime | Non
         status = next_status(a["status"], "resolve")
         _update(conn, a["id"], now, status, resolved_at=now, resolution=note.strip())
         append_history(conn, a, action="resolved", actor=actor, status=status, ts=now,
-                       note=f"已处置 / resolved: {note.strip()}")
+                       note=_join("已处置 / resolved", note.strip()))
         return load_alert(conn, a["id"])
 
 

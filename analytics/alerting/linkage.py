@@ -31,7 +31,7 @@ from analytics.alerting.lifecycle import (
     rank_in_path,
     region_path,
 )
-from analytics.levels import LEVELS, rank
+from analytics.levels import LEVEL_NAMES, LEVELS, rank
 from analytics.statuses import ACTIVE_SQL, ACTIVE_STATUSES
 from geo import region_path_sql
 
@@ -136,10 +136,16 @@ def escalate(conn, alert: dict, *, to_region: str, reason: str, now: datetime,
     conn.execute(sa.text("UPDATE alert_handling SET visible_at = :r, escalated_at = :now, "
                          "escalation_reason = :why, updated_at = :now WHERE alert_id = :id"),
                  {"r": to_region, "now": now, "why": reason, "id": alert["id"]})
+    reason_zh, _, reason_en = reason.partition(" / ")  # the reasons are written "中文 / English"
     append_history(conn, alert, action="escalated_up", actor=actor, ts=now,
-                   note=f"上报至 {to_region} / escalated to {to_region}: {reason}")
+                   note=f"上报至 {to_region}：{reason_zh} / escalated to {to_region}: {reason_en or reason_zh}")
     alert.update(visible_at=to_region, escalated_at=now, escalation_reason=reason)
     return True
+
+
+def _zh(level: str) -> str:
+    """A level's Chinese name for the reasons written in the history (红色, 橙色, …)."""
+    return LEVEL_NAMES.get(level, (level, level))[0]
 
 
 def escalate_immediate(conn, alert: dict, *, now: datetime, config: AlertingConfig) -> str | None:
@@ -150,7 +156,7 @@ def escalate_immediate(conn, alert: dict, *, now: datetime, config: AlertingConf
         return None  # already above its county
     up = next_region_up(alert)
     if up and escalate(conn, alert, to_region=up, now=now,
-                       reason=f"{alert['level']} 级预警立即上报 / {alert['level']} alerts go up at once"):
+                       reason=f"{_zh(alert['level'])}预警立即上报 / {alert['level']} alerts go up at once"):
         return up
     return None
 
@@ -204,7 +210,7 @@ def escalate_due(engine, *, now: datetime | None = None, config: AlertingConfig 
                     continue
                 up = next_region_up(a)
                 if up and escalate(conn, a, to_region=up, now=clock, reason=(
-                        f"{level} 级预警 {after / 60:g} 分钟未确认 / {level} alert not acknowledged "
+                        f"{_zh(level)}预警 {after / 60:g} 分钟未确认 / {level} alert not acknowledged "
                         f"within {after / 60:g} min")):
                     done.append((aid, up))
         # 3. Several counties of one city alerting for the same theme: read from the roll-up.

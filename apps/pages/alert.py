@@ -10,6 +10,7 @@ and their recent events, the corroborating alerts, and its incident. The data is
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import dash
@@ -83,7 +84,7 @@ def _facts(a: dict, tree, lang: str) -> html.Div:
             ("alertpage.first_seen", fmt_when(a.get("first_seen"))),
             ("alertpage.last_seen", fmt_when(a.get("last_seen")))]
     if a.get("escalation_reason"):
-        rows.append(("alertpage.escalation", a["escalation_reason"]))
+        rows.append(("alertpage.escalation", history_note(a["escalation_reason"], lang)))
     if a.get("assigned_unit"):
         rows += [("alertpage.unit", f"{a['assigned_unit']} · {_region(tree, a.get('assigned_region'), lang)}"),
                  ("alertpage.due", fmt_when(a.get("due_at")) + (" · " + t("alertpage.overdue", lang)
@@ -97,10 +98,11 @@ def _button(action: str, lang: str, key: str | None = None):
                        id={"type": f"{PAGE}-do", "action": action})
 
 
-def form_state(status: str, lang: str) -> tuple:
+def form_state(status: str, lang: str, hidden: tuple = ()) -> tuple:
     """The parts of the forms that follow the alert's status: the quick buttons, the dispatch
-    button, the note form's buttons, and whether each fieldset shows."""
-    offered = OFFERED.get(status, ())
+    button, the note form's buttons, and whether each fieldset shows (``hidden``: actions not
+    offered to this caller, e.g. taking over what their region already handles)."""
+    offered = [x for x in OFFERED.get(status, ()) if x not in hidden]
     notes = [x for x in ("resolve", "close", "false_alarm", "reopen") if x in offered]
     return ([_button(x, lang) for x in ("take_over", "ack") if x in offered],
             [_button("dispatch", lang)] if "dispatch" in offered else [],
@@ -109,10 +111,18 @@ def form_state(status: str, lang: str) -> tuple:
             {} if notes else {"display": "none"})
 
 
-def forms(status: str, lang: str) -> html.Div:
+def not_offered(eng, scope, a: dict) -> tuple:
+    """Actions the page does not offer the caller: a take-over their region cannot make (it
+    handles the alert already, or is below the region that does)."""
+    from apps.policy import can_handle
+
+    return () if can_handle(eng, scope, a, "take_over")[0] else ("take_over",)
+
+
+def forms(status: str, lang: str, hidden: tuple = ()) -> html.Div:
     """The handling forms. The inputs stay in the page (the action callback reads them and
     empties them); the buttons and fieldsets follow the status."""
-    quick, dispatch, notes, dispatch_style, note_style = form_state(status, lang)
+    quick, dispatch, notes, dispatch_style, note_style = form_state(status, lang, hidden)
     return html.Div([
         html.Div(quick, className="form-row", id=f"{PAGE}-quick"),
         html.Fieldset([
@@ -133,14 +143,61 @@ def forms(status: str, lang: str) -> html.Div:
     ], id=f"{PAGE}-forms")
 
 
-def _timeline(items: list[dict], lang: str) -> html.Table:
-    rows = []
+_ADCODE = re.compile(r"(?<!\d)\d{6}(?!\d)")
+
+
+def history_note(note: str | None, lang: str, name=None) -> str:
+    """A history entry's note for the page: the lifecycle writes its own part in both languages
+    ("派往 … / dispatched to …") before the person's note ("… | 请携泵车到场"); the page shows
+    its language's half, regions by name (``name``: adcode -> name) instead of their codes.
+
+    >>> history_note("440100 接管 / taken over by 440100 | 雨大", "zh", {"440100": "广州市"}.get)
+    '广州市 接管 | 雨大'
+    >>> history_note("440100 接管 / taken over by 440100", "en", {"440100": "Guangzhou"}.get)
+    'taken over by Guangzhou'
+    >>> history_note("ponding 42 cm", "zh")
+    'ponding 42 cm'
+    """
+    if not note:
+        return ""
+    system, sep, person = note.partition(" | ")
+    zh, both, en = system.partition(" / ")
+    text = (en if lang == "en" else zh) if both else system
+    if name is not None:
+        text = _ADCODE.sub(lambda m: name(m.group(0)) or m.group(0), text)
+    return text + sep + person
+
+
+def collapse_updates(items: list[dict]) -> list[dict]:
+    """The timeline with each run of "still there" entries (the detector's periodic updates,
+    without a note) as one entry that says how many and until when.
+
+    >>> rows = [{"kind": "history", "action": a, "ts": i, "note": None} for i, a in
+    ...         enumerate(["opened", "updated", "updated", "updated", "acknowledged", "updated"])]
+    >>> [(e["action"], e.get("repeats", 1), e.get("until")) for e in collapse_updates(rows)]
+    [('opened', 1, None), ('updated', 3, 3), ('acknowledged', 1, None), ('updated', 1, None)]
+    """
+    out: list[dict] = []
     for e in items:
+        prev = out[-1] if out else None
+        if (e["kind"] == "history" and e["action"] == "updated" and not e.get("note") and prev is not None
+                and prev["kind"] == "history" and prev["action"] == "updated" and not prev.get("note")):
+            out[-1] = {**prev, "repeats": prev.get("repeats", 1) + 1, "until": e["ts"]}
+        else:
+            out.append(e)
+    return out
+
+
+def _timeline(items: list[dict], lang: str, name=None) -> html.Table:
+    rows = []
+    for e in collapse_updates(items):
         if e["kind"] == "history":
             key = f"history.{e['action']}"
             what = t(key, lang) if key in MESSAGES else e["action"]
+            if e.get("repeats"):
+                what += " " + t("history.repeats", lang, n=e["repeats"], until=fmt_when(e["until"]))
             rows.append(html.Tr([html.Td(fmt_when(e["ts"])), html.Td(what, className="tl-action"),
-                                 html.Td(e.get("actor") or ""), html.Td(e.get("note") or "")],
+                                 html.Td(e.get("actor") or ""), html.Td(history_note(e.get("note"), lang, name))],
                                 className=f"tl-history tl-{e['action']}"))
         else:
             channel = channel_label(e["channel"], lang)
@@ -220,7 +277,8 @@ def body(eng, scope, alert_id: str, lang: str, a: dict | None = None):
                  className="alert-head"),
         html.Div([
             html.Div([panel(t("alertpage.facts", lang), _facts(a, tree, lang))], className="side-col"),
-            html.Div([panel(t("alertpage.timeline", lang), _timeline(a["timeline"], lang)),
+            html.Div([panel(t("alertpage.timeline", lang), _timeline(
+                          a["timeline"], lang, lambda code: tree.name(code, lang=lang) if code in tree else None)),
                       panel(t("alertpage.readings", lang), _readings(a, lang))], className="main-col"),
         ], className="main-row alert-main"),
         html.Div([panel(t("alertpage.cameras", lang), _cameras(a, lang)),
@@ -250,7 +308,8 @@ def layout(alert_id: str | None = None, lang=None, **_query):
                            className="lang-switch", id="lang-switch")], className="head-links"),
         html.Div(body(eng, scope, str(alert_id), lang, a), id=f"{PAGE}-content"),
         panel(t("alertpage.handle", lang), html.Div([html.Div(id=f"{PAGE}-result", className="action-result"),
-                                                     forms(a["status"], lang)]), cls="panel-handle"),
+                                                     forms(a["status"], lang, not_offered(eng, scope, a))]),
+              cls="panel-handle"),
         dcc.Store(id=f"{PAGE}-params", data={"alert_id": str(alert_id), "lang": lang}),
     ], className=f"page {PAGE}-page", id=f"{PAGE}-page")
 
@@ -287,7 +346,10 @@ def _do(clicks, note, unit, due, params):
     msg = html.Span(t("alertpage.done", lang, action=t(f"action.{trig['action']}", lang),
                       status=status_label(status, lang)), className="ok", id=f"{PAGE}-ok")
     # The forms follow the new status and are emptied: a note is never carried into the next action.
-    return (msg, body(eng, current_scope(), aid, lang), *form_state(status, lang), "", "", default_due())
+    scope = current_scope()
+    a = alert_detail(eng, scope, aid)
+    return (msg, body(eng, scope, aid, lang, a), *form_state(status, lang, not_offered(eng, scope, a)), "", "",
+            default_due())
 
 
 dash.register_page(__name__, path_template="/alert/<alert_id>", name=PAGE, title="统管 · 预警详情", layout=layout)

@@ -152,6 +152,7 @@ def test_alert_detail_shows_what_raised_it_and_everything_done(engine, users):
 def test_closed_loop_through_the_page_forms(engine, users):
     """Take over → dispatch with unit and due time → the county resolves → the city verifies and
     closes; the page after each action shows the new state and empty forms."""
+    from apps.alert_detail import alert_detail
     from apps.errors import AppsError
     from apps.pages import alert as page
     from apps.scope import scoped
@@ -168,8 +169,11 @@ def test_closed_loop_through_the_page_forms(engine, users):
         assert not dispatch and dispatch_style == {"display": "none"}
         assert [b.id["action"] for b in notes] == ["close", "false_alarm", "reopen"]
         assert "sim://storm/cam-th-1/1.jpg" in _text(_find(body, "alert-cameras"))
+        assert page.not_offered(engine, gz, alert_detail(engine, gz, "AP-1")) == ()  # the city may take it over
         assert page.apply(engine, alert_id="AP-1", action="take_over", lang="zh", note=None, unit=None,
                           due=None) == "open"
+        # Guangzhou handles it now: no take-over button offered to it any more
+        assert page.not_offered(engine, gz, alert_detail(engine, gz, "AP-1")) == ("take_over",)
         with pytest.raises(AppsError, match="处置单位"):
             page.apply(engine, alert_id="AP-1", action="dispatch", lang="zh", note="", unit=" ", due=None)
         with pytest.raises(AppsError, match="年-月-日"):
@@ -194,8 +198,13 @@ def test_closed_loop_through_the_page_forms(engine, users):
         final = page.body(engine, gz, "AP-1", "en")
     timeline = _text(_find(final, "alert-timeline"))
     for word in ("Taken over", "Dispatched", "Resolved", "Closed", "gz-operator", "tianhe-operator",
-                 "天河区排水所", "泵车排水"):
+                 "天河区排水所", "泵车排水", "taken over by Guangzhou"):
         assert word in timeline
+    # the lifecycle's own notes in the page's language, regions by name: no "接管 / taken over by 440100"
+    assert "接管" not in timeline and "440100" not in timeline and "dispatched to 天河区排水所" in timeline
+    with scoped(gz):
+        zh = _text(_find(page.body(engine, gz, "AP-1", "zh"), "alert-timeline"))
+    assert "广州市 接管" in zh and "taken over" not in zh and "派往 天河区排水所 (天河区)" in zh
     assert _find(final, "alert-title").children == "Road waterlogging warning"  # English mode: title_en
     with engine.connect() as conn:
         unit = conn.execute(sa.text("SELECT assigned_unit FROM alert_handling WHERE alert_id = 'AP-1'")).scalar()
