@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.errors import AppsError
+from tongguan.db import engine_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -129,6 +130,21 @@ def _click_first_sensor(driver) -> None:
         time.sleep(1.5)
 
 
+def pick_alert(engine, home: str | None = None) -> str | None:
+    """The alert ``--alert auto`` shows: of those inside ``home`` (any when None), the one whose
+    page shows the most of the closed loop — dispatched, escalated above its county, taken over,
+    then the longest history (the detector's periodic updates not counted), the newest first."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT a.id FROM alerts a JOIN alert_handling h ON h.alert_id = a.id "
+            "WHERE CAST(:home AS text) IS NULL OR :home IN (trim(a.adcode), trim(a.city), trim(a.province)) "
+            "ORDER BY h.dispatched_at IS NOT NULL DESC, h.visible_at <> trim(a.adcode) DESC, "
+            "h.owner_region <> trim(a.adcode) DESC, (SELECT count(*) FROM alert_history x WHERE x.alert_id = a.id "
+            "AND x.action <> 'updated') DESC, a.last_seen DESC, a.id LIMIT 1"), {"home": home}).scalar()
+
+
 def serve_in_thread(database_url: str, kafka_bootstrap: str):
     """The app on a free local port in a daemon thread; returns (base_url, stop)."""
     from werkzeug.serving import make_server
@@ -150,14 +166,33 @@ def register(sub) -> None:
     p.add_argument("--username", help="log-in user when the app asks for one")
     p.add_argument("--password", help="its password")
     p.add_argument("--only", nargs="*", choices=[s.name for s in DEFAULT_SHOTS], help="just these views")
-    p.add_argument("--alert", help="also alert.png: the page of this alert id (/alert/<id>)")
+    p.add_argument("--alert", nargs="?", const="auto",
+                   help="also alert.png: the page of this alert id (/alert/<id>); without an id (or 'auto') the "
+                        "alert of the user's region that shows most of the closed loop (dispatched, escalated, "
+                        "taken over)")
     p.set_defaults(func=cmd_screenshot)
+
+
+def _home(database_url: str, username: str | None) -> str | None:
+    """The region of the user the screenshots are taken as (None: any region)."""
+    import sqlalchemy as sa
+
+    if not username:
+        return None
+    with engine_for(database_url).connect() as conn:
+        home = conn.execute(sa.text("SELECT home_adcode FROM users WHERE username = :u"), {"u": username}).scalar()
+    return str(home).strip() if home else None
 
 
 def cmd_screenshot(args, ctx) -> int:
     shots = [s for s in DEFAULT_SHOTS if not args.only or s.name in args.only]
     if args.alert:
-        shots.append(Shot("alert", f"/alert/{quote(args.alert, safe='')}"))
+        alert_id = args.alert
+        if alert_id == "auto":
+            alert_id = pick_alert(engine_for(ctx.database_url), _home(ctx.database_url, args.username))
+            if alert_id is None:
+                raise AppsError("--alert: no alert in the database yet (start `tongguan demo` and wait a minute)")
+        shots.append(Shot("alert", f"/alert/{quote(alert_id, safe='')}"))
     stop = None
     base = args.url
     if not base:

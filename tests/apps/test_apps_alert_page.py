@@ -209,6 +209,10 @@ def test_closed_loop_through_the_page_forms(engine, users):
     with engine.connect() as conn:
         unit = conn.execute(sa.text("SELECT assigned_unit FROM alert_handling WHERE alert_id = 'AP-1'")).scalar()
     assert unit == "天河区排水所"  # never the note
+    from apps.screenshot import pick_alert
+
+    # `tongguan screenshot --alert` picks the alert that shows the closed loop, inside the region
+    assert pick_alert(engine, "440100") == "AP-1" and pick_alert(engine, "440300") is None
 
 
 def test_incident_page_lists_its_alerts(engine, users):
