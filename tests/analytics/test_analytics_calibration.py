@@ -310,6 +310,24 @@ def test_hysteresis_enters_on_k_of_m_or_one_strong_reading_and_leaves_when_calm(
     assert decide(Regime(), dec, strong, 0)[0] == strong  # one reading at the strong level: at once
 
 
+def test_strong_evidence_opens_a_regime_once_it_has_lasted_two_seconds():
+    """A minute sensor's one strong reading opens a regime at once; a 1 Hz one's needs a second
+    (a single 1 Hz sample of a vibration channel is a glitch), and a strong reading waiting for
+    it is not learned."""
+    from analytics.detectors import Regime, decide
+
+    dec = decision_config()
+    strong = dec.strong_cut + 0.05
+    reg = Regime()
+    first = decide(reg, dec, strong, 0.0, interval=1.0)
+    assert first == (dec.low_cut - 0.01, False) and not reg.active
+    assert decide(reg, dec, 0.1, 1.0, interval=1.0)[1] and not reg.active  # a lone glitch: nothing
+    decide(reg, dec, strong, 2.0, interval=1.0)
+    assert decide(reg, dec, strong, 3.0, interval=1.0)[0] == strong and reg.active
+    minute = Regime()
+    assert decide(minute, dec, strong, 0.0, interval=60.0)[0] == strong and minute.active
+
+
 # ------------------------------------------------------------------------------ messy time
 def test_messy_timestamps_are_scored_and_counted_never_refused(tmp_path, capsys):
     from tongguan.cli import main
