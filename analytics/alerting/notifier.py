@@ -111,6 +111,18 @@ def parse_alert_message(value: bytes | str | None) -> str | None:
     return aid
 
 
+def commit_wait(wait_s: float, newest_ms: int | None, now_s: float) -> float:
+    """Seconds still worth waiting for alerts published at ``newest_ms`` (epoch ms; None or ≤ 0:
+    unknown) to appear in the database, at most ``wait_s`` after their publication.
+
+    >>> commit_wait(5.0, None, 100.0), commit_wait(5.0, 98_000, 100.0), commit_wait(5.0, 90_000, 100.0)
+    (5.0, 3.0, 0.0)
+    """
+    if not newest_ms or newest_ms <= 0:
+        return wait_s
+    return min(wait_s, max(0.0, newest_ms / 1000.0 + wait_s - now_s))
+
+
 class Notifier:
     """See the module docstring. ``run()`` consumes Kafka; the steps are public for tests and the
     bench (``process_alert``, ``group_pending``, ``send_due``, ``tick``)."""
@@ -433,10 +445,12 @@ class Notifier:
         from kafka import KafkaConsumer
 
         topic = self.settings.topic("alerts")
+        # session 6 s as the store and the detector: a killed notifier's successor is assigned the
+        # partitions once the dead member's session ends (measured on Tansu: ~11 s, ~18 s with 10 s)
         self.consumer = KafkaConsumer(
             topic, bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group_id,
             client_id=self.worker_id, enable_auto_commit=False, auto_offset_reset="earliest",
-            session_timeout_ms=10000, heartbeat_interval_ms=1000, max_poll_interval_ms=120000,
+            session_timeout_ms=6000, heartbeat_interval_ms=1000, max_poll_interval_ms=120000,
             fetch_max_wait_ms=20, max_poll_records=500)
         return topic
 
@@ -468,15 +482,22 @@ class Notifier:
         except Exception as exc:  # noqa: BLE001 - a rebalance: the items are keyed, a re-read adds nothing
             log.warning("offset commit failed (%s); the messages will be re-read and de-duplicated", exc)
 
-    def _process_with_wait(self, alert_ids: list[str], wait_s: float = 5.0) -> None:
-        """The detector writes an alert before publishing it; allow a moment for a slow commit."""
-        deadline = time.monotonic() + wait_s
+    def _process_with_wait(self, alert_ids: list[str], wait_s: float = 5.0, newest_ms: int | None = None) -> None:
+        """The detector writes an alert before publishing it; allow a moment for a slow commit.
+
+        Only a record published in the last ``wait_s`` can be waiting for one (``newest_ms``: the
+        newest record's timestamp, Kafka's create time): an older id that is not in the database
+        is not coming, and waiting for it would hold up every alert behind it — 5 s per poll on a
+        replay of an old topic. Without a timestamp, the full wait."""
+        now = time.monotonic()
+        deadline = now + commit_wait(wait_s, newest_ms, time.time())
         pending = alert_ids
         while pending:
             self.process_alerts(pending)
             pending = self.missing
-            if pending and time.monotonic() > deadline:
-                log.error("cannot notify alert(s) %s: not in the database after %.0f s", ", ".join(pending), wait_s)
+            if pending and time.monotonic() >= deadline:
+                log.error("cannot notify alert(s) %s: not in the database (waited %.1f s)", ", ".join(pending),
+                          time.monotonic() - now)
                 return
             if pending:
                 time.sleep(0.05)
@@ -497,7 +518,8 @@ class Notifier:
                 continue
             pairs.append((rec, aid))
         try:
-            self._process_with_wait([aid for _, aid in pairs])
+            self._process_with_wait([aid for _, aid in pairs], newest_ms=max(
+                (getattr(rec, "timestamp", None) or 0 for rec, _ in pairs), default=None))
         except (sa.exc.OperationalError, sa.exc.InterfaceError):
             raise  # the database is away: nothing is committed, the poll is read again
         except Exception:  # noqa: BLE001 - find the record(s) that cause it, one by one
@@ -505,7 +527,8 @@ class Notifier:
                 raise
             log.warning("matching %d alert(s) failed; matching them one by one", len(pairs))
             for rec, aid in pairs:
-                isolated(self._process_with_wait, [aid], stage="notify", on_failure=self._isolate(rec))
+                isolated(lambda ids, ms=getattr(rec, "timestamp", None): self._process_with_wait(ids, newest_ms=ms),
+                         [aid], stage="notify", on_failure=self._isolate(rec))
         if self._deadletters is not None:
             self._deadletters.flush()  # durable before the offsets are committed
 
