@@ -72,11 +72,10 @@ class Settings(BaseSettings):
     # home region and roles (apps.view_cache.page_layout; a changed alert renders it anew, the
     # first live tick brings the other figures up to date); 0 turns it off.
     layout_cache_s: float = 10.0
-    # The store worker's Kafka client: "kafka-python" (the default) or "rdkafka" (librdkafka
-    # through confluent-kafka, tongguan.rdkafka: faster on a backlog, but against the embedded
-    # Tansu broker it stalled for 10-20 s at a time under live traffic on a loaded machine, see
-    # that module; not the default until that is understood).
-    store_consumer: Literal["rdkafka", "kafka-python"] = "kafka-python"
+    # The store worker's Kafka client: "rdkafka" (the default: librdkafka through confluent-kafka,
+    # tongguan.rdkafka; a third less worker CPU a reading on single messages, since fetching and
+    # decoding run in its C threads) or "kafka-python" (what detect and notify use).
+    store_consumer: Literal["rdkafka", "kafka-python"] = "rdkafka"
     log_level: str = "INFO"
     # A consumer with lag that has not committed for this long is stalled: it rejoins its group
     # (then exits non-zero for its supervisor) and `status` and /status show it red.
