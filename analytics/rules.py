@@ -25,6 +25,7 @@ RULES_FILE = Path(__file__).with_name("rules.yaml")
 AGGS = ("last", "mean", "sum", "integral", "max", "min", "rise", "fall")
 # A gap longer than this is not integrated (a sensor that was silent did not measure rain).
 MAX_INTEGRAL_GAP_S = 3600.0
+WINDOW_BUCKETS = 1440  # per aggregation window, whatever its length: a minute resolution on 24 h
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\s*$")
 _UNIT_S = {"s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -220,17 +221,27 @@ def load_rules(path: str | None = None) -> tuple[Rule, ...]:
 
 # ------------------------------------------------------------------------------------ windows
 class _Window:
-    """Readings of the last ``length`` seconds with O(1) amortised sum, integral, min and max."""
+    """Readings of the last ``length`` seconds with O(1) amortised sum, integral, min and max.
 
-    __slots__ = ("area", "items", "last_t", "last_v", "length", "maxs", "mins", "total")
+    Bounded whatever the sensor's rate: readings are kept in at most about ``WINDOW_BUCKETS``
+    buckets of ``length / WINDOW_BUCKETS`` seconds (sum, area, count; the min and max deques
+    hold one entry per bucket). A sensor reporting at most once a bucket (a minute sensor on a
+    24 h window, anything slower than 2.5 s on a 1 h one) keeps one reading a bucket, exactly as
+    unbucketed; a faster one (or a flood of readings) is merged, and its window's start moves
+    in steps of one bucket. Without the bound a 1 Hz sensor held 86,400 readings a 24 h window,
+    and state grew with whatever rate a gateway sent."""
+
+    __slots__ = ("area", "count", "items", "last_t", "last_v", "length", "maxs", "mins", "res", "total")
 
     def __init__(self, length: float):
         self.length = length
-        self.items: deque = deque()  # (t, v, area contribution)
+        self.res = length / WINDOW_BUCKETS
+        self.items: deque = deque()  # (bucket start t, sum of v, area contribution, readings)
         self.total = 0.0
         self.area = 0.0
-        self.mins: deque = deque()  # (t, v) increasing v
-        self.maxs: deque = deque()  # (t, v) decreasing v
+        self.count = 0
+        self.mins: deque = deque()  # (t, v) increasing v, one entry per bucket at most
+        self.maxs: deque = deque()  # (t, v) decreasing v, one entry per bucket at most
         self.last_t: float | None = None
         self.last_v = 0.0
 
@@ -242,29 +253,49 @@ class _Window:
             # A rate held since the last reading: left rectangle, gaps not integrated.
             a = self.last_v * dt / 3600.0 if 0 < dt <= MAX_INTEGRAL_GAP_S else 0.0
         self.last_t, self.last_v = t, v
-        self.items.append((t, v, a))
+        items = self.items
+        if items and 0 <= t - items[-1][0] < self.res:  # the open bucket takes it
+            t0, vs, as_, n = items[-1]
+            items[-1] = (t0, vs + v, as_ + a, n + 1)
+            # the open bucket's extreme is the deques' last entry: replace it if v goes further
+            if v < self.mins[-1][1]:
+                self.mins.pop()
+                self._push_min(t0, v)
+            if v > self.maxs[-1][1]:
+                self.maxs.pop()
+                self._push_max(t0, v)
+        else:
+            t0 = t
+            items.append((t, v, a, 1))
+            self._push_min(t, v)
+            self._push_max(t, v)
         self.total += v
         self.area += a
-        while self.mins and self.mins[-1][1] >= v:
-            self.mins.pop()
-        self.mins.append((t, v))
-        while self.maxs and self.maxs[-1][1] <= v:
-            self.maxs.pop()
-        self.maxs.append((t, v))
+        self.count += 1
         start = t - self.length
-        items = self.items
         while items and items[0][0] <= start and len(items) > 1:
-            _, ov, oa = items.popleft()
+            _, ov, oa, on = items.popleft()
             self.total -= ov
             self.area -= oa
+            self.count -= on
         while self.mins[0][0] <= start and len(self.mins) > 1:
             self.mins.popleft()
         while self.maxs[0][0] <= start and len(self.maxs) > 1:
             self.maxs.popleft()
 
+    def _push_min(self, t: float, v: float) -> None:
+        while self.mins and self.mins[-1][1] >= v:
+            self.mins.pop()
+        self.mins.append((t, v))
+
+    def _push_max(self, t: float, v: float) -> None:
+        while self.maxs and self.maxs[-1][1] <= v:
+            self.maxs.pop()
+        self.maxs.append((t, v))
+
     def value(self, agg: str) -> float:
         if agg == "mean":
-            return self.total / len(self.items)
+            return self.total / self.count
         if agg == "sum":
             return self.total
         if agg == "integral":

@@ -108,3 +108,45 @@ def test_every_shipped_rule_cites_a_source():
     assert all(len(r.source) > 40 for r in rules)
     metrics = {r.metric for r in rules}
     assert {"rainfall", "ponding_depth", "aqi", "gas_lel", "water_level"} <= metrics
+
+
+# ------------------------------------------------------------------ bounded aggregation windows
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+from analytics.rules import WINDOW_BUCKETS, _Window  # noqa: E402
+
+
+def _brute(readings, length, agg):
+    """The aggregate over the readings of the last ``length`` s, from scratch (the reference)."""
+    t, last = readings[-1]
+    inside = [(ti, v) for ti, v in readings if ti > t - length] or readings[-1:]
+    values = [v for _, v in inside]
+    return {"mean": sum(values) / len(values), "sum": sum(values), "max": max(values), "min": min(values),
+            "rise": last - min(values), "fall": max(values) - last}[agg]
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.floats(min_value=2.5, max_value=900.0), min_size=1, max_size=300),
+       values=st.lists(st.floats(min_value=-1e3, max_value=1e3), min_size=300, max_size=300),
+       agg=st.sampled_from(["mean", "sum", "max", "min", "rise", "fall"]))
+def test_a_window_of_readings_no_faster_than_a_bucket_is_exact(steps, values, agg):
+    length = 3600.0  # buckets of 2.5 s: every reading here is its own
+    w, readings, t = _Window(length), [], T0
+    for dt, v in zip(steps, values):
+        t += dt
+        w.add(t, v)
+        readings.append((t, v))
+        assert w.value(agg) == pytest.approx(_brute(readings, length, agg), rel=1e-9, abs=1e-6)
+
+
+def test_a_fast_sensor_keeps_a_bounded_window_with_the_right_aggregates():
+    w, length = _Window(3600.0), 3600.0
+    readings = [(T0 + i * 0.1, float(i % 97)) for i in range(200_000)]  # 10 Hz for 5.5 h
+    for t, v in readings:
+        w.add(t, v)
+    assert len(w.items) <= WINDOW_BUCKETS + 1 and len(w.mins) <= WINDOW_BUCKETS + 1
+    assert len(w.maxs) <= WINDOW_BUCKETS + 1
+    # merged buckets move the window's start in steps of one bucket (2.5 s of 3600 s)
+    for agg in ("mean", "max", "min", "rise", "fall"):
+        assert w.value(agg) == pytest.approx(_brute(readings, length, agg), rel=2e-3, abs=1e-6)
+    assert w.value("sum") == pytest.approx(_brute(readings, length, "sum"), rel=2.0 / WINDOW_BUCKETS)
