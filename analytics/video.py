@@ -74,18 +74,36 @@ class SurgeDetector(BaseEstimator):
 
 
 class SurgeWindows:
-    """Sliding event windows per (place, type) — the streaming state of surge detection."""
+    """Sliding event windows per (place, type) — the streaming state of surge detection.
+
+    Bounded whatever the cameras send: a window keeps at most ``MAX_WINDOW_EVENTS`` events (a
+    count that high is a surge by any policy, so the count saturating there changes no decision),
+    and every ``SWEEP_EVERY`` events the places whose last event has left its window are dropped,
+    so events scattered over ever new places (or made-up coordinates) do not pile up keys."""
+
+    MAX_WINDOW_EVENTS = 10_000
+    SWEEP_EVERY = 4096
 
     def __init__(self):
         self.events: dict[tuple[str, str], deque] = defaultdict(deque)
+        self._since_sweep = 0
 
     def add(self, place: str, etype: str, t: float) -> int:
         pol = SURGE_POLICY.get(etype, SURGE_POLICY["default"])
         q = self.events[(place, etype)]
         q.append(t)
-        while q and q[0] <= t - pol["window_s"]:
+        while q and (q[0] <= t - pol["window_s"] or len(q) > self.MAX_WINDOW_EVENTS):
             q.popleft()
+        self._since_sweep += 1
+        if self._since_sweep >= self.SWEEP_EVERY:
+            self._since_sweep = 0
+            self._sweep(t)
         return len(q)
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, q in self.events.items()
+                    if not q or q[-1] <= now - SURGE_POLICY.get(k[1], SURGE_POLICY["default"])["window_s"]]:
+            del self.events[key]
 
     def count(self, place: str, etype: str, now: float) -> int:
         pol = SURGE_POLICY.get(etype, SURGE_POLICY["default"])

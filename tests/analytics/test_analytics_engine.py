@@ -168,3 +168,18 @@ def test_forecast_warns_before_the_threshold_with_a_crossing_time(ponding_foreca
     assert fcast and rule and fcast[0].first_seen < rule[0].first_seen
     d = fcast[0].detail
     assert d["threshold"] == 15.0 and 0 < d["minutes"] <= 60 and fcast[0].source == "model:forecast/ponding_depth@v3"
+
+
+def test_surge_windows_stay_bounded_under_a_flood_and_scattered_places():
+    from analytics.video import SURGE_POLICY, SurgeWindows
+
+    w, t = SurgeWindows(), 1_780_000_000.0
+    window = SURGE_POLICY["default"]["window_s"]
+    # a flood at one place: the count saturates at the bound (a surge either way), memory stays put
+    counts = [w.add("p", "crowd", t + i * 0.001) for i in range(3 * SurgeWindows.MAX_WINDOW_EVENTS)]
+    assert max(counts) == SurgeWindows.MAX_WINDOW_EVENTS == len(w.events[("p", "crowd")])
+    # events at ever new places, spread over many windows: only the recent places are kept
+    for i in range(50_000):
+        w.add(f"cell-{i}", "crowd", t + 10 + i * window / 1000)
+    assert len(w.events) <= 1000 + SurgeWindows.SWEEP_EVERY + 1
+    assert w.add("p2", "crowd", t + 10 + 50_000 * window / 1000) == 1
