@@ -312,7 +312,8 @@ class DetectWorker:
 
         # lag from the high watermark, last commit, last error: what `tongguan status` and
         # /status judge this worker by (tongguan.consumer)
-        self.progress = Progress("detect", self.worker_id, stall_after_s=settings.stall_after_s)
+        self.progress = Progress("detect", self.worker_id, stall_after_s=settings.stall_after_s,
+                                 wedge_after_s=settings.wedge_after_s)
         # latest reading time per (topic, partition): silence is judged against the slowest
         # partition, so catching up on one partition never makes another's sensors look offline
         self._partition_time: dict[tuple[str, int], float] = {}

@@ -84,7 +84,7 @@ class WorkerConfig:
     # A database back after an outage is found within this (each probe costs one connect).
     max_backoff_s: float = 2.0
     stall_after_s: float | None = None  # default TONGGUAN_STALL_AFTER_S: lag, no commit → stalled
-    wedge_after_s: float = 15.0  # nothing assigned while messages wait and nobody commits: rejoin
+    wedge_after_s: float | None = None  # default TONGGUAN_WEDGE_AFTER_S: nothing assigned, lag, no commits
     max_rejoins: int = 3         # consecutive rejoins without progress before exiting non-zero
     observe_every_s: float = 2.0
     # A write slower than this pauses fetching and polls meanwhile. It must stay well inside
@@ -278,7 +278,7 @@ class StoreWorker:
         self.last_commit_at: float | None = None
         stall = self.config.stall_after_s if self.config.stall_after_s is not None else settings.stall_after_s
         self.progress = Progress(self.role, self.worker_id, stall_after_s=stall,
-                                 wedge_after_s=self.config.wedge_after_s)
+                                 wedge_after_s=self.config.wedge_after_s or settings.wedge_after_s)
         self._rejoins_without_progress = 0
 
     # -- life cycle ------------------------------------------------------------------------

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # A consumer with lag that has not committed for this long is stalled: it rejoins its group
     # (then exits non-zero for its supervisor) and `status` and /status show it red.
     stall_after_s: float = 60.0
+    # A worker with nothing assigned while messages wait and no member of its group committing for
+    # this long takes its group for wedged: it rejoins with a fresh member id (then exits with 75).
+    # Keep it above the consumers' 6 s session timeout, so an ordinary rebalance is not a wedge.
+    wedge_after_s: float = 15.0
     # Prepended to every topic name; empty in production (the contract's names), unique per test.
     topic_prefix: str = ""
     # Outgoing e-mail of alert notifications (analytics.alerting.channels).

@@ -151,7 +151,8 @@ class Notifier:
 
         # lag from the high watermark, last commit, last error: what `tongguan status` and
         # /status judge this worker by (tongguan.consumer)
-        self.progress = Progress("notify", self.worker_id, stall_after_s=settings.stall_after_s)
+        self.progress = Progress("notify", self.worker_id, stall_after_s=settings.stall_after_s,
+                                 wedge_after_s=settings.wedge_after_s)
         self.ready = threading.Event()  # set once partitions are assigned (tests, bench)
 
     # ------------------------------------------------------------------------------- matching

@@ -81,7 +81,7 @@ def test_a_wedged_store_worker_rejoins_with_a_fresh_member_id_then_exits_75(sett
     holder.start()
     _produce(settings.kafka_bootstrap, settings.topic("readings"), 50, uuid.uuid4().hex[:6])
 
-    env = {**worker_env(settings), "TONGGUAN_STALL_AFTER_S": "10"}
+    env = {**worker_env(settings), "TONGGUAN_STALL_AFTER_S": "10", "TONGGUAN_WEDGE_AFTER_S": "7"}
     log_path = tmp_path / "worker.log"
     started = time.monotonic()
     try:
