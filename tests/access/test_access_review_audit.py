@@ -64,7 +64,8 @@ def test_item4_a_crafted_live_callback_for_a_foreign_region_is_refused_and_audit
             "state": [{"id": "city-params", "property": "data",
                        "value": {"adcode": "440300", "theme": "all", "window": "24h", "lang": "zh", "screen": "desk"}},
                       {"id": "city-shown", "property": "data",
-                       "value": {"kpis": {}, "codes": [], "levels": [], "since": None, "ticks": 0}}],
+                       "value": {"kpis": {}, "codes": [], "levels": [], "since": None, "ticks": 0}},
+                      {"id": "city-replaying", "property": "data", "value": 0}],
             "changedPropIds": ["city-live.n_intervals"]}
     assert spec  # the live callback exists
     r = web.post("/_dash-update-component", json=body)
