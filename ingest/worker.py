@@ -276,9 +276,11 @@ class StoreWorker:
         # first poll is small rather than one giant transaction; it adapts within a few polls.
         self._rows_per_message = 50.0
         self.last_commit_at: float | None = None
-        stall = self.config.stall_after_s if self.config.stall_after_s is not None else settings.stall_after_s
-        self.progress = Progress(self.role, self.worker_id, stall_after_s=stall,
-                                 wedge_after_s=self.config.wedge_after_s or settings.wedge_after_s)
+        cfg = self.config
+        self.progress = Progress(
+            self.role, self.worker_id,
+            stall_after_s=cfg.stall_after_s if cfg.stall_after_s is not None else settings.stall_after_s,
+            wedge_after_s=cfg.wedge_after_s if cfg.wedge_after_s is not None else settings.wedge_after_s)
         self._rejoins_without_progress = 0
 
     # -- life cycle ------------------------------------------------------------------------
