@@ -140,6 +140,25 @@ def test_replay_inserts_nothing_twice_and_rollups_match_a_direct_aggregate(setti
         assert conn.execute(sa.text("SELECT count(*) FROM sensors")).scalar() == 14
 
 
+def test_rollup_last_value_is_the_latest_reading_and_a_tie_takes_the_larger(settings, engine):
+    """last_value is the value at the latest ts, in one batch and across batches of one bucket;
+    readings at the very same instant resolve to the larger value, whatever their order."""
+    ts = (datetime.now(timezone.utc) - timedelta(minutes=3)).replace(second=30, microsecond=0)
+
+    def at(event_id, value, seconds):
+        r = reading(event_id, value=value, sensor=f"wl-{event_id}")
+        return (event_id, {**r, "ts": (ts + timedelta(seconds=seconds)).isoformat()})
+
+    produce(settings, [at("t-1", 2.0, 0), at("t-2", 1.5, 10), at("t-3", 1.0, 10), at("t-4", 3.0, -20)])
+    run_worker(settings)
+    produce(settings, [at("t-5", 0.5, 5)])  # older than the bucket's latest: changes nothing
+    run_worker(settings)
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT DISTINCT last_value, last_ts FROM reading_rollups_minute "
+                                   "WHERE bucket = :b"), {"b": ts.replace(second=0)}).all()
+    assert got == [(1.5, ts + timedelta(seconds=10))]
+
+
 def test_confluent_kafka_producer_and_video_desensitisation(settings, engine):
     from confluent_kafka import Producer
 
