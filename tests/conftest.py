@@ -19,6 +19,14 @@ from tongguan.settings import Settings
 TEMPLATE_DB = "tg_template"
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (make test): one worker per core, at least two, at most four. The suite mostly
+    waits on the services, so two workers pay even on one core; each worker starts a PostgreSQL
+    cluster and a broker of its own, so more than four cost more memory than they save time."""
+    return max(2, min(4, os.cpu_count() or 1))
+
+
 @pytest.fixture(scope="session")
 def services():
     """Managed services of their own for this test session, stopped and removed afterwards."""
