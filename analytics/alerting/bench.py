@@ -29,6 +29,28 @@ def percentile(values: list[float], q: float) -> float:
     return s[k]
 
 
+def allow_for_this_run(entry: str):
+    """Add ``entry`` to TONGGUAN_WEBHOOK_ALLOW in this process; returns the function that
+    restores the previous value. The settings are cached per process, hence the cache clears."""
+    import os
+
+    from tongguan.settings import get_settings
+
+    before = os.environ.get("TONGGUAN_WEBHOOK_ALLOW")
+    current = get_settings().webhook_allow
+    os.environ["TONGGUAN_WEBHOOK_ALLOW"] = ",".join(x for x in (current, entry) if x)
+    get_settings.cache_clear()
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop("TONGGUAN_WEBHOOK_ALLOW", None)
+        else:
+            os.environ["TONGGUAN_WEBHOOK_ALLOW"] = before
+        get_settings.cache_clear()
+
+    return restore
+
+
 def cmd_bench_notify(args, ctx) -> int:
     """A throw-away database and topic; a webhook subscription to an in-process receiver; the
     notifier in a thread; alerts written and published like the detector does, at ``--rate``."""
@@ -46,6 +68,7 @@ def cmd_bench_notify(args, ctx) -> int:
     from tongguan.services import ensure_topics
 
     ctx.require()
+    restore_allow = None
     run = uuid.uuid4().hex[:8]
     dbname = f"tg_bench_notify_{run}"
     base = sa.make_url(ctx.database_url)
@@ -71,6 +94,9 @@ def cmd_bench_notify(args, ctx) -> int:
 
         secret = "bench-secret"
         rec = WebhookReceiver(secret, on_delivery=on_delivery).start()
+        # The receiver is the bench's own, on loopback, which the URL guard refuses unless
+        # allow-listed: admit exactly its port, for this run only (restored below).
+        restore_allow = allow_for_this_run(f"127.0.0.1:{rec.port}")
         # Baseline: a bare signed POST to the same receiver.
         base_ms = []
         for i in range(50):
@@ -130,6 +156,8 @@ def cmd_bench_notify(args, ctx) -> int:
         print(json.dumps(result, indent=2))
         return 0 if len(lat) == len(sent) else 1
     finally:
+        if restore_allow is not None:
+            restore_allow()
         engine_for(url).dispose()
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"))

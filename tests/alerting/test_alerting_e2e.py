@@ -186,3 +186,15 @@ def test_demo_configuration_loads():
 
     demo = load_alerting(str(ALERTING_FILE.with_name("alerting-demo.yaml")))
     assert demo.unacknowledged["orange"] == 120 and load_alerting().unacknowledged["orange"] == 900
+
+
+def test_bench_notify_latency_reaches_its_own_receiver_under_the_url_guard(cli):
+    """The bench's receiver is on loopback, which the URL guard refuses by default (no
+    TONGGUAN_WEBHOOK_ALLOW here): the bench admits its own port for its run, and only then."""
+    import os
+
+    code, out, err = cli("bench", "notify-latency", "--alerts", "10")
+    assert code == 0, err[-2000:]
+    result = json.loads(out[out.index("{"):])
+    assert (result["alerts"], result["delivered"]) == (10, 10)
+    assert "TONGGUAN_WEBHOOK_ALLOW" not in os.environ
