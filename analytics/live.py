@@ -302,7 +302,8 @@ class DetectWorker:
         self._locate = locate
         self._stop = threading.Event()
         self.stats = {"messages": 0, "readings": 0, "video": 0, "changes": 0, "skipped": 0, "warmed": 0,
-                      "already_done": 0, "evicted": 0, "internal_errors": 0}
+                      "already_done": 0, "evicted": 0, "internal_errors": 0,
+                      "skipped_offsets": 0}
         self._resume: dict[tuple[str, int], int] = {}
         self.consumer = self.producer = None
         self.core: DetectorCore | None = None
@@ -491,6 +492,7 @@ class DetectWorker:
             self._locate = _region_locator(self.engine)
         self._connect()
         from ingest import parse_message
+        from tongguan.consumer import poll_past_undecodable
 
         self.core = self._new_core()
         self._publish_outbox()  # what a killed predecessor wrote but could not publish
@@ -500,7 +502,8 @@ class DetectWorker:
         idle = 0
         try:
             while not self._stop.is_set():
-                batch = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms, max_records=self.config.batch_size)
+                batch = poll_past_undecodable(self.consumer, self._skipped, timeout_ms=self.config.poll_timeout_ms,
+                                              max_records=self.config.batch_size)
                 if self._reset_requested:
                     # rebalance: our sensors may have moved; rebuild from the database on first sight
                     self._reset_requested = False
@@ -544,6 +547,14 @@ class DetectWorker:
                 except Exception:  # noqa: BLE001 - best effort on shutdown
                     pass
         return self.stats
+
+    def _skipped(self, s) -> None:
+        """A range no record could be read from: dead-lettered (durable now: no later batch may
+        be needed to flush it), counted, and shown as the worker's last error."""
+        self.stats["skipped_offsets"] += s.end - s.first
+        self.progress.error(f"skipped {s.topic}[{s.partition}] {s.first}..{s.end - 1}: {s.error}")
+        self.dead.add_skipped(s)
+        self.dead.flush()
 
     def _tick(self, *, sweep: bool) -> None:
         stream_now = min(self._partition_time.values()) if self._partition_time else None

@@ -51,8 +51,8 @@ from ingest.catalogue import Catalogue, load_catalogue
 from ingest.errors import IngestError
 from ingest.schemas import Parsed, Problem, Reading, parse_message
 from ingest.store import Desensitiser, Store
-from tongguan.consumer import (DeadLetterSink, Progress, RecordFailure, WorkerStalled, isolated,
-                               partition_lag)
+from tongguan.consumer import (UNDECODABLE_BATCH, DeadLetterSink, Progress, RecordFailure, WorkerStalled,
+                               isolated, partition_lag, poll_past_undecodable)
 
 log = logging.getLogger(__name__)
 
@@ -371,8 +371,9 @@ class StoreWorker:
         restore_gc = tune_gc()
         try:
             while not self._stop.is_set():
-                polled = self.consumer.poll(timeout_ms=0 if pending else self.config.poll_timeout_ms,
-                                            max_records=self._max_records())
+                polled = poll_past_undecodable(self.consumer, self._skipped,
+                                               timeout_ms=0 if pending else self.config.poll_timeout_ms,
+                                               max_records=self._max_records())
                 records = [r for recs in polled.values() for r in recs]
                 if records or self.consumer.assignment():
                     if not assigned_once:
@@ -821,6 +822,17 @@ class StoreWorker:
             self.stats.reasons[problem.reason] = self.stats.reasons.get(problem.reason, 0) + 1
         # The dead letters are part of the batch's outcome: durable before the offsets move.
         self.stats.dead_lettered += sink.flush(timeout=60)
+
+    def _skipped(self, s) -> None:
+        """A range no record could be read from (kafka-python cannot undo a batch's compression,
+        or the batch is corrupt): dead-lettered with its offsets, counted. librdkafka reports such
+        a batch as a message error instead (tongguan.rdkafka logs it and goes on)."""
+        sink = DeadLetterSink(self.producer, self.deadletter_topic, self.worker_id,
+                              count=lambda reason: self.metrics.dead.labels(reason).inc())
+        sink.add_skipped(s)
+        self.stats.reasons[UNDECODABLE_BATCH] = self.stats.reasons.get(UNDECODABLE_BATCH, 0) + 1
+        self.stats.dead_lettered += sink.flush(timeout=60)
+        self.progress.error(f"skipped {s.topic}[{s.partition}] {s.first}..{s.end - 1}: {s.error}")
 
     def _commit(self, records: list) -> None:
         from kafka.structs import OffsetAndMetadata, TopicPartition

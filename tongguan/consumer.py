@@ -153,6 +153,11 @@ class DeadLetterSink:
                  extra={"exception": {"type": failure.exc_type, "message": failure.message,
                                       "stage": failure.stage, "where": failure.where}})
 
+    def add_skipped(self, s: "SkippedRange") -> None:
+        """A range of offsets no record could be read from (:func:`poll_past_undecodable`)."""
+        self.add(s, UNDECODABLE_BATCH, f"offsets {s.first}..{s.end - 1} could not be read: {s.error}",
+                 extra={"skipped": {"first_offset": s.first, "end_offset": s.end, "count": s.end - s.first}})
+
     def flush(self, timeout: float = 60) -> int:
         """Wait until every dead letter is acknowledged; returns how many were flushed."""
         if not self.pending:
@@ -162,7 +167,153 @@ class DeadLetterSink:
         return n
 
 
-# -- progress, stall and wedge detection -----------------------------------------------------
+# -- batches that cannot be decoded --------------------------------------------------------
+UNDECODABLE_BATCH = "undecodable_batch"
+
+
+@dataclass(frozen=True)
+class SkippedRange:
+    """Offsets ``[first, end)`` of one partition that no record could be read from (a batch whose
+    compression the client cannot undo, a corrupt batch): what :func:`poll_past_undecodable`
+    moved past. Shaped like a record, so it dead-letters like one (no original bytes: the client
+    never had them)."""
+
+    topic: str
+    partition: int
+    first: int
+    end: int
+    error: str
+    value: bytes = b""
+    key: bytes | None = None
+    timestamp: int | None = None
+
+    @property
+    def offset(self) -> int:
+        return self.first
+
+
+def poll_past_undecodable(consumer, on_skipped: Callable[[SkippedRange], None], *,
+                          probe_timeout_s: float = 2.0, **poll_kw) -> dict:
+    """``consumer.poll(**poll_kw)``, except that a partition whose next batch cannot be decoded no
+    longer stops the consumer. kafka-python raises from ``poll`` when it cannot unpack a batch,
+    and again on every later poll at the same position, so a worker that lets it through dies
+    on it forever (one crafted or corrupt batch would stop detection for the province). Here
+    the partition at fault is found by reading each assigned partition alone from its position;
+    the undecodable range is then bracketed (the first later offset that reads again; a huge
+    batch is passed in several steps of a second each) and the consumer moves past it; ``on_skipped`` gets
+    each range (callers dead-letter it, reason ``undecodable_batch``) and the poll returns
+    nothing. When no partition fails alone, the error was not about the data: it is re-raised,
+    so a lost broker or a closed consumer keeps its handling."""
+    try:
+        return consumer.poll(**poll_kw)
+    except Exception as exc:  # noqa: BLE001 - classified below, re-raised unless the data is at fault
+        _drop_broken_fetch(consumer)
+        skipped = skip_undecodable(consumer, probe_timeout_s=probe_timeout_s)
+        if skipped is None:
+            raise
+        for s in skipped:
+            log.error("skipped %s[%d] offsets %d..%d: no record can be read there (%s)",
+                      s.topic, s.partition, s.first, s.end - 1, s.error)
+            on_skipped(s)
+        log.info("the poll's error was the data's (%s: %s)", type(exc).__name__, str(exc)[:200])
+        return {}
+
+
+def skip_undecodable(consumer, *, probe_timeout_s: float = 2.0) -> list[SkippedRange] | None:
+    """The undecodable ranges at the assigned partitions' positions, moved past (see
+    :func:`poll_past_undecodable`); ``None`` when no partition fails on its own.
+
+    The probing is done by a consumer of its own (no group, one partition at a time), so the
+    worker's consumer keeps its fetch state, its buffered records and its membership untouched:
+    only the partitions at fault are moved."""
+    if not hasattr(consumer, "seek") or not isinstance(getattr(consumer, "config", None), dict):
+        return None
+    from kafka import KafkaConsumer
+
+    active = sorted(set(consumer.assignment()) - set(consumer.paused()))
+    if not active:
+        return None
+    positions = {tp: consumer.position(tp) for tp in active}
+    config = {k: v for k, v in consumer.config.items() if k in _PROBE_CONFIG}
+    probe = KafkaConsumer(**config, group_id=None, enable_auto_commit=False, auto_offset_reset="none",
+                          fetch_max_wait_ms=50, client_id=f"{consumer.config.get('client_id')}-probe")
+    out: list[SkippedRange] = []
+    try:
+        for tp in active:
+            probe.assign([tp])
+            first = positions[tp]
+            error = _fails_at(probe, tp, first, probe_timeout_s)
+            if error:
+                end = _next_readable(probe, tp, first, probe_timeout_s)
+                out.append(SkippedRange(tp.topic, tp.partition, first, end, error))
+                consumer.seek(tp, end)
+    finally:
+        probe.close()
+    return out or None
+
+
+# What the probe consumer copies from the worker's: how to reach and read the broker.
+_PROBE_CONFIG = frozenset({
+    "bootstrap_servers", "security_protocol", "ssl_context", "ssl_check_hostname", "ssl_cafile", "ssl_certfile",
+    "ssl_keyfile", "ssl_password", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+    "sasl_oauth_token_provider", "api_version", "check_crcs", "isolation_level", "max_partition_fetch_bytes",
+    "fetch_max_bytes", "request_timeout_ms"})
+
+
+def _drop_broken_fetch(consumer) -> None:
+    """After kafka-python raised while unpacking a partition's records, the half-read records
+    stay in line: the next poll at the same position takes nothing from them, forever, inside
+    ``poll`` (kafka-python 3.0: ``Fetcher.fetched_records`` loops on an exhausted
+    ``PartitionRecords``). Drain them, so the next poll fetches again. Private state, hence the
+    ``getattr``s: another client or version simply has nothing to drain."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    part = getattr(fetcher, "_next_partition_records", None)
+    if part is not None:
+        part.drain()
+        fetcher._next_partition_records = None
+
+
+def _fails_at(consumer, tp, offset: int, timeout_s: float) -> str:
+    """Poll ``tp`` (the probe's only partition) from ``offset``: the error it raises, or "" when
+    a record comes back or nothing is there (past the end the broker answers out-of-range)."""
+    from kafka.errors import OffsetOutOfRangeError
+
+    consumer.seek(tp, offset)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            got = consumer.poll(timeout_ms=100, max_records=1)
+        except OffsetOutOfRangeError:
+            return ""
+        except Exception as exc:  # noqa: BLE001 - the answer we are looking for
+            _drop_broken_fetch(consumer)
+            return f"{type(exc).__name__}: {exc}"[:500]
+        if got.get(tp):
+            return ""
+        high = consumer.highwater(tp)
+        if high is not None and offset >= high:
+            return ""
+    return ""
+
+
+def _next_readable(consumer, tp, first: int, timeout_s: float, budget_s: float = 1.0) -> int:
+    """The first offset after ``first`` that reads (or the end of the log), probing one offset
+    after the other for at most ``budget_s``; past the budget, the offset the probing reached
+    (everything before it is confirmed unreadable, and the next poll goes on from there). One
+    offset at a time on purpose: unreadable and readable batches may alternate, so no jump can be
+    trusted not to skip a readable record, and a bounded step keeps the worker polling."""
+    t_end = time.monotonic() + budget_s
+    probe = first + 1
+    while time.monotonic() < t_end:
+        high = consumer.highwater(tp)
+        if high is not None and probe >= high:
+            return max(high, first + 1)
+        if not _fails_at(consumer, tp, probe, timeout_s):
+            return probe
+        probe += 1
+    return probe
+
+
 def partition_lag(consumer, partitions) -> int:
     """Messages behind the log end over ``partitions`` (assigned ones).
 

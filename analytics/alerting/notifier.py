@@ -540,6 +540,14 @@ class Notifier:
             self._dead().add_failure(rec, failure)
         return failed
 
+    def _skipped(self, s) -> None:
+        """A range of ``city.alerts`` no record could be read from: dead-lettered and counted."""
+        self.stats["skipped_offsets"] = self.stats.get("skipped_offsets", 0) + s.end - s.first
+        self.progress.error(f"skipped {s.topic}[{s.partition}] {s.first}..{s.end - 1}: {s.error}")
+        sink = self._dead()
+        sink.add_skipped(s)
+        sink.flush()
+
     def _dead(self):
         if self._deadletters is None:
             from kafka import KafkaProducer
@@ -552,6 +560,8 @@ class Notifier:
 
     def run(self, *, max_seconds: float | None = None) -> dict:
         """Consume ``city.alerts`` until stopped (or for ``max_seconds``)."""
+        from tongguan.consumer import poll_past_undecodable
+
         topic = self._connect()
         log.info("notifier %s consuming %s (group %s)", self.worker_id, topic, self.group_id)
         t_start = last_observed = time.monotonic()
@@ -563,7 +573,7 @@ class Notifier:
         ticker.start()
         try:
             while not self._stop.is_set() and (t_end is None or time.monotonic() < t_end):
-                polled = self.consumer.poll(timeout_ms=20, max_records=500)
+                polled = poll_past_undecodable(self.consumer, self._skipped, timeout_ms=20, max_records=500)
                 if not self.ready.is_set():
                     if self.consumer.assignment():
                         self.ready.set()
