@@ -832,6 +832,14 @@ class SeriesDetector(BaseEstimator):
 SITE_REFRESH = 32  # accepted rows between re-inverting a site's covariance
 SITE_SHRINK = 0.2  # largest weight of the identity in the shrinkage covariance of a site's residuals
 SITE_MEMORY = 2000.0  # rows the covariance averages over, at most
+# The smallest spread a channel's level residual is given in the joint score, in units of its
+# short-term noise (a fitted tail is never narrower than a quarter of it either: PRIOR_MIN_SCALE).
+# A quantised channel that mostly sits on its median (SKAB's flow gauge) has residuals ~0 on normal
+# rows (sd 0.01): its next one-step move counted as a 100-sd excursion, so the site's T² on normal
+# rows ran in the thousands (calibration anchor 8,879 on valve1/0, 5.4 with the floor) and hid
+# every other channel. (0.5 made the joint score of a broken three-channel relation weaker than
+# its one channel's own score.)
+SITE_MIN_SD = 0.25
 # Readings of each channel's own calibration history before the site decides. A tail fitted to
 # fewer is mostly the prior's guess, and a site regime entered on a guess sticks (nothing is
 # learned inside it): at 25 a slowly trending channel (a pump's temperature) opened regimes in
@@ -921,6 +929,7 @@ class SiteDetector(BaseEstimator):
         corr = cov / np.outer(sd, sd)
         lam = min(SITE_SHRINK, SITE_SHRINK * 20 * k / max(st.rows, 1.0))  # less as rows accumulate
         shrunk = (1.0 - lam) * corr + lam * np.eye(k)
+        sd = np.maximum(sd, SITE_MIN_SD)
         inv = np.linalg.pinv(shrunk) / np.outer(sd, sd)
         st.inverse = inv.ravel().tolist()
         st.since_inverse = 0
