@@ -52,6 +52,22 @@ def test_calibrator_is_conservative_on_gaussian_scores_and_bounded():
     assert cal.nbytes < 1800  # fixed, whatever the history's length
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_a_short_serially_correlated_history_does_not_claim_a_heavy_tail(seed):
+    """400 readings of a slowly wandering Gaussian score (AR(1), 0.95: a few long excursions, as a
+    CUSUM or a trend's level residual gives): its ~10 excesses over the anchor come in one or two
+    clusters and say little about the tail's shape. The fitted shape stays near the exponential's
+    0, so an 8-sd score is still very rare (unshrunk moments claimed xi 0.12-0.2 and put it at
+    4e-5..1.4e-4, a level that 1 Hz rates per sensor-day never reach)."""
+    rng = np.random.default_rng(seed)
+    cal, a = TailCalibrator(), 0.0
+    for e in rng.normal(size=400):
+        a = 0.95 * a + math.sqrt(1 - 0.95 ** 2) * e
+        cal.add(abs(a))
+    assert cal.xi <= 0.1 and cal.p(8.0) < 3e-5, cal.state()
+    assert cal.p(2.0) > 0.01  # and the body of the history stays the empirical share
+
+
 def test_tail_floor_is_the_scores_resolution_so_a_quiet_continuous_sensor_keeps_its_narrow_tail():
     """A continuous score whose history is narrow (|N(0, 0.05)|: a very quiet sensor) keeps the
     tail its history shows: 10 of its sds out is rare (a fixed 0.25-wide floor called it 1 in 200).
