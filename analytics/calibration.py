@@ -55,11 +55,11 @@ MAX_XI = 0.5  # the heaviest tail a history may claim (a Pareto tail of index 2)
 # The shape's own shrinkage toward an exponential tail: as if XI_PRIOR_N excesses had shown one.
 # Scores are serially correlated (a CUSUM, a slow trend's level residual), so the excesses of a
 # short history come in a few clusters and their moments overstate the shape: on SKAB's files
-# (360 readings of history at the end of the warm-up, ~13 excesses) a temperature's CUSUM claimed
-# xi 0.28, which put blue (p 3e-7) at 20 times its anchor and missed a 45-sd thermocouple jump.
-# 50 excesses are 2,500 readings at the 2 % anchor: a long live history keeps most of its shape
-# (SKAB site F1 0.67 -> 0.72, per channel 0.39 -> 0.59; at 100, two false alarms per channel on
-# the anomaly-free recording).
+# (360 readings of history at the end of the warm-up, ~13 excesses) a thermocouple's CUSUM claimed
+# xi 0.28, which put blue (p ~3e-7 per component of a site) at ~20 times its anchor. 50 excesses
+# are 2,500 readings at the 2 % anchor: a long live history keeps most of its shape (SKAB site F1
+# 0.67 -> 0.72, per channel 0.39 -> 0.59; at 100 the per-channel detector raised two false alarms
+# on the anomaly-free recording, 2.27 a sensor-day: one accelerometer's small level shifts).
 XI_PRIOR_N = 50.0
 
 
