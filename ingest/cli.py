@@ -236,7 +236,7 @@ def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profil
     from ingest.simulator import make_producer
     from ingest.store import READING_COLUMNS, copy_ceiling
     from ingest.worker import StoreWorker, WorkerConfig
-    from tongguan.services import ensure_topics
+    from tongguan.services import delete_topics, ensure_topics
     from tongguan.settings import TOPICS
 
     run = uuid.uuid4().hex[:8]
@@ -288,6 +288,8 @@ def _bench_once(ctx, settings, label: str, n: int, batch: int, poll: int, profil
     worker_cpu_s = time.process_time() - cpu0
     # The worker's clock starts at its first record, not at the group join (Tansu joins take ~3 s).
     worker_s = time.monotonic() - t0
+    # The memory broker frees a topic's messages only when the topic is deleted.
+    delete_topics(s.kafka_bootstrap, prefix=s.topic_prefix)
     if profiler:
         profiler.stop()
         with open(profile, "w") as f:
@@ -356,7 +358,7 @@ def cmd_bench_chaos(args, ctx) -> int:
 
     from ingest import chaos
     from tongguan.db import engine_for
-    from tongguan.services import ensure_topics
+    from tongguan.services import delete_topics, ensure_topics
     from tongguan.settings import TOPICS
 
     faults = args.faults if isinstance(args.faults, list) else _faults(args.faults)
@@ -389,6 +391,7 @@ def cmd_bench_chaos(args, ctx) -> int:
             extra = (f"broker down {r['down_s']:.0f} s; back → first stored row {r['broker_back_to_first_row_s']} s; "
                      f"lost with the memory broker: {r['lost']} ({100 * r['lost_share']:.1f} %); of the "
                      f"{r['acknowledged_after_restart']} acknowledged after the restart lost {r['lost_after_restart']}")
+        delete_topics(settings.kafka_bootstrap, prefix=settings.topic_prefix)
         results.append(r)
         print(f"{fault:>12}: produced {r['produced']}, stored {r['stored']}, lost {r['lost']}, doubled "
               f"{r['doubled']}, rollups equal raw: {r['rollups_equal_raw']}, caught up in {r['catch_up_s']} s; "

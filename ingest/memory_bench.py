@@ -77,7 +77,7 @@ def run_memory_bench(ctx, *, duration: float = 600.0, rate: float = 2000.0, warm
                      every: float = 10.0, sensors: int = 2000, out=print) -> dict:
     """Stream, sample, stop; returns the figures (also printed as they come)."""
     from ingest.simulator import GATEWAY_SIZE
-    from tongguan.services import ensure_topics
+    from tongguan.services import delete_topics, ensure_topics
     from tongguan.settings import TOPICS
 
     services = ctx.require()
@@ -158,6 +158,9 @@ def run_memory_bench(ctx, *, duration: float = 600.0, rate: float = 2000.0, warm
                 p.kill()
         for log in logs:
             log.close()
+        # The memory broker frees a topic's messages only when the topic is deleted: without this,
+        # every run's stream stayed in the broker (the next run started from where it ended).
+        delete_topics(services.kafka_bootstrap, prefix=prefix)
     result = {"duration_s": round(elapsed, 1), "warmup_s": warmup, "target_readings_per_s": rate,
               "stored_readings_per_s": round(stored_total / max(elapsed, 1e-6), 1), "stored": stored_total,
               "processes": {name: summarise(s, warmup) for name, s in series.items()}, "logs": str(workdir)}

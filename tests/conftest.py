@@ -149,12 +149,15 @@ def settings_factory(services, db_url):
 
 @pytest.fixture
 def settings(settings_factory, services) -> Settings:
-    from tongguan.services import ensure_topics
+    from tongguan.services import delete_topics, ensure_topics
     from tongguan.settings import TOPICS
 
     s = settings_factory()
     ensure_topics(s.kafka_bootstrap, s.partitions, tuple(s.topic(t) for t in TOPICS))
-    return s
+    yield s
+    # Every test has topics of its own on the session broker, which frees their messages only when
+    # they are deleted: without this the broker held every test's stream until the session ended.
+    delete_topics(s.kafka_bootstrap, prefix=s.topic_prefix)
 
 
 @pytest.fixture(autouse=True)

@@ -491,6 +491,35 @@ def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = TOP
         admin.close()
 
 
+def delete_topics(bootstrap: str, *, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a bench's or a test's own topics,
+    never the product's: an empty prefix is refused); returns the names deleted.
+
+    The embedded memory broker frees a topic's messages only when the topic is deleted: it has no
+    retention and its DeleteRecords is not implemented (README, "The embedded broker's memory"),
+    so topics left behind by benchmarks and tests would hold their messages for as long as it runs.
+    Best effort: a broker that is gone or restarted has nothing left to free."""
+    if not prefix:
+        raise ValueError("delete_topics needs a non-empty prefix: the product's topics are never deleted")
+    from kafka.admin import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tongguan-admin", request_timeout_ms=10000)
+    except Exception as exc:
+        log.warning("not deleting topics %s*: cannot reach the broker at %s: %s", prefix, bootstrap, exc)
+        return []
+    try:
+        names = sorted(t for t in admin.list_topics() if t.startswith(prefix))
+        if names:
+            admin.delete_topics(names, timeout_ms=10000)
+        return names
+    except Exception as exc:
+        log.warning("deleting topics %s* failed: %s", prefix, exc)
+        return []
+    finally:
+        admin.close()
+
+
 class LocalServices:
     """The managed services for one settings object; external URLs are reported, not managed."""
 

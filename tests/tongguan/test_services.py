@@ -190,6 +190,50 @@ def test_broker_round_trip_keyed_messages(settings):
     assert all(len(parts) == 1 for parts in by_key.values())
 
 
+def test_delete_topics_deletes_only_the_prefixed_topics_and_their_messages(settings_factory, services):
+    from kafka.admin import KafkaAdminClient
+
+    from tongguan.services import delete_topics, ensure_topics
+
+    mine, other = settings_factory(), settings_factory(topic_prefix=f"o{uuid.uuid4().hex[:8]}.")
+    names = [mine.topic("readings"), mine.topic("alerts"), other.topic("readings")]
+    ensure_topics(mine.kafka_bootstrap, 1, tuple(names))
+    producer = KafkaProducer(bootstrap_servers=mine.kafka_bootstrap)
+    for topic in names:
+        producer.send(topic, b"x" * 100)
+    producer.flush()
+    producer.close()
+
+    assert delete_topics(mine.kafka_bootstrap, prefix=mine.topic_prefix) == sorted(names[:2])
+    admin = KafkaAdminClient(bootstrap_servers=mine.kafka_bootstrap)
+    try:
+        left = set(admin.list_topics())
+    finally:
+        admin.close()
+    assert names[2] in left and not left & set(names[:2])
+    # recreated under the same name, a topic starts empty: the messages went with it
+    ensure_topics(mine.kafka_bootstrap, 1, (names[0],))
+    producer = KafkaProducer(bootstrap_servers=mine.kafka_bootstrap)
+    producer.send(names[0], b"new")
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(names[0], bootstrap_servers=mine.kafka_bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=8000)
+    try:
+        got = []
+        for msg in consumer:
+            got.append((msg.offset, msg.value))
+            if msg.value == b"new":
+                break
+    finally:
+        consumer.close()
+    assert got == [(0, b"new")]
+    assert delete_topics(mine.kafka_bootstrap, prefix=other.topic_prefix) == [names[2]]
+    delete_topics(mine.kafka_bootstrap, prefix=mine.topic_prefix)
+    with pytest.raises(ValueError):
+        delete_topics(mine.kafka_bootstrap, prefix="")
+
+
 def test_status_page_shows_both_services_up(services):
     from apps import AppConfig, create_app
 
