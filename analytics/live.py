@@ -318,6 +318,9 @@ class DetectWorker:
         # latest reading time per (topic, partition): silence is judged against the slowest
         # partition, so catching up on one partition never makes another's sensors look offline
         self._partition_time: dict[tuple[str, int], float] = {}
+        from tongguan.memtrace import MemTrace
+
+        self.memtrace = MemTrace.from_settings("detect", settings)  # TONGGUAN_TRACEMALLOC_S: what grows
 
     def _heartbeat(self) -> None:
         """So the status page shows this worker alive, with its counters and its progress."""
@@ -533,6 +536,8 @@ class DetectWorker:
                     self._observe()
                     self._heartbeat()
                     last_beat = now
+                    if self.memtrace:
+                        self.memtrace.maybe_report()
                 self._flush(done)
                 self.dead.flush()  # the dead letters are part of the batch's outcome
                 if done:

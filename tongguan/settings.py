@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # this long takes its group for wedged: it rejoins with a fresh member id (then exits with 75).
     # Keep it above the consumers' 6 s session timeout, so an ordinary rebalance is not a wedge.
     wedge_after_s: float = 15.0
+    # Diagnosis only (tongguan.memtrace): seconds between the live detector's tracemalloc reports
+    # of what grew since a baseline; 0 is off. Tracing slows the process several times.
+    tracemalloc_s: float = 0.0
+    tracemalloc_frames: int = 3
     # Prepended to every topic name; empty in production (the contract's names), unique per test.
     topic_prefix: str = ""
     # Outgoing e-mail of alert notifications (analytics.alerting.channels).
