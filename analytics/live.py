@@ -541,8 +541,7 @@ class DetectWorker:
                 self._flush(done)
                 self.dead.flush()  # the dead letters are part of the batch's outcome
                 if done:
-                    self.consumer.commit()
-                    self.progress.committed()
+                    self._commit_offsets()
                 if caught_up:
                     break
         finally:
@@ -552,6 +551,21 @@ class DetectWorker:
                 except Exception:  # noqa: BLE001 - best effort on shutdown
                     pass
         return self.stats
+
+    def _commit_offsets(self) -> None:
+        """Commit the group's offsets. A commit refused because this member was put out of the
+        group (a loop iteration longer than ``max_poll_interval_ms``, a rebalance) is not fatal:
+        what was processed is already in ``detect_offsets``, in the same transaction as its alerts,
+        so the records re-delivered after the rejoin are skipped there. The next poll rejoins."""
+        from kafka.errors import CommitFailedError
+
+        try:
+            self.consumer.commit()
+        except CommitFailedError as exc:
+            log.warning("offset commit refused (%s); rejoining the group on the next poll", str(exc)[:200])
+            self.progress.error(f"offset commit refused: {str(exc)[:200]}")
+            return
+        self.progress.committed()
 
     def _skipped(self, s) -> None:
         """A range no record could be read from: dead-lettered (durable now: no later batch may

@@ -111,3 +111,39 @@ def test_arbitrary_messages_never_stop_the_detector(bare_worker, settings, value
     w.dead.flush()
     assert good_id in w.core.sensors  # the good record after the poison was scored
     assert w.stats["messages"] - before["messages"] == len(recs)
+
+
+def test_a_refused_offset_commit_does_not_stop_the_detector(settings, engine, monkeypatch):
+    """Put out of its group (a slow iteration, a rebalance), the detector's commit raises
+    CommitFailedError: it goes on, and what follows is scored (its offsets are in the database)."""
+    from kafka import KafkaProducer
+    from kafka.errors import CommitFailedError
+
+    t0 = datetime.now(UTC) - timedelta(minutes=40)
+    p = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    for i in range(30):
+        p.send(settings.topic("readings"), key=b"gas-2", value=reading("gas-2", "gas_lel", 0.5, t0 + timedelta(minutes=i)))
+    p.flush()
+    p.close()
+    w = DetectWorker(settings, DetectConfig(until_idle=True, idle_polls=40, poll_timeout_ms=100, load_models=False,
+                                            batch_size=10),
+                     engine=engine, locate=locate)
+    connect, refused = w._connect, []
+
+    def connect_then_refuse_the_first_commit():
+        out = connect()
+        commit = w.consumer.commit
+
+        def once(*a, **kw):
+            if not refused:
+                refused.append(1)
+                raise CommitFailedError("member was removed from the group")
+            return commit(*a, **kw)
+
+        w.consumer.commit = once
+        return out
+
+    monkeypatch.setattr(w, "_connect", connect_then_refuse_the_first_commit)
+    stats = w.run()
+    assert refused and stats["readings"] == 30
+    assert "commit refused" in (w.progress.last_error or "")
