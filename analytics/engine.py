@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from analytics import notes
 from analytics.alerts import AlertBook, Change
 from analytics.calibration import score_p
 from analytics.detectors import (
@@ -192,7 +193,7 @@ class DetectorCore:
         key = f"rule:{rule.id}|sensor:{ctx.sensor_id}"
         if ev.kind == "clear":
             ctx.rule_alerts.discard(rule.id)
-            self.book.resolve(key, ev.ts, note=f"condition cleared: {rule.id}")
+            self.book.resolve(key, ev.ts, note=notes.cleared(rule.title_zh, rule.title_en))
             return
         ctx.rule_alerts.add(rule.id)
         detail = {"title_en": rule.title_en, "sensor_id": ctx.sensor_id, "metric": ctx.metric,
@@ -201,9 +202,9 @@ class DetectorCore:
         was_new = key not in self.book.active
         self.book.raise_(key, ts=ev.ts, level=ev.level, source=ev.source, theme=rule.theme,
                          title=rule.title_zh, detail=detail, subject=f"sensor:{ctx.sensor_id}",
-                         place=ctx.place, confidence=0.7, note=ev.condition)
+                         place=ctx.place, confidence=0.7, note=notes.both(ev.condition_zh, ev.condition))
         # A rule now explains the deviation: an open anomaly alert on the sensor is superseded.
-        self.book.resolve(f"anomaly|sensor:{ctx.sensor_id}", ev.ts, note=f"explained by rule {rule.id}")
+        self.book.resolve(f"anomaly|sensor:{ctx.sensor_id}", ev.ts, note=notes.explained(rule.title_zh, rule.title_en))
         if was_new and rule.theme == "flood":
             self._corroborate_flood(key, ctx, ev.ts)
 
@@ -217,7 +218,7 @@ class DetectorCore:
         level = self.thresholder.level(score) if score > 0 else ""
         if not level:
             if key in self.book.active and ctx.last_flag_t is not None and t - ctx.last_flag_t >= ANOMALY_CLEAR_S:
-                self.book.resolve(key, t, note="readings normal again")
+                self.book.resolve(key, t, note=notes.READINGS_NORMAL)
             return
         ctx.last_flag_t = t
         if ctx.rule_alerts:
@@ -245,7 +246,7 @@ class DetectorCore:
             if a is not None and a.detail.get("possible_fault"):
                 a.title = a.title.replace("(疑似设备故障)", "")
                 self.book.corroborate(other, ts=t, confidence=0.6, level=None,
-                                      note=f"sensor {ctx.sensor_id} agrees")
+                                      note=notes.sensor_agrees(ctx.sensor_id))
 
     def _neighbour_alerting(self, ctx: SensorCtx, t: float) -> list[str]:
         """Keys of active alerts that make this sensor's anomaly credible: another sensor of the
@@ -297,7 +298,7 @@ class DetectorCore:
         key = f"forecast:{ctx.metric}|sensor:{ctx.sensor_id}"
         if warning is None:
             if key in self.book.active and t - self.book.active[key].last_seen >= 900:
-                self.book.resolve(key, t, note="forecast below threshold again")
+                self.book.resolve(key, t, note=notes.FORECAST_BELOW)
             return
         if ctx.rule_alerts:
             return  # the threshold is already crossed and alerting: the forecast adds nothing
@@ -334,7 +335,7 @@ class DetectorCore:
     def _back_online(self, ctx: SensorCtx, t: float) -> None:
         key = f"offline|sensor:{ctx.sensor_id}"
         if key in self.book.active:
-            self.book.resolve(key, t, note="reporting again")
+            self.book.resolve(key, t, note=notes.REPORTING_AGAIN)
 
     def tick(self, now: float | None = None) -> None:
         """Time-driven work at stream time ``now``: due forecasts, silent sensors, expired
@@ -360,7 +361,7 @@ class DetectorCore:
                                  subject=f"sensor:{ctx.sensor_id}", place=ctx.place, confidence=0.9)
             akey = f"anomaly|sensor:{ctx.sensor_id}"
             if akey in self.book.active and ctx.last_flag_t is not None and now - ctx.last_flag_t >= ANOMALY_CLEAR_S:
-                self.book.resolve(akey, now, note="readings normal again")
+                self.book.resolve(akey, now, note=notes.READINGS_NORMAL)
 
     # ---------------------------------------------------------------------------- video
     def on_video(self, e: Mapping) -> None:
@@ -398,7 +399,7 @@ class DetectorCore:
                         and a.lon is not None and distance_m(a.lon, a.lat, place["lon"], place["lat"]) <= CORROBORATION_M \
                         and abs(t - a.last_seen) <= CORROBORATION_S:
                     self.book.corroborate(key, ts=t, confidence=0.9, level=step(a.level),
-                                          note=f"road ponding seen by {e['camera_id']}")
+                                          note=notes.ponding_seen(e['camera_id']))
 
     def _video_count(self, e: Mapping, place: dict, t: float) -> None:
         """Events that count something (people in a crowd) have levels of their own."""
@@ -430,7 +431,7 @@ class DetectorCore:
                     and distance_m(ctx.place["lon"], ctx.place["lat"], lon, lat) <= CORROBORATION_M:
                 a = self.book.active[key]
                 self.book.corroborate(key, ts=t, confidence=0.9, level=step(a.level),
-                                      note=f"road ponding seen by {cam}")
+                                      note=notes.ponding_seen(cam))
                 return
 
     def drain(self) -> list[Change]:

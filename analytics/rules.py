@@ -80,6 +80,11 @@ class Condition:
         held = f" for {_fmt_duration(self.hold)}" if self.hold else ""
         return f"{self.agg}{win} {self.op} {self.threshold:g}{held}"
 
+    def describe_zh(self) -> str:
+        from analytics.notes import condition_zh
+
+        return condition_zh(self.agg, self.window, self.op, self.threshold, self.hold)
+
 
 @dataclass(frozen=True)
 class LevelSpec:
@@ -364,6 +369,7 @@ class RuleEvent:
     ts: float
     value: float
     condition: str
+    condition_zh: str = ""
     reading: Mapping = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -426,7 +432,7 @@ class RuleEngine:
             w.add(t, v)
         rs.last_t = t
         current = rank(rs.level)
-        candidate, cand_value, cand_text = None, v, ""
+        candidate, cand_value, cand_text, cand_zh = None, v, "", ""
         for spec in rs.specs:
             active = rank(spec.level) <= current
             for i, c in enumerate(spec.conditions):
@@ -442,7 +448,7 @@ class RuleEngine:
                     continue
                 began = rs.since.setdefault(key, t)
                 if (active or t - began >= c.hold) and rank(candidate) < rank(spec.level):
-                    candidate, cand_value, cand_text = spec.level, x, c.describe()
+                    candidate, cand_value, cand_text, cand_zh = spec.level, x, c.describe(), c.describe_zh()
         prev = rs.level
         new = rank(candidate)
         if new > current:
@@ -463,4 +469,5 @@ class RuleEngine:
             rs.down_since = None
             return None
         return RuleEvent(rule=rule, sensor_id=sensor_id, kind=kind, level=rs.level, previous=prev, ts=t,
-                         value=float(cand_value), condition=cand_text, reading=reading)
+                         value=float(cand_value), condition=cand_text, condition_zh=cand_zh,
+                         reading=reading)

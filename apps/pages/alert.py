@@ -158,11 +158,12 @@ def history_note(note: str | None, lang: str, name=None) -> str:
     >>> history_note("ponding 42 cm", "zh")
     'ponding 42 cm'
     """
+    from analytics.notes import in_language
+
     if not note:
         return ""
     system, sep, person = note.partition(" | ")
-    zh, both, en = system.partition(" / ")
-    text = (en if lang == "en" else zh) if both else system
+    text = in_language(system, lang)
     if name is not None:
         text = _ADCODE.sub(lambda m: name(m.group(0)) or m.group(0), text)
     return text + sep + person
