@@ -93,3 +93,42 @@ def test_incident_page_groups_the_returns_of_one_sensor(server, browser):  # noq
     wait_for(browser, lambda d: "/incident/" in d.current_url, what="incident page")
     table = wait_for(browser, lambda d: d.find_element("id", "incident-alerts"), what="its alerts")
     assert table.text.count("闭环测试积水预警") == 2
+
+
+def _detector_notes() -> list[tuple[str, str]]:
+    """The (action, note) pairs the detector writes for a ponding alert that a camera
+    corroborates and that then clears, as the live worker stores them."""
+    from analytics.engine import DetectorCore
+
+    gz = {"county": "440106", "city": "440100", "province": "440000", "grid_id": None}
+    c = DetectorCore(locate=lambda *_: gz, anomalies=False)
+    t0 = 1_780_000_000.0
+    for i, v in enumerate([0.0] * 5 + [20.0] * 10 + [0.0] * 120):
+        c.on_reading({"sensor_id": "p1", "metric": "ponding_depth", "value": v, "ts": t0 + i * 60,
+                      "lon": 113.33, "lat": 23.13})
+        if i == 14:
+            c.on_video({"camera_id": "cam-near", "type": "road_ponding", "ts": t0 + i * 60, "lon": 113.332,
+                        "lat": 23.131})
+    return [(ch.action, ch.note) for ch in c.drain() if ch.note and ch.alert.source == "rule:ponding"]
+
+
+def test_detector_notes_on_the_timeline_speak_the_page_language(server, browser):  # noqa: F811
+    import re
+
+    base, url = server
+    _insert(url, "e2e-notes", subject="sensor:e2e-notes", escalated=False)
+    notes = _detector_notes()
+    assert {a for a, _ in notes} >= {"opened", "corroborated", "resolved"}
+    with engine_for(url).begin() as conn:
+        for k, (action, note) in enumerate(notes):
+            conn.execute(sa.text("INSERT INTO alert_history (alert_id, ts, action, actor, level, status, note) "
+                                 "VALUES ('e2e-notes', now() - make_interval(secs => :k), :a, 'system:detect', "
+                                 "'red', 'open', :n)"), {"k": 100 - k, "a": action, "n": note})
+    sign_in(browser, base, url, user="e2e-gz", home="440100")
+    english = re.compile(r"(?<![\w-])[A-Za-z]{3,}(?![\w-])")
+    for lang, ok in (("zh", lambda s: not english.search(s)), ("en", lambda s: not re.search(r"[\u4e00-\u9fff]", s))):
+        browser.get(base + "/alert/e2e-notes" + ("?lang=en" if lang == "en" else ""))
+        wait_for(browser, lambda d: "cam-near" in d.find_element("id", "alert-timeline").text, what="the notes")
+        cells = [td.text for td in browser.find_elements(
+            "css selector", "#alert-timeline tr.tl-history td:nth-child(2), #alert-timeline tr.tl-history td:nth-child(4)")]
+        assert cells and all(ok(text) for text in cells), (lang, cells)
