@@ -148,6 +148,14 @@ def _zh(level: str) -> str:
     return LEVEL_NAMES.get(level, (level, level))[0]
 
 
+def _theme_label(theme: str) -> tuple[str, str]:
+    """A theme's names (``ingest/catalogue.yaml``), for the notes a person reads; the id if unknown."""
+    from ingest import load_catalogue
+
+    t = load_catalogue().themes.get(theme) or {}
+    return t.get("label_zh") or theme, t.get("label_en") or theme
+
+
 def escalate_immediate(conn, alert: dict, *, now: datetime, config: AlertingConfig) -> str | None:
     """Red (the configured immediate levels) goes one level up at once; returns the region."""
     if alert["status"] not in ACTIVE_STATUSES or alert["level"] not in config.immediate_levels:
@@ -228,9 +236,10 @@ def escalate_due(engine, *, now: datetime | None = None, config: AlertingConfig 
                 "ORDER BY a.id"), {"city": city, "theme": theme, "lv": levels}).scalars().all()
             for aid in ids:
                 a = load_alert(conn, aid, lock=True)
+                theme_zh, theme_en = _theme_label(theme)
                 if escalate(conn, a, to_region=city, now=now, reason=(
-                        f"{city} 有 {counties} 个区县同时发生 {theme} 预警 / {counties} counties of {city} "
-                        f"alerting for {theme} at once")):
+                        f"{city} 有 {counties} 个区县同时发生{theme_zh}预警 / {counties} counties of {city} "
+                        f"alerting for {theme_en.lower()} at once")):
                     done.append((aid, city))
     if done:
         log.info("escalated %d alert step(s)", len(done))
