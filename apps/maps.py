@@ -405,6 +405,12 @@ def county_map(boundary: dict, *, sensors: pd.DataFrame, cameras: pd.DataFrame, 
     return {"data": data, "layout": layout}
 
 
+# Numeric time ticks in every language: Plotly's own date labels are English ("Dec 2, 2026").
+TIME_AXIS = {"tickformatstops": [{"dtickrange": [None, 86_400_000], "value": "%H:%M"},
+                                 {"dtickrange": [86_400_000, None], "value": "%m-%d"}],
+             "hoverformat": "%m-%d %H:%M"}
+
+
 def series_figure(df: pd.DataFrame, *, thresholds: dict | None = None, lang: str = "zh",
                   title: str = "", height: int = 260, font_px: int | None = None) -> dict:
     """One sensor's readings with its warning thresholds as dashed lines by level (``font_px``:
@@ -427,7 +433,7 @@ def series_figure(df: pd.DataFrame, *, thresholds: dict | None = None, lang: str
              "name": plain(title) or t("col.value", lang)}]
     layout = {"height": height, "margin": {"l": 40, "r": 10, "t": 30, "b": 30}, "paper_bgcolor": BG,
               "plot_bgcolor": BG, "font": {"color": FG}, "title": {"text": plain(title), "font": {"size": 13}},
-              "xaxis": {"gridcolor": GRID}, "yaxis": {"gridcolor": GRID}, "showlegend": False,
+              "xaxis": {"gridcolor": GRID, **TIME_AXIS}, "yaxis": {"gridcolor": GRID}, "showlegend": False,
               "shapes": shapes, "annotations": notes}
     if font_px:
         layout["font"]["size"] = layout["title"]["font"]["size"] = font_px

@@ -2,6 +2,7 @@
 
 import doctest
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -271,3 +272,20 @@ def test_ticker_is_newest_first_by_what_it_shows_with_one_line_per_alert():
     drop, after = ticker_merge(["new1", "esc", "old"], ["esc2", "esc"], limit=3)
     assert drop == [1] and after == ["esc2", "esc", "new1"]
     assert len(set(after)) == len(after)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("wall", [None, 18])
+def test_series_time_axis_is_numeric_not_plotlys_english_dates(lang, wall):
+    """Plotly's default date ticks put "Dec 2, 2026" under a zh chart (seen on the alert page)."""
+    import plotly.graph_objects as go
+
+    from apps.maps import series_figure
+
+    df = pd.DataFrame({"ts": pd.date_range("2026-12-01 20:00", periods=30, freq="5min", tz="UTC"), "value": range(30)})
+    axis = go.Figure(series_figure(df, lang=lang, font_px=wall)).layout.xaxis
+    formats = [axis.tickformat] if axis.tickformat else []
+    formats += [s.value for s in axis.tickformatstops]
+    assert formats and axis.hoverformat
+    for f in [*formats, axis.hoverformat]:
+        assert not re.search(r"%[bBaAcxX]", f), f  # names of months and days, locale forms: English
