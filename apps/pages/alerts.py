@@ -31,6 +31,7 @@ from apps.catalogue import LEVEL_COLOURS, norm_theme
 from apps.components import error_panel, panel, theme_selector
 from apps.context import current_scope, engine
 from apps.errors import AppsError
+from apps.handling import DEFAULT_UNIT
 from apps.i18n import norm_lang, t, user_message
 from apps.live import LIVE_INTERVAL_MS
 from apps.navigation import nav_links
@@ -126,7 +127,7 @@ def layout(region=None, theme=None, level=None, status=None, lang=None, **_query
         html.Button(t("alerts.select_all", lang), id=f"{PAGE}-select-all", n_clicks=0, className="action-btn"),
         html.Button(t("alerts.select_none", lang), id=f"{PAGE}-select-none", n_clicks=0, className="action-btn"),
         html.Span(t("alerts.count", lang, n=len(rows), k=0), id=f"{PAGE}-count", className="muted bulk-count"),
-        dcc.Input(id=f"{PAGE}-note", placeholder=t("alerts.note_hint", lang), className="note-input bulk-note",
+        dcc.Input(id=f"{PAGE}-note", placeholder=t("alerts.note_hint", lang, unit=DEFAULT_UNIT), className="note-input bulk-note",
                   debounce=False),
         html.Button(t("alerts.export", lang), id=f"{PAGE}-export", n_clicks=0, className="action-btn export-btn"),
         dcc.Download(id=f"{PAGE}-download"),

@@ -118,6 +118,28 @@ def test_bulk_acknowledge_reports_the_refused_and_handles_the_rest(engine, users
     assert not out[0].ok and "值班员角色" in out[0].message  # said in Chinese (the default)
 
 
+def test_bulk_dispatch_keeps_the_note_a_note_and_the_hint_says_where_it_goes(engine, users):
+    """The bulk note box said "派单时填承办单位" (type the unit for a dispatch) while a bulk dispatch
+    stores what is typed as the note and sends to the default unit: the hint now says so."""
+    from apps.alerts_view import bulk_action
+    from apps.handling import DEFAULT_UNIT
+    from apps.i18n import t
+    from apps.scope import scoped
+
+    with scoped(users["tianhe-operator"]):
+        out = bulk_action(engine, alert_ids=["P-TH-ORANGE"], action="dispatch", actor="web:tianhe-operator",
+                          note="天河区水务局")
+    assert out[0].ok, out[0].message
+    with engine.connect() as conn:
+        unit = conn.execute(sa.text("SELECT assigned_unit FROM alert_handling WHERE alert_id = 'P-TH-ORANGE'")).scalar()
+        note = conn.execute(sa.text("SELECT note FROM alert_history WHERE alert_id = 'P-TH-ORANGE' "
+                                    "AND action = 'dispatched'")).scalar()
+    assert unit == DEFAULT_UNIT and note.endswith("| 天河区水务局")
+    for lang in ("zh", "en"):
+        hint = t("alerts.note_hint", lang, unit=DEFAULT_UNIT)
+        assert unit in hint and "派单时填承办单位" not in hint and "dispatch: the unit" not in hint
+
+
 # ----------------------------------------------------------------------------- in the browser
 @pytest.fixture
 def served(db_url, engine, users):
