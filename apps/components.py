@@ -260,6 +260,14 @@ def ticker_items(df: pd.DataFrame, *, search: str, lang: str) -> list:
 
 
 TABLE_ACTIONS = ("ack", "dispatch", "resolve", "close")
+# The actions a status leaves (the alert page's forms and the tables' buttons offer only these).
+OFFERED = {
+    "open": ("take_over", "ack", "dispatch", "resolve", "false_alarm"),
+    "acknowledged": ("take_over", "dispatch", "resolve", "false_alarm"),
+    "dispatched": ("take_over", "dispatch", "resolve", "false_alarm"),
+    "resolved": ("close", "false_alarm", "reopen"),
+    "closed": ("reopen",),
+}
 
 
 def alert_title(row: dict, lang: str) -> str:
@@ -310,7 +318,8 @@ def alerts_table(page: str, df: pd.DataFrame, *, lang: str, actions: bool | tupl
             cells.append(html.Td([html.Button(t(f"action.{a}", lang), n_clicks=0,
                                               id={"type": f"{page}-action", "action": a, "alert": str(r["id"])},
                                               className=f"action-btn action-{a}")
-                                  for a in (TABLE_ACTIONS if actions is True else actions)]))
+                                  for a in (TABLE_ACTIONS if actions is True else actions)
+                                  if a in OFFERED.get(str(r["status"]), ())]))
         rows.append(html.Tr(cells, id=f"{page}-alert-row-{r['id']}",
                             className="alert-focus" if focus is not None and str(r["id"]) == str(focus) else ""))
     head = [t(k, lang) for k in ("col.level", "col.region", "col.title", "col.theme", "col.status", "col.time")]

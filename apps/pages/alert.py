@@ -21,6 +21,7 @@ from apps import audit, handling
 from apps.alert_detail import alert_detail
 from apps.catalogue import label, theme_label
 from apps.components import (
+    OFFERED,
     error_panel,
     fmt_when,
     level_badge,
@@ -38,15 +39,8 @@ from tongguan import TongguanError
 PAGE = "alert"
 CHINA = timezone(timedelta(hours=8))
 DUE_FORMAT = "%Y-%m-%d %H:%M"
-# Which actions the page offers in each status (the lifecycle still decides; this keeps the
-# forms that cannot apply out of the way).
-OFFERED = {
-    "open": ("take_over", "ack", "dispatch", "resolve", "false_alarm"),
-    "acknowledged": ("take_over", "dispatch", "resolve", "false_alarm"),
-    "dispatched": ("take_over", "dispatch", "resolve", "false_alarm"),
-    "resolved": ("close", "false_alarm", "reopen"),
-    "closed": ("reopen",),
-}
+# Which actions the page offers in each status (components.OFFERED: the lifecycle still decides;
+# this keeps the forms that cannot apply out of the way).
 
 
 def parse_due(text: str | None, lang: str) -> datetime:

@@ -289,3 +289,28 @@ def test_series_time_axis_is_numeric_not_plotlys_english_dates(lang, wall):
     assert formats and axis.hoverformat
     for f in [*formats, axis.hoverformat]:
         assert not re.search(r"%[bBaAcxX]", f), f  # names of months and days, locale forms: English
+
+
+def test_table_buttons_follow_each_alerts_status():
+    """The county table offered 签收 / 派单 / 处置完成 / 办结 on every row, resolved ones too (seen
+    walking the demo); each row now offers what its status leaves, as the alert page does."""
+    from apps.components import OFFERED, TABLE_ACTIONS, alerts_table
+
+    statuses = ["open", "acknowledged", "dispatched", "resolved", "closed"]
+    df = pd.DataFrame({"id": [f"a{i}" for i in range(5)], "level": "red", "adcode": "440106", "region_name": "天河区",
+                       "theme": "flood", "title": "t", "status": statuses, "last_seen": pd.Timestamp.now(tz="UTC")})
+    table = alerts_table("county", df, lang="zh", actions=True)
+
+    def buttons(node, out):
+        if getattr(node, "id", None) and isinstance(node.id, dict):
+            out.append((node.id["alert"], node.id["action"]))
+        kids = getattr(node, "children", None)
+        for k in kids if isinstance(kids, list) else [kids] if kids is not None else []:
+            buttons(k, out)
+        return out
+
+    got = buttons(table, [])
+    for i, status in enumerate(statuses):
+        offered = {a for aid, a in got if aid == f"a{i}"}
+        assert offered == set(TABLE_ACTIONS) & set(OFFERED[status]), status
+    assert not {a for aid, a in got if aid == "a3"} & {"ack", "dispatch", "resolve"}  # resolved: close only
