@@ -70,6 +70,11 @@ def _region(tree, code: str | None, lang: str) -> str:
         return code
 
 
+def _namer(tree, lang: str):
+    """adcode -> its name in ``lang`` (None when the tree does not know it), for notes."""
+    return lambda code: tree.name(code, lang=lang) if code in tree else None
+
+
 def _facts(a: dict, tree, lang: str) -> html.Div:
     rows = [("alertpage.region", _region(tree, a["adcode"], lang)),
             ("alertpage.status", status_label(a["status"], lang)),
@@ -78,7 +83,7 @@ def _facts(a: dict, tree, lang: str) -> html.Div:
             ("alertpage.first_seen", fmt_when(a.get("first_seen"))),
             ("alertpage.last_seen", fmt_when(a.get("last_seen")))]
     if a.get("escalation_reason"):
-        rows.append(("alertpage.escalation", history_note(a["escalation_reason"], lang)))
+        rows.append(("alertpage.escalation", history_note(a["escalation_reason"], lang, _namer(tree, lang))))
     if a.get("assigned_unit"):
         rows += [("alertpage.unit", f"{a['assigned_unit']} · {_region(tree, a.get('assigned_region'), lang)}"),
                  ("alertpage.due", fmt_when(a.get("due_at")) + (" · " + t("alertpage.overdue", lang)
@@ -273,7 +278,7 @@ def body(eng, scope, alert_id: str, lang: str, a: dict | None = None):
         html.Div([
             html.Div([panel(t("alertpage.facts", lang), _facts(a, tree, lang))], className="side-col"),
             html.Div([panel(t("alertpage.timeline", lang), _timeline(
-                          a["timeline"], lang, lambda code: tree.name(code, lang=lang) if code in tree else None)),
+                          a["timeline"], lang, _namer(tree, lang))),
                       panel(t("alertpage.readings", lang), _readings(a, lang))], className="main-col"),
         ], className="main-row alert-main"),
         html.Div([panel(t("alertpage.cameras", lang), _cameras(a, lang)),

@@ -274,3 +274,17 @@ def test_refusals_are_said_in_the_users_language_without_cli_flags(engine, users
     for text in en:
         assert "--" not in text and "tongguan" not in text and not re.search(r"[\u4e00-\u9fff]", text), text
     assert "--note" in str(cases[1]) and "--quiet" in str(cases[4])  # the CLI's own words stay the CLI's
+
+
+@pytest.mark.parametrize(("lang", "name"), [("zh", "广州市"), ("en", "Guangzhou")])
+def test_the_escalation_reason_names_regions_not_adcodes(engine, users, lang, name):
+    """The facts said '上报原因 440100 有 4 个区县同时发生…' (seen on the demo) while the timeline
+    beside it said 广州市."""
+    from apps import queries
+    from apps.pages.alert import _facts
+
+    reason = "440100 有 4 个区县同时发生防汛排涝预警 / 4 counties of 440100 alerting for flood and waterlogging at once"
+    a = {"adcode": "440106", "status": "open", "handling_region": "440100", "visible_at": "440100",
+         "first_seen": NOW, "last_seen": NOW, "escalation_reason": reason}
+    facts = json.dumps(_facts(a, queries.region_tree(engine), lang).to_plotly_json(), default=str, ensure_ascii=False)
+    assert name in facts and "440100" not in facts
