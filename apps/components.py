@@ -259,7 +259,7 @@ def ticker_items(df: pd.DataFrame, *, search: str, lang: str) -> list:
     return [ticker_item(r, search=search, lang=lang) for r in df.to_dict("records")]
 
 
-TABLE_ACTIONS = ("ack", "dispatch", "resolve", "close")
+TABLE_ACTIONS = ("ack", "dispatch", "resolve", "close", "reopen")
 # The actions a status leaves (the alert page's forms and the tables' buttons offer only these).
 OFFERED = {
     "open": ("take_over", "ack", "dispatch", "resolve", "false_alarm"),

@@ -205,18 +205,25 @@ def test_county_sensor_series_and_acknowledge_an_alert(server, browser):
 
 
 def test_a_refused_action_is_said_in_chinese_without_cli_flags(server, browser):
-    """Issue 14: 办结 on an alert not yet resolved is refused in the page's language (it was the
-    lifecycle's English, naming --note); nothing changes."""
+    """Issue 14: a refused action is said in the page's language (it was the lifecycle's English,
+    naming --note); nothing changes. The table offers only what a status leaves, so the refusal
+    here is one only the lifecycle knows: reopening a closed alert after the reopen window."""
     import re
 
     base, url = server
     sign_in(browser, base, url, user="e2e-tianhe", home="440106")
     insert_open_alert(url, "e2e-refuse", "拒绝测试预警", level="yellow", subject="sensor:refuse")
+    with engine_for(url).begin() as conn:
+        conn.execute(sa.text("UPDATE alerts SET status = 'closed' WHERE id = 'e2e-refuse'"))
+        conn.execute(sa.text("UPDATE alert_handling SET resolved_at = now() - interval '1 day', "
+                             "closed_at = now() - interval '1 day' WHERE alert_id = 'e2e-refuse'"))
     browser.get(base + "/county/440106")
     row = wait_for(browser, lambda d: d.find_element("id", "county-alert-row-e2e-refuse"), what="alert row")
-    row.find_element("css selector", ".action-close").click()
+    assert not row.find_elements("css selector", ".action-close")  # closed: only reopen is offered
+    row.find_element("css selector", ".action-reopen").click()
     said = wait_for(browser, lambda d: d.find_element("id", "county-action-error").text, what="the refusal")
-    assert "尚未处置完成" in said and "待处置" in said, said
-    assert not re.search(r"[A-Za-z]{3}|--", said), said  # no English, no command-line flag
+    assert "无法重新打开" in said and "时限" in said, said
+    # no English, no command-line flag (the time's zone, "(UTC+8)", as everywhere on the pages)
+    assert not re.search(r"[A-Za-z]{3}|--", said.replace("(UTC+8)", "")), said
     with engine_for(url).connect() as conn:
-        assert conn.execute(sa.text("SELECT status FROM alerts WHERE id = 'e2e-refuse'")).scalar() == "open"
+        assert conn.execute(sa.text("SELECT status FROM alerts WHERE id = 'e2e-refuse'")).scalar() == "closed"
