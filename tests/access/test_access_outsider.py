@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.access.conftest import login
+from tests.access.test_access_export import _export
 
 pytestmark = pytest.mark.integration
 
@@ -126,15 +127,7 @@ def test_the_csv_export_of_another_region_is_refused_and_audited(access, region)
     web = login(app, "tianhe-operator")
     assert web.get("/alerts").status_code == 200
     mark = _last_id(engine)
-    body = {"output": "alerts-download.data", "outputs": {"id": "alerts-download", "property": "data"},
-            "inputs": [{"id": "alerts-export", "property": "n_clicks", "value": 1}],
-            "state": [{"id": "alerts-region", "property": "value", "value": region},
-                      {"id": "alerts-theme", "property": "value", "value": "all"},
-                      {"id": "alerts-levels", "property": "value", "value": []},
-                      {"id": "alerts-statuses", "property": "value", "value": []},
-                      {"id": "alerts-params", "property": "data", "value": {"lang": "zh"}}],
-            "changedPropIds": ["alerts-export.n_clicks"]}
-    r = web.post("/_dash-update-component", json=body)
+    r = _export(web, region)
     assert r.status_code == 403 and "A-YUEXIU-1" not in r.get_data(as_text=True)
     assert any(a["outcome"] == "denied" and (a["region"] or "").strip() == region
                for a in _audit(engine, "tianhe-operator", mark))
