@@ -319,8 +319,14 @@ def close(engine, alert_id: str, *, actor: str, note: str | None = None, false_a
         return load_alert(conn, a["id"])
 
 
+# What the history says of a reopen: by a person (a command, the web), or because the detector saw
+# the condition come back.
+REOPENED_BY_HAND = "重新打开 / reopened"
+REOPENED_CONDITION_RETURNED = "条件复现, 重新打开 / condition returned, reopened"
+
+
 def _reopen_locked(conn, a: dict, *, actor: str, note: str | None, now: datetime, cfg: AlertingConfig,
-                   level: str | None = None) -> dict:
+                   level: str | None = None, what: str = REOPENED_BY_HAND) -> dict:
     status = next_status(a["status"], "reopen")
     if a["false_alarm"]:
         raise AlertTransitionError("cannot reopen an alert closed as a false alarm; a new alert will be opened",
@@ -336,13 +342,13 @@ def _reopen_locked(conn, a: dict, *, actor: str, note: str | None, now: datetime
     _update(conn, a["id"], now, None, reopened=int(a["reopened"] or 0) + 1, resolved_at=None, resolution=None,
             closed_at=None, acknowledged_at=None, acknowledged_by=None, overdue_at=None)
     append_history(conn, a, action="reopened", actor=actor, status=status, level=level or a["level"], ts=now,
-                   note=_join("条件复现, 重新打开 / condition returned, reopened", note))
+                   note=_join(what, note))
     return load_alert(conn, a["id"])
 
 
 def reopen(engine, alert_id: str, *, actor: str, note: str | None = None, now: datetime | None = None,
            config: AlertingConfig | None = None) -> dict:
-    """resolved/closed → open, when the condition returns within the reopen window."""
+    """resolved/closed → open by a person, within the reopen window."""
     actor, now = _actor(actor), checked_now(now)
     with engine.begin() as conn:
         a = load_alert(conn, alert_id, lock=True)
@@ -364,7 +370,8 @@ def reopen_if_returning(conn, *, dedupe_key: str, level: str | None = None, now:
     if row is None:
         return None
     a = load_alert(conn, row[0], lock=True)
-    return _reopen_locked(conn, a, actor=actor, note=None, now=now, cfg=cfg, level=level)
+    return _reopen_locked(conn, a, actor=actor, note=None, now=now, cfg=cfg, level=level,
+                          what=REOPENED_CONDITION_RETURNED)
 
 
 def continue_returning(conn, alert: dict, *, now: datetime | None = None,

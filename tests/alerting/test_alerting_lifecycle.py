@@ -161,6 +161,9 @@ def test_reopen_within_window_only(engine, make_alert, t0):
     resolve(engine, aid, actor="x", note="ok", now=t0 + timedelta(hours=3))
     with engine.begin() as conn:
         assert reopen_if_returning(conn, dedupe_key="rule:ponding|s1", now=t0 + timedelta(hours=6)) is None
+    # The history tells a person's reopen from the condition coming back.
+    notes = [h["note"] for h in history(engine, aid) if h["action"] == "reopened"]
+    assert notes == ["重新打开 / reopened", "条件复现, 重新打开 / condition returned, reopened"]
 
 
 def test_overdue_dispatch_flagged_once(engine, make_alert, t0):
