@@ -144,8 +144,19 @@ class RdKafkaConsumer:
         self._consumer.seek(RdTP(tp.topic, tp.partition, offset))
 
     def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        """To the log's first offset, asked of the broker, as an absolute seek: the position is
+        then known at once. (A logical OFFSET_BEGINNING is resolved by librdkafka later; once in
+        four clean-clone runs a partition rewound that way after a broker restart stayed past the
+        new log's end.) Falls back to the logical offset when the broker cannot say."""
         for tp in tps or self.assignment():
-            self.seek(tp, OFFSET_BEGINNING)
+            try:
+                low, _high = self._consumer.get_watermark_offsets(RdTP(tp.topic, tp.partition), timeout=2,
+                                                                  cached=False)
+            except KafkaException as exc:
+                log.warning("kafka: low watermark of %s[%d] unknown (%s); seeking to the beginning",
+                            tp.topic, tp.partition, exc)
+                low = None
+            self.seek(tp, low if low is not None and low >= 0 else OFFSET_BEGINNING)
 
     def pause(self, *tps: TopicPartition) -> None:
         if tps:
