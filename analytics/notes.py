@@ -64,9 +64,10 @@ def ponding_seen(camera_id: str) -> str:
     return both(f"摄像头 {camera_id} 发现道路积水", f"road ponding seen by {camera_id}")
 
 
-def in_language(note: str | None, lang: str) -> str:
+def in_language(note: str | None, lang: str, rename=None) -> str:
     """A bilingual note's half in ``lang``, with the person's part (after " | ") kept as written;
-    a note without the separator is shown as it is.
+    a note without the separator is shown as it is. ``rename`` (text -> text), when given, is
+    applied to the system's half only (the page names regions there).
 
     >>> in_language("已签收 / acknowledged | 雨大", "en")
     'acknowledged | 雨大'
@@ -77,7 +78,8 @@ def in_language(note: str | None, lang: str) -> str:
         return ""
     system, sep, person = note.partition(" | ")
     zh, bilingual, en = system.partition(" / ")
-    return ((en if lang == "en" else zh) if bilingual else system) + sep + person
+    text = (en if lang == "en" else zh) if bilingual else system
+    return (rename(text) if rename else text) + sep + person
 
 
 READINGS_NORMAL = both("读数恢复正常", "readings normal again")

@@ -159,13 +159,9 @@ def history_note(note: str | None, lang: str, name=None) -> str:
     """
     from analytics.notes import in_language
 
-    if not note:
-        return ""
-    system, sep, person = note.partition(" | ")
-    text = in_language(system, lang)
-    if name is not None:
-        text = _ADCODE.sub(lambda m: name(m.group(0)) or m.group(0), text)
-    return text + sep + person
+    if name is None:
+        return in_language(note, lang)
+    return in_language(note, lang, lambda text: _ADCODE.sub(lambda m: name(m.group(0)) or m.group(0), text))
 
 
 def collapse_updates(items: list[dict]) -> list[dict]:
