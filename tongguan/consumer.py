@@ -235,8 +235,12 @@ def skip_undecodable(consumer, *, probe_timeout_s: float = 2.0) -> list[SkippedR
         return None
     positions = {tp: consumer.position(tp) for tp in active}
     config = {k: v for k, v in consumer.config.items() if k in _PROBE_CONFIG}
-    probe = KafkaConsumer(**config, group_id=None, enable_auto_commit=False, auto_offset_reset="none",
-                          fetch_max_wait_ms=50, client_id=f"{consumer.config.get('client_id')}-probe")
+    try:
+        probe = KafkaConsumer(**config, group_id=None, enable_auto_commit=False, auto_offset_reset="none",
+                              fetch_max_wait_ms=50, client_id=f"{consumer.config.get('client_id')}-probe")
+    except Exception as exc:  # noqa: BLE001 - no broker to probe: the poll's own error is the one to raise
+        log.warning("cannot probe for an undecodable batch (%s: %s)", type(exc).__name__, exc)
+        return None
     out: list[SkippedRange] = []
     try:
         for tp in active:
