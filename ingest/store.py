@@ -58,7 +58,9 @@ def _rollup_upsert(kind: str, unit: str, source: str) -> str:
     ON CONFLICT (adcode, metric, bucket) DO UPDATE SET
         n = t.n + excluded.n, vmin = least(t.vmin, excluded.vmin), vmax = greatest(t.vmax, excluded.vmax),
         vsum = t.vsum + excluded.vsum,
-        last_value = CASE WHEN excluded.last_ts >= t.last_ts THEN excluded.last_value ELSE t.last_value END,
+        last_value = CASE WHEN excluded.last_ts > t.last_ts
+                               OR (excluded.last_ts = t.last_ts AND excluded.last_value > t.last_value)
+                          THEN excluded.last_value ELSE t.last_value END,
         last_ts = greatest(t.last_ts, excluded.last_ts)
     RETURNING 1"""
     return f"""INSERT INTO video_rollups_{unit} AS t (adcode, type, bucket, n, count_sum, max_confidence, last_ts)
